@@ -1,0 +1,206 @@
+"""``forewarn.flow``: a Prefect flow whose runs are recorded from start to final state.
+
+It accepts every option of Prefect's ``@flow`` and returns a real :class:`prefect.Flow`. The flow run's
+row is written as the first thing inside the run, before any task attempt, and its final state is written
+by Prefect's own state hooks (``on_completion``, ``on_failure``, ``on_cancellation``, ``on_crashed``),
+appended after any hooks you pass. A process killed with SIGKILL runs no hook: its row keeps the state
+``RUNNING`` and no end time, which is exactly what is known about it.
+
+Before the body runs, the flow scores its own run against the current failure-warning model, when one is
+installed and ``score=True`` (see :mod:`forewarn.warning`); scoring is fail-open.
+
+Example::
+
+    import forewarn
+
+    @forewarn.flow(name="orders", log_prints=True, warning_policy="harden")
+    def process_order(order_id: str) -> str:
+        ...
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import inspect
+import json
+import logging
+from collections.abc import Callable
+from datetime import datetime, timezone
+from typing import Any, Literal, TypeVar
+
+import prefect
+from prefect.context import FlowRunContext
+
+from forewarn.attempts import utc_now
+from forewarn.errors import ConfigurationError
+from forewarn.recorder import default_recorder
+from forewarn.records import FlowRunRecord, RunState
+
+R = TypeVar("R")
+WarningPolicy = Literal["warn", "harden", "pause"]
+logger = logging.getLogger("forewarn.flows")
+
+_HOOK_OPTIONS = ("on_completion", "on_failure", "on_cancellation", "on_crashed")
+
+
+def parameters_hash(parameters: dict[str, Any] | None) -> str:
+    """A short stable hash of a run's parameters (canonical JSON, SHA-256, 16 hex digits).
+
+    Example::
+
+        >>> parameters_hash({"b": 1, "a": 2}) == parameters_hash({"a": 2, "b": 1})
+        True
+    """
+    canonical = json.dumps(parameters or {}, sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def _jsonable(parameters: dict[str, Any]) -> dict[str, Any]:
+    # Parameters may hold objects; the store keeps what JSON can say about them.
+    return json.loads(json.dumps(parameters, default=str))
+
+
+def _deployment_name(flow_run: Any) -> str | None:
+    if getattr(flow_run, "deployment_id", None) is None:
+        return None
+    try:
+        from prefect.runtime import deployment
+
+        return str(deployment.name) if deployment.name else None
+    except Exception:  # the name is a nicety; the id is enough to group runs
+        return str(flow_run.deployment_id)
+
+
+def current_flow_run_record(clock: Callable[[], datetime] = utc_now) -> FlowRunRecord | None:
+    """Describe the flow run this code runs in, as forewarn records it (None outside a flow run)."""
+    from forewarn import __version__
+
+    ctx = FlowRunContext.get()
+    if ctx is None or ctx.flow_run is None:
+        return None
+    run = ctx.flow_run
+    parameters = _jsonable(dict(ctx.parameters or run.parameters or {}))
+    return FlowRunRecord(
+        flow_run_id=str(run.id),
+        flow_name=ctx.flow.name if ctx.flow is not None else run.name,
+        deployment=_deployment_name(run),
+        parameters=parameters,
+        parameters_hash=parameters_hash(parameters),
+        flow_version=run.flow_version or (ctx.flow.version if ctx.flow is not None else None),
+        scheduled_start=_stdlib_time(run.expected_start_time),
+        start_time=clock(),
+        state=RunState.RUNNING,
+        forewarn_version=__version__,
+    )
+
+
+def _stdlib_time(value: datetime | None) -> datetime | None:
+    # Prefect hands out pendulum-style datetimes; the store wants plain aware UTC datetimes.
+    if value is None:
+        return None
+    return datetime.fromtimestamp(value.timestamp(), tz=timezone.utc)
+
+
+def _final_state(state: Any) -> RunState:
+    if getattr(state, "name", None) == "TimedOut":
+        return RunState.TIMEDOUT
+    return RunState(state.type.value)
+
+
+def _record_end(flow: Any, flow_run: Any, state: Any) -> None:
+    """Prefect state hook ``(flow, flow_run, state)`` that writes the run's final state."""
+    recorder = default_recorder()
+    if recorder is not None:
+        recorder.flow_run_ended(str(flow_run.id), _final_state(state), utc_now())
+
+
+def flow(
+    __fn: Callable[..., Any] | None = None,
+    *,
+    warning_policy: WarningPolicy | None = None,
+    score: bool = True,
+    **prefect_options: Any,
+) -> Any:
+    """Make ``fn`` a Prefect flow whose runs are recorded, and scored for failure risk before they start.
+
+    Args:
+        warning_policy: what happens when this run is scored at risk: ``"warn"`` (log, artifact, event),
+            ``"harden"`` (also: its forewarn tasks get extra attempts), or ``"pause"`` (also: Prefect's
+            ``pause_flow_run`` waits for a person to resume). Default ``FOREWARN_WARNING_POLICY``.
+        score: set False to skip pre-run scoring for this flow.
+        **prefect_options: anything Prefect's ``@flow`` takes (name, retries, log_prints, hooks, ...).
+
+    Example::
+
+        >>> import forewarn
+        >>> @forewarn.flow(name="nightly-load")
+        ... def nightly_load(day: str) -> int:
+        ...     return 0
+        >>> nightly_load.name
+        'nightly-load'
+    """
+    if warning_policy is not None and warning_policy not in ("warn", "harden", "pause"):
+        raise ConfigurationError("warning_policy", warning_policy, "one of 'warn', 'harden', 'pause'")
+    options = dict(prefect_options)
+    for hook_option in _HOOK_OPTIONS:
+        options[hook_option] = [*(options.get(hook_option) or []), _record_end]
+
+    def decorate(fn: Callable[..., Any]) -> prefect.Flow[..., Any]:
+        if inspect.iscoroutinefunction(fn):
+
+            @functools.wraps(fn)
+            async def async_body(*args: Any, **kwargs: Any) -> Any:
+                with _run_started(warning_policy, score):
+                    return await fn(*args, **kwargs)
+
+            body: Callable[..., Any] = async_body
+        else:
+
+            @functools.wraps(fn)
+            def sync_body(*args: Any, **kwargs: Any) -> Any:
+                with _run_started(warning_policy, score):
+                    return fn(*args, **kwargs)
+
+            body = sync_body
+
+        return prefect.flow(body, **options)
+
+    if __fn is not None:
+        return decorate(__fn)
+    return decorate
+
+
+class _run_started:
+    """Records the run's start, scores it, and applies the warning policy for the body's duration."""
+
+    def __init__(self, warning_policy: WarningPolicy | None, score: bool) -> None:
+        self.warning_policy = warning_policy
+        self.score = score
+        self._exit: Any = None
+
+    def __enter__(self) -> None:
+        recorder = default_recorder()
+        record = current_flow_run_record()
+        if record is None:
+            return
+        if recorder is not None:
+            recorder.flow_run_started(record)
+        if self.score:
+            self._exit = _score_and_warn(record, self.warning_policy)
+
+    def __exit__(self, *exc_info: Any) -> None:
+        if self._exit is not None:
+            self._exit.__exit__(*exc_info)
+
+
+def _score_and_warn(record: FlowRunRecord, policy: WarningPolicy | None) -> Any:
+    """Pre-run scoring, when the warning module is available. Returns a context to exit after the body."""
+    try:
+        from forewarn.warning import warn_before_run
+    except ImportError:
+        return None
+    return warn_before_run(record, policy=policy)
+
+
+__all__ = ["current_flow_run_record", "flow", "parameters_hash"]

@@ -1,0 +1,235 @@
+"""Schema versioning for the telemetry store: create an empty store, upgrade an older one, refuse a newer one.
+
+The version lives in ``forewarn_meta`` under the key ``schema_version``. :func:`ensure_schema`, which
+:class:`~forewarn.store.TelemetryStore` calls when it opens a store, does one of four things:
+
+* the version is :data:`~forewarn.schema.SCHEMA_VERSION` → nothing (one indexed read, no lock);
+* the database is empty → ``metadata.create_all`` and write the version;
+* the version is older → run the steps of :data:`MIGRATIONS` from that version up, each through Alembic's
+  :class:`~alembic.operations.Operations` in batch mode (so SQLite can alter tables), and bump the version
+  after each step — all in **one** transaction, so a failed upgrade leaves the store as it was;
+* the version is newer → :class:`~forewarn.errors.SchemaVersionError`: an old forewarn never writes into
+  a store it does not understand.
+
+Creating and upgrading happen under a lock and re-read the version inside it, so two processes opening the
+same old store at once migrate it once: on SQLite ``BEGIN IMMEDIATE`` takes the database's write lock, on
+PostgreSQL a transaction-level advisory lock (``pg_advisory_xact_lock``) serialises the openers (DDL is
+transactional on both).
+
+Adding schema version 2 means: change the tables in :mod:`forewarn.schema`, set ``SCHEMA_VERSION = 2``
+and append a step that turns a version-1 store into a version-2 one::
+
+    def _v2_add_queue_column(op: Operations) -> None:
+        with op.batch_alter_table("task_attempts") as batch:
+            batch.add_column(sa.Column("queue", sa.String(255)))
+
+    MIGRATIONS = [(2, _v2_add_queue_column)]
+
+A step must only use ``op`` (never import the current tables: they describe the newest schema, not the
+one the step starts from).
+
+Example::
+
+    >>> import sqlalchemy as sa
+    >>> engine = sa.create_engine("sqlite://", isolation_level="AUTOCOMMIT")
+    >>> with engine.connect() as conn:
+    ...     ensure_schema(conn, url="sqlite://"), read_version(conn)
+    (1, 1)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+
+import sqlalchemy as sa
+from alembic.migration import MigrationContext
+from alembic.operations import Operations
+
+from forewarn import schema
+from forewarn.errors import SchemaVersionError, StoreError
+
+Migration = Callable[[Operations], None]
+"""One upgrade step: gets Alembic ``Operations`` bound to the store's connection, inside its transaction."""
+
+MIGRATIONS: list[tuple[int, Migration]] = []
+"""Ordered upgrade steps ``(n, step)``; ``step`` turns a version ``n - 1`` store into version ``n``.
+
+Empty today: version 1 is the first schema.
+"""
+
+VERSION_KEY = "schema_version"
+
+# pg_advisory_xact_lock key: the bytes of "forewarn" as a (positive) bigint.
+PG_LOCK_KEY = int.from_bytes(b"forewarn", "big")
+
+
+def read_version(conn: sa.Connection) -> int | None:
+    """The store's schema version, or ``None`` when the database holds no forewarn store yet.
+
+    Example::
+
+        >>> engine = sa.create_engine("sqlite://")
+        >>> with engine.connect() as conn:
+        ...     print(read_version(conn))
+        None
+    """
+    if not sa.inspect(conn).has_table(schema.forewarn_meta.name):
+        return None
+    meta = schema.forewarn_meta
+    value = conn.execute(sa.select(meta.c.value).where(meta.c.key == VERSION_KEY)).scalar_one_or_none()
+    return None if value is None else int(value)
+
+
+@contextmanager
+def write_transaction(conn: sa.Connection) -> Iterator[sa.Connection]:
+    """Run a block in one explicit transaction that holds the store's write lock from its first statement.
+
+    ``conn`` must be in ``AUTOCOMMIT`` mode (as every :class:`~forewarn.store.TelemetryStore` connection
+    is); the transaction is started and ended here with plain SQL. SQLite gets ``BEGIN IMMEDIATE`` (the
+    write lock is taken now, waiting up to ``busy_timeout``, instead of failing later when a read turns
+    into a write); PostgreSQL gets ``BEGIN``.
+
+    Example::
+
+        >>> engine = sa.create_engine("sqlite://", isolation_level="AUTOCOMMIT")
+        >>> with engine.connect() as conn, write_transaction(conn):
+        ...     _ = conn.exec_driver_sql("create table t (x int)")
+    """
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.dialect.name == "sqlite" else "BEGIN")
+    try:
+        yield conn
+    except BaseException:
+        conn.exec_driver_sql("ROLLBACK")
+        raise
+    conn.exec_driver_sql("COMMIT")
+
+
+def check_migrations(migrations: Sequence[tuple[int, Migration]], target: int) -> dict[int, Migration]:
+    """Check that ``migrations`` holds exactly one step for each version 2 .. ``target``; map them.
+
+    Example::
+
+        >>> check_migrations([], 1)
+        {}
+        >>> check_migrations([], 2)
+        Traceback (most recent call last):
+        ...
+        forewarn.errors.StoreError: forewarn.migrations.MIGRATIONS has no step for schema version(s) [2] ...
+    """
+    steps: dict[int, Migration] = {}
+    for version, step in migrations:
+        if version in steps:
+            raise StoreError(f"forewarn.migrations.MIGRATIONS has two steps for schema version {version}")
+        steps[version] = step
+    missing = [v for v in range(2, target + 1) if v not in steps]
+    extra = sorted(v for v in steps if not 2 <= v <= target)
+    if missing or extra:
+        raise StoreError(
+            f"forewarn.migrations.MIGRATIONS has no step for schema version(s) {missing} "
+            f"or steps beyond SCHEMA_VERSION={target}: {extra}; each version n in 2..{target} needs one "
+            "step (n, upgrade_from_n_minus_1)"
+        )
+    return steps
+
+
+def ensure_schema(
+    conn: sa.Connection,
+    *,
+    url: str,
+    create: bool = True,
+    target: int | None = None,
+    migrations: Sequence[tuple[int, Migration]] | None = None,
+) -> int:
+    """Make the store behind ``conn`` readable by this forewarn and return its schema version.
+
+    ``url`` (already masked) only names the store in errors. ``create=False`` refuses to create a store
+    in an empty database (an older store is still upgraded: this forewarn cannot read it otherwise).
+    ``target`` and ``migrations`` default to :data:`~forewarn.schema.SCHEMA_VERSION` and
+    :data:`MIGRATIONS`, read when called.
+
+    Raises :class:`~forewarn.errors.SchemaVersionError` for a store written by a newer forewarn and
+    :class:`~forewarn.errors.StoreError` for an empty database with ``create=False``.
+
+    Example::
+
+        >>> engine = sa.create_engine("sqlite://", isolation_level="AUTOCOMMIT")
+        >>> with engine.connect() as conn:
+        ...     ensure_schema(conn, url="sqlite://", create=False)
+        Traceback (most recent call last):
+        ...
+        forewarn.errors.StoreError: sqlite:// holds no forewarn telemetry store ...
+    """
+    target = schema.SCHEMA_VERSION if target is None else target
+    version = read_version(conn)  # fast path: an up-to-date store takes no lock
+    if version == target:
+        return version
+    _refuse(version, target, url=url, create=create)
+    steps = check_migrations(MIGRATIONS if migrations is None else migrations, target)
+    with write_transaction(conn):
+        if conn.dialect.name == "postgresql":
+            conn.execute(sa.select(sa.func.pg_advisory_xact_lock(PG_LOCK_KEY)))
+        version = read_version(conn)  # again, under the lock: another opener may have done the work
+        if version == target:
+            return version
+        _refuse(version, target, url=url, create=create)
+        if version is None:
+            schema.metadata.create_all(conn)
+            _write_version(conn, target)
+        else:
+            _upgrade(conn, version, target, steps, url=url)
+    return target
+
+
+def _refuse(version: int | None, target: int, *, url: str, create: bool) -> None:
+    if version is None and not create:
+        raise StoreError(
+            f"{url} holds no forewarn telemetry store (no forewarn_meta table); open it with create=True "
+            "to create one, or point FOREWARN_DB_URL at an existing store",
+            url=url,
+        )
+    if version is not None and version > target:
+        raise SchemaVersionError(
+            f"{url}: this store was written by a newer forewarn (schema {version}, this forewarn reads up "
+            f"to {target}): upgrade forewarn (pip install -U forewarn) or point FOREWARN_DB_URL at another "
+            "store",
+            url=url,
+        )
+
+
+def _upgrade(
+    conn: sa.Connection, version: int, target: int, steps: dict[int, Migration], *, url: str
+) -> None:
+    context = MigrationContext.configure(connection=conn, opts={"render_as_batch": True})
+    op = Operations(context)
+    for next_version in range(version + 1, target + 1):
+        try:
+            steps[next_version](op)
+        except Exception as exc:
+            reason = str(exc).splitlines()[0] if str(exc) else repr(exc)
+            raise StoreError(
+                f"{url}: upgrading the store from schema {next_version - 1} to {next_version} failed "
+                f"({type(exc).__name__}: {reason}); the store was "
+                f"left at schema {version}, unchanged. Report this at forewarn's issue tracker, or point "
+                "FOREWARN_DB_URL at another store",
+                url=url,
+            ) from exc
+        _write_version(conn, next_version)
+
+
+def _write_version(conn: sa.Connection, version: int) -> None:
+    meta = schema.forewarn_meta
+    updated = conn.execute(sa.update(meta).where(meta.c.key == VERSION_KEY).values(value=str(version)))
+    if updated.rowcount == 0:
+        conn.execute(sa.insert(meta).values(key=VERSION_KEY, value=str(version)))
+
+
+__all__ = [
+    "MIGRATIONS",
+    "Migration",
+    "VERSION_KEY",
+    "check_migrations",
+    "ensure_schema",
+    "read_version",
+    "write_transaction",
+]

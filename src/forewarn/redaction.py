@@ -1,0 +1,213 @@
+"""Keep secrets out of recorded exception messages and printed URLs.
+
+:class:`Redactor` replaces whatever its regular expressions match with ``***`` and cuts the message to a
+maximum length; the telemetry writer runs every exception message through one before storing it.
+:func:`mask_url` hides the password in a URL, e.g. a database URL shown in an error or a log line.
+
+Example::
+
+    >>> Redactor().redact("login failed: password=hunter2 for bob@example.com")
+    'login failed: password=*** for ***'
+    >>> mask_url("postgresql+psycopg://forewarn:s3cret@db:5432/telemetry")
+    'postgresql+psycopg://forewarn:***@db:5432/telemetry'
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+from urllib.parse import unquote
+
+from forewarn.errors import ConfigurationError
+from forewarn.settings import DEFAULT_REDACT_PATTERNS
+
+if TYPE_CHECKING:
+    from forewarn.settings import ForewarnSettings
+
+MASK = "***"
+"""What a redacted secret is replaced with."""
+
+TRUNCATION_MARKER = "…"
+"""Ends a message that was cut to ``max_chars``."""
+
+# Matching stops this many characters past max_chars: the rest is cut off anyway, and patterns such as
+# [\w.+-]+@ can take quadratic time on a long run of word characters (a base64 blob in a message).
+_SCAN_MARGIN = 1000
+
+
+class Redactor:
+    """Masks secrets in messages with ``***``, then cuts them to ``max_chars`` characters.
+
+    Each pattern is compiled once. A pattern with exactly three groups, like the default
+    ``(password|token|...)(\\s*[=:]\\s*)(\\S+)``, keeps groups 1 and 2 and masks only group 3, so
+    ``password=hunter2`` becomes ``password=***``; any other pattern masks its whole match.
+
+    Patterns are matched against the original message, in order, and overlapping masks merge into one
+    ``***``. A match that *begins inside* an earlier pattern's mask is skipped, as if the earlier mask had
+    already been applied (so ``https://bob:pa55@api.example.com`` keeps its host instead of losing
+    ``pa55@api.example.com`` as an e-mail address); a match that begins at or before an earlier mask and
+    runs past it widens the mask (so ``Authorization: Bearer abc`` loses the whole token, not only the
+    word ``Bearer`` that the key=value pattern takes as the value).
+
+    A message longer than ``max_chars`` keeps its first ``max_chars - 1`` characters and gets a trailing
+    ``…``. Matching stops 1,000 characters past ``max_chars``: that tail is cut off anyway, and skipping
+    it bounds the cost of the patterns on huge messages.
+
+    Example::
+
+        >>> Redactor(patterns=[r"sk-\\w+"], max_chars=20).redact("key sk-live123 rejected by the API")
+        'key *** rejected by…'
+    """
+
+    def __init__(self, patterns: Sequence[str] = DEFAULT_REDACT_PATTERNS, max_chars: int = 500) -> None:
+        if isinstance(patterns, str):
+            raise ConfigurationError(
+                "Redactor.patterns", patterns, f"a list of regular expressions, e.g. patterns=[{patterns!r}]"
+            )
+        if isinstance(max_chars, bool) or not isinstance(max_chars, int) or max_chars < 1:
+            raise ConfigurationError(
+                "Redactor.max_chars", max_chars, "a whole number >= 1, e.g. max_chars=500"
+            )
+        compiled: list[re.Pattern[str]] = []
+        for pattern in patterns:
+            try:
+                compiled.append(re.compile(pattern))
+            except (re.error, TypeError) as exc:
+                raise ConfigurationError(
+                    "Redactor.patterns", pattern, f"a valid regular expression ({exc}), e.g. r'secret-\\w+'"
+                ) from None
+        self.patterns: tuple[str, ...] = tuple(patterns)
+        self.max_chars = max_chars
+        self._compiled = tuple(compiled)
+
+    def __repr__(self) -> str:
+        return f"Redactor({len(self.patterns)} patterns, max_chars={self.max_chars})"
+
+    @classmethod
+    def from_settings(cls, settings: ForewarnSettings | None = None) -> Redactor:
+        """The redactor ``FOREWARN_REDACT_PATTERNS`` and ``FOREWARN_MESSAGE_MAX_CHARS`` describe.
+
+        ``settings`` defaults to :func:`forewarn.settings.get_settings`.
+
+        Example::
+
+            >>> from forewarn.settings import ForewarnSettings
+            >>> Redactor.from_settings(ForewarnSettings(message_max_chars=40)).max_chars
+            40
+        """
+        if settings is None:
+            from forewarn.settings import get_settings
+
+            settings = get_settings()
+        return cls(patterns=settings.redact_patterns, max_chars=settings.message_max_chars)
+
+    def _spans(self, text: str) -> list[tuple[int, int]]:
+        """The merged (start, end) ranges of ``text`` to mask."""
+        spans: list[tuple[int, int]] = []
+        for regex in self._compiled:
+            found: list[tuple[int, int]] = []
+            for match in regex.finditer(text):
+                if regex.groups == 3 and match.start(3) >= 0:
+                    start, end = match.span(3)
+                else:
+                    start, end = match.span()
+                # A match beginning inside an earlier mask read part of a secret as its own text (the
+                # "pa55@api.example.com" e-mail inside user:pa55@host); as if masked first, it is skipped.
+                if end > start and not any(s < start < e for s, e in spans):
+                    found.append((start, end))
+            spans.extend(found)
+        spans.sort()
+        merged: list[tuple[int, int]] = []
+        for start, end in spans:
+            if merged and start <= merged[-1][1]:
+                merged[-1] = (merged[-1][0], max(end, merged[-1][1]))
+            else:
+                merged.append((start, end))
+        return merged
+
+    def redact(self, message: str | None) -> str | None:
+        """``message`` with every match masked and cut to ``max_chars``; ``None`` stays ``None``.
+
+        Example::
+
+            >>> redactor = Redactor()
+            >>> redactor.redact("GET https://bob:pa55@api.example.com failed with token: abc123")
+            'GET https://***@api.example.com failed with token: ***'
+            >>> redactor.redact(None) is None
+            True
+        """
+        if message is None:
+            return None
+        text = str(message)[: self.max_chars + _SCAN_MARGIN]
+        pieces: list[str] = []
+        position = 0
+        for start, end in self._spans(text):
+            pieces.append(text[position:start])
+            pieces.append(MASK)
+            position = end
+        pieces.append(text[position:])
+        redacted = "".join(pieces)
+        if len(redacted) > self.max_chars:
+            redacted = redacted[: self.max_chars - 1] + TRUNCATION_MARKER
+        return redacted
+
+
+_SCHEME = r"[A-Za-z][A-Za-z0-9+.-]*://"
+# user:password@ right after the scheme; the password runs to the last @ before the path, so an
+# unescaped @ inside it is still hidden.
+_URL_USERINFO = re.compile(rf"(?P<head>{_SCHEME}[^:/?#@\s]*):(?P<password>[^\s/?#]*)@")
+_QUERY_SECRET = re.compile(
+    r"(?i)(?P<head>[?&;](?:password|passwd|pwd|secret|token|access[_-]?token|api[_-]?key|auth|"
+    r"authorization|sig|signature)=)[^&#;\s]+"
+)
+
+
+def _render_with_sqlalchemy(url: str) -> str | None:
+    """SQLAlchemy's masked form, but only when it parses ``url`` losslessly (else None).
+
+    SQLAlchemy's parser is made for database URLs: it splits ``user:p@ss@host`` at the first ``@`` and
+    rewrites ``#fragment`` as ``%23fragment``, so its rendering is used only when it found the same
+    password as :data:`_URL_USERINFO` and rendering without masking gives back exactly the input.
+    """
+    userinfo = _URL_USERINFO.match(url)
+    try:
+        from sqlalchemy.engine import make_url
+
+        parsed = make_url(url)
+        if (
+            parsed.password is None
+            or userinfo is None
+            or unquote(userinfo["password"]) != parsed.password
+            or parsed.render_as_string(hide_password=False) != url
+        ):
+            return None
+        return parsed.render_as_string(hide_password=True)
+    except Exception:  # ArgumentError, or ValueError for a port that is not a number
+        return None
+
+
+def mask_url(url: str) -> str:
+    """``url`` with its password replaced by ``***``; everything else is left as it was.
+
+    Database URLs go through SQLAlchemy's own ``render_as_string(hide_password=True)``; anything it cannot
+    parse exactly (other schemes, odd characters) is masked with a regular expression. Secret-looking
+    query parameters (``?password=``, ``&token=``, ``&api_key=``, ...) are masked too.
+
+    Example::
+
+        >>> mask_url("redis://:hunter2@cache:6379/0")
+        'redis://:***@cache:6379/0'
+        >>> mask_url("https://api.example.com/v1?api_key=abc&page=2")
+        'https://api.example.com/v1?api_key=***&page=2'
+        >>> mask_url("sqlite:///telemetry.db")
+        'sqlite:///telemetry.db'
+    """
+    text = str(url)
+    masked = _render_with_sqlalchemy(text)
+    if masked is None:
+        masked = _URL_USERINFO.sub(lambda m: f"{m['head']}:{MASK}@" if m["password"] else m[0], text)
+    return _QUERY_SECRET.sub(lambda m: f"{m['head']}{MASK}", masked)
+
+
+__all__ = ["MASK", "TRUNCATION_MARKER", "Redactor", "mask_url"]

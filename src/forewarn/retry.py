@@ -1,0 +1,340 @@
+"""Retry policies: when to try again, and how long to wait first.
+
+A :class:`RetryPolicy` is a small immutable value. Its waits are a pure function of the attempt number, so
+they can be checked without running anything; the retry loop itself lives in the task wrapper. Errors
+that retrying cannot fix (bad input, 4xx responses) are not retried: see :func:`default_retry_on`.
+
+For your own test suites, :func:`set_testing` turns every wait into ``0.0``, much like stamina's switch.
+
+Example::
+
+    >>> policy = RetryPolicy(attempts=4, wait_initial=1.0, wait_jitter=0.0)
+    >>> [policy.wait(n) for n in range(1, policy.attempts)]
+    [1.0, 2.0, 4.0]
+    >>> policy.is_retryable(ConnectionError("reset")), policy.is_retryable(ValueError("bad id"))
+    (True, False)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import random
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, TypeAlias
+
+from forewarn.chaos import PermanentFault
+from forewarn.errors import CircuitOpenError, ConfigurationError
+
+if TYPE_CHECKING:
+    from forewarn.settings import ForewarnSettings
+
+RetryOn: TypeAlias = type[BaseException] | tuple[type[BaseException], ...] | Callable[[BaseException], bool]
+"""What a policy retries: an exception type, a tuple of types, or a predicate taking the exception."""
+
+NON_RETRYABLE: tuple[type[BaseException], ...] = (
+    ValueError,  # bad input; also forewarn's ConfigurationError
+    TypeError,
+    LookupError,  # KeyError, IndexError
+    AttributeError,
+    NotImplementedError,
+    AssertionError,
+    PermissionError,
+    PermanentFault,  # already a ValueError; listed so the intent is explicit
+    CircuitOpenError,  # the breaker refused the call; retrying at once would only be refused again
+)
+"""Exception types :func:`default_retry_on` never retries: trying again cannot fix them."""
+
+RETRYABLE_CLIENT_STATUS: frozenset[int] = frozenset({408, 425, 429})
+"""4xx status codes that *are* worth retrying: request timeout, too early, too many requests."""
+
+
+def _status_code(exc: BaseException) -> int | None:
+    """``exc.response.status_code`` if it is an int (httpx, requests and most SDKs), else None."""
+    try:
+        status = getattr(getattr(exc, "response", None), "status_code", None)
+    except Exception:  # a broken property on somebody's response object is not our failure
+        return None
+    return status if isinstance(status, int) and not isinstance(status, bool) else None
+
+
+def default_retry_on(exc: BaseException) -> bool:
+    """Whether ``exc`` is worth retrying: transient failures yes, permanent ones no.
+
+    Not retried:
+
+    - anything that is not an :class:`Exception` (``KeyboardInterrupt``, ``SystemExit``, cancellation,
+      Prefect's control-flow signals);
+    - the types in :data:`NON_RETRYABLE` (``ValueError``, ``TypeError``, ``LookupError``,
+      ``AttributeError``, ``NotImplementedError``, ``AssertionError``, ``PermissionError``,
+      :class:`~forewarn.chaos.PermanentFault`, :class:`~forewarn.errors.CircuitOpenError`);
+    - an error whose ``.response.status_code`` is 400-499, except 408, 425 and 429. The check is
+      duck-typed, so httpx's and requests' HTTP errors work without importing either.
+
+    Everything else is retried: ``ConnectionError``, ``TimeoutError`` (including
+    :class:`~forewarn.errors.AttemptTimeoutError`), other ``OSError``, ``RuntimeError``, 5xx responses.
+
+    Example::
+
+        >>> class Response:
+        ...     status_code = 404
+        >>> class HTTPStatusError(Exception):
+        ...     response = Response()
+        >>> default_retry_on(TimeoutError()), default_retry_on(KeyError("id"))
+        (True, False)
+        >>> default_retry_on(HTTPStatusError())
+        False
+    """
+    if not isinstance(exc, Exception):
+        return False
+    if isinstance(exc, NON_RETRYABLE):
+        return False
+    status = _status_code(exc)
+    return not (status is not None and 400 <= status <= 499 and status not in RETRYABLE_CLIENT_STATUS)
+
+
+# --- testing switch -------------------------------------------------------------------------------------
+
+_testing_lock = threading.Lock()
+_testing = False
+
+
+class _TestingRestorer:
+    """Returned by :func:`set_testing`; as a context manager it restores the previous value on exit."""
+
+    __slots__ = ("_previous",)
+
+    def __init__(self, previous: bool) -> None:
+        self._previous = previous
+
+    def __repr__(self) -> str:
+        return f"<forewarn testing mode {is_testing()}; restores {self._previous} on exit>"
+
+    def __enter__(self) -> _TestingRestorer:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        global _testing
+        with _testing_lock:
+            _testing = self._previous
+
+
+def set_testing(on: bool = True) -> _TestingRestorer:
+    """Turn testing mode on (or off): while it is on, every :meth:`RetryPolicy.wait` is ``0.0``.
+
+    Call it once (e.g. in a ``conftest.py``), or use the result as a context manager to restore the
+    previous mode on exit. The mode is process-wide, for all threads.
+
+    Example::
+
+        >>> policy = RetryPolicy(wait_initial=5.0)
+        >>> with set_testing(True):
+        ...     policy.wait(3)
+        0.0
+        >>> is_testing()
+        False
+    """
+    global _testing
+    with _testing_lock:
+        previous, _testing = _testing, bool(on)
+    return _TestingRestorer(previous)
+
+
+def is_testing() -> bool:
+    """Whether testing mode (no waits between attempts) is on.
+
+    Example::
+
+        >>> is_testing()
+        False
+    """
+    return _testing
+
+
+# --- the policy -----------------------------------------------------------------------------------------
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and not math.isnan(value)
+
+
+def _is_exception_type(value: object) -> bool:
+    return isinstance(value, type) and issubclass(value, BaseException)
+
+
+def _check_retry_on(value: object) -> None:
+    if _is_exception_type(value):
+        return
+    if isinstance(value, tuple):
+        if all(_is_exception_type(item) for item in value):
+            return
+    elif callable(value) and not isinstance(value, type):
+        return
+    raise ConfigurationError(
+        "RetryPolicy.retry_on",
+        value,
+        "an exception type, a tuple of exception types, or a function taking the exception and returning "
+        "a bool, e.g. RetryPolicy(retry_on=(ConnectionError, TimeoutError))",
+    )
+
+
+_FIELD_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "attempts": (
+        lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1,
+        "a whole number >= 1 counting the first attempt too, e.g. RetryPolicy(attempts=4)",
+    ),
+    "wait_initial": (lambda v: _is_number(v) and v >= 0, "seconds >= 0, e.g. RetryPolicy(wait_initial=0.5)"),
+    "wait_max": (lambda v: _is_number(v) and v >= 0, "seconds >= 0, e.g. RetryPolicy(wait_max=30.0)"),
+    "wait_exp_base": (
+        lambda v: _is_number(v) and v >= 1,
+        "a number >= 1, e.g. RetryPolicy(wait_exp_base=2.0)",
+    ),
+    "wait_jitter": (
+        lambda v: _is_number(v) and v >= 0 and math.isfinite(v),
+        "finite seconds >= 0, e.g. RetryPolicy(wait_jitter=0.5)",
+    ),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """How many attempts a call gets, which errors are retried, and how long to wait between attempts.
+
+    After failed attempt ``n`` (1-based) the wait, in seconds, is::
+
+        wait(n) = min(wait_max, wait_initial * wait_exp_base ** (n - 1) + wait_jitter * U)
+
+    with ``U`` uniform in ``[0, 1)``: exponential backoff with additive jitter, capped at ``wait_max``.
+    ``attempts`` counts the first attempt, so ``attempts=4`` means up to 3 retries. ``retry_on`` is an
+    exception type, a tuple of types, or a predicate; the default, :func:`default_retry_on`, skips
+    permanent errors. Invalid values raise :class:`~forewarn.errors.ConfigurationError` naming the field.
+
+    Example::
+
+        >>> policy = RetryPolicy(attempts=5, wait_initial=0.5, wait_max=3.0, wait_jitter=0.5)
+        >>> [policy.wait(n, rand=lambda: 0.0) for n in range(1, 5)]
+        [0.5, 1.0, 2.0, 3.0]
+        >>> policy.wait(1, rand=lambda: 1.0)
+        1.0
+    """
+
+    attempts: int = 4
+    wait_initial: float = 0.5
+    wait_max: float = 30.0
+    wait_exp_base: float = 2.0
+    wait_jitter: float = 0.5
+    retry_on: RetryOn = default_retry_on
+
+    def __post_init__(self) -> None:
+        for name, (is_valid, expected) in _FIELD_RULES.items():
+            value = getattr(self, name)
+            if not is_valid(value):
+                raise ConfigurationError(f"RetryPolicy.{name}", value, expected)
+        _check_retry_on(self.retry_on)
+
+    def wait(self, attempt: int, *, rand: Callable[[], float] = random.random) -> float:
+        """Seconds to wait after failed attempt number ``attempt`` (1-based); see the class formula.
+
+        ``rand`` supplies ``U``; pass ``lambda: 0.0`` for the wait without jitter. Always ``0.0`` while
+        :func:`set_testing` is on.
+
+        Example::
+
+            >>> RetryPolicy(wait_initial=1.0, wait_exp_base=3.0, wait_jitter=0.0).wait(3)
+            9.0
+        """
+        if isinstance(attempt, bool) or not isinstance(attempt, int) or attempt < 1:
+            raise ConfigurationError(
+                "RetryPolicy.wait(attempt)",
+                attempt,
+                "the 1-based number of the attempt that failed, e.g. wait(1)",
+            )
+        if _testing:
+            return 0.0
+        try:
+            backoff = self.wait_initial * float(self.wait_exp_base) ** (attempt - 1)
+        except OverflowError:  # base ** (n - 1) past the float range: the cap applies anyway
+            backoff = math.inf if self.wait_initial > 0 else 0.0
+        if math.isnan(backoff):  # 0 * inf
+            backoff = 0.0
+        return float(min(self.wait_max, backoff + self.wait_jitter * rand()))
+
+    def is_retryable(self, exc: BaseException) -> bool:
+        """Whether this policy retries ``exc``: ``isinstance`` for types and tuples, else the predicate.
+
+        Example::
+
+            >>> RetryPolicy(retry_on=TimeoutError).is_retryable(TimeoutError())
+            True
+            >>> RetryPolicy(retry_on=lambda exc: "again" in str(exc)).is_retryable(RuntimeError("try again"))
+            True
+        """
+        retry_on = self.retry_on
+        if isinstance(retry_on, (type, tuple)):
+            return isinstance(exc, retry_on)
+        return bool(retry_on(exc))
+
+    def with_options(self, **changes: Any) -> RetryPolicy:
+        """A new, validated policy with ``changes`` applied; ``self`` is unchanged.
+
+        Example::
+
+            >>> base = RetryPolicy()
+            >>> base.with_options(attempts=2).attempts, base.attempts
+            (2, 4)
+        """
+        _check_field_names(changes, "RetryPolicy.with_options")
+        return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def from_settings(cls, settings: ForewarnSettings | None = None, **overrides: Any) -> RetryPolicy:
+        """The policy the ``FOREWARN_*`` settings describe, with ``overrides`` applied on top.
+
+        ``settings`` defaults to :func:`forewarn.settings.get_settings`; ``attempts`` is
+        ``FOREWARN_RETRIES + 1``, the waits come from ``FOREWARN_WAIT_*``.
+
+        Example::
+
+            >>> from forewarn.settings import ForewarnSettings
+            >>> RetryPolicy.from_settings(ForewarnSettings(retries=2), wait_jitter=0.0).attempts
+            3
+        """
+        if settings is None:
+            from forewarn.settings import get_settings
+
+            settings = get_settings()
+        _check_field_names(overrides, "RetryPolicy.from_settings")
+        values: dict[str, Any] = {
+            "attempts": settings.retries + 1,
+            "wait_initial": settings.wait_initial,
+            "wait_max": settings.wait_max,
+            "wait_exp_base": settings.wait_exp_base,
+            "wait_jitter": settings.wait_jitter,
+        }
+        return cls(**{**values, **overrides})
+
+
+def _check_field_names(changes: dict[str, Any], where: str) -> None:
+    names = [f.name for f in dataclasses.fields(RetryPolicy)]
+    for name, value in changes.items():
+        if name not in names:
+            raise ConfigurationError(f"{where}({name}=...)", value, f"one of the fields {', '.join(names)}")
+
+
+__all__ = [
+    "NON_RETRYABLE",
+    "RETRYABLE_CLIENT_STATUS",
+    "RetryOn",
+    "RetryPolicy",
+    "default_retry_on",
+    "is_testing",
+    "set_testing",
+]

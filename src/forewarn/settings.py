@@ -1,0 +1,172 @@
+"""Typed settings, read from ``FOREWARN_*`` environment variables (and a ``.env`` file if present).
+
+Every field has a default and a description. A bad value, or a ``FOREWARN_*`` variable forewarn does not
+know, fails at start with a :class:`~forewarn.errors.ConfigurationError` that names the variable and the
+accepted form. Per-call overrides return a new object and leave the original alone.
+
+Example::
+
+    >>> from forewarn.settings import ForewarnSettings
+    >>> s = ForewarnSettings(db_url="sqlite:///tmp/t.db")
+    >>> s.with_overrides(retries=5).retries, s.retries
+    (5, 3)
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from forewarn.errors import ConfigurationError
+
+ENV_PREFIX = "FOREWARN_"
+
+
+def default_db_path() -> Path:
+    """Where the embedded SQLite store lives unless ``FOREWARN_DB_URL`` says otherwise.
+
+    ``$XDG_DATA_HOME/forewarn/telemetry.db``, i.e. ``~/.local/share/forewarn/telemetry.db`` by default:
+    per user rather than per project, because Prefect workers run flows from changing working directories
+    and every run on this machine should land in the same store.
+    """
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "forewarn" / "telemetry.db"
+
+
+DEFAULT_REDACT_PATTERNS: tuple[str, ...] = (
+    # key=value secrets: password=..., token: ..., api_key=...
+    r"(?i)\b(password|passwd|pwd|secret|token|api[_-]?key|authorization)\b(\s*[=:]\s*)(\S+)",
+    # bearer tokens in headers copied into messages
+    r"(?i)\bbearer\s+[A-Za-z0-9._~+/=-]+",
+    # credentials inside URLs: scheme://user:password@host
+    r"(?<=://)[^:/@\s]*:[^\s/]*(?=@)",
+    # payment card numbers (13-19 digits, optionally grouped)
+    r"\b(?:\d[ -]?){12,18}\d\b",
+    # e-mail addresses
+    r"(?<![\w.+-])[\w.+-]+@[\w-]+\.[\w.-]+",
+)
+
+
+class ForewarnSettings(BaseSettings):
+    """forewarn's configuration. Each field reads ``FOREWARN_<FIELD NAME IN UPPER CASE>``."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_file=".env", extra="forbid", frozen=True, validate_default=True
+    )
+
+    db_url: str = Field(
+        default_factory=lambda: f"sqlite:///{default_db_path()}",
+        description="SQLAlchemy URL of the telemetry store: sqlite:///PATH (default "
+        "~/.local/share/forewarn/telemetry.db) or postgresql+psycopg://USER:PASSWORD@HOST:PORT/DB.",
+    )
+    model_dir: Path = Field(default=Path("models"), description="Directory of trained model artifacts.")
+    telemetry_enabled: bool = Field(default=True, description="Record attempts and runs in the store.")
+    redact_patterns: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_REDACT_PATTERNS),
+        description="Regular expressions whose matches are replaced by *** in recorded exception "
+        "messages. A JSON list, e.g. FOREWARN_REDACT_PATTERNS='[\"secret-\\\\w+\"]'.",
+    )
+    message_max_chars: int = Field(
+        default=500, ge=20, le=10_000, description="Recorded exception messages are cut to this length."
+    )
+    retries: int = Field(default=3, ge=0, le=100, description="Default retries after the first attempt.")
+    wait_initial: float = Field(default=0.5, ge=0, description="Default first backoff wait, in seconds.")
+    wait_max: float = Field(default=30.0, ge=0, description="Default cap on one backoff wait, in seconds.")
+    wait_exp_base: float = Field(default=2.0, ge=1, description="Default growth factor between waits.")
+    wait_jitter: float = Field(default=0.5, ge=0, description="Default maximum random seconds added to each wait.")
+    warning_policy: Literal["warn", "harden", "pause"] = Field(
+        default="warn", description="What a forewarn.flow does when its run is scored at risk."
+    )
+
+    @field_validator("db_url")
+    @classmethod
+    def _check_db_url(cls, value: str) -> str:
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError
+
+        try:
+            url = make_url(value)
+        except ArgumentError:
+            raise ValueError(
+                "a SQLAlchemy URL such as sqlite:///path/to/telemetry.db or "
+                "postgresql+psycopg://user:password@host:5432/db"
+            ) from None
+        if url.get_backend_name() not in ("sqlite", "postgresql"):
+            raise ValueError(f"a sqlite:/// or postgresql+psycopg:// URL, not a {url.get_backend_name()} URL")
+        return value
+
+    @field_validator("redact_patterns")
+    @classmethod
+    def _check_patterns(cls, value: list[str]) -> list[str]:
+        for pattern in value:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"a list of valid regular expressions; {pattern!r} is not ({exc})") from None
+        return value
+
+    def with_overrides(self, **changes: Any) -> ForewarnSettings:
+        """Return new, validated settings with ``changes`` applied; ``self`` is unchanged."""
+        return load_settings(**{**self.model_dump(), **changes}, _environ={})
+
+
+def _expected_form(name: str) -> str:
+    field = ForewarnSettings.model_fields[name]
+    return field.description or "a valid value"
+
+
+def load_settings(_environ: dict[str, str] | None = None, **values: Any) -> ForewarnSettings:
+    """Read and validate settings, turning every problem into a :class:`ConfigurationError`.
+
+    ``values`` override the environment. A ``FOREWARN_*`` variable that names no setting is an error, so a
+    typo such as ``FOREWARN_DB_ULR`` does not silently fall back to the default.
+
+    Example::
+
+        >>> load_settings(retries=2).retries
+        2
+    """
+    environ = os.environ if _environ is None else _environ
+    known = {ENV_PREFIX + name.upper() for name in ForewarnSettings.model_fields}
+    # Variables the test and CI tooling sets for itself are not settings.
+    allowed_extra = {"FOREWARN_TEST_PG_URL"}
+    unknown = sorted(k for k in environ if k.upper().startswith(ENV_PREFIX) and k.upper() not in known)
+    unknown = [k for k in unknown if k.upper() not in allowed_extra]
+    if unknown:
+        raise ConfigurationError(unknown[0], environ[unknown[0]], f"one of {', '.join(sorted(known))}")
+    try:
+        return ForewarnSettings(**values)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        name = str(error["loc"][0]) if error["loc"] else "settings"
+        given = values.get(name, environ.get(ENV_PREFIX + name.upper(), error.get("input")))
+        if name == "db_url":
+            given = _mask_url(str(given))
+        message = str(error["msg"]).removeprefix("Value error, ")
+        if name in ForewarnSettings.model_fields:
+            setting, expected = ENV_PREFIX + name.upper(), f"{message} ({_expected_form(name)})"
+        else:
+            setting, expected = name, message
+        raise ConfigurationError(setting, given, expected) from None
+
+
+def _mask_url(value: str) -> str:
+    """Hide a password in something that looks like a URL, even one SQLAlchemy cannot parse."""
+    from forewarn.redaction import mask_url  # redaction imports this module
+
+    return mask_url(value)
+
+
+@functools.lru_cache(maxsize=1)
+def get_settings() -> ForewarnSettings:
+    """The process-wide settings, read once from the environment. ``get_settings.cache_clear()`` rereads."""
+    return load_settings()
+
+
+__all__ = ["ForewarnSettings", "default_db_path", "get_settings", "load_settings"]

@@ -1,0 +1,250 @@
+"""``forewarn.task``: a Prefect task whose every attempt is retried by policy and recorded.
+
+It accepts every option of Prefect's ``@task`` and returns a real :class:`prefect.Task`. Prefect's own
+retry options are replaced by forewarn's: forewarn retries inside the task call, so that each attempt is
+recorded (Prefect has no per-retry hook) and the fallback runs only after the *last* attempt. Passing
+``retry_delay_seconds``, ``retry_jitter_factor`` or ``retry_condition_fn`` is therefore an error that shows
+the forewarn spelling; ``retries`` keeps its Prefect meaning (attempts after the first).
+
+Example::
+
+    import forewarn
+    from forewarn import RetryPolicy
+
+    def queue_for_later(exc, order_id):
+        return {"order_id": order_id, "status": "queued"}
+
+    @forewarn.task(retry=RetryPolicy(attempts=4, wait_initial=0.2, wait_max=5),
+                   retry_on=ConnectionError, fallback=queue_for_later, timeout_seconds=10)
+    def notify_customer(order_id: str) -> dict:
+        ...
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import inspect
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any, TypeVar, overload
+
+import prefect
+from prefect.context import TaskRunContext
+
+from forewarn.attempts import AttemptRunner, Fallback, utc_now
+from forewarn.breaker import CircuitBreaker
+from forewarn.errors import ConfigurationError
+from forewarn.recorder import default_recorder
+from forewarn.records import AttemptRecord
+from forewarn.retry import RetryOn, RetryPolicy
+
+R = TypeVar("R")
+logger = logging.getLogger("forewarn.tasks")
+
+_REPLACED_PREFECT_OPTIONS = {
+    "retry_delay_seconds": "retry=RetryPolicy(wait_initial=1.0, wait_max=30.0)",
+    "retry_jitter_factor": "retry=RetryPolicy(wait_jitter=0.5)",
+    "retry_condition_fn": "retry_on=ConnectionError (an exception type, a tuple, or a predicate on the error)",
+}
+
+
+def _build_policy(retries: int | None, retry: RetryPolicy | None, retry_on: RetryOn | None) -> RetryPolicy:
+    if retry is not None and retries is not None:
+        raise ConfigurationError(
+            "retries",
+            retries,
+            f"either retries=N or retry=RetryPolicy(...), not both; e.g. "
+            f"retry=RetryPolicy(attempts={retries + 1}, ...)",
+        )
+    if retries is not None and (not isinstance(retries, int) or isinstance(retries, bool) or retries < 0):
+        raise ConfigurationError("retries", retries, "a whole number >= 0, e.g. retries=3")
+    policy = retry if retry is not None else RetryPolicy.from_settings()
+    if retries is not None:
+        policy = policy.with_options(attempts=retries + 1)
+    if retry_on is not None:
+        policy = policy.with_options(retry_on=retry_on)
+    return policy
+
+
+def _check_timeout(timeout_seconds: float | None) -> None:
+    if timeout_seconds is not None and (
+        isinstance(timeout_seconds, bool) or not isinstance(timeout_seconds, (int, float)) or timeout_seconds <= 0
+    ):
+        raise ConfigurationError("timeout_seconds", timeout_seconds, "a number of seconds > 0, e.g. 30")
+
+
+def _run_ids() -> tuple[str, str | None, bool]:
+    """(task run id, flow run id, inside a Prefect task run?) for the current call."""
+    ctx = TaskRunContext.get()
+    if ctx is None:
+        return str(uuid.uuid4()), None, False
+    run = ctx.task_run
+    return str(run.id), (str(run.flow_run_id) if run.flow_run_id else None), True
+
+
+def _sink(on_attempt: list[Callable[[AttemptRecord], Any]]) -> Callable[[AttemptRecord], None]:
+    def emit(record: AttemptRecord) -> None:
+        recorder = default_recorder()
+        if recorder is not None:
+            recorder.attempt(record)
+        for hook in on_attempt:
+            try:
+                hook(record)
+            except Exception:  # a user's hook must not break the task either
+                logger.exception("on_attempt hook %r failed", hook)
+
+    return emit
+
+
+@overload
+def task(__fn: Callable[..., R]) -> prefect.Task[..., R]: ...
+
+
+@overload
+def task(
+    __fn: None = None,
+    *,
+    retries: int | None = None,
+    retry: RetryPolicy | None = None,
+    retry_on: RetryOn | None = None,
+    fallback: Fallback | None = None,
+    timeout_seconds: float | None = None,
+    circuit_breaker: CircuitBreaker | None = None,
+    on_attempt: list[Callable[[AttemptRecord], Any]] | None = None,
+    sleep: Callable[[float], Any] | None = None,
+    clock: Callable[[], datetime] | None = None,
+    **prefect_options: Any,
+) -> Callable[[Callable[..., R]], prefect.Task[..., R]]: ...
+
+
+def task(
+    __fn: Callable[..., Any] | None = None,
+    *,
+    retries: int | None = None,
+    retry: RetryPolicy | None = None,
+    retry_on: RetryOn | None = None,
+    fallback: Fallback | None = None,
+    timeout_seconds: float | None = None,
+    circuit_breaker: CircuitBreaker | None = None,
+    on_attempt: list[Callable[[AttemptRecord], Any]] | None = None,
+    sleep: Callable[[float], Any] | None = None,
+    clock: Callable[[], datetime] | None = None,
+    **prefect_options: Any,
+) -> Any:
+    """Make ``fn`` a Prefect task that retries by policy, falls back, times out and records every attempt.
+
+    Args:
+        retries: attempts after the first (Prefect's meaning); default ``FOREWARN_RETRIES``.
+        retry: a full :class:`~forewarn.retry.RetryPolicy` (exclusive with ``retries``).
+        retry_on: which errors are transient: an exception type, a tuple of them, or a predicate.
+            Default: everything but permanent errors such as ``ValueError`` (see ``forewarn.retry``).
+        fallback: ``fallback(exc, *args, **kwargs)`` produces the result once the task has finally failed.
+        timeout_seconds: limit for *each* attempt. Async tasks are really cancelled; a sync task's call
+            cannot be interrupted in a thread, so forewarn stops waiting for it and it runs on unobserved.
+        circuit_breaker: a :class:`~forewarn.breaker.CircuitBreaker`, usually shared by the tasks that call
+            one service; while open, calls fail fast and go to the fallback.
+        on_attempt: callables receiving each :class:`~forewarn.records.AttemptRecord` as it is written.
+        sleep / clock: injectable for tests (``sleep=waits.append``).
+        **prefect_options: anything Prefect's ``@task`` takes (name, tags, cache_policy, ...).
+
+    Example::
+
+        >>> import forewarn
+        >>> @forewarn.task(retries=2, retry_on=ConnectionError)
+        ... def reserve_inventory(order_id: str) -> bool:
+        ...     return True
+        >>> reserve_inventory.name
+        'reserve_inventory'
+    """
+    for option, spelling in _REPLACED_PREFECT_OPTIONS.items():
+        if option in prefect_options:
+            raise ConfigurationError(
+                option,
+                prefect_options[option],
+                f"forewarn's own retry options, so each attempt is recorded: {spelling}",
+            )
+    policy = _build_policy(retries, retry, retry_on)
+    _check_timeout(timeout_seconds)
+    if fallback is not None and not callable(fallback):
+        raise ConfigurationError("fallback", fallback, "a callable fallback(exc, *args, **kwargs)")
+    hooks = list(on_attempt or [])
+
+    def decorate(fn: Callable[..., Any]) -> prefect.Task[..., Any]:
+        name = str(prefect_options.get("name") or getattr(fn, "__name__", "task"))
+        runner = AttemptRunner(
+            name,
+            policy,
+            fallback=fallback,
+            timeout_seconds=timeout_seconds,
+            breaker=circuit_breaker,
+            sink=_sink(hooks),
+            sleep=sleep or _real_sleep,
+            asleep=_as_async(sleep) if sleep is not None else None,
+            clock=clock or utc_now,
+        )
+
+        if inspect.iscoroutinefunction(fn):
+
+            @functools.wraps(fn)
+            async def async_call(*args: Any, **kwargs: Any) -> Any:
+                task_run_id, flow_run_id, in_run = _run_ids()
+                if not in_run:  # called as .fn(): no run to record, still fault tolerant
+                    return await _unrecorded(runner).arun(fn, args, kwargs, task_run_id=task_run_id, flow_run_id=None)
+                return await runner.arun(fn, args, kwargs, task_run_id=task_run_id, flow_run_id=flow_run_id)
+
+            wrapped: Callable[..., Any] = async_call
+        else:
+
+            @functools.wraps(fn)
+            def sync_call(*args: Any, **kwargs: Any) -> Any:
+                task_run_id, flow_run_id, in_run = _run_ids()
+                if not in_run:
+                    return _unrecorded(runner).run(fn, args, kwargs, task_run_id=task_run_id, flow_run_id=None)
+                return runner.run(fn, args, kwargs, task_run_id=task_run_id, flow_run_id=flow_run_id)
+
+            wrapped = sync_call
+
+        # forewarn enforces timeout_seconds per attempt; Prefect's whole-run timeout stays off.
+        prefect_task: prefect.Task[..., Any] = prefect.task(**prefect_options)(wrapped)
+        prefect_task.forewarn_runner = runner  # type: ignore[attr-defined]  # for introspection and tests
+        return prefect_task
+
+    if __fn is not None:
+        return decorate(__fn)
+    return decorate
+
+
+def _real_sleep(seconds: float) -> None:
+    # Looked up at call time so tests may patch time.sleep globally.
+    time.sleep(seconds)
+
+
+def _as_async(sleep: Callable[[float], Any]) -> Callable[[float], Any]:
+    """Let one injected ``sleep`` serve async tasks too, so tests never wait for backoff."""
+
+    async def asleep(seconds: float) -> None:
+        sleep(seconds)
+
+    return asleep
+
+
+def _unrecorded(runner: AttemptRunner) -> AttemptRunner:
+    """The same runner without the store sink: unit tests calling ``task.fn()`` write no telemetry."""
+    clone = copy.copy(runner)
+    clone.sink = None
+    return clone
+
+
+def runner_of(task_: prefect.Task[..., Any]) -> AttemptRunner:
+    """The :class:`~forewarn.attempts.AttemptRunner` behind a ``forewarn.task`` (for tests and tooling)."""
+    try:
+        return task_.forewarn_runner  # type: ignore[attr-defined, no-any-return]
+    except AttributeError:
+        raise ConfigurationError("task", task_, "a task made with @forewarn.task") from None
+
+
+__all__ = ["runner_of", "task"]

@@ -1,0 +1,100 @@
+"""Shared fixtures: isolated settings, a SQLite store URL, a real PostgreSQL database, a Prefect harness."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+# Prefect runs offline in tests: no analytics, no update checks. Set before Prefect is imported.
+os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+os.environ["DO_NOT_TRACK"] = "1"
+os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+
+PG_ADMIN_URL = os.environ.get("FOREWARN_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+@pytest.fixture(autouse=True)
+def _isolated_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Every test starts from default settings with its own SQLite store and model directory."""
+    for key in list(os.environ):
+        if key.startswith("FOREWARN_") and key != "FOREWARN_TEST_PG_URL":
+            monkeypatch.delenv(key)
+    monkeypatch.setenv("FOREWARN_DB_URL", f"sqlite:///{tmp_path / 'telemetry.db'}")
+    monkeypatch.setenv("FOREWARN_MODEL_DIR", str(tmp_path / "models"))
+    from forewarn.settings import get_settings
+
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    """URL of a fresh SQLite store file in this test's directory."""
+    return f"sqlite:///{tmp_path / 'store.db'}"
+
+
+def _pg_reachable() -> str | None:
+    """None when the PostgreSQL server answers, else the reason it does not."""
+    import sqlalchemy as sa
+
+    try:
+        engine = sa.create_engine(PG_ADMIN_URL, connect_args={"connect_timeout": 3})
+        with engine.connect() as conn:
+            conn.execute(sa.text("select 1"))
+        engine.dispose()
+    except Exception as exc:  # any driver or network failure means "not reachable"
+        return f"{type(exc).__name__}: {str(exc).splitlines()[0]}"
+    return None
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> str:
+    """The admin URL of the PostgreSQL server; skips (or fails under CI=true) when it is down."""
+    reason = _pg_reachable()
+    if reason is not None:
+        message = f"PostgreSQL not reachable at {PG_ADMIN_URL.split('@')[-1]} ({reason})"
+        if IN_CI:
+            pytest.fail(f"{message}; CI=true requires it (.ci/run starts it)")
+        pytest.skip(message)
+    return PG_ADMIN_URL
+
+
+@pytest.fixture
+def pg_url(pg_server: str) -> Iterator[str]:
+    """URL of a brand-new PostgreSQL database, dropped after the test."""
+    import sqlalchemy as sa
+
+    name = f"forewarn_t_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(pg_server, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    url = sa.engine.make_url(pg_server).set(database=name).render_as_string(hide_password=False)
+    try:
+        yield url
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def store_url(request: pytest.FixtureRequest) -> str:
+    """Runs the test once on SQLite and once on a real PostgreSQL database."""
+    if request.param == "sqlite":
+        return request.getfixturevalue("sqlite_url")
+    return request.getfixturevalue("pg_url")
+
+
+@pytest.fixture(scope="session")
+def prefect_harness() -> Iterator[None]:
+    """One temporary Prefect API for the whole session (Prefect's own prefect_test_harness)."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield

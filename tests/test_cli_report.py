@@ -1,0 +1,131 @@
+"""The report: exact figures from hand-made telemetry, the CLI over it, and the demo end to end."""
+
+from __future__ import annotations
+
+import sys
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from forewarn.cli import app
+from forewarn.records import AttemptOutcome, AttemptRecord, FlowRunRecord, RunState
+from forewarn.report import reliability_report
+from forewarn.store import TelemetryStore
+
+T0 = datetime(2026, 5, 1, tzinfo=timezone.utc)
+runner = CliRunner()
+
+
+def fill(store: TelemetryStore) -> None:
+    """Two flows: orders (3 runs: clean, recovered, failed) and billing (1 run with a fallback)."""
+    spec = {
+        "o1": ("orders", RunState.COMPLETED, [("t1", ["success"])]),
+        "o2": ("orders", RunState.COMPLETED, [("t2", ["failure", "timeout", "success"]), ("t3", ["success"])]),
+        "o3": ("orders", RunState.FAILED, [("t4", ["failure"])]),
+        "b1": ("billing", RunState.COMPLETED, [("t5", ["failure", "fallback"])]),
+    }
+    for i, (run_id, (flow, state, tasks)) in enumerate(spec.items()):
+        start = T0 + timedelta(minutes=i)
+        store.record_flow_run_start(FlowRunRecord(run_id, flow, start_time=start))
+        for task_run_id, outcomes in tasks:
+            for n, outcome in enumerate(outcomes, start=1):
+                store.record_attempt(
+                    AttemptRecord(
+                        run_id,
+                        task_run_id,
+                        "step",
+                        n,
+                        start,
+                        start,
+                        AttemptOutcome(outcome),
+                        used_fallback=outcome == "fallback",
+                    )
+                )
+        store.record_flow_run_end(run_id, state, start + timedelta(seconds=30))
+
+
+class TestReliabilityReport:
+    def test_exact_figures(self, sqlite_url: str) -> None:
+        """Runs, success rate, ER, retries and fallback rate follow their definitions exactly."""
+        store = TelemetryStore(sqlite_url)
+        fill(store)
+        report = reliability_report(store.runs(), store.attempts())
+        overall = report.loc["ALL"]
+        assert overall["runs"] == 4 and overall["completed"] == 3
+        assert overall["success_rate"] == pytest.approx(3 / 4)
+        assert overall["runs_with_fault"] == 3  # o2, o3, b1
+        assert overall["escaped"] == 2 and overall["ER"] == pytest.approx(2 / 3)
+        assert overall["retries"] == 2 and overall["retries_per_run"] == pytest.approx(2 / 4)
+        assert overall["task_runs"] == 5 and overall["fallbacks"] == 1
+        assert overall["fallback_rate"] == pytest.approx(1 / 5)
+        orders = report.loc["orders"]
+        assert (orders["runs"], orders["runs_with_fault"], orders["ER"]) == (3, 2, 0.5)
+        assert report.loc["billing", "ER"] == 1.0
+        assert list(report.index) == ["ALL", "billing", "orders"]
+
+    def test_er_is_undefined_without_faults(self) -> None:
+        """With no faulted run ER is NaN, not 0 or 1."""
+        runs = pd.DataFrame({"flow_run_id": ["r"], "flow_name": ["f"], "state": ["COMPLETED"]})
+        attempts = pd.DataFrame({"flow_run_id": ["r"], "task_run_id": ["t"], "attempt": [1], "outcome": ["success"]})
+        assert pd.isna(reliability_report(runs, attempts).loc["ALL", "ER"])
+
+    def test_running_runs_count_as_runs_not_as_ended(self) -> None:
+        """A run still RUNNING (or killed) is in runs but in neither success rate nor ER."""
+        runs = pd.DataFrame({"flow_run_id": ["a", "b"], "flow_name": ["f", "f"], "state": ["RUNNING", "FAILED"]})
+        attempts = pd.DataFrame(
+            {"flow_run_id": ["a", "b"], "task_run_id": ["t", "u"], "attempt": [1, 1], "outcome": ["failure", "failure"]}
+        )
+        row = reliability_report(runs, attempts).loc["ALL"]
+        assert (row["runs"], row["ended"], row["runs_with_fault"], row["ER"]) == (2, 1, 1, 0.0)
+
+
+class TestCli:
+    def test_report_command(self, sqlite_url: str) -> None:
+        """forewarn report prints the per-flow table and the masked store URL."""
+        fill(TelemetryStore(sqlite_url))
+        result = runner.invoke(app, ["report", "--db", sqlite_url])
+        assert result.exit_code == 0, result.output
+        assert "orders" in result.output and "billing" in result.output
+        assert "66.7%" in result.output  # overall ER
+
+    def test_report_bad_time_is_a_clear_error(self, sqlite_url: str) -> None:
+        """A malformed --since names the option and the expected form."""
+        result = runner.invoke(app, ["report", "--db", sqlite_url, "--since", "yesterday"])
+        assert result.exit_code != 0
+        assert "ISO-8601" in result.output
+
+    def test_unreachable_store_is_a_clean_exit(self) -> None:
+        """An unreachable database ends with exit code 2 and no password in the output."""
+        result = runner.invoke(app, ["report", "--db", "postgresql+psycopg://u:s3cret@127.0.0.1:1/x"])
+        assert result.exit_code == 2
+        assert "s3cret" not in result.output
+
+    def test_info_masks_the_password(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """forewarn info shows the settings with the password masked."""
+        from forewarn.settings import get_settings
+
+        monkeypatch.setenv("FOREWARN_DB_URL", "postgresql+psycopg://u:s3cret@db:5432/x")
+        get_settings.cache_clear()
+        result = runner.invoke(app, ["info"])
+        assert result.exit_code == 0
+        assert "FOREWARN_DB_URL" in result.output and "s3cret" not in result.output
+
+
+@pytest.mark.usefixtures("prefect_harness")
+class TestDemo:
+    def test_demo_runs_orders_and_reports(self, capsys: pytest.CaptureFixture[str]) -> None:
+        """The demo runs the order flow with seeded faults and prints the report and next steps."""
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "flows"))
+        try:
+            import demo
+        finally:
+            sys.path.pop(0)
+        assert demo.main(["--runs", "5", "--seed", "3"]) == 0
+        out = capsys.readouterr().out
+        assert "this demo's runs" in out and "process-order" in out
+        assert "Next:" in out
+        runs = TelemetryStore().runs()
+        assert len(runs) == 5 and set(runs["flow_name"]) == {"process-order"}

@@ -1,0 +1,110 @@
+"""Typed settings: defaults, validation errors that name the variable, overrides, unknown variables."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import pytest
+
+from forewarn import errors
+from forewarn.errors import ConfigurationError
+from forewarn.settings import ForewarnSettings, default_db_path, get_settings, load_settings
+
+
+class TestDefaults:
+    def test_default_db_is_per_user_sqlite(self, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+        """Without FOREWARN_DB_URL the store is a SQLite file under XDG_DATA_HOME/forewarn."""
+        monkeypatch.delenv("FOREWARN_DB_URL")
+        monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))
+        assert default_db_path() == tmp_path / "forewarn" / "telemetry.db"
+        assert load_settings().db_url == f"sqlite:///{tmp_path}/forewarn/telemetry.db"
+
+    def test_every_field_has_a_description(self) -> None:
+        """Each setting documents itself (the README table is built from the same text)."""
+        assert all(field.description for field in ForewarnSettings.model_fields.values())
+
+    def test_environment_is_read(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """FOREWARN_<NAME> sets <name>."""
+        monkeypatch.setenv("FOREWARN_RETRIES", "7")
+        monkeypatch.setenv("FOREWARN_WARNING_POLICY", "harden")
+        settings = load_settings()
+        assert (settings.retries, settings.warning_policy) == (7, "harden")
+
+
+class TestValidation:
+    @pytest.mark.parametrize(
+        ("variable", "value", "expected_words"),
+        [
+            ("FOREWARN_RETRIES", "-1", "greater than or equal to 0"),
+            ("FOREWARN_RETRIES", "three", "integer"),
+            ("FOREWARN_DB_URL", "not a url", "sqlite:///"),
+            ("FOREWARN_DB_URL", "mysql://u:pw@h/db", "not a mysql URL"),
+            ("FOREWARN_WARNING_POLICY", "panic", "warn"),
+            ("FOREWARN_REDACT_PATTERNS", '["(unclosed"]', "regular expressions"),
+            ("FOREWARN_WAIT_INITIAL", "-0.5", "greater than or equal to 0"),
+        ],
+    )
+    def test_bad_value_names_the_variable_and_the_form(
+        self, monkeypatch: pytest.MonkeyPatch, variable: str, value: str, expected_words: str
+    ) -> None:
+        """A bad value fails at start naming the variable and what it accepts."""
+        monkeypatch.setenv(variable, value)
+        with pytest.raises(ConfigurationError) as info:
+            load_settings()
+        assert info.value.setting == variable
+        assert expected_words in str(info.value)
+
+    def test_unknown_variable_is_an_error(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """A typo such as FOREWARN_DB_ULR does not silently fall back to the default."""
+        monkeypatch.setenv("FOREWARN_DB_ULR", "sqlite:///x.db")
+        with pytest.raises(ConfigurationError, match=r"FOREWARN_DB_ULR.*FOREWARN_DB_URL"):
+            load_settings()
+
+    def test_password_never_in_the_error(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """A rejected URL is shown with its password masked."""
+        monkeypatch.setenv("FOREWARN_DB_URL", "mysql://user:hunter2@db/x")
+        with pytest.raises(ConfigurationError) as info:
+            load_settings()
+        assert "hunter2" not in str(info.value) and "***" in str(info.value)
+
+    def test_overrides_return_new_validated_settings(self) -> None:
+        """with_overrides leaves the original alone and validates the change."""
+        settings = load_settings()
+        assert settings.with_overrides(retries=5).retries == 5
+        assert settings.retries == 3
+        with pytest.raises(ConfigurationError, match="FOREWARN_RETRIES"):
+            settings.with_overrides(retries=-2)
+
+    def test_get_settings_is_cached_until_cleared(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """get_settings reads the environment once; cache_clear rereads it."""
+        first = get_settings()
+        monkeypatch.setenv("FOREWARN_RETRIES", "9")
+        assert get_settings() is first
+        get_settings.cache_clear()
+        assert get_settings().retries == 9
+
+
+class TestErrors:
+    @pytest.mark.parametrize(
+        "error",
+        [
+            errors.ConfigurationError("FOREWARN_RETRIES", "-1", "a whole number"),
+            errors.FallbackError("charge", ConnectionError("a"), RuntimeError("b")),
+            errors.AttemptTimeoutError("ship", 2.5),
+            errors.CircuitOpenError("payments", 3.0),
+            errors.StoreUnreachableError("down", url="postgresql://u:***@h/db"),
+            errors.ChecksumMismatchError("tampered", path="models/v1/model.joblib"),
+            errors.ImportValidationError("runs.csv", [(3, "unknown state 'DONE'")]),
+        ],
+    )
+    def test_errors_survive_pickling(self, error: Exception) -> None:
+        """Prefect may pickle a failed state's exception: the message and context survive."""
+        copy = pickle.loads(pickle.dumps(error))
+        assert type(copy) is type(error) and str(copy) == str(error)
+
+    def test_bad_input_errors_are_value_errors(self) -> None:
+        """Configuration and input errors can be caught as ValueError."""
+        assert issubclass(errors.ConfigurationError, ValueError)
+        assert issubclass(errors.ImportValidationError, ValueError)
+        assert issubclass(errors.AttemptTimeoutError, TimeoutError)

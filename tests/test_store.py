@@ -1,0 +1,803 @@
+"""The telemetry store: schema, round trips, filters, versioning and errors, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import threading
+import time
+import traceback
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+
+from forewarn import migrations, schema
+from forewarn.errors import ConfigurationError, SchemaVersionError, StoreError, StoreUnreachableError
+from forewarn.records import AttemptOutcome, AttemptRecord, FlowRunRecord, RunState
+from forewarn.store import ATTEMPT_COLUMNS, RUN_COLUMNS, TelemetryStore, encode_parameters
+
+UTC = timezone.utc
+T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+
+
+def at(minutes: float) -> datetime:
+    """A time ``minutes`` after T0."""
+    return T0 + timedelta(minutes=minutes)
+
+
+def run(
+    flow_run_id: str = "r1", flow_name: str = "etl", start: float | None = 0, **changes: Any
+) -> FlowRunRecord:
+    values: dict[str, Any] = {
+        "flow_run_id": flow_run_id,
+        "flow_name": flow_name,
+        "start_time": None if start is None else at(start),
+        "host": "h1",
+        "forewarn_version": "9.9.9",
+    }
+    values.update(changes)
+    return FlowRunRecord(**values)
+
+
+def attempt(task_run_id: str = "t1", n: int = 1, start: float = 0, **changes: Any) -> AttemptRecord:
+    values: dict[str, Any] = {
+        "flow_run_id": "r1",
+        "task_run_id": task_run_id,
+        "task_name": "load",
+        "attempt": n,
+        "start_time": at(start),
+        "end_time": at(start + 0.5),
+        "outcome": AttemptOutcome.SUCCESS,
+        "host": "h1",
+    }
+    values.update(changes)
+    return AttemptRecord(**values)
+
+
+def plain(value: Any) -> Any:
+    """A DataFrame cell as the Python value it stands for (NaT/NA → None, Timestamp → datetime)."""
+    if value is None or value is pd.NaT or value is pd.NA:
+        return None
+    if isinstance(value, pd.Timestamp):
+        return value.to_pydatetime()
+    if hasattr(value, "item"):  # numpy scalars
+        return value.item()
+    return value
+
+
+def rows(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    return [{k: plain(v) for k, v in rec.items()} for rec in frame.to_dict("records")]
+
+
+def run_row(rec: FlowRunRecord, **changes: Any) -> dict[str, Any]:
+    """The row runs() should return for ``rec`` as written by record_flow_run_start."""
+    digest = encode_parameters(rec.parameters)[1]
+    row = {
+        "flow_run_id": rec.flow_run_id,
+        "flow_name": rec.flow_name,
+        "deployment": rec.deployment,
+        "parameters": rec.parameters,
+        "parameters_hash": rec.parameters_hash or digest,
+        "flow_version": rec.flow_version,
+        "scheduled_start": rec.scheduled_start,
+        "start_time": rec.start_time,
+        "end_time": rec.end_time,
+        "state": rec.state.value,
+        "host": rec.host,
+        "forewarn_version": rec.forewarn_version,
+        "source": "forewarn",
+    }
+    row.update(changes)
+    return row
+
+
+@pytest.fixture
+def store(store_url: str) -> Any:
+    with TelemetryStore(store_url) as opened:
+        yield opened
+
+
+class TestOpening:
+    def test_creates_every_table_and_index_and_records_the_version(self, store: TelemetryStore) -> None:
+        """An empty database gets the whole schema and schema_version 1."""
+        inspector = sa.inspect(store.engine)
+        assert set(inspector.get_table_names()) >= {"forewarn_meta", "flow_runs", "task_attempts"}
+        indexes = {
+            table: {tuple(ix["column_names"]) for ix in inspector.get_indexes(table)}
+            for table in ("flow_runs", "task_attempts")
+        }
+        assert indexes["flow_runs"] >= {("flow_name", "end_time"), ("state", "end_time"), ("end_time",)}
+        assert indexes["task_attempts"] >= {("flow_run_id",), ("outcome", "end_time"), ("end_time",)}
+        uniques = {tuple(u["column_names"]) for u in inspector.get_unique_constraints("task_attempts")}
+        assert ("task_run_id", "attempt") in uniques
+        assert store.schema_version == schema.SCHEMA_VERSION == 1
+        with store.engine.connect() as conn:
+            assert conn.execute(sa.select(schema.forewarn_meta)).all() == [("schema_version", "1")]
+
+    def test_reopening_keeps_the_data(self, store_url: str) -> None:
+        """A second store on the same URL sees what the first wrote and changes nothing."""
+        with TelemetryStore(store_url) as first:
+            first.record_flow_run_start(run())
+        with TelemetryStore(store_url) as second:
+            assert second.runs()["flow_run_id"].tolist() == ["r1"]
+            assert second.schema_version == 1
+
+    def test_create_false_refuses_an_empty_database(self, store_url: str) -> None:
+        """create=False opens existing stores only."""
+        with pytest.raises(StoreError, match="holds no forewarn telemetry store"):
+            TelemetryStore(store_url, create=False)
+        TelemetryStore(store_url).close()
+        with TelemetryStore(store_url, create=False) as store:
+            assert store.schema_version == 1
+
+    def test_default_url_comes_from_settings(self, tmp_path: Path) -> None:
+        """Without a URL the store opens FOREWARN_DB_URL."""
+        with TelemetryStore() as store:
+            assert store.url == f"sqlite:///{tmp_path / 'telemetry.db'}"
+        assert (tmp_path / "telemetry.db").exists()
+
+    def test_sqlite_creates_the_parent_directory(self, tmp_path: Path) -> None:
+        """The SQLite file's missing directories are created."""
+        path = tmp_path / "a" / "b" / "store.db"
+        with TelemetryStore(f"sqlite:///{path}"):
+            assert path.exists()
+
+    def test_sqlite_connections_use_wal_and_a_busy_timeout(self, sqlite_url: str) -> None:
+        """SQLite connections use WAL, synchronous=NORMAL, busy_timeout=30 s and foreign keys."""
+        with TelemetryStore(sqlite_url) as store, store.engine.connect() as conn:
+            pragma = {
+                name: conn.exec_driver_sql(f"PRAGMA {name}").scalar()
+                for name in ("journal_mode", "synchronous", "busy_timeout", "foreign_keys")
+            }
+        assert pragma == {"journal_mode": "wal", "synchronous": 1, "busy_timeout": 30000, "foreign_keys": 1}
+
+    @pytest.mark.postgres
+    def test_postgres_commits_asynchronously(self, pg_url: str) -> None:
+        """PostgreSQL connections use psycopg 3 and synchronous_commit=off."""
+        plain_url = pg_url.replace("postgresql+psycopg://", "postgresql://")
+        with TelemetryStore(plain_url) as store, store.engine.connect() as conn:
+            assert store.engine.dialect.driver == "psycopg"
+            assert conn.exec_driver_sql("SHOW synchronous_commit").scalar() == "off"
+
+    def test_unwritable_sqlite_directory_is_a_store_error(self, tmp_path: Path) -> None:
+        """A SQLite path whose directory cannot be created fails with StoreError naming the fix."""
+        (tmp_path / "file").write_text("not a directory")
+        with pytest.raises(StoreError, match="cannot create the directory") as info:
+            TelemetryStore(f"sqlite:///{tmp_path / 'file' / 'sub' / 'store.db'}")
+        assert "FOREWARN_DB_URL" in str(info.value)
+        assert not isinstance(info.value, StoreUnreachableError)
+
+    def test_sqlite_path_that_is_a_directory_is_a_store_error(self, tmp_path: Path) -> None:
+        """A SQLite URL naming a directory cannot be opened: StoreError, not a raw sqlite3 error."""
+        with pytest.raises(StoreError, match="cannot open the SQLite store"):
+            TelemetryStore(f"sqlite:///{tmp_path}")
+
+    def test_unreachable_postgres_fails_fast_with_a_masked_url(self) -> None:
+        """A PostgreSQL URL that does not answer raises StoreUnreachableError quickly, password hidden."""
+        url = "postgresql+psycopg://forewarn:s3cr3t-Pa55@127.0.0.1:1/telemetry"
+        started = time.monotonic()
+        with pytest.raises(StoreUnreachableError) as info:
+            TelemetryStore(url)
+        assert time.monotonic() - started < 6
+        message = str(info.value)
+        assert "postgresql+psycopg://forewarn:***@127.0.0.1:1/telemetry" in message
+        assert "127.0.0.1:1" in message and "Check that PostgreSQL is running" in message
+        assert info.value.url == "postgresql+psycopg://forewarn:***@127.0.0.1:1/telemetry"
+        shown = message + repr(info.value) + "".join(traceback.format_exception(info.value))
+        assert "s3cr3t-Pa55" not in shown
+
+    @pytest.mark.parametrize(
+        ("url", "expected"),
+        [
+            ("mysql://u:s3cr3t-Pa55@h/db", "forewarn talks to PostgreSQL through psycopg"),
+            ("postgresql+psycopg2://u:s3cr3t-Pa55@h/db", "forewarn talks to PostgreSQL through psycopg"),
+            ("not a url s3cr3t-Pa55", "a SQLAlchemy URL"),
+        ],
+    )
+    def test_other_urls_are_configuration_errors(self, url: str, expected: str) -> None:
+        """Only sqlite:/// and postgresql(+psycopg):// URLs are accepted, and the error hides passwords."""
+        with pytest.raises(ConfigurationError, match=expected) as info:
+            TelemetryStore(url)
+        assert info.value.setting == "url"
+        if "://" in url:
+            assert "s3cr3t-Pa55" not in str(info.value)
+
+    def test_close_and_context_manager(self, sqlite_url: str) -> None:
+        """A closed store refuses work with StoreError; closing twice is harmless."""
+        with TelemetryStore(sqlite_url) as store:
+            assert repr(store) == f"TelemetryStore({sqlite_url!r})"
+        assert repr(store) == f"TelemetryStore({sqlite_url!r}, closed)"
+        store.close()
+        with pytest.raises(StoreError, match="was closed"):
+            store.record_attempt(attempt())
+        with pytest.raises(StoreError, match="was closed"):
+            store.runs()
+
+
+class TestPasswords:
+    @pytest.mark.postgres
+    def test_password_never_appears_in_url_repr_or_errors(self, pg_url: str) -> None:
+        """The URL, repr and every StoreError of a live PostgreSQL store mask the password."""
+        url = sa.make_url(pg_url).set(password="s3cr3t-Pa55").render_as_string(hide_password=False)
+        with TelemetryStore(url) as store:
+            assert "s3cr3t-Pa55" not in store.url + repr(store)
+            assert ":***@" in store.url and ":***@" in repr(store)
+            with store.engine.connect() as conn:
+                conn.exec_driver_sql("DROP TABLE task_attempts")
+            for call in (lambda: store.record_attempt(attempt()), lambda: store.attempts()):
+                with pytest.raises(StoreError) as info:
+                    call()
+                shown = str(info.value) + repr(info.value) + "".join(traceback.format_exception(info.value))
+                assert "s3cr3t-Pa55" not in shown
+                assert ":***@" in str(info.value)
+
+
+class TestFlowRuns:
+    def test_start_round_trip(self, store: TelemetryStore) -> None:
+        """Every field of a FlowRunRecord comes back exactly, parameters decoded, times in UTC."""
+        rec = run(
+            deployment="etl/nightly",
+            parameters={"day": "2026-03-01", "n": 3, "nested": {"a": [1, 2]}},
+            flow_version="abc123",
+            scheduled_start=at(-1),
+        )
+        store.record_flow_run_start(rec)
+        assert rows(store.runs()) == [run_row(rec)]
+
+    def test_start_is_idempotent_and_overwrites(self, store: TelemetryStore) -> None:
+        """Recording a start twice leaves one row holding the latest record."""
+        store.record_flow_run_start(run())
+        store.record_flow_run_start(run())
+        retried = run(start=5, parameters={"x": 1})
+        store.record_flow_run_start(retried)
+        assert rows(store.runs()) == [run_row(retried)]
+
+    def test_end_sets_state_and_end_time(self, store: TelemetryStore) -> None:
+        """record_flow_run_end updates state and end_time and nothing else; RunState or its string."""
+        store.record_flow_run_start(run("r1"))
+        store.record_flow_run_start(run("r2", start=1))
+        store.record_flow_run_end("r1", RunState.COMPLETED, at(3))
+        store.record_flow_run_end("r2", "FAILED", at(4))
+        assert rows(store.runs()) == [
+            run_row(run("r1"), state="COMPLETED", end_time=at(3)),
+            run_row(run("r2", start=1), state="FAILED", end_time=at(4)),
+        ]
+
+    def test_end_of_an_unknown_run_is_a_store_error(self, store: TelemetryStore) -> None:
+        """An end without a recorded start is reported, not silently dropped."""
+        with pytest.raises(StoreError, match="no flow run 'nope'"):
+            store.record_flow_run_end("nope", RunState.COMPLETED, at(1))
+
+    def test_unknown_state_is_a_value_error(self, store: TelemetryStore) -> None:
+        """States are RunState values."""
+        store.record_flow_run_start(run())
+        with pytest.raises(ValueError, match="'DONE' is not a run state: expected one of SCHEDULED"):
+            store.record_flow_run_end("r1", "DONE", at(1))
+
+    def test_times_in_other_timezones_are_stored_as_utc(self, store: TelemetryStore) -> None:
+        """A +02:00 time is stored as the same instant in UTC and filtered correctly."""
+        plus2 = timezone(timedelta(hours=2))
+        store.record_flow_run_start(run())
+        store.record_flow_run_end("r1", RunState.COMPLETED, datetime(2026, 3, 1, 14, 30, tzinfo=plus2))
+        frame = store.runs(since=datetime(2026, 3, 1, 13, 59, tzinfo=plus2))
+        assert frame["end_time"].tolist() == [pd.Timestamp("2026-03-01 12:30", tz="UTC")]
+        assert store.runs(since=datetime(2026, 3, 1, 14, 1, tzinfo=plus2)).empty
+
+    def test_bulk_import_with_source(self, store: TelemetryStore) -> None:
+        """record_flow_runs writes many runs at once and labels their source."""
+        recs = [run(f"r{i}", start=i, state=RunState.COMPLETED, end_time=at(i + 1)) for i in range(3)]
+        assert store.record_flow_runs(recs, source="import") == 3
+        assert store.record_flow_runs([]) == 0
+        assert rows(store.runs()) == [run_row(r, source="import") for r in recs]
+        with pytest.raises(ValueError, match="source='csv' is invalid"):
+            store.record_flow_run_start(run(), source="csv")
+
+    def test_parameters_json_and_hash(self, store: TelemetryStore) -> None:
+        """Parameters are canonical JSON (non-JSON values as str) with a SHA-256 hash unless one is given."""
+        store.record_flow_run_start(run("r1", parameters={"b": 1, "a": T0}))
+        store.record_flow_run_start(run("r2", parameters={"a": 1}, parameters_hash="given"))
+        frame = store.runs()
+        assert frame["parameters"].tolist() == [{"a": "2026-03-01 12:00:00+00:00", "b": 1}, {"a": 1}]
+        assert frame["parameters_hash"].tolist() == [encode_parameters({"b": 1, "a": T0})[1], "given"]
+
+    def test_long_strings_are_truncated_to_the_column(self, store: TelemetryStore) -> None:
+        """Over-long names are cut to their column's size instead of failing the write."""
+        store.record_flow_run_start(run(flow_name="f" * 300, deployment="d" * 300))
+        frame = store.runs()
+        assert frame.loc[0, "flow_name"] == "f" * 255
+        assert frame.loc[0, "deployment"] == "d" * 255
+
+
+class TestAttempts:
+    def test_round_trip(self, store: TelemetryStore) -> None:
+        """Every field of an AttemptRecord comes back, with id, duration and the run's flow_name."""
+        store.record_flow_run_start(run())
+        store.record_attempt(
+            attempt(
+                "t1",
+                1,
+                outcome=AttemptOutcome.FAILURE,
+                exception_type="ConnectionError",
+                exception_message="refused by ***",
+                retryable=True,
+            )
+        )
+        store.record_attempt(attempt("t1", 2, start=1, outcome=AttemptOutcome.FALLBACK, used_fallback=True))
+        store.record_attempt(attempt("t9", flow_run_id=None, start=2))
+        frame = store.attempts()
+        assert list(frame.columns) == list(ATTEMPT_COLUMNS)
+        ids = frame["id"].tolist()
+        assert len(set(ids)) == 3
+        assert rows(frame.drop(columns="id")) == [
+            {
+                "flow_run_id": "r1",
+                "task_run_id": "t1",
+                "task_name": "load",
+                "attempt": 1,
+                "start_time": at(0),
+                "end_time": at(0.5),
+                "duration_seconds": 30.0,
+                "outcome": "failure",
+                "exception_type": "ConnectionError",
+                "exception_message": "refused by ***",
+                "retryable": True,
+                "used_fallback": False,
+                "host": "h1",
+                "flow_name": "etl",
+            },
+            {
+                "flow_run_id": "r1",
+                "task_run_id": "t1",
+                "task_name": "load",
+                "attempt": 2,
+                "start_time": at(1),
+                "end_time": at(1.5),
+                "duration_seconds": 30.0,
+                "outcome": "fallback",
+                "exception_type": None,
+                "exception_message": None,
+                "retryable": None,
+                "used_fallback": True,
+                "host": "h1",
+                "flow_name": "etl",
+            },
+            {
+                "flow_run_id": None,
+                "task_run_id": "t9",
+                "task_name": "load",
+                "attempt": 1,
+                "start_time": at(2),
+                "end_time": at(2.5),
+                "duration_seconds": 30.0,
+                "outcome": "success",
+                "exception_type": None,
+                "exception_message": None,
+                "retryable": None,
+                "used_fallback": False,
+                "host": "h1",
+                "flow_name": None,
+            },
+        ]
+
+    def test_record_attempts_writes_a_batch(self, store: TelemetryStore) -> None:
+        """record_attempts writes all rows and returns their count; an empty batch writes nothing."""
+        assert store.record_attempts(attempt(f"t{i}", start=i) for i in range(50)) == 50
+        assert store.record_attempts([]) == 0
+        assert store.attempts()["task_run_id"].tolist() == [f"t{i}" for i in range(50)]
+
+    def test_same_task_run_and_attempt_overwrites(self, store: TelemetryStore) -> None:
+        """(task_run_id, attempt) is unique: writing it again replaces the row (safe to retry)."""
+        store.record_attempt(attempt(outcome=AttemptOutcome.FAILURE))
+        store.record_attempt(attempt(outcome=AttemptOutcome.SUCCESS))
+        store.record_attempts([attempt(outcome=AttemptOutcome.TIMEOUT)])
+        assert store.attempts()["outcome"].tolist() == ["timeout"]
+
+    def test_outcome_as_string_and_unknown_outcome(self, store: TelemetryStore) -> None:
+        """A plain string outcome is accepted if it is an AttemptOutcome value."""
+        store.record_attempt(attempt(outcome="timeout"))
+        assert store.attempts()["outcome"].tolist() == ["timeout"]
+        with pytest.raises(ValueError, match="'boom' is not an attempt outcome"):
+            store.record_attempt(attempt(outcome="boom"))
+
+    def test_long_message_is_truncated(self, store: TelemetryStore) -> None:
+        """Messages longer than the column are cut, not rejected."""
+        store.record_attempt(attempt(exception_message="x" * 20_000, exception_type="E" * 300))
+        frame = store.attempts()
+        assert frame.loc[0, "exception_message"] == "x" * schema.MESSAGE_LENGTH
+        assert frame.loc[0, "exception_type"] == "E" * 255
+
+    def test_dtypes(self, store: TelemetryStore) -> None:
+        """Times are datetime64[ns, UTC] whether or not there are rows."""
+        empty = store.attempts()
+        store.record_attempt(attempt())
+        for frame in (empty, store.attempts()):
+            assert list(frame.columns) == list(ATTEMPT_COLUMNS)
+            assert str(frame["start_time"].dtype) == "datetime64[ns, UTC]"
+            assert str(frame["end_time"].dtype) == "datetime64[ns, UTC]"
+            assert str(frame["id"].dtype) == "int64"
+            assert str(frame["duration_seconds"].dtype) == "float64"
+            assert str(frame["used_fallback"].dtype) == "bool"
+            assert str(frame["retryable"].dtype) == "boolean"
+
+
+class TestNaiveDatetimes:
+    naive = datetime(2026, 3, 1, 12, 0)
+
+    @pytest.mark.parametrize(
+        ("call", "name"),
+        [
+            (lambda s, t: s.record_flow_run_start(run(start_time=t)), "FlowRunRecord.start_time"),
+            (lambda s, t: s.record_flow_run_start(run(scheduled_start=t)), "FlowRunRecord.scheduled_start"),
+            (lambda s, t: s.record_flow_run_end("r1", "COMPLETED", t), "end_time"),
+            (lambda s, t: s.record_attempt(attempt(start_time=t)), "AttemptRecord.start_time"),
+            (lambda s, t: s.record_attempts([attempt(end_time=t)]), "AttemptRecord.end_time"),
+            (lambda s, t: s.runs(since=t), "since"),
+            (lambda s, t: s.attempts(until=t), "until"),
+            (lambda s, t: s.last_runs("etl", t, 3), "ended_before"),
+            (lambda s, t: s.recent_failures(t), "since"),
+            (lambda s, t: s.recent_failures(T0, t), "until"),
+        ],
+        ids=[
+            "start.start_time",
+            "start.scheduled_start",
+            "end",
+            "record_attempt",
+            "record_attempts",
+            "runs",
+            "attempts",
+            "last_runs",
+            "recent_failures.since",
+            "recent_failures.until",
+        ],
+    )
+    def test_naive_datetimes_are_rejected_naming_the_argument(
+        self, store: TelemetryStore, call: Any, name: str
+    ) -> None:
+        """forewarn never guesses a timezone: naive datetimes raise ValueError naming the argument."""
+        with pytest.raises(ValueError, match=f"{name}=datetime.datetime.2026, 3, 1, 12, 0. is a naive"):
+            call(store, self.naive)
+        assert store.runs().empty and store.attempts().empty
+
+
+@pytest.fixture
+def history(store: TelemetryStore) -> TelemetryStore:
+    """Runs of two flows over time, and attempts of them."""
+    ends = {
+        "a1": ("etl", 0, RunState.COMPLETED, 10),
+        "a2": ("etl", 20, RunState.FAILED, 30),
+        "a3": ("etl", 40, RunState.COMPLETED, 50),
+        "a4": ("etl", 60, RunState.CRASHED, 70),
+        "b1": ("report", 5, RunState.TIMEDOUT, 15),
+        "b2": ("report", 25, RunState.CANCELLED, 35),
+        "b3": ("report", 45, RunState.FAILED, 55),
+    }
+    for run_id, (flow, start, _state, _end) in ends.items():
+        store.record_flow_run_start(run(run_id, flow, start))
+    store.record_flow_run_start(run("a5", "etl", 80))  # still RUNNING
+    store.record_flow_run_start(run("a6", "etl", None, state=RunState.SCHEDULED))  # never started
+    for run_id, (_flow, _start, state, end) in ends.items():
+        store.record_flow_run_end(run_id, state, at(end))
+    store.record_attempts(
+        [
+            attempt("a1-t", 1, 1, flow_run_id="a1"),
+            attempt("a2-t", 1, 21, flow_run_id="a2", outcome=AttemptOutcome.FAILURE),
+            attempt("a2-t", 2, 22, flow_run_id="a2", outcome=AttemptOutcome.TIMEOUT),
+            attempt("b1-t", 1, 6, flow_run_id="b1", outcome=AttemptOutcome.FAILURE),
+            attempt("b3-t", 1, 46, flow_run_id="b3", outcome=AttemptOutcome.FALLBACK_FAILURE),
+        ]
+    )
+    return store
+
+
+class TestReaders:
+    def test_runs_are_ordered_by_start_with_unstarted_last(self, history: TelemetryStore) -> None:
+        """runs() orders by start_time; a run that never started comes last."""
+        frame = history.runs()
+        assert list(frame.columns) == list(RUN_COLUMNS)
+        assert frame["flow_run_id"].tolist() == ["a1", "b1", "a2", "b2", "a3", "b3", "a4", "a5", "a6"]
+        assert frame["state"].tolist()[-2:] == ["RUNNING", "SCHEDULED"]
+        for name in ("scheduled_start", "start_time", "end_time"):
+            assert str(frame[name].dtype) == "datetime64[ns, UTC]"
+        assert frame["end_time"].isna().tolist()[-2:] == [True, True]
+
+    @pytest.mark.parametrize(
+        ("filters", "expected"),
+        [
+            ({"flow_name": "report"}, ["b1", "b2", "b3"]),
+            ({"flow_name": ["report", "nope"]}, ["b1", "b2", "b3"]),
+            ({"flow_name": []}, []),
+            ({"state": "FAILED"}, ["a2", "b3"]),
+            ({"state": [RunState.FAILED, RunState.CRASHED]}, ["a2", "b3", "a4"]),
+            ({"since": at(20)}, ["a2", "b2", "a3", "b3", "a4", "a5"]),
+            ({"until": at(20)}, ["a1", "b1"]),
+            ({"since": at(5), "until": at(40)}, ["b1", "a2", "b2"]),
+            ({"flow_name": "etl", "since": at(1), "state": "COMPLETED"}, ["a3"]),
+            ({"limit": 3}, ["a4", "a5", "a6"]),
+            ({"flow_name": "etl", "until": at(60), "limit": 2}, ["a2", "a3"]),
+            ({"limit": 0}, []),
+        ],
+    )
+    def test_runs_filters(
+        self, history: TelemetryStore, filters: dict[str, Any], expected: list[str]
+    ) -> None:
+        """flow_name/state: one or a list; since/until: start_time in [since, until); limit: the newest."""
+        assert history.runs(**filters)["flow_run_id"].tolist() == expected
+
+    @pytest.mark.parametrize(
+        ("filters", "expected"),
+        [
+            ({}, [("a1-t", 1), ("b1-t", 1), ("a2-t", 1), ("a2-t", 2), ("b3-t", 1)]),
+            ({"flow_name": "etl"}, [("a1-t", 1), ("a2-t", 1), ("a2-t", 2)]),
+            ({"flow_run_id": ["b1", "b3"]}, [("b1-t", 1), ("b3-t", 1)]),
+            ({"outcome": "failure"}, [("b1-t", 1), ("a2-t", 1)]),
+            (
+                {"outcome": [AttemptOutcome.FAILURE, AttemptOutcome.TIMEOUT]},
+                [("b1-t", 1), ("a2-t", 1), ("a2-t", 2)],
+            ),
+            ({"since": at(21.5), "until": at(46.6)}, [("a2-t", 1), ("a2-t", 2), ("b3-t", 1)]),
+            ({"since": at(21.5), "until": at(46.5)}, [("a2-t", 1), ("a2-t", 2)]),
+            ({"limit": 2}, [("a2-t", 2), ("b3-t", 1)]),
+        ],
+    )
+    def test_attempts_filters(
+        self, history: TelemetryStore, filters: dict[str, Any], expected: list[tuple[str, int]]
+    ) -> None:
+        """attempts() filters by flow (joined), run, outcome and end_time window, ordered by start."""
+        frame = history.attempts(**filters)
+        assert list(zip(frame["task_run_id"], frame["attempt"], strict=True)) == expected
+
+    def test_last_runs(self, history: TelemetryStore) -> None:
+        """The n runs of a flow that ended last before T, oldest first; unfinished runs left out."""
+        assert history.last_runs("etl", at(60), 2)["flow_run_id"].tolist() == ["a2", "a3"]
+        assert history.last_runs("etl", at(50), 5)["flow_run_id"].tolist() == ["a1", "a2"]
+        assert history.last_runs("etl", at(1000), 10)["flow_run_id"].tolist() == ["a1", "a2", "a3", "a4"]
+        assert history.last_runs("etl", at(10), 3).empty
+        assert history.last_runs("etl", at(1000), 0).empty
+        assert list(history.last_runs("nope", at(1000), 3).columns) == list(RUN_COLUMNS)
+        with pytest.raises(ValueError, match="n=-1 is invalid"):
+            history.last_runs("etl", at(10), -1)
+
+    def test_recent_failures(self, history: TelemetryStore) -> None:
+        """Failed, crashed and timed-out runs of every flow that ended in [since, until), by end_time."""
+        assert history.recent_failures(at(0))["flow_run_id"].tolist() == ["b1", "a2", "b3", "a4"]
+        assert history.recent_failures(at(15), at(55))["flow_run_id"].tolist() == ["b1", "a2"]
+        assert history.recent_failures(at(71)).empty
+
+    def test_values_are_bound_parameters(self, store: TelemetryStore) -> None:
+        """Odd characters in names are data, never SQL."""
+        name = "o'brien\"; DROP TABLE flow_runs; --"
+        store.record_flow_run_start(run(flow_name=name))
+        assert store.runs(flow_name=name)["flow_name"].tolist() == [name]
+        assert store.last_runs(name, at(1), 1).empty
+
+
+class TestQueryPlans:
+    """On SQLite, EXPLAIN QUERY PLAN shows the readers' hot queries use their index."""
+
+    @staticmethod
+    def plan(store: TelemetryStore, stmt: sa.Select[Any]) -> str:
+        compiled = stmt.compile(dialect=store.engine.dialect, compile_kwargs={"render_postcompile": True})
+        params = tuple(None for _ in compiled.positiontup or ())  # plans do not depend on the values
+        with store.engine.connect() as conn:
+            found = conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {compiled}", params).all()
+        return "\n".join(str(row[-1]) for row in found)
+
+    @pytest.fixture
+    def sqlite_store(self, sqlite_url: str) -> Any:
+        with TelemetryStore(sqlite_url) as opened:
+            opened.record_flow_runs(run(f"r{i}", f"f{i % 7}", i) for i in range(200))
+            opened.record_attempts(attempt(f"t{i}", start=i) for i in range(200))
+            yield opened
+
+    def test_last_runs_uses_the_flow_name_end_time_index(self, sqlite_store: TelemetryStore) -> None:
+        """'Last N runs of flow F that ended before T' is an index search, no table scan, no sort."""
+        plan = self.plan(sqlite_store, sqlite_store._last_runs_query("f1", T0, 5))
+        assert "USING INDEX ix_flow_runs_flow_name_end_time (flow_name=? AND end_time<?)" in plan
+        # the flow_run_id tie-break only sorts runs that ended at the same instant ("RIGHT PART")
+        assert "SCAN flow_runs" not in plan and "USE TEMP B-TREE FOR ORDER BY" not in plan
+
+    def test_recent_failures_uses_the_state_end_time_index(self, sqlite_store: TelemetryStore) -> None:
+        """'Recent failures across all flows' searches the (state, end_time) index."""
+        plan = self.plan(sqlite_store, sqlite_store._recent_failures_query(T0, None))
+        assert "USING INDEX ix_flow_runs_state_end_time (state=? AND end_time>?)" in plan
+        assert "SCAN flow_runs" not in plan
+
+    def test_recent_failed_attempts_use_the_outcome_end_time_index(
+        self, sqlite_store: TelemetryStore
+    ) -> None:
+        """Failed attempts in a time window search the (outcome, end_time) index."""
+        stmt = sqlite_store._attempts_query(
+            flow_name=None, flow_run_id=None, since=T0, until=None, outcome=["failure", "timeout"], limit=None
+        )
+        plan = self.plan(sqlite_store, stmt)
+        assert "USING INDEX ix_task_attempts_outcome_end_time (outcome=? AND end_time>?)" in plan
+        assert "SCAN task_attempts" not in plan
+
+
+class TestSchemaVersions:
+    @staticmethod
+    def set_version(url: str, version: int) -> None:
+        engine = sa.create_engine(url)
+        with engine.begin() as conn:
+            conn.execute(sa.update(schema.forewarn_meta).values(value=str(version)))
+        engine.dispose()
+
+    def test_newer_store_is_refused(self, store_url: str) -> None:
+        """A store written by a newer forewarn raises SchemaVersionError telling how to get out."""
+        TelemetryStore(store_url).close()
+        self.set_version(store_url, 7)
+        with pytest.raises(SchemaVersionError) as info:
+            TelemetryStore(store_url)
+        assert (
+            "this store was written by a newer forewarn (schema 7, this forewarn reads up to 1): upgrade "
+            "forewarn (pip install -U forewarn) or point FOREWARN_DB_URL at another store"
+        ) in str(info.value)
+        assert isinstance(info.value, StoreError)
+
+    @staticmethod
+    def add_queue_column(op: Any) -> None:
+        with op.batch_alter_table("task_attempts") as batch:
+            batch.add_column(sa.Column("queue", sa.String(64)))
+
+    def test_older_store_is_upgraded(self, store_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+        """Opening a v1 store with a forewarn that reads v2 runs the v2 step once and keeps the data."""
+        with TelemetryStore(store_url) as old:
+            old.record_attempt(attempt())
+        calls: list[int] = []
+
+        def step(op: Any) -> None:
+            calls.append(2)
+            self.add_queue_column(op)
+
+        monkeypatch.setattr(schema, "SCHEMA_VERSION", 2)
+        monkeypatch.setattr(migrations, "MIGRATIONS", [(2, step)])
+        with TelemetryStore(store_url) as upgraded:
+            assert upgraded.schema_version == 2
+            columns = {c["name"] for c in sa.inspect(upgraded.engine).get_columns("task_attempts")}
+            assert "queue" in columns
+            assert upgraded.attempts()["task_run_id"].tolist() == ["t1"]
+        with TelemetryStore(store_url) as again:
+            assert again.schema_version == 2
+        assert calls == [2]
+
+    def test_failed_upgrade_leaves_the_store_unchanged(
+        self, store_url: str, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A step that fails rolls back every change of the upgrade, version included."""
+        TelemetryStore(store_url).close()
+
+        def broken(op: Any) -> None:
+            self.add_queue_column(op)
+            raise RuntimeError("step 2 is broken")
+
+        monkeypatch.setattr(schema, "SCHEMA_VERSION", 2)
+        monkeypatch.setattr(migrations, "MIGRATIONS", [(2, broken)])
+        with pytest.raises(StoreError, match=r"from schema 1 to 2 failed \(RuntimeError: step 2 is broken\)"):
+            TelemetryStore(store_url)
+        monkeypatch.setattr(schema, "SCHEMA_VERSION", 1)
+        monkeypatch.setattr(migrations, "MIGRATIONS", [])
+        with TelemetryStore(store_url) as store:
+            assert store.schema_version == 1
+            columns = {c["name"] for c in sa.inspect(store.engine).get_columns("task_attempts")}
+            assert "queue" not in columns
+
+    def test_missing_step_is_reported(self, store_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+        """SCHEMA_VERSION without a matching step is a StoreError, not a half-migrated store."""
+        TelemetryStore(store_url).close()
+        monkeypatch.setattr(schema, "SCHEMA_VERSION", 3)
+        monkeypatch.setattr(migrations, "MIGRATIONS", [(2, self.add_queue_column)])
+        with pytest.raises(StoreError, match=r"no step for schema version\(s\) \[3\]"):
+            TelemetryStore(store_url)
+
+    def test_concurrent_openers_migrate_once(self, store_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+        """Four stores opening one old store at once: the step runs once, every opener sees v2."""
+        TelemetryStore(store_url).close()
+        calls: list[int] = []
+
+        def slow_step(op: Any) -> None:
+            calls.append(2)
+            time.sleep(0.3)  # widen the window in which a second migrator could start
+            self.add_queue_column(op)
+
+        monkeypatch.setattr(schema, "SCHEMA_VERSION", 2)
+        monkeypatch.setattr(migrations, "MIGRATIONS", [(2, slow_step)])
+        barrier = threading.Barrier(4)
+        versions: list[int] = []
+        errors: list[BaseException] = []
+
+        def open_store() -> None:
+            barrier.wait()
+            try:
+                with TelemetryStore(store_url) as opened:
+                    versions.append(opened.schema_version)
+            except BaseException as exc:  # reported by the assertion below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=open_store) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+        assert errors == []
+        assert versions == [2, 2, 2, 2]
+        assert calls == [2]
+
+    def test_concurrent_creators_of_an_empty_store(self, store_url: str) -> None:
+        """Four stores opening one empty database at once all succeed; the schema is created once."""
+        barrier = threading.Barrier(4)
+        errors: list[BaseException] = []
+
+        def open_store() -> None:
+            barrier.wait()
+            try:
+                TelemetryStore(store_url).close()
+            except BaseException as exc:  # reported by the assertion below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=open_store) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+        assert errors == []
+        with TelemetryStore(store_url) as store:
+            assert store.schema_version == 1
+
+
+class TestLockedSqlite:
+    """A write that finds SQLite locked past busy_timeout is retried with backoff, then reported."""
+
+    @pytest.fixture
+    def locked(self, sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> Any:
+        """A store with busy_timeout=0 and a second connection holding the write lock."""
+        monkeypatch.setattr("forewarn.store.SQLITE_BUSY_TIMEOUT_MS", 0)
+        store = TelemetryStore(sqlite_url, sleep=lambda s: None)
+        store.record_flow_run_start(run())
+        blocker = sa.create_engine(sqlite_url, isolation_level="AUTOCOMMIT").connect()
+        blocker.exec_driver_sql("BEGIN IMMEDIATE")
+        yield store, blocker
+        blocker.close()
+        store.close()
+
+    @pytest.mark.parametrize(
+        "write",
+        [
+            lambda s: s.record_attempt(attempt()),
+            lambda s: s.record_attempts([attempt()]),
+            lambda s: s.record_flow_run_start(run("r2")),
+            lambda s: s.record_flow_run_end("r1", "COMPLETED", at(1)),
+        ],
+        ids=["record_attempt", "record_attempts", "record_flow_run_start", "record_flow_run_end"],
+    )
+    def test_retried_until_the_lock_is_released(self, locked: Any, write: Any) -> None:
+        """The caller never sees 'database is locked' when the lock goes away during the retries."""
+        store, blocker = locked
+        sleeps: list[float] = []
+
+        def sleep(seconds: float) -> None:
+            sleeps.append(seconds)
+            if len(sleeps) == 2:
+                blocker.exec_driver_sql("COMMIT")
+
+        store._sleep = sleep
+        write(store)
+        assert sleeps == [0.05, 0.1]
+
+    def test_reported_as_store_error_when_it_stays_locked(self, locked: Any) -> None:
+        """After five retries (0.05 s doubling) the write fails with StoreError, not OperationalError."""
+        store, _blocker = locked
+        sleeps: list[float] = []
+        store._sleep = sleeps.append
+        with pytest.raises(StoreError, match=r"record_attempt failed .* after 5 retries: database is locked"):
+            store.record_attempt(attempt())
+        assert sleeps == [0.05, 0.1, 0.2, 0.4, 0.8]
+
+    def test_other_errors_are_not_retried(self, store: TelemetryStore) -> None:
+        """A constraint violation fails at once as StoreError."""
+        sleeps: list[float] = []
+        store._sleep = sleeps.append
+        with pytest.raises(StoreError, match="record_attempt failed on the telemetry store"):
+            store.record_attempt(attempt(task_name=None))
+        assert sleeps == []
