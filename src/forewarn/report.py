@@ -30,9 +30,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-FAILED_OUTCOMES = ("failure", "timeout")
+from forewarn.metrics import FINAL_STATES, escape_rate
+
 FALLBACK_OUTCOMES = ("fallback", "fallback_failure")
-FINAL_STATES = ("COMPLETED", "FAILED", "CRASHED", "CANCELLED", "TIMEDOUT")
 OVERALL = "ALL"
 
 COLUMNS = [
@@ -55,14 +55,12 @@ COLUMNS = [
 def _figures(runs: pd.DataFrame, attempts: pd.DataFrame) -> dict[str, float]:
     ended = runs[runs["state"].isin(FINAL_STATES)]
     completed = ended["state"].eq("COMPLETED")
-    faulted_ids = set(attempts.loc[attempts["outcome"].isin(FAILED_OUTCOMES), "flow_run_id"])
-    with_fault = ended["flow_run_id"].isin(faulted_ids)
+    escape = escape_rate(runs, attempts)  # the one definition of ER, shared with the backtest
     own = attempts[~attempts["outcome"].isin(FALLBACK_OUTCOMES)]
     task_runs = attempts["task_run_id"].nunique()
     fallbacks = attempts.loc[attempts["outcome"].eq("fallback"), "task_run_id"].nunique()
     retries = int((own["attempt"] > 1).sum())
-    n_fault = int(with_fault.sum())
-    escaped = int((with_fault & completed).sum())
+    n_fault, escaped = escape["runs_with_failed_attempt"], escape["escaped_runs"]
     return {
         "runs": len(runs),
         "ended": len(ended),

@@ -1,0 +1,814 @@
+"""Leakage-free features that describe a flow run before it starts, from the history known at that moment.
+
+For each target run the **cutoff** is ``scheduled_start - lead`` (``start_time`` when there is no scheduled
+start). A history row is *known* at its ``end_time`` -- or at its own scheduled start if it ended before it
+was scheduled, so a run can never see itself -- and only rows known strictly before the cutoff, and no
+earlier than ``cutoff - lookback``, influence the target's features. Runs still going at the cutoff,
+later runs, and the target's own ``end_time``/``state``/``start_time`` never do. Task attempts count from
+their own ``end_time`` (again never before their run's scheduled start). The same rules hold whether one
+run is described alone (live scoring) or 400,000 at once (backtests), and the two give identical values.
+
+Everything is vectorised: history rows are sorted once by ``(flow, known-at time)``, each target finds its
+windows with :func:`numpy.searchsorted` on composite keys, and counts come from cumulative sums. The
+feature list, and why each one should hold for real schedulers, is in ``docs/features.md``.
+
+Example::
+
+    >>> from forewarn.simulate import simulate_history, history_to_runs_frame
+    >>> runs = history_to_runs_frame(simulate_history(3_000, seed=0))
+    >>> X = build_features(runs)
+    >>> X.index.name, len(X) == len(runs)
+    ('flow_run_id', True)
+    >>> spec = feature_spec(X)
+    >>> BASELINE_LAST_FAILED in spec.numeric, "flow_name" in spec.categorical
+    (True, True)
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from forewarn.errors import ConfigurationError, FeatureSchemaError
+from forewarn.records import AttemptOutcome, RunState
+from forewarn.simulate import parameters_hash
+
+NONE = "<none>"
+"""The category that stands for a missing text value."""
+
+BASELINE_LAST_FAILED = "flow_last_ended_failed"
+"""0/1 feature: the flow's last ended run with an outcome (``CANCELLED`` skipped) failed."""
+
+BASELINE_SMOOTHED_RATE = "flow_failure_rate_smoothed"
+"""The flow's past failure rate in the lookback, smoothed toward the global rate."""
+
+CATEGORICAL_FEATURES: tuple[str, ...] = ("flow_name", "deployment")
+"""Engineered categorical features; text ``feature_*`` columns are added after them."""
+
+NUMERIC_FEATURES: tuple[str, ...] = (
+    "hour_sin",
+    "hour_cos",
+    "dow_sin",
+    "dow_cos",
+    "hour_of_week",
+    "days_to_month_end",
+    "parameter_count",
+    "parameters_changed",
+    "parameters_runs_seen",
+    "flow_runs_seen",
+    BASELINE_SMOOTHED_RATE,
+    "flow_failure_rate_recent",
+    "flow_failure_streak",
+    "flow_success_streak",
+    BASELINE_LAST_FAILED,
+    "flow_hours_since_failure",
+    "flow_duration_trend",
+    "version_changed",
+    "version_runs_seen",
+    "version_failure_rate_smoothed",
+    "global_failure_rate",
+    "global_failure_rate_window",
+    "other_flows_failures_window",
+    "partner_failures_window",
+    "attempts_failed_window",
+    "flow_attempts_failed_window",
+    "attempts_timeout_window",
+    "attempts_connection_window",
+    "attempts_resource_window",
+)
+"""Engineered numeric features, in output order; numeric ``feature_*`` columns are added after them."""
+
+EXCEPTION_FAMILIES: dict[str, str] = {
+    "timeout": r"timeout|timed.?out|deadline",
+    "connection": r"connect|network|socket|unreachable|refused|reset|dns|unavailable|broken.?pipe|http",
+    "resource": r"memory|oom|disk|quota|resource|space|killed",
+}
+"""Regular expressions (case-insensitive, on ``exception_type``) for the exception families counted."""
+
+FAILURE_STATES: frozenset[str] = frozenset(s.value for s in RunState if s.is_failure)
+SUCCESS_STATE = RunState.COMPLETED.value
+_FAILED_OUTCOMES = [o.value for o in AttemptOutcome if o.is_failure]
+_NAT = np.iinfo(np.int64).min
+_HOUR = 3600 * 10**9
+_DAY = 24 * _HOUR
+_PAIR_CHUNK = 4_000_000  # (target, window failure) pairs expanded at once; bounds memory, not results
+
+
+@dataclass(frozen=True, slots=True)
+class FeatureConfig:
+    """How far back the features look. Immutable; make a new one to change a value.
+
+    Example::
+
+        >>> FeatureConfig(recent_runs=20).lookback
+        datetime.timedelta(days=30)
+    """
+
+    lookback: timedelta = timedelta(days=30)
+    """History known earlier than ``cutoff - lookback`` is ignored."""
+    recent_runs: int = 10
+    """Window (in ended runs) for the recent failure rate and the duration trend; caps the run counts."""
+    global_window: timedelta = timedelta(hours=6)
+    """Window for cross-flow and task-attempt signals; at most ``lookback``."""
+    prior_strength: float = 5.0
+    """Pseudo-runs pulling a flow's failure rate toward the global rate (0 = no smoothing)."""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.lookback, timedelta) or self.lookback <= timedelta(0):
+            raise ConfigurationError("lookback", self.lookback,
+                                     "a positive timedelta, e.g. timedelta(days=30)")
+        recent = self.recent_runs
+        if isinstance(recent, bool) or not isinstance(recent, int) or recent < 1:
+            raise ConfigurationError("recent_runs", self.recent_runs, "a whole number >= 1, e.g. 10")
+        window = self.global_window
+        if not isinstance(window, timedelta) or not timedelta(0) < window <= self.lookback:
+            raise ConfigurationError(
+                "global_window", self.global_window, f"a positive timedelta <= lookback ({self.lookback}), "
+                "e.g. timedelta(hours=6)"
+            )
+        if not np.isfinite(self.prior_strength) or self.prior_strength < 0:
+            raise ConfigurationError("prior_strength", self.prior_strength, "a number >= 0, e.g. 5.0")
+
+
+@dataclass(frozen=True, slots=True)
+class FeatureSpec:
+    """Which feature columns are numeric and which categorical; ``names`` is numeric then categorical.
+
+    Save it with a model (:meth:`as_dict`) and use :meth:`coerce` to hand a scoring frame to it in the same
+    shape and types, whatever dtypes the frame came with.
+
+    Example::
+
+        >>> spec = FeatureSpec(numeric=("a",), categorical=("c",))
+        >>> spec.names
+        ('a', 'c')
+        >>> X = spec.coerce(pd.DataFrame({"c": [None], "a": ["1.5"], "unused": [0]}))
+        >>> X.to_dict("list")
+        {'a': [1.5], 'c': ['<none>']}
+    """
+
+    numeric: tuple[str, ...]
+    categorical: tuple[str, ...]
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """All feature names: the numeric ones, then the categorical ones."""
+        return self.numeric + self.categorical
+
+    def as_dict(self) -> dict[str, list[str]]:
+        """A JSON-ready form, for a model manifest."""
+        return {"numeric": list(self.numeric), "categorical": list(self.categorical)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> FeatureSpec:
+        """The inverse of :meth:`as_dict`."""
+        return cls(numeric=tuple(data["numeric"]), categorical=tuple(data["categorical"]))
+
+    def coerce(self, features: pd.DataFrame) -> pd.DataFrame:
+        """``features`` reduced to :attr:`names`: numeric as float64, categorical as text with ``<none>``.
+
+        Raises :class:`~forewarn.errors.FeatureSchemaError` naming the columns that are missing.
+        """
+        missing = [c for c in self.names if c not in features.columns]
+        if missing:
+            raise FeatureSchemaError(
+                f"the features lack column(s) {', '.join(missing)} that the model was trained on; build them "
+                "with forewarn.features.build_features using the same feature_* columns as in training"
+            )
+        out = {c: pd.to_numeric(features[c], errors="coerce").astype(np.float64) for c in self.numeric}
+        for c in self.categorical:
+            out[c] = pd.Series(_text(features[c]), index=features.index, dtype=object)
+        return pd.DataFrame(out, index=features.index, columns=list(self.names))
+
+
+def feature_spec(features: pd.DataFrame) -> FeatureSpec:
+    """The :class:`FeatureSpec` of a frame made by :func:`build_features`: numeric dtypes are numeric.
+
+    Example::
+
+        >>> feature_spec(pd.DataFrame({"x": [1.0], "flow_name": ["etl"]}))
+        FeatureSpec(numeric=('x',), categorical=('flow_name',))
+    """
+    numeric, categorical = [], []
+    for name in features.columns:
+        dtype = features[name].dtype
+        if pd.api.types.is_numeric_dtype(dtype) and not pd.api.types.is_bool_dtype(dtype):
+            numeric.append(str(name))
+        else:
+            categorical.append(str(name))
+    return FeatureSpec(numeric=tuple(numeric), categorical=tuple(categorical))
+
+
+def failure_labels(runs: pd.DataFrame) -> pd.Series:
+    """1.0 for failed runs (``FAILED``/``CRASHED``/``TIMEDOUT``), 0.0 for ``COMPLETED``, NaN otherwise.
+
+    Indexed by ``flow_run_id``, named ``failed``.
+
+    Example::
+
+        >>> runs = pd.DataFrame({"flow_run_id": ["a", "b", "c"],
+        ...                      "state": ["completed", "CRASHED", "CANCELLED"]})
+        >>> failure_labels(runs).tolist()
+        [0.0, 1.0, nan]
+    """
+    _require(runs, ("flow_run_id", "state"), "runs")
+    state = _upper(runs["state"])
+    out = np.full(len(runs), np.nan)
+    out[np.isin(state, list(FAILURE_STATES))] = 1.0
+    out[state == SUCCESS_STATE] = 0.0
+    return pd.Series(out, index=pd.Index(_text(runs["flow_run_id"]), name="flow_run_id", dtype=object),
+                     name="failed")
+
+
+def history_window(
+    targets: pd.DataFrame, *, lead: timedelta = timedelta(0), config: FeatureConfig = FeatureConfig()
+) -> tuple[pd.Timestamp, pd.Timestamp]:
+    """The ``[start, end)`` range of ``end_time`` a history must cover to describe ``targets`` exactly.
+
+    Loading every run (of every flow) that ended in this range, and every task attempt that ended in
+    ``[start + lookback, end)`` (with a ``flow_name`` column, since their runs may still be running), gives
+    the same features as the full history. ``start`` is the earliest cutoff minus ``lookback`` minus
+    ``global_window`` (co-failure partners look one window further back); ``end`` is the latest cutoff.
+
+    Example::
+
+        >>> t = pd.DataFrame({"flow_run_id": ["r"], "flow_name": ["etl"],
+        ...                   "scheduled_start": [pd.Timestamp("2026-02-01", tz="UTC")]})
+        >>> cfg = FeatureConfig(lookback=timedelta(days=1), global_window=timedelta(hours=1))
+        >>> history_window(t, config=cfg)
+        (Timestamp('2026-01-30 23:00:00+0000', tz='UTC'), Timestamp('2026-02-01 00:00:00+0000', tz='UTC'))
+    """
+    _, ref = _target_times(targets)
+    cutoff = ref - _lead_ns(lead)
+    span = _td_ns(config.lookback) + _td_ns(config.global_window)
+    return pd.Timestamp(int(cutoff.min()) - span, tz="UTC"), pd.Timestamp(int(cutoff.max()), tz="UTC")
+
+
+# --- input normalisation -------------------------------------------------------------------------------
+
+
+def _require(frame: pd.DataFrame, columns: tuple[str, ...], what: str) -> None:
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise FeatureSchemaError(
+            f"{what} lack column(s) {', '.join(missing)}; a runs frame has flow_run_id, flow_name, "
+            "scheduled_start, start_time, end_time, state (see forewarn.simulate.history_to_runs_frame)"
+        )
+
+
+def _td_ns(value: timedelta) -> int:
+    return int(pd.Timedelta(value).value)
+
+
+def _lead_ns(lead: timedelta) -> int:
+    if not isinstance(lead, timedelta) or lead < timedelta(0):
+        raise ConfigurationError("lead", lead, "a timedelta >= 0, e.g. lead=timedelta(minutes=30)")
+    return _td_ns(lead)
+
+
+def _ns(frame: pd.DataFrame, name: str) -> np.ndarray:
+    """A time column as int64 nanoseconds since the epoch (UTC); NaT and absent columns give ``_NAT``."""
+    if name not in frame.columns:
+        return np.full(len(frame), _NAT, dtype=np.int64)
+    col = frame[name]
+    if not isinstance(col.dtype, pd.DatetimeTZDtype):
+        if pd.api.types.is_datetime64_dtype(col.dtype):
+            col = col.dt.tz_localize("UTC")  # naive times are read as UTC
+        else:
+            col = pd.to_datetime(col, utc=True, format="ISO8601")
+    return np.asarray(col.dt.as_unit("ns").array.asi8, dtype=np.int64)
+
+
+def _values(frame: pd.DataFrame, name: str, rows: np.ndarray | None = None) -> np.ndarray:
+    """The cells of one column (only ``rows``, if given) as a numpy object array."""
+    values = frame[name].to_numpy(dtype=object)
+    return values if rows is None else values[rows]
+
+
+def _text(col: pd.Series | np.ndarray) -> np.ndarray:
+    """A column as a numpy object array of ``str``, with ``NONE`` for missing cells."""
+    raw = col.to_numpy(dtype=object) if isinstance(col, pd.Series) else col
+    values = np.array(raw, dtype=object, copy=True)
+    missing = pd.isna(values)
+    if missing.any():
+        values[missing] = NONE
+    if pd.api.types.infer_dtype(values, skipna=False) != "string":  # numbers or mixed: spell them as text
+        values = np.asarray([v if type(v) is str else str(v) for v in values.tolist()], dtype=object)
+    return values
+
+
+def _upper(col: pd.Series | np.ndarray, *, lower: bool = False) -> np.ndarray:
+    """A text column upper- (or lower-) cased, missing cells ``""``; values repeat, so each is cased once."""
+    values = col.to_numpy(dtype=object) if isinstance(col, pd.Series) else col
+    codes, uniques = pd.factorize(values, use_na_sentinel=True)
+    cased = np.asarray([str(u).lower() if lower else str(u).upper() for u in uniques] + [""], dtype=object)
+    return cased[codes]
+
+
+def _optional_text(frame: pd.DataFrame, name: str, rows: np.ndarray | None = None) -> np.ndarray:
+    """A text column as :func:`_text` gives it; all ``NONE`` when the frame has no such column."""
+    if name not in frame.columns:
+        return np.full(len(frame) if rows is None else len(rows), NONE, dtype=object)
+    return _text(_values(frame, name, rows))
+
+
+def _params(value: Any) -> Any:
+    """A ``parameters`` cell as a dict (JSON text is decoded); anything else is returned as it is."""
+    if not isinstance(value, str):
+        return value
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError as exc:
+        raise FeatureSchemaError(
+            f"parameters {value[:40]!r} is neither a dict nor JSON text ({exc.msg}); parse the history with "
+            "forewarn.simulate.history_to_runs_frame"
+        ) from exc
+
+
+def _phash(frame: pd.DataFrame, rows: np.ndarray | None = None) -> np.ndarray:
+    """``parameters_hash``, computed from ``parameters`` where the hash is missing but parameters are not."""
+    out = _optional_text(frame, "parameters_hash", rows)
+    if "parameters" in frame.columns and (out == NONE).any():
+        params = _values(frame, "parameters", rows)
+        for i in np.flatnonzero((out == NONE) & ~pd.isna(params)):
+            out[i] = parameters_hash(_params(params[i])) or NONE
+    return out
+
+
+def _param_count(frame: pd.DataFrame) -> np.ndarray:
+    """How many parameters each run was given (0 when unknown)."""
+    if "parameters" not in frame.columns:
+        return np.zeros(len(frame))
+    values = (_params(v) for v in frame["parameters"].to_numpy(dtype=object))
+    return np.asarray([len(v) if isinstance(v, Mapping) else 0 for v in values], dtype=np.float64)
+
+
+def _target_times(targets: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Target ids and reference times (scheduled start, else start time) in ns; raises if one is missing."""
+    _require(targets, ("flow_run_id", "flow_name"), "targets")
+    if "scheduled_start" not in targets.columns and "start_time" not in targets.columns:
+        raise FeatureSchemaError("targets need scheduled_start (or start_time) to place each run in time")
+    ids = _text(targets["flow_run_id"])
+    ref = _ns(targets, "scheduled_start")
+    start = _ns(targets, "start_time")
+    ref = np.where(ref == _NAT, start, ref)
+    if (ref == _NAT).any():
+        bad = ", ".join(map(repr, ids[ref == _NAT][:5]))
+        raise FeatureSchemaError(f"target run(s) {bad} have neither scheduled_start nor start_time; give the "
+                                 "scheduled start of an upcoming run")
+    return ids, ref
+
+
+def _ragged(starts: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For ranges ``[starts[i], ends[i])``: the owner ``i`` and the position of every element."""
+    counts = np.maximum(ends - starts, 0)
+    owner = np.repeat(np.arange(len(starts)), counts)
+    offset = np.arange(len(owner)) - np.repeat(np.cumsum(counts) - counts, counts)
+    return owner, np.repeat(starts, counts) + offset
+
+
+class _Grouped:
+    """Rows sorted by ``(group, time)`` (stable, so earlier tie order is kept), searchable per group."""
+
+    def __init__(self, group: np.ndarray, time: np.ndarray, distinct: np.ndarray | None = None) -> None:
+        self.times = _distinct(time) if distinct is None else distinct
+        self.m = np.int64(len(self.times) + 1)
+        key = group.astype(np.int64) * self.m + np.searchsorted(self.times, time)
+        self.order = np.argsort(key, kind="stable")
+        self.key = key[self.order]
+
+    def before(self, group: np.ndarray, time: np.ndarray) -> np.ndarray:
+        """Index of the first row of ``group`` at or after ``time`` (rows before it: earlier groups/times)."""
+        return np.searchsorted(self.key, group.astype(np.int64) * self.m + np.searchsorted(self.times, time))
+
+
+def _distinct(values: np.ndarray) -> np.ndarray:
+    """The sorted distinct values of an int64 array (a sort and a diff: faster than np.unique here)."""
+    ordered = values if len(values) < 2 or (values[1:] >= values[:-1]).all() else np.sort(values)
+    if len(ordered) < 2:
+        return ordered
+    return ordered[np.concatenate(([True], ordered[1:] != ordered[:-1]))]
+
+
+def _at(values: np.ndarray, idx: np.ndarray, default: int) -> np.ndarray:
+    """``values[idx]``, or ``default`` everywhere when ``values`` is empty (no history at all)."""
+    return values[idx] if len(values) else np.full(len(idx), default, dtype=np.int64)
+
+
+def _cum(flags: np.ndarray) -> np.ndarray:
+    """Cumulative count with a leading zero: ``c[j] - c[i]`` counts ``flags[i:j]``."""
+    out = np.zeros(len(flags) + 1, dtype=np.int64)
+    np.cumsum(flags, out=out[1:])
+    return out
+
+
+def _ratio(num: np.ndarray, den: np.ndarray, default: np.ndarray | float) -> np.ndarray:
+    """``num / den`` as float64, ``default`` where ``den`` is 0."""
+    safe = np.where(den > 0, den, 1)
+    return np.where(den > 0, num / safe, default).astype(np.float64)
+
+
+# --- the features --------------------------------------------------------------------------------------
+
+
+def build_features(
+    targets: pd.DataFrame,
+    history: pd.DataFrame | None = None,
+    attempts: pd.DataFrame | None = None,
+    *,
+    lead: timedelta = timedelta(0),
+    config: FeatureConfig = FeatureConfig(),
+) -> pd.DataFrame:
+    """Describe each run of ``targets`` from what was known at its cutoff ``scheduled_start - lead``.
+
+    ``targets`` and ``history`` are runs frames (``flow_run_id, flow_name, deployment, parameters,
+    parameters_hash, flow_version, scheduled_start, start_time, end_time, state, feature_*``); ``history``
+    defaults to ``targets``. ``attempts`` (``flow_run_id, task_name, attempt, start_time, end_time, outcome,
+    exception_type`` and optionally ``flow_name``) may be None or empty: the attempt features are then 0.
+    For exact results the history must cover :func:`history_window`.
+
+    Returns one row per target, indexed by ``flow_run_id`` in the targets' order: the columns of
+    :data:`CATEGORICAL_FEATURES` and :data:`NUMERIC_FEATURES` (float64, never NaN), then the targets'
+    ``feature_*`` columns (numbers as float64 keeping NaN for missing, text as object with ``<none>``).
+
+    Example::
+
+        >>> t0 = pd.Timestamp("2026-01-01", tz="UTC")
+        >>> hist = pd.DataFrame({"flow_run_id": ["a", "b"], "flow_name": ["etl", "etl"],
+        ...     "scheduled_start": [t0, t0 + pd.Timedelta(hours=1)],
+        ...     "start_time": [t0, t0 + pd.Timedelta(hours=1)],
+        ...     "end_time": [t0 + pd.Timedelta(minutes=5), t0 + pd.Timedelta(hours=1, minutes=5)],
+        ...     "state": ["COMPLETED", "FAILED"]})
+        >>> nxt = pd.DataFrame({"flow_run_id": ["c"], "flow_name": ["etl"],
+        ...     "scheduled_start": [t0 + pd.Timedelta(hours=2)], "state": ["SCHEDULED"]})
+        >>> row = build_features(nxt, hist).loc["c"]
+        >>> row["flow_last_ended_failed"], row["flow_failure_streak"], row["flow_hours_since_failure"]
+        (np.float64(1.0), np.float64(1.0), np.float64(0.9166666666666666))
+    """
+    if not isinstance(config, FeatureConfig):
+        raise ConfigurationError("config", config, "a forewarn.features.FeatureConfig")
+    lead_ns = _lead_ns(lead)
+    if history is None:
+        history = targets
+    _require(history, ("flow_run_id", "flow_name", "end_time", "state"), "history")
+    ids, ref = _target_times(targets)
+    cutoff = ref - lead_ns
+    nt = len(ids)
+    if nt == 0:
+        return _empty(targets)
+    L, W = _td_ns(config.lookback), _td_ns(config.global_window)
+    R, k = config.recent_runs, float(config.prior_strength)
+    lookback_hours = L / _HOUR
+
+    # ---- history rows known before some cutoff, in a total order ----------------------------------------
+    end = _ns(history, "end_time")
+    h_ref = full_ref = _history_ref(history)
+    known = np.maximum(end, h_ref)  # a run is known at its end, never before its own scheduled start
+    lo_t, hi_t = int(cutoff.min()) - L - W, int(cutoff.max())
+    keep = np.flatnonzero((end != _NAT) & (known >= lo_t) & (known < hi_t))
+    known, h_ref = known[keep], h_ref[keep]
+    h_ids = _text(_values(history, "flow_run_id", keep))
+    if not pd.Index(h_ids).is_unique:
+        dup = pd.Series(h_ids).loc[lambda s: s.duplicated()].unique()[:5]
+        shown = ", ".join(map(repr, dup))
+        raise FeatureSchemaError(f"history repeats flow_run_id {shown}; pass each run once")
+    # total order: known-at time, then scheduled start, then run id (only needed, and paid for, on ties)
+    order = np.lexsort((h_ref, known))
+    k_sorted, r_sorted = known[order], h_ref[order]
+    if len(order) > 1 and ((k_sorted[1:] == k_sorted[:-1]) & (r_sorted[1:] == r_sorted[:-1])).any():
+        id_rank = np.unique(h_ids.astype(str), return_inverse=True)[1]
+        order = np.lexsort((id_rank, h_ref, known))
+    rows = keep[order]  # positions in ``history`` of the usable rows, in known-at order
+    known = known[order]
+    state = _upper(_values(history, "state", rows))
+    fail = np.isin(state, list(FAILURE_STATES))
+    succ = state == SUCCESS_STATE
+    lab = fail | succ
+    h_start = _ns(history, "start_time")[rows]
+    h_end = end[rows]
+    has_dur = succ & (h_start != _NAT)
+    dur_us = np.where(has_dur, (h_end - h_start) // 1000, 0)
+
+    # ---- shared codes for flows, versions and parameter sets --------------------------------------------
+    t_flow, h_flow = _text(targets["flow_name"]), _text(_values(history, "flow_name", rows))
+    flow_codes, flow_names = pd.factorize(np.concatenate([t_flow, h_flow]))
+    n_flows = max(len(flow_names), 1)
+    tf, hf = flow_codes[:nt].astype(np.int64), flow_codes[nt:].astype(np.int64)
+    # versions and parameter sets only matter for the targets' own flows: read just those rows
+    mine = np.flatnonzero(np.isin(hf, np.unique(tf)))  # positions (in known-at order) of those rows
+    ver_codes, ver_names = pd.factorize(np.concatenate(
+        [_optional_text(targets, "flow_version"), _optional_text(history, "flow_version", rows[mine])]
+    ))
+    tv, hv = ver_codes[:nt].astype(np.int64), np.full(len(rows), -1, dtype=np.int64)
+    hv[mine] = ver_codes[nt:]
+    ph_codes, ph_names = pd.factorize(np.concatenate([_phash(targets), _phash(history, rows[mine])]))
+    tp, hp = ph_codes[:nt].astype(np.int64), np.full(len(rows), -1, dtype=np.int64)
+    hp[mine] = ph_codes[nt:]
+
+    # ---- per-flow windows ------------------------------------------------------------------------------
+    times = _distinct(known)  # known is sorted, so this is one pass; shared by the groupings below
+    by_flow = _Grouped(hf, known, times)
+    o = by_flow.order
+    e_known, e_fail, e_succ, e_lab = known[o], fail[o], succ[o], lab[o]
+    e_ver, e_ph = hv[o], hp[o]
+    hi = by_flow.before(tf, cutoff)
+    lo = by_flow.before(tf, cutoff - L)
+    lo_w = by_flow.before(tf, cutoff - W)
+    n_runs = hi - lo
+    has_last = n_runs > 0
+    last = np.where(has_last, hi - 1, 0)
+
+    c_lab = _cum(e_lab)
+    l_lo, l_hi = c_lab[lo], c_lab[hi]  # window in the labelled-only sequence
+    l_fail = e_fail[e_lab]
+    l_succ = e_succ[e_lab]
+    l_known = e_known[e_lab]
+    cl_fail = _cum(l_fail)
+    n_lab = l_hi - l_lo
+    n_fail = cl_fail[l_hi] - cl_fail[l_lo]
+    idx = np.arange(len(l_fail))
+    prev_succ = np.maximum.accumulate(np.where(l_succ, idx, -1)) if len(idx) else idx
+    prev_fail = np.maximum.accumulate(np.where(l_fail, idx, -1)) if len(idx) else idx
+    any_lab = n_lab > 0
+    l_last = np.where(any_lab, l_hi - 1, 0)
+    ps, pf = _at(prev_succ, l_last, -1), _at(prev_fail, l_last, -1)
+    fail_streak = np.where(any_lab, l_hi - np.maximum(ps + 1, l_lo), 0)
+    succ_streak = np.where(any_lab, l_hi - np.maximum(pf + 1, l_lo), 0)
+    seen_fail = any_lab & (pf >= l_lo)
+    last_fail_known = _at(l_known, np.where(seen_fail, pf, 0), 0)
+    hours_since_fail = np.where(
+        seen_fail, np.minimum((cutoff - last_fail_known) / _HOUR, lookback_hours), lookback_hours
+    )
+
+    # global rates: over the lookback (the prior) and over the global window
+    g_known = known  # already in known-at order
+    cg_fail, cg_lab = _cum(fail), _cum(lab)
+    g_hi = np.searchsorted(g_known, cutoff)
+    g_lo = np.searchsorted(g_known, cutoff - L)
+    g_w = np.searchsorted(g_known, cutoff - W)
+    g_rate = _ratio(cg_fail[g_hi] - cg_fail[g_lo], cg_lab[g_hi] - cg_lab[g_lo], 0.0)
+    w_fail = cg_fail[g_hi] - cg_fail[g_w]
+    w_rate = _ratio(w_fail, cg_lab[g_hi] - cg_lab[g_w], g_rate)
+
+    smoothed = _ratio(n_fail + k * g_rate, n_lab + k, g_rate)
+    m_recent = np.minimum(R, n_lab)
+    recent = _ratio(cl_fail[l_hi] - cl_fail[l_hi - m_recent], m_recent, smoothed)
+
+    c_dur = _cum(has_dur[o])  # window in the sequence of successful runs with a duration
+    cs_dur = _cum(dur_us[o][has_dur[o]])  # integer microseconds: exact whatever the batch size
+    d_lo, d_hi = c_dur[lo], c_dur[hi]
+    n_dur = d_hi - d_lo
+    m3, m_r = np.minimum(3, n_dur), np.minimum(R, n_dur)
+    mean3 = _ratio(cs_dur[d_hi] - cs_dur[d_hi - m3], m3, 0.0)
+    mean_r = _ratio(cs_dur[d_hi] - cs_dur[d_hi - m_r], m_r, 0.0)
+    trend = _ratio(mean3, mean_r, 1.0)
+
+    ce_fail = _cum(e_fail)
+    flow_w_fail = ce_fail[hi] - ce_fail[lo_w]
+    flow_l_fail = n_fail
+
+    # ---- versions and parameter sets ----------------------------------------------------------------------
+    version_changed = (has_last & (_at(e_ver, last, -1) != tv)).astype(np.float64)
+    params_changed = (has_last & (_at(e_ph, last, -1) != tp)).astype(np.float64)
+    n_ver = max(len(ver_names), 1)
+    m_flow, m_known, m_fail, m_lab = hf[mine], known[mine], fail[mine], lab[mine]
+    by_ver = _Grouped(m_flow * n_ver + hv[mine], m_known, times)
+    gv = tf * n_ver + tv
+    v_hi, v_lo = by_ver.before(gv, cutoff), by_ver.before(gv, cutoff - L)
+    cv_fail, cv_lab = _cum(m_fail[by_ver.order]), _cum(m_lab[by_ver.order])
+    v_fail, v_lab = cv_fail[v_hi] - cv_fail[v_lo], cv_lab[v_hi] - cv_lab[v_lo]
+    version_rate = _ratio(v_fail + k * smoothed, v_lab + k, smoothed)
+    n_ph = max(len(ph_names), 1)
+    by_ph = _Grouped(m_flow * n_ph + hp[mine], m_known, times)
+    gp = tf * n_ph + tp
+    p_runs = by_ph.before(gp, cutoff) - by_ph.before(gp, cutoff - L)
+
+    # ---- co-failure partners ---------------------------------------------------------------------------
+    partner = _partner_failures(known[fail], hf[fail], tf, cutoff, L, W, n_flows) / (flow_l_fail + 1.0)
+
+    # ---- task attempts ----------------------------------------------------------------------------------
+    att = _attempt_counts(attempts, targets, history, full_ref, ids, ref, tf, flow_names, cutoff, W)
+
+    # ---- calendar and parameters of the scheduled start --------------------------------------------------
+    hour = (ref % _DAY) / _HOUR
+    dow = (ref // _DAY + 3) % 7  # Monday = 0
+    days = ref.astype("datetime64[ns]").astype("datetime64[D]")
+    month_end = (days.astype("datetime64[M]") + 1).astype("datetime64[D]")
+    days_left = (month_end - days).astype(np.int64) - 1
+
+    numeric: dict[str, np.ndarray] = {
+        "hour_sin": np.sin(2 * np.pi * hour / 24),
+        "hour_cos": np.cos(2 * np.pi * hour / 24),
+        "dow_sin": np.sin(2 * np.pi * dow / 7),
+        "dow_cos": np.cos(2 * np.pi * dow / 7),
+        "hour_of_week": dow * 24 + hour,
+        "days_to_month_end": days_left,
+        "parameter_count": _param_count(targets),
+        "parameters_changed": params_changed,
+        "parameters_runs_seen": np.minimum(p_runs, R),
+        "flow_runs_seen": n_runs,
+        BASELINE_SMOOTHED_RATE: smoothed,
+        "flow_failure_rate_recent": recent,
+        "flow_failure_streak": fail_streak,
+        "flow_success_streak": succ_streak,
+        BASELINE_LAST_FAILED: (fail_streak > 0),
+        "flow_hours_since_failure": hours_since_fail,
+        "flow_duration_trend": trend,
+        "version_changed": version_changed,
+        "version_runs_seen": np.minimum(v_hi - v_lo, R),
+        "version_failure_rate_smoothed": version_rate,
+        "global_failure_rate": g_rate,
+        "global_failure_rate_window": w_rate,
+        "other_flows_failures_window": w_fail - flow_w_fail,
+        "partner_failures_window": partner,
+        **att,
+    }
+    index = pd.Index(ids, name="flow_run_id", dtype=object)
+    parts = [
+        pd.DataFrame(np.column_stack([t_flow, _optional_text(targets, "deployment")]), index=index,
+                     columns=list(CATEGORICAL_FEATURES), dtype=object),
+        pd.DataFrame(np.column_stack([np.asarray(numeric[n], dtype=np.float64) for n in NUMERIC_FEATURES]),
+                     index=index, columns=list(NUMERIC_FEATURES), dtype=np.float64),
+    ]
+    passthrough = {str(c): _passthrough(targets[c]) for c in targets.columns if str(c).startswith("feature_")}
+    if passthrough:
+        series = {c: pd.Series(v, index=index, dtype=v.dtype) for c, v in passthrough.items()}
+        parts.append(pd.DataFrame(series, index=index))
+    return pd.concat(parts, axis=1)
+
+
+def _empty(targets: pd.DataFrame) -> pd.DataFrame:
+    """The zero-row result, with the columns and dtypes a non-empty one would have."""
+    columns = {name: pd.Series(dtype=object) for name in CATEGORICAL_FEATURES}
+    columns.update({name: pd.Series(dtype=np.float64) for name in NUMERIC_FEATURES})
+    for name in targets.columns:
+        if str(name).startswith("feature_"):
+            numeric = pd.api.types.is_numeric_dtype(targets[name].dtype)
+            columns[str(name)] = pd.Series(dtype=np.float64 if numeric else object)
+    return pd.DataFrame(columns, index=pd.Index([], name="flow_run_id", dtype=object))
+
+
+def _passthrough(col: pd.Series) -> np.ndarray:
+    """A ``feature_*`` column: numbers (and booleans) as float64, anything else as text categories."""
+    if pd.api.types.is_numeric_dtype(col.dtype) or pd.api.types.is_bool_dtype(col.dtype):
+        return col.to_numpy(dtype=np.float64, na_value=np.nan)
+    values = col.to_numpy(dtype=object)
+    present = values[~pd.isna(values)]
+    if all(isinstance(v, (int, float, np.number)) for v in present.tolist()):
+        return pd.to_numeric(pd.Series(values), errors="coerce").to_numpy(dtype=np.float64)
+    return _text(col)
+
+
+def _partner_failures(
+    f_known: np.ndarray, f_flow: np.ndarray, tf: np.ndarray, cutoff: np.ndarray, L: int, W: int, n_flows: int
+) -> np.ndarray:
+    """Per target: sum over other flows' failures in ``[cutoff - W, cutoff)`` of their co-failure events.
+
+    A co-failure event ``(A, B, t)`` is a failure of flow ``A`` known at ``t`` with at least one failure of
+    flow ``B != A`` known in ``[t - W, t)``. For a target of flow ``A``, each window failure of a flow ``B``
+    adds the number of ``(A, B)`` events known in ``[cutoff - L, cutoff)``. Both ends of every event are
+    known before the cutoff, so the affinity only uses history the target could have seen; it is computed
+    fresh for each cutoff (an expanding window), never fitted on a batch.
+    """
+    nt = len(tf)
+    total = np.zeros(nt)
+    if len(f_known) == 0 or nt == 0:
+        return total
+    # events: pairs (failure i of A, failure j of B) with j known in [t_i - W, t_i), one per (i, B)
+    starts = np.searchsorted(f_known, f_known - W)
+    ends = np.searchsorted(f_known, f_known)
+    owner, pos = _ragged(starts, ends)
+    other = f_flow[pos] != f_flow[owner]
+    owner, partner_flow = owner[other], f_flow[pos][other]
+    uniq = _distinct(owner.astype(np.int64) * n_flows + partner_flow)
+    ev_i, ev_b = uniq // n_flows, uniq % n_flows
+    if len(ev_i) == 0:
+        return total
+    events = _Grouped(f_flow[ev_i].astype(np.int64) * n_flows + ev_b, f_known[ev_i])
+
+    w_lo = np.searchsorted(f_known, cutoff - W)
+    w_hi = np.searchsorted(f_known, cutoff)
+    counts = np.maximum(w_hi - w_lo, 0)
+    csum = np.cumsum(counts)
+    start = 0
+    while start < nt:  # chunks of targets keep the expanded pairs below _PAIR_CHUNK
+        base = csum[start - 1] if start else 0
+        stop = max(int(np.searchsorted(csum, base + _PAIR_CHUNK, side="right")), start + 1)
+        sl = slice(start, stop)
+        t_owner, j = _ragged(w_lo[sl], w_hi[sl])
+        t_owner += start
+        b = f_flow[j]
+        keep = b != tf[t_owner]
+        t_owner, b = t_owner[keep], b[keep]
+        pair = tf[t_owner] * n_flows + b
+        n_events = events.before(pair, cutoff[t_owner]) - events.before(pair, cutoff[t_owner] - L)
+        total += np.bincount(t_owner, weights=n_events, minlength=nt)
+        start = stop
+    return total
+
+
+def _attempt_counts(
+    attempts: pd.DataFrame | None,
+    targets: pd.DataFrame,
+    history: pd.DataFrame,
+    history_ref: np.ndarray,
+    ids: np.ndarray,
+    ref: np.ndarray,
+    tf: np.ndarray,
+    flow_names: np.ndarray,
+    cutoff: np.ndarray,
+    W: int,
+) -> dict[str, np.ndarray]:
+    """Failed attempts known in ``[cutoff - W, cutoff)``: all flows, the target's flow, per family."""
+    nt = len(tf)
+    names = ["attempts_failed_window", "flow_attempts_failed_window"] + [
+        f"attempts_{family}_window" for family in EXCEPTION_FAMILIES
+    ]
+    out = {name: np.zeros(nt) for name in names}
+    if attempts is None or len(attempts) == 0 or nt == 0:
+        return out
+    _require(attempts, ("flow_run_id", "end_time", "outcome"), "attempts")
+    a_end = _ns(attempts, "end_time")
+    outcome = _upper(attempts["outcome"], lower=True)
+    failed = np.isin(outcome, _FAILED_OUTCOMES) & (a_end != _NAT)
+    if not failed.any():
+        return out
+    a = attempts.iloc[np.flatnonzero(failed)]
+    a_end, outcome = a_end[failed], outcome[failed]
+    a_run = _text(a["flow_run_id"])
+
+    # an attempt is known at its end, never before its run's scheduled start (so never the target's own);
+    # its run is looked up among the targets and the whole history (it may still be running)
+    run_ids = np.concatenate([ids, _text(history["flow_run_id"])])
+    run_ref = np.concatenate([ref, history_ref])
+    run_index = pd.Index(run_ids)
+    first = ~run_index.duplicated() if not run_index.is_unique else None
+    if first is not None:
+        run_index, run_ids, run_ref = run_index[first], run_ids[first], run_ref[first]
+    pos = run_index.get_indexer(a_run)
+    a_known = np.maximum(a_end, np.where(pos >= 0, run_ref[np.maximum(pos, 0)], _NAT))
+    win = (a_known >= int(cutoff.min()) - W) & (a_known < int(cutoff.max()))
+    if not win.any():
+        return out
+    a = a.iloc[np.flatnonzero(win)]
+    a_known, outcome, pos = a_known[win], outcome[win], pos[win]
+
+    order = np.argsort(a_known, kind="stable")
+    t_sorted = a_known[order]
+    lo = np.searchsorted(t_sorted, cutoff - W)
+    hi = np.searchsorted(t_sorted, cutoff)
+    out["attempts_failed_window"] = (hi - lo).astype(np.float64)
+    exc = _optional_text(a, "exception_type")
+    exc_codes, exc_names = pd.factorize(exc)
+    for family, pattern in EXCEPTION_FAMILIES.items():
+        rx = re.compile(pattern, re.IGNORECASE)
+        hit = np.asarray([bool(rx.search(name)) and name != NONE for name in exc_names], dtype=bool)
+        flag = hit[exc_codes] if len(exc_names) else np.zeros(len(exc_codes), dtype=bool)
+        if family == "timeout":
+            flag = flag | (outcome == AttemptOutcome.TIMEOUT.value)
+        c = _cum(flag[order])
+        out[f"attempts_{family}_window"] = (c[hi] - c[lo]).astype(np.float64)
+
+    # the attempt's flow: its own flow_name column, else the flow of its run in targets or history
+    if "flow_name" in a.columns:
+        a_flow = _text(a["flow_name"])
+    else:
+        run_flow = np.concatenate([_text(targets["flow_name"]), _text(history["flow_name"])])
+        if first is not None:
+            run_flow = run_flow[first]
+        a_flow = np.where(pos >= 0, run_flow[np.maximum(pos, 0)], NONE)
+    a_code = pd.Index(flow_names).get_indexer(a_flow).astype(np.int64)  # -1: a flow no target has
+    by_flow = _Grouped(a_code, a_known)
+    out["flow_attempts_failed_window"] = (by_flow.before(tf, cutoff) - by_flow.before(tf, cutoff - W)).astype(
+        np.float64
+    )
+    return out
+
+
+def _history_ref(history: pd.DataFrame) -> np.ndarray:
+    ref = _ns(history, "scheduled_start")
+    return np.where(ref == _NAT, _ns(history, "start_time"), ref)
+
+
+__all__ = [
+    "BASELINE_LAST_FAILED",
+    "BASELINE_SMOOTHED_RATE",
+    "CATEGORICAL_FEATURES",
+    "EXCEPTION_FAMILIES",
+    "FAILURE_STATES",
+    "NONE",
+    "NUMERIC_FEATURES",
+    "FeatureConfig",
+    "FeatureSpec",
+    "build_features",
+    "failure_labels",
+    "feature_spec",
+    "history_window",
+]

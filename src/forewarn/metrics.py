@@ -1,0 +1,172 @@
+"""How well warnings foretold failures: pure functions over arrays and frames.
+
+Every metric is defined for the runs handed in, and every ratio whose denominator is zero (no failures,
+no warnings, only one class) is ``None`` rather than ``NaN`` or an exception, so results go straight into
+JSON. The definitions, for ``n`` runs of which ``F`` failed, ``W`` were warned and ``TW`` were warned *and*
+failed:
+
+==========================  ============================================================================
+key                         definition
+==========================  ============================================================================
+``runs``                    ``n``
+``failures``                ``F``
+``warnings``                ``W``
+``true_warnings``           ``TW``
+``false_warnings``          ``W - TW``
+``WR``                      warned failures / failures = ``TW / F`` (recall); ``None`` when ``F == 0``
+``precision``               warnings that came true / warnings = ``TW / W``; ``None`` when ``W == 0``
+``false_alarm_rate``        warnings on non-failures / non-failures = ``(W - TW) / (n - F)``; ``None``
+                            when every run failed
+``pr_auc``                  average precision of ``risk`` (threshold-free); ``None`` when ``F == 0``
+``roc_auc``                 ROC AUC of ``risk``; ``None`` unless both classes occur
+``brier``                   mean of ``(risk - failed) ** 2``; ``None`` when ``n == 0``
+``median_lead_time_seconds``  median of ``lead_seconds`` over warned failures; ``None`` without
+                            ``lead_seconds`` or without a warned failure
+``base_rate``               ``F / n``; ``None`` when ``n == 0``
+==========================  ============================================================================
+
+Example::
+
+    >>> m = warning_metrics([1, 0, 1, 0], [True, True, False, False], [0.9, 0.6, 0.4, 0.1])
+    >>> m["WR"], m["precision"], m["false_alarm_rate"], m["base_rate"]
+    (0.5, 0.5, 0.5, 0.5)
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import average_precision_score, roc_auc_score
+
+FAILED_ATTEMPT_OUTCOMES: frozenset[str] = frozenset({"failure", "timeout"})
+"""Attempt outcomes that count as "the run met a failed attempt" for :func:`escape_rate`."""
+
+FINAL_STATES: frozenset[str] = frozenset({"COMPLETED", "FAILED", "CRASHED", "CANCELLED", "TIMEDOUT"})
+"""Run states that mean the run has ended."""
+
+
+def _ratio(num: float, den: float) -> float | None:
+    return float(num) / float(den) if den else None
+
+
+def warning_metrics(
+    failed: Any,
+    warned: Any,
+    risk: Any,
+    *,
+    lead_seconds: Any | None = None,
+) -> dict[str, Any]:
+    """Score warnings against outcomes; see the module docstring for each key's exact definition.
+
+    ``failed`` holds 1/0 (or True/False) per run, ``warned`` whether a warning was issued, ``risk`` the
+    score the warning was derived from (a probability for the Brier score to mean anything), and
+    ``lead_seconds`` (optional) how many seconds before the run ended its warning was issued.
+    Undefined values are ``None``; nothing here raises on empty input or a single class.
+
+    Example::
+
+        >>> m = warning_metrics([1, 1, 0], [1, 0, 1], [0.8, 0.3, 0.7], lead_seconds=[60, 30, 90])
+        >>> m["WR"], m["precision"], m["median_lead_time_seconds"]
+        (0.5, 0.5, 60.0)
+    """
+    y = np.asarray(failed, dtype=float).astype(bool)
+    w = np.asarray(warned, dtype=bool)
+    r = np.asarray(risk, dtype=float)
+    if not (len(y) == len(w) == len(r)):
+        raise ValueError(f"failed, warned and risk differ in length: {len(y)}, {len(w)}, {len(r)}")
+    n = len(y)
+    f = int(y.sum())
+    n_warned = int(w.sum())
+    tw = int((w & y).sum())
+    both_classes = 0 < f < n
+    r_clean = np.nan_to_num(r, nan=0.0)
+    median_lead: float | None = None
+    if lead_seconds is not None:
+        lead = np.asarray(lead_seconds, dtype=float)
+        if len(lead) != n:
+            raise ValueError(f"lead_seconds has {len(lead)} values for {n} runs")
+        hits = lead[w & y]
+        hits = hits[~np.isnan(hits)]
+        if len(hits):
+            median_lead = float(np.median(hits))
+    return {
+        "runs": n,
+        "failures": f,
+        "warnings": n_warned,
+        "true_warnings": tw,
+        "false_warnings": n_warned - tw,
+        "WR": _ratio(tw, f),
+        "precision": _ratio(tw, n_warned),
+        "false_alarm_rate": _ratio(n_warned - tw, n - f),
+        "pr_auc": float(average_precision_score(y, r_clean)) if f > 0 else None,
+        "roc_auc": float(roc_auc_score(y, r_clean)) if both_classes else None,
+        "brier": float(np.mean((r_clean - y) ** 2)) if n else None,
+        "median_lead_time_seconds": median_lead,
+        "base_rate": _ratio(f, n),
+    }
+
+
+def escape_rate(runs: pd.DataFrame, attempts: pd.DataFrame | None) -> dict[str, Any]:
+    """Share of runs that met a failed task attempt and still completed (retries/fallbacks worked).
+
+    Exactly: among the ended runs of ``runs`` (state COMPLETED, FAILED, CRASHED, CANCELLED or TIMEDOUT)
+    that have at least one row in ``attempts`` with outcome ``failure`` or ``timeout``,
+    ``ER = runs in state COMPLETED / all of them``. ``ER`` is ``None`` when ``attempts`` is ``None`` or
+    holds no row for these runs (imported run-level history has no attempt telemetry), or when no run met a
+    failed attempt. Returns ``runs_with_attempts`` (runs with any attempt row), ``runs_with_failed_attempt``
+    (the denominator), ``escaped_runs`` (the numerator) and ``ER``.
+
+    Example::
+
+        >>> runs = pd.DataFrame({"flow_run_id": ["a", "b", "c"],
+        ...                      "state": ["COMPLETED", "FAILED", "COMPLETED"]})
+        >>> attempts = pd.DataFrame({"flow_run_id": ["a", "a", "b", "c"],
+        ...                          "outcome": ["failure", "success", "timeout", "success"]})
+        >>> escape_rate(runs, attempts)["ER"]
+        0.5
+    """
+    ended = runs.loc[runs["state"].astype(str).isin(FINAL_STATES), ["flow_run_id", "state"]]
+    if attempts is None or attempts.empty:
+        return {"runs_with_attempts": 0, "runs_with_failed_attempt": 0, "escaped_runs": 0, "ER": None}
+    mine = attempts.loc[attempts["flow_run_id"].isin(ended["flow_run_id"]), ["flow_run_id", "outcome"]]
+    with_attempts = int(mine["flow_run_id"].nunique())
+    met = set(mine.loc[mine["outcome"].astype(str).isin(FAILED_ATTEMPT_OUTCOMES), "flow_run_id"])
+    hit = ended[ended["flow_run_id"].isin(met)]
+    escaped = int((hit["state"].astype(str) == "COMPLETED").sum())
+    return {
+        "runs_with_attempts": with_attempts,
+        "runs_with_failed_attempt": len(hit),
+        "escaped_runs": escaped,
+        "ER": _ratio(escaped, len(hit)) if with_attempts else None,
+    }
+
+
+def _jsonable(value: Any) -> Any:
+    """``value`` with NaN/inf turned into ``None``, numpy scalars into Python ones, times into ISO text."""
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return [_jsonable(v) for v in value.tolist()]
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        v = float(value)
+        return v if math.isfinite(v) else None
+    if value is None or value is pd.NaT or (isinstance(value, type(pd.NA)) and value is pd.NA):
+        return None
+    if isinstance(value, pd.Timedelta):
+        return value.total_seconds()
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    return value
+
+
+__all__ = ["FAILED_ATTEMPT_OUTCOMES", "FINAL_STATES", "escape_rate", "warning_metrics"]

@@ -1,0 +1,87 @@
+"""Train the failure-warning model on run history and save it with its manifest.
+
+This is the whole training job, Prefect-free so a notebook can run it: build the leakage-free feature
+table (:func:`forewarn.features.build_features`), run a walk-forward backtest so the manifest carries
+quality figures measured on runs the model never trained on, fit the final model on every labelled run,
+and save it (:func:`forewarn.model.save_model`). ``flows/training.py`` and ``forewarn train`` are thin
+faces over :func:`train_and_save`.
+
+Example::
+
+    >>> from forewarn.simulate import simulate_history, history_to_runs_frame
+    >>> runs = history_to_runs_frame(simulate_history(6000, seed=1))
+    >>> result = train_and_save(runs, model_dir=tmp_path, n_folds=2)  # doctest: +SKIP
+    >>> result.manifest.version  # doctest: +SKIP
+    '20261128T170100Z-1a2b3c4d'
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from forewarn.backtest import BacktestResult, walk_forward_backtest
+from forewarn.features import build_features, failure_labels
+from forewarn.model import DEFAULT_FAMILY, FailureWarningModel, ModelManifest, save_model
+
+
+@dataclass(frozen=True, slots=True)
+class TrainingResult:
+    """What :func:`train_and_save` produced: the saved model's manifest and the backtest behind it."""
+
+    manifest: ModelManifest
+    backtest: BacktestResult | None
+    path: Path
+
+
+def _labelled_in_time_order(runs: pd.DataFrame) -> pd.DataFrame:
+    labels = failure_labels(runs)
+    when = runs["scheduled_start"].fillna(runs["start_time"])
+    ordered = runs.assign(_when=when.to_numpy()).sort_values("_when", kind="stable")
+    keep = labels.reindex(ordered["flow_run_id"]).notna().to_numpy()
+    return ordered.loc[keep].drop(columns="_when")
+
+
+def train_and_save(
+    runs: pd.DataFrame,
+    attempts: pd.DataFrame | None = None,
+    *,
+    model_dir: Path | str,
+    family: str = DEFAULT_FAMILY,
+    model_params: Mapping[str, Any] | None = None,
+    backtest: bool = True,
+    n_folds: int = 5,
+    progress: Callable[[int, int], None] | None = None,
+) -> TrainingResult:
+    """Fit the model on all labelled ``runs`` and save it under ``model_dir``; return its manifest.
+
+    With ``backtest=True`` (the default) a walk-forward backtest runs first on the same history, and its
+    overall figures (model and baselines) go into the manifest's ``backtest_metrics``.
+    Raises :class:`~forewarn.errors.InsufficientHistoryError` when there are too few runs or failures.
+    """
+    result = None
+    if backtest:
+        result = walk_forward_backtest(
+            runs, attempts, n_folds=n_folds, family=family, model_params=model_params, progress=progress
+        )
+    features = build_features(runs, runs, attempts)
+    labelled = _labelled_in_time_order(runs)
+    X = features.loc[labelled["flow_run_id"]]
+    y = failure_labels(runs).loc[labelled["flow_run_id"]].to_numpy()
+    model = FailureWarningModel(family=family, **dict(model_params or {})).fit(X, y)
+    when = labelled["scheduled_start"].fillna(labelled["start_time"])
+    manifest = save_model(
+        model,
+        Path(model_dir),
+        training_window=(when.min().to_pydatetime(), when.max().to_pydatetime()),
+        backtest_metrics=result.to_json()["overall"] if result is not None else None,
+        extra={"n_folds": n_folds if backtest else 0},
+    )
+    return TrainingResult(manifest=manifest, backtest=result, path=Path(model_dir) / manifest.version)
+
+
+__all__ = ["TrainingResult", "train_and_save"]

@@ -1,0 +1,222 @@
+"""Walk-forward backtest on simulated history: honest folds, exact outputs, and a model that beats baselines."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from forewarn.backtest import (
+    COMPARISON_COLUMNS,
+    PREDICTION_COLUMNS,
+    BacktestResult,
+    compare_families,
+    walk_forward_backtest,
+)
+from forewarn.errors import ConfigurationError, InsufficientHistoryError
+from forewarn.features import failure_labels
+from forewarn.simulate import (
+    history_to_attempts_frame,
+    history_to_runs_frame,
+    simulate_history,
+    simulated_attempts,
+)
+
+N_RUNS = 24_000
+
+
+@pytest.fixture(scope="module")
+def history() -> tuple[pd.DataFrame, pd.DataFrame]:
+    """About two months of simulated runs of 12 flows, with their task attempts."""
+    raw = simulate_history(N_RUNS, seed=4)
+    return history_to_runs_frame(raw), history_to_attempts_frame(simulated_attempts(raw, seed=4))
+
+
+@pytest.fixture(scope="module")
+def result(history: tuple[pd.DataFrame, pd.DataFrame]) -> BacktestResult:
+    """One HGB backtest with three folds, shared by the read-only tests."""
+    runs, attempts = history
+    return walk_forward_backtest(runs, attempts, n_folds=3)
+
+
+def _labelled(runs: pd.DataFrame) -> pd.DataFrame:
+    return runs[runs["flow_run_id"].map(failure_labels(runs)).notna()]
+
+
+class TestModelBeatsBaselines:
+    """On held-out windows the model ranks failures better than both simple rules."""
+
+    def test_pr_auc_beats_both_baselines_overall(self, result: BacktestResult) -> None:
+        """Pooled over all test windows, PR-AUC is higher than last_failed's and smoothed_rate's."""
+        model = result.overall["model"]["pr_auc"]
+        assert model > result.overall["last_failed"]["pr_auc"] + 0.05
+        assert model > result.overall["smoothed_rate"]["pr_auc"] + 0.05
+
+    def test_pr_auc_beats_both_baselines_in_every_fold(self, result: BacktestResult) -> None:
+        """Not only on average: each window on its own."""
+        for fold in result.folds:
+            assert fold["model_pr_auc"] > fold["last_failed_pr_auc"], fold
+            assert fold["model_pr_auc"] > fold["smoothed_rate_pr_auc"], fold
+
+    def test_metrics_are_complete(self, result: BacktestResult) -> None:
+        """Every documented metric is reported for the model and the baselines."""
+        keys = {
+            "runs",
+            "failures",
+            "warnings",
+            "WR",
+            "precision",
+            "false_alarm_rate",
+            "pr_auc",
+            "roc_auc",
+            "brier",
+            "median_lead_time_seconds",
+            "base_rate",
+        }
+        for system in ("model", "last_failed", "smoothed_rate"):
+            assert keys <= set(result.overall[system])
+        assert result.overall["model"]["runs"] == len(result.predictions)
+        assert result.overall["model"]["median_lead_time_seconds"] > 0
+
+
+class TestFoldsAreHonest:
+    """No fold learns from a run that had not ended when its window began."""
+
+    def test_training_runs_ended_before_the_window(self, result: BacktestResult) -> None:
+        """The last training run ended before the cutoff, which is the window's start with lead 0."""
+        for fold in result.folds:
+            assert fold["skipped"] is None
+            assert fold["train_cutoff"] == fold["test_start"]
+            assert fold["train_last_end"] < fold["train_cutoff"]
+
+    def test_training_counts_match_runs_ended_before_the_window(
+        self, result: BacktestResult, history: tuple[pd.DataFrame, pd.DataFrame]
+    ) -> None:
+        """Recounted from the raw runs: training = labelled runs with end_time < window start."""
+        labelled = _labelled(history[0])
+        straddling = 0
+        for fold in result.folds:
+            ended = labelled["end_time"] < fold["test_start"]
+            assert fold["n_train_runs"] == int(ended.sum())
+            straddling += int(((labelled["scheduled_start"] < fold["test_start"]) & ~ended).sum())
+        assert straddling > 0  # some runs were scheduled before a window but still running: left out
+
+    def test_windows_are_consecutive_after_the_training_share(self, result: BacktestResult) -> None:
+        """Windows tile the span after min_train_fraction without gaps or overlap."""
+        starts = [f["test_start"] for f in result.folds]
+        ends = [f["test_end"] for f in result.folds]
+        assert starts[1:] == ends[:-1]
+        span = result.params["history_end"] - result.params["history_start"]
+        assert abs((starts[0] - result.params["history_start"]) / span - 0.4) < 1e-6
+
+    def test_predictions_fall_inside_their_window(self, result: BacktestResult) -> None:
+        """Each scored run was scheduled inside its fold's window and scored once."""
+        preds = result.predictions
+        assert preds["run_id"].is_unique
+        for fold in result.folds:
+            rows = preds[preds["fold"] == fold["fold"]]
+            assert len(rows) == fold["n_test_runs"]
+            assert (rows["scheduled_start"] >= fold["test_start"]).all()
+            assert (rows["scheduled_start"] <= fold["test_end"]).all()
+            assert (rows["threshold"] == fold["threshold"]).all()
+
+    def test_lead_moves_the_training_cutoff_back(self, history: tuple[pd.DataFrame, pd.DataFrame]) -> None:
+        """With a lead, training stops at window start - lead, and lead times are at least the lead."""
+        runs = history[0].iloc[:12_000]
+        lead = timedelta(minutes=30)
+        res = walk_forward_backtest(runs, n_folds=2, lead=lead, family="logreg")
+        for fold in res.folds:
+            assert fold["train_cutoff"] == fold["test_start"] - lead
+            assert fold["train_last_end"] < fold["train_cutoff"]
+        assert res.overall["model"]["median_lead_time_seconds"] >= lead.total_seconds()
+        assert res.params["lead_seconds"] == 1800.0
+
+
+class TestOutputs:
+    """The result has exactly the documented shape and serialises to JSON."""
+
+    def test_prediction_columns_are_exact(self, result: BacktestResult) -> None:
+        """run_id, flow_name, scheduled_start, fold, risk, threshold, warned, failed, then the baselines."""
+        assert tuple(result.predictions.columns) == PREDICTION_COLUMNS
+        assert PREDICTION_COLUMNS[:8] == (
+            "run_id",
+            "flow_name",
+            "scheduled_start",
+            "fold",
+            "risk",
+            "threshold",
+            "warned",
+            "failed",
+        )
+        preds = result.predictions
+        np.testing.assert_array_equal(preds["warned"], preds["risk"] >= preds["threshold"])
+        assert set(preds["failed"].unique()) <= {0, 1}
+        assert str(preds["scheduled_start"].dtype) == "datetime64[ns, UTC]"
+
+    def test_to_json_is_serialisable(self, result: BacktestResult) -> None:
+        """to_json() is plain JSON: no NaN, no numpy types, times as ISO text."""
+        text = json.dumps(result.to_json(include_predictions=True), allow_nan=False)
+        back = json.loads(text)
+        assert back["overall"]["model"]["pr_auc"] == pytest.approx(result.overall["model"]["pr_auc"])
+        assert back["folds"][0]["test_start"].startswith(str(result.folds[0]["test_start"].year))
+        assert len(back["predictions"]) == len(result.predictions)
+
+    def test_per_flow_rows(self, result: BacktestResult) -> None:
+        """One row per flow, counts adding up to the whole."""
+        per_flow = result.per_flow
+        assert per_flow["runs"].sum() == len(result.predictions)
+        assert set(per_flow.index) == set(result.predictions["flow_name"])
+        assert {"model_pr_auc", "last_failed_pr_auc", "smoothed_rate_pr_auc", "model_WR"} <= set(per_flow)
+
+    def test_escape_rate_with_attempts(self, result: BacktestResult) -> None:
+        """With attempt telemetry, ER is the share of test runs that met a failed attempt and completed."""
+        escape = result.overall["escape"]
+        assert escape["runs_with_failed_attempt"] > 0
+        assert 0.0 < escape["ER"] < 1.0
+
+    def test_run_level_history_has_no_escape_rate(self, history: tuple[pd.DataFrame, pd.DataFrame]) -> None:
+        """Imported history without attempts backtests fine; ER is None."""
+        res = walk_forward_backtest(history[0].iloc[:10_000], None, n_folds=2, family="logreg")
+        assert res.overall["escape"]["ER"] is None
+        assert res.overall["model"]["pr_auc"] is not None
+
+    def test_progress_reports_each_fold(self, history: tuple[pd.DataFrame, pd.DataFrame]) -> None:
+        """progress(done, total) is called before the first fold and after each one."""
+        calls: list[tuple[int, int]] = []
+        walk_forward_backtest(history[0].iloc[:10_000], n_folds=2, family="logreg", progress=lambda *a: calls.append(a))
+        assert calls == [(0, 2), (1, 2), (2, 2)]
+
+
+class TestCompareFamilies:
+    """compare_families() puts families and baselines side by side on the same folds."""
+
+    def test_rows_and_columns(self, history: tuple[pd.DataFrame, pd.DataFrame]) -> None:
+        """One row per family and per baseline, the documented columns."""
+        table = compare_families(history[0].iloc[:10_000], families=("logreg",), n_folds=2)
+        assert list(table.index) == ["logreg", "last_failed", "smoothed_rate"]
+        assert tuple(table.columns) == COMPARISON_COLUMNS
+
+    def test_unknown_keyword_is_refused(self, history: tuple[pd.DataFrame, pd.DataFrame]) -> None:
+        """A misspelt option is an error, not silently ignored."""
+        with pytest.raises(TypeError, match="n_fold"):
+            compare_families(history[0], n_fold=3)
+
+
+class TestRefusals:
+    """Bad options and too little history are refused with clear errors."""
+
+    def test_too_little_history(self, history: tuple[pd.DataFrame, pd.DataFrame]) -> None:
+        """When no fold has enough history to train, InsufficientHistoryError says why."""
+        with pytest.raises(InsufficientHistoryError, match="no backtest fold could be trained"):
+            walk_forward_backtest(history[0].iloc[:300], n_folds=2)
+
+    @pytest.mark.parametrize(
+        ("kwargs", "setting"), [({"n_folds": 0}, "n_folds"), ({"min_train_fraction": 1.0}, "min_train_fraction")]
+    )
+    def test_bad_options(self, history: tuple[pd.DataFrame, pd.DataFrame], kwargs: dict, setting: str) -> None:
+        """Out-of-range fold settings raise ConfigurationError naming them."""
+        with pytest.raises(ConfigurationError, match=setting):
+            walk_forward_backtest(history[0].iloc[:2_000], **kwargs)

@@ -1,0 +1,502 @@
+"""The failure-warning model: threshold rules, the estimator contract, explanations and persistence."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import joblib
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
+from sklearn.pipeline import Pipeline
+from threadpoolctl import threadpool_limits
+
+from forewarn.errors import (
+    ChecksumMismatchError,
+    ConfigurationError,
+    FeatureSchemaError,
+    InsufficientHistoryError,
+    ModelError,
+)
+from forewarn.features import feature_spec
+from forewarn.model import (
+    FailureWarningModel,
+    FrameEncoder,
+    ModelManifest,
+    Reason,
+    choose_threshold,
+    load_model,
+    make_pipeline,
+    save_model,
+)
+
+WINDOW = (pd.Timestamp("2026-01-01", tz="UTC"), pd.Timestamp("2026-02-01", tz="UTC"))
+Data = tuple[pd.DataFrame, pd.Series]
+
+
+def synthetic_features(n: int, seed: int = 0) -> Data:
+    """A small feature frame shaped like build_features' output, with failures driven by its columns."""
+    rng = np.random.default_rng(seed)
+    flow = rng.choice([f"flow-{i}" for i in range(8)], n)
+    rate = rng.beta(1, 15, n)
+    last = (rng.random(n) < np.clip(rate * 2, 0, 1)).astype(float)
+    rows = rng.lognormal(10, 1, n)
+    rows[rng.random(n) < 0.1] = np.nan
+    logit = -4.0 + 12 * rate + 0.8 * last + 1.5 * (flow == "flow-3") + 1.2 * (np.nan_to_num(rows) > 60_000)
+    y = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(float)
+    index = pd.Index([f"run-{seed}-{i}" for i in range(n)], name="flow_run_id")
+    X = pd.DataFrame(
+        {
+            "flow_failure_rate_smoothed": rate,
+            "flow_last_ended_failed": last,
+            "feature_input_rows": rows,
+            "flow_name": pd.Series(flow, dtype=object).to_numpy(),
+        },
+        index=index,
+    )
+    return X, pd.Series(y, index=index)
+
+
+@pytest.fixture(scope="module")
+def data() -> Data:
+    """4,000 training rows, about 9 % failures."""
+    return synthetic_features(4_000)
+
+
+@pytest.fixture(scope="module")
+def fitted(data: Data) -> FailureWarningModel:
+    """One HGB model fitted on the synthetic rows, shared by read-only tests."""
+    X, y = data
+    return FailureWarningModel().fit(X, y)
+
+
+class TestChooseThreshold:
+    """choose_threshold() applies the documented rules to out-of-fold risks."""
+
+    Y = (1, 0, 1, 0, 0, 0, 0, 0, 0, 0)
+    R = (0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1, 0.0)
+
+    @pytest.mark.parametrize(("target", "expected"), [(1.0, 0.9), (0.6, 0.7), (0.5, 0.6), (0.2, 0.0)])
+    def test_precision_rule_takes_lowest_threshold_reaching_target(self, target: float, expected: float) -> None:
+        """The lowest observed risk whose warned set has precision >= target."""
+        assert choose_threshold(self.Y, self.R, "precision", target_precision=target) == expected
+
+    def test_unreachable_precision_falls_back_to_budget(self) -> None:
+        """If no threshold reaches the target, the budget rule decides."""
+        y = [0, 1, 0, 0, 1, 0, 0, 0, 0, 0]
+        assert choose_threshold(y, self.R, "precision", target_precision=0.9, alert_budget=0.3) == 0.7
+
+    @pytest.mark.parametrize(("budget", "expected"), [(0.1, 0.9), (0.2, 0.8), (0.25, 0.8), (1.0, 0.0)])
+    def test_budget_rule_warns_that_share(self, budget: float, expected: float) -> None:
+        """The share of runs at or above the threshold does not exceed alert_budget."""
+        assert choose_threshold(self.Y, self.R, "budget", alert_budget=budget) == expected
+
+    def test_budget_rule_keeps_ties_together(self) -> None:
+        """A group of equal risks is warned whole or not at all."""
+        r = [0.9, 0.5, 0.5, 0.5, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1]
+        assert choose_threshold(self.Y, r, "budget", alert_budget=0.3) == 0.9
+
+    def test_budget_smaller_than_top_group_warns_nothing(self) -> None:
+        """If even the riskiest group exceeds the budget, the threshold is above every risk."""
+        t = choose_threshold([1, 0], [0.5, 0.5], "budget", alert_budget=0.1)
+        assert t > 0.5
+
+    def test_empty_input_warns_nothing(self) -> None:
+        """No risks, no threshold to find: inf."""
+        assert choose_threshold([], [], "budget") == float("inf")
+
+    @pytest.mark.parametrize(
+        ("kwargs", "setting"),
+        [
+            ({"rule": "recall"}, "threshold_rule"),
+            ({"alert_budget": 0.0}, "alert_budget"),
+            ({"target_precision": 1.5}, "target_precision"),
+        ],
+    )
+    def test_bad_settings_are_refused(self, kwargs: dict[str, Any], setting: str) -> None:
+        """Unknown rules and out-of-range shares raise ConfigurationError naming the setting."""
+        with pytest.raises(ConfigurationError, match=setting):
+            choose_threshold(self.Y, self.R, **kwargs)
+
+
+class TestMakePipeline:
+    """make_pipeline() builds one calibrated Pipeline from raw feature rows to a probability."""
+
+    @pytest.mark.parametrize("family", ["hgb", "logreg"])
+    def test_families_fit_and_score_raw_rows(self, family: str, data: Data) -> None:
+        """Both families take the raw frame, including unseen categories and missing values."""
+        X, y = data
+        pipe = make_pipeline(feature_spec(X), family)
+        assert isinstance(pipe, Pipeline)
+        pipe.fit(X, y.to_numpy(dtype=int))
+        odd = X.iloc[:2].copy()
+        odd["flow_name"] = ["never-seen", None]
+        odd["feature_input_rows"] = np.nan
+        proba = pipe.predict_proba(odd)
+        assert proba.shape == (2, 2)
+        assert np.all((proba >= 0) & (proba <= 1))
+
+    def test_calibration_scores_with_one_model(self, fitted: FailureWarningModel) -> None:
+        """ensemble=False: one classifier and one calibrator at scoring time."""
+        calibrated = fitted.pipeline_.named_steps["classifier"]
+        assert calibrated.ensemble is False
+        assert len(calibrated.calibrated_classifiers_) == 1
+
+    def test_unknown_family_is_refused(self, data: Data) -> None:
+        """Only the documented families exist."""
+        with pytest.raises(ConfigurationError, match="family"):
+            make_pipeline(feature_spec(data[0]), "forest")
+
+
+class TestFrameEncoder:
+    """FrameEncoder turns raw feature rows into the matrix HGB reads, the same for one row or many."""
+
+    FRAME = pd.DataFrame(
+        {
+            "x": [1.0, 2.0, None, 4.0, 5.0, 6.0],
+            "flow": ["a", "a", "a", "b", "b", "rare"],
+            "source": ["s", None, "s", "s", None, "s"],
+        }
+    )
+
+    def _encoder(self) -> FrameEncoder:
+        return FrameEncoder(("x",), ("flow", "source"), min_frequency=2).fit(self.FRAME)
+
+    def test_codes_pool_rare_and_blank_unknown(self) -> None:
+        """Frequent values get codes by frequency, rare ones share the next code, unseen ones are NaN."""
+        new = pd.DataFrame({"x": [None, 3.0, 1.0], "flow": ["b", "rare", "never-seen"], "source": [None, "s", "s"]})
+        out = self._encoder().transform(new)
+        np.testing.assert_array_equal(out[:, 0], [np.nan, 3.0, 1.0])
+        np.testing.assert_array_equal(out[:, 1], [1.0, 2.0, np.nan])  # a=0, b=1, infrequent=2
+        np.testing.assert_array_equal(out[:, 2], [1.0, 0.0, 0.0])  # s=0, <none>=1
+
+    def test_small_and_large_batches_agree(self) -> None:
+        """The live-scoring fast path gives exactly the batch path's numbers."""
+        enc = self._encoder()
+        big = pd.concat([self.FRAME] * 20, ignore_index=True)
+        batch = enc.transform(big)
+        rows = np.vstack([enc.transform(big.iloc[[i]]) for i in range(len(big))])
+        np.testing.assert_array_equal(rows, batch)
+
+    def test_nullable_values_take_the_general_path(self) -> None:
+        """pd.NA in an object column is read as missing."""
+        row = pd.DataFrame(
+            {"x": pd.array([pd.NA], dtype="Float64"), "flow": pd.array([pd.NA], dtype=object), "source": ["s"]}
+        )
+        np.testing.assert_array_equal(self._encoder().transform(row), [[np.nan, np.nan, 0.0]])
+
+    def test_columns_are_found_by_name(self) -> None:
+        """Extra and reordered columns do not matter."""
+        enc = self._encoder()
+        shuffled = self.FRAME[["source", "flow", "x"]].assign(extra=1)
+        np.testing.assert_array_equal(enc.transform(shuffled), enc.transform(self.FRAME))
+
+
+class TestEstimatorContract:
+    """FailureWarningModel honours scikit-learn's estimator contract."""
+
+    def test_init_stores_hyperparameters_only(self) -> None:
+        """Nothing is validated or learned in __init__; get_params returns what was given."""
+        model = FailureWarningModel(family="nonsense", alert_budget=0.1)
+        assert model.get_params()["family"] == "nonsense"
+        assert not [k for k in vars(model) if k.endswith("_")]
+
+    def test_fit_returns_self_and_learns_underscored_attributes(self, data: Data) -> None:
+        """fit() returns the estimator, with pipeline_, threshold_, feature_spec_ and counts."""
+        X, y = data
+        model = FailureWarningModel(family="logreg")
+        assert model.fit(X, y) is model
+        assert isinstance(model.pipeline_, Pipeline)
+        assert 0.0 <= model.threshold_ <= 1.0
+        assert model.feature_spec_ == feature_spec(X)
+        assert model.n_train_runs_ == len(X)
+        assert model.n_train_failures_ == int(y.sum())
+        assert list(model.classes_) == [0, 1]
+
+    def test_clone_gives_an_unfitted_copy(self, fitted: FailureWarningModel) -> None:
+        """sklearn.base.clone keeps hyperparameters and drops learned state."""
+        copy = clone(fitted)
+        assert copy.get_params() == fitted.get_params()
+        assert not hasattr(copy, "pipeline_")
+
+    @pytest.mark.parametrize("method", ["predict_proba", "predict", "explain"])
+    def test_unfitted_model_refuses_to_score(self, method: str, data: Data) -> None:
+        """Scoring before fit raises NotFittedError."""
+        with pytest.raises(NotFittedError):
+            getattr(FailureWarningModel(), method)(data[0].iloc[[0]])
+
+    def test_predict_proba_and_predict(self, fitted: FailureWarningModel, data: Data) -> None:
+        """predict_proba is (n, 2) summing to 1; predict is risk >= threshold_."""
+        X = data[0].iloc[:200]
+        proba = fitted.predict_proba(X)
+        assert proba.shape == (200, 2)
+        np.testing.assert_allclose(proba.sum(axis=1), 1.0)
+        np.testing.assert_array_equal(fitted.predict(X), (proba[:, 1] >= fitted.threshold_).astype(int))
+
+    @pytest.mark.parametrize("family", ["hgb", "logreg"])
+    def test_columns_are_matched_by_name(self, family: str, data: Data) -> None:
+        """Reordered columns and extra columns give the same risks."""
+        X, y = data
+        model = FailureWarningModel(family=family).fit(X, y)
+        shuffled = X[X.columns[::-1]].assign(unrelated=1.0)
+        np.testing.assert_array_equal(model.predict_proba(shuffled.iloc[:50]), model.predict_proba(X.iloc[:50]))
+
+    def test_missing_feature_column_is_a_schema_error(self, fitted: FailureWarningModel, data: Data) -> None:
+        """A frame without a trained feature is refused by name."""
+        with pytest.raises(FeatureSchemaError, match="feature_input_rows"):
+            fitted.predict_proba(data[0].drop(columns=["feature_input_rows"]))
+
+    def test_unlabelled_rows_are_dropped(self, data: Data) -> None:
+        """NaN labels (unfinished or cancelled runs) are not training rows."""
+        X, y = data
+        y = y.copy()
+        y.iloc[:100] = np.nan
+        model = FailureWarningModel(family="logreg").fit(X, y)
+        assert model.n_train_runs_ == len(X) - 100
+
+    def test_labels_align_by_index(self, data: Data) -> None:
+        """A label Series in another order is aligned on flow_run_id."""
+        X, y = data
+        a = FailureWarningModel(family="logreg").fit(X, y)
+        b = FailureWarningModel(family="logreg").fit(X, y.iloc[::-1])
+        np.testing.assert_allclose(a.predict_proba(X.iloc[:20]), b.predict_proba(X.iloc[:20]))
+
+    def test_same_random_state_same_model(self, data: Data) -> None:
+        """Randomness goes through random_state only."""
+        X, y = data
+        a = FailureWarningModel(random_state=3).fit(X, y)
+        b = FailureWarningModel(random_state=3).fit(X, y)
+        np.testing.assert_array_equal(a.predict_proba(X.iloc[:50]), b.predict_proba(X.iloc[:50]))
+        assert a.threshold_ == b.threshold_
+
+    def test_bad_hyperparameter_is_reported_at_fit(self, data: Data) -> None:
+        """A wrong family or rule raises ConfigurationError when fitting."""
+        with pytest.raises(ConfigurationError, match="threshold_rule"):
+            FailureWarningModel(threshold_rule="recall").fit(*data)
+
+
+class TestThreshold:
+    """The threshold is chosen on the training data alone, out of fold and in time order."""
+
+    def test_threshold_comes_from_the_latest_quarter(self, fitted: FailureWarningModel, data: Data) -> None:
+        """threshold_ equals the rule applied to a model fitted on the earlier 75 % scoring the rest."""
+        X, y = data
+        n_hold = round(len(X) * 0.25)
+        with threadpool_limits(1, user_api="openmp"):  # as fit() does for small data
+            early = (
+                FailureWarningModel()
+                ._pipeline(feature_spec(X), 100)
+                .fit(X.iloc[:-n_hold], y.iloc[:-n_hold].to_numpy(dtype=int))
+            )
+        risk = early.predict_proba(X.iloc[-n_hold:])[:, 1]
+        assert fitted.threshold_source_ == "time_holdout"
+        assert fitted.threshold_ == choose_threshold(y.iloc[-n_hold:], risk, "precision", target_precision=0.5)
+
+    def test_budget_rule_warns_about_that_share(self, data: Data) -> None:
+        """With the budget rule, about alert_budget of new runs are warned."""
+        X, y = data
+        model = FailureWarningModel(family="logreg", threshold_rule="budget", alert_budget=0.1).fit(X, y)
+        new_X, _ = synthetic_features(4_000, seed=7)
+        assert 0.06 <= model.predict(new_X).mean() <= 0.14
+
+    def test_precision_rule_roughly_holds_on_new_data(self, fitted: FailureWarningModel) -> None:
+        """Warnings on fresh rows from the same process come true about half the time."""
+        new_X, new_y = synthetic_features(8_000, seed=11)
+        warned = fitted.predict(new_X).astype(bool)
+        assert warned.sum() > 20
+        assert 0.3 <= new_y[warned].mean() <= 0.8
+
+    @pytest.mark.parametrize(("late_failures", "source"), [(12, "kfold"), (5, "in_sample")])
+    def test_fallbacks_when_failures_are_all_recent(self, data: Data, late_failures: int, source: str) -> None:
+        """Too few failures before the holdout: shuffled out-of-fold risks, or in-sample ones as a last resort."""
+        X, _ = data
+        y = pd.Series(0.0, index=X.index)
+        y.iloc[-late_failures:] = 1.0
+        model = FailureWarningModel(family="logreg", min_failures=5).fit(X, y)
+        assert model.threshold_source_ == source
+        assert 0.0 <= model.threshold_ <= 1.0
+
+
+class TestInsufficientHistory:
+    """Too little history is refused with a message that says what to do."""
+
+    def test_too_few_failures(self, data: Data) -> None:
+        """Counts, the requirement and the way out are all in the message."""
+        X, y = data
+        y = y.copy()
+        y[y == 1] = 0
+        y.iloc[:5] = 1
+        with pytest.raises(InsufficientHistoryError) as info:
+            FailureWarningModel().fit(X, y)
+        text = str(info.value)
+        assert "5 failure(s)" in text and "at least 200 runs and 20 failures" in text
+        assert "forewarn simulate" in text
+        assert isinstance(info.value, ValueError)
+
+    def test_too_few_runs(self, data: Data) -> None:
+        """min_runs is enforced as well."""
+        X, y = data
+        with pytest.raises(InsufficientHistoryError, match="1000 runs"):
+            FailureWarningModel(min_runs=1_000).fit(X.iloc[:500], y.iloc[:500])
+
+
+class TestExplain:
+    """explain() gives the top reasons in words, model-agnostically."""
+
+    def _riskiest(self, fitted: FailureWarningModel, X: pd.DataFrame) -> pd.DataFrame:
+        return X.iloc[[int(np.argmax(fitted.predict_proba(X)[:, 1]))]]
+
+    def test_reasons_are_sorted_and_worded(self, fitted: FailureWarningModel, data: Data) -> None:
+        """Largest effect first; text names value, usual value and direction."""
+        row = self._riskiest(fitted, data[0])
+        reasons = fitted.explain(row, top=3)
+        assert 1 <= len(reasons) <= 3
+        assert all(isinstance(r, Reason) for r in reasons)
+        sizes = [abs(r.contribution) for r in reasons]
+        assert sizes == sorted(sizes, reverse=True)
+        top = reasons[0]
+        assert top.text.startswith(f"{top.feature} = ")
+        assert "(usual " in top.text and ("raises risk by" in top.text or "lowers risk by" in top.text)
+        assert str(top) == top.text
+
+    def test_contribution_is_the_risk_change(self, fitted: FailureWarningModel, data: Data) -> None:
+        """contribution = risk(row) - risk(row with that feature at its training baseline)."""
+        row = self._riskiest(fitted, data[0])
+        reason = fitted.explain(row, top=1)[0]
+        swapped = row.copy()
+        swapped[reason.feature] = fitted.feature_baseline_[reason.feature]
+        expected = fitted.predict_proba(row)[0, 1] - fitted.predict_proba(swapped)[0, 1]
+        assert reason.contribution == pytest.approx(expected, abs=1e-9)
+
+    def test_scores_all_variants_in_one_call(
+        self, fitted: FailureWarningModel, data: Data, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """The row and every one-feature variant go through predict_proba once."""
+        calls: list[int] = []
+        real = type(fitted.pipeline_).predict_proba
+
+        def counting(self: Pipeline, X: pd.DataFrame, **kw: Any) -> np.ndarray:
+            calls.append(len(X))
+            return real(self, X, **kw)
+
+        monkeypatch.setattr(type(fitted.pipeline_), "predict_proba", counting)
+        fitted.explain(data[0].iloc[[0]])
+        assert calls == [len(fitted.feature_spec_.names) + 1]
+
+    def test_features_at_their_usual_value_are_not_reasons(self, fitted: FailureWarningModel, data: Data) -> None:
+        """A row equal to the baseline has no reasons."""
+        row = data[0].iloc[[0]].copy()
+        for name, value in fitted.feature_baseline_.items():
+            row[name] = value
+        assert fitted.explain(row) == []
+
+    def test_one_row_only(self, fitted: FailureWarningModel, data: Data) -> None:
+        """explain() is for one run at a time."""
+        with pytest.raises(ValueError, match="one feature row"):
+            fitted.explain(data[0].iloc[:2])
+
+
+class TestPersistence:
+    """save_model()/load_model() keep the model, verify it and refuse what does not fit."""
+
+    def test_roundtrip_gives_identical_probabilities(
+        self, fitted: FailureWarningModel, data: Data, tmp_path: Path
+    ) -> None:
+        """The loaded model scores exactly like the saved one; the manifest describes it."""
+        manifest = save_model(fitted, tmp_path, training_window=WINDOW, backtest_metrics={"pr_auc": np.nan})
+        model, loaded = load_model(tmp_path)
+        X = data[0].iloc[:300]
+        np.testing.assert_array_equal(model.predict_proba(X), fitted.predict_proba(X))
+        assert loaded == manifest
+        assert loaded.feature_names == tuple(fitted.feature_spec_.names)
+        assert loaded.feature_spec == fitted.feature_spec_
+        assert loaded.feature_types["flow_name"] == "categorical"
+        assert loaded.threshold == fitted.threshold_ and loaded.threshold_rule == "precision"
+        assert loaded.n_train_failures == fitted.n_train_failures_
+        assert loaded.training_window == (WINDOW[0].to_pydatetime(), WINDOW[1].to_pydatetime())
+        assert loaded.backtest_metrics == {"pr_auc": None}
+        assert {"forewarn", "scikit-learn", "pandas", "numpy", "joblib", "python"} <= set(loaded.library_versions)
+        assert (tmp_path / manifest.version / "model.joblib").is_file()
+
+    def test_version_names_time_and_checksum(self, fitted: FailureWarningModel, tmp_path: Path) -> None:
+        """version is <UTC time>-<sha256 prefix> and manifest.json is plain JSON."""
+        manifest = save_model(fitted, tmp_path, training_window=WINDOW)
+        stamp, digest = manifest.version.split("-")[:2]
+        assert len(stamp) == 16 and stamp.endswith("Z") and manifest.sha256.startswith(digest)
+        raw = json.loads((tmp_path / manifest.version / "manifest.json").read_text())
+        assert ModelManifest.from_json(raw) == manifest
+        assert not list(tmp_path.glob(".*"))  # no staging or temp files left behind
+
+    @pytest.mark.parametrize("target", ["models", "version", "manifest"])
+    def test_load_accepts_dir_version_or_manifest(
+        self, fitted: FailureWarningModel, tmp_path: Path, target: str
+    ) -> None:
+        """The models directory, a version directory and a manifest path all load."""
+        manifest = save_model(fitted, tmp_path, training_window=WINDOW)
+        path = {
+            "models": tmp_path,
+            "version": tmp_path / manifest.version,
+            "manifest": tmp_path / manifest.version / "manifest.json",
+        }[target]
+        assert load_model(path)[1].version == manifest.version
+
+    def test_latest_points_to_newest(self, fitted: FailureWarningModel, tmp_path: Path) -> None:
+        """Each save moves latest.json to the version just written."""
+        first = save_model(fitted, tmp_path, training_window=WINDOW)
+        second = save_model(fitted, tmp_path, training_window=WINDOW, extra={"note": "second"})
+        assert first.version != second.version
+        assert json.loads((tmp_path / "latest.json").read_text())["version"] == second.version
+        assert load_model(tmp_path)[1].extra == {"note": "second"}
+
+    def test_tampered_artifact_is_never_unpickled(
+        self, fitted: FailureWarningModel, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Flipping one byte makes load refuse with ChecksumMismatchError before joblib.load runs."""
+        manifest = save_model(fitted, tmp_path, training_window=WINDOW)
+        artifact = tmp_path / manifest.version / "model.joblib"
+        blob = bytearray(artifact.read_bytes())
+        blob[len(blob) // 2] ^= 0x01
+        artifact.write_bytes(bytes(blob))
+
+        def forbidden(*args: Any, **kwargs: Any) -> None:
+            raise AssertionError("joblib.load called on unverified bytes")
+
+        monkeypatch.setattr(joblib, "load", forbidden)
+        with pytest.raises(ChecksumMismatchError, match="was NOT loaded") as info:
+            load_model(tmp_path)
+        assert info.value.path == artifact
+
+    def test_feature_schema_mismatch_is_refused(self, fitted: FailureWarningModel, data: Data, tmp_path: Path) -> None:
+        """Missing, extra and retyped features are listed, with the way out."""
+        save_model(fitted, tmp_path, training_window=WINDOW)
+        offered = data[0].drop(columns=["feature_input_rows"]).assign(new_feature=1.0)
+        offered["flow_last_ended_failed"] = offered["flow_last_ended_failed"].map({0.0: "no", 1.0: "yes"})
+        with pytest.raises(FeatureSchemaError) as info:
+            load_model(tmp_path, expected_spec=feature_spec(offered))
+        text = str(info.value)
+        assert "missing: feature_input_rows" in text and "extra: new_feature" in text
+        assert "flow_last_ended_failed (numeric -> categorical)" in text
+        assert "retrain with `forewarn train`" in text
+
+    def test_matching_schema_loads(self, fitted: FailureWarningModel, data: Data, tmp_path: Path) -> None:
+        """The spec the model was trained on is accepted."""
+        save_model(fitted, tmp_path, training_window=WINDOW)
+        load_model(tmp_path, expected_spec=feature_spec(data[0]))
+
+    @pytest.mark.parametrize("make", ["absent", "empty"])
+    def test_no_model_says_train_first(self, tmp_path: Path, make: str) -> None:
+        """A missing or empty models directory names the command to run."""
+        where = tmp_path / "models"
+        if make == "empty":
+            where.mkdir()
+        with pytest.raises(ModelError, match=r"no model in .*: run `forewarn train` first"):
+            load_model(where)
+
+    def test_unfitted_model_cannot_be_saved(self, tmp_path: Path) -> None:
+        """Only a fitted model has anything to save."""
+        with pytest.raises(NotFittedError):
+            save_model(FailureWarningModel(), tmp_path, training_window=WINDOW)
