@@ -1,7 +1,16 @@
-"""`make demo`: run the example order flow many times with seeded faults, then report what happened.
+"""`make demo`: forewarn end to end on the embedded SQLite store, offline, in about two minutes.
 
-Prefect runs in its ephemeral mode (a temporary local API, no server to set up, no network). Telemetry
-goes to the embedded SQLite store named by FOREWARN_DB_URL (default ~/.local/share/forewarn/telemetry.db).
+1. Runs the example order flow many times with seeded fault injection: every task attempt and flow run is
+   recorded, and the report shows runs, retries, fallbacks and ER.
+2. Brings in history to learn from: a few dozen order runs are too few to train on, so the demo imports
+   a simulated multi-flow history (`forewarn simulate` + `forewarn import-runs`) into the same store.
+3. Trains the failure-warning model with a walk-forward backtest (WR, precision, PR-AUC against two
+   baselines, all on runs the model never trained on) and saves it under FOREWARN_MODEL_DIR.
+4. Runs a few more orders: each `forewarn.flow` run now scores itself before it starts.
+
+Prefect runs in its ephemeral mode (a temporary local API, no server to set up, no network). The demo
+store is `.forewarn/demo.db` in this directory unless FOREWARN_DB_URL says otherwise, so simulated
+history never mixes with your real telemetry.
 
     python flows/demo.py --runs 40 --seed 7
 """
@@ -12,31 +21,35 @@ import argparse
 import logging
 import os
 import sys
+import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 
+ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")  # keep the demo's output readable
-
+os.environ.setdefault("PREFECT_LOGGING_LEVEL", "CRITICAL")  # the demo prints its own summary
+os.environ.setdefault("FOREWARN_DB_URL", f"sqlite:///{ROOT / '.forewarn' / 'demo.db'}")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from rich.console import Console
-from rich.progress import track
+from rich.console import Console  # noqa: E402
+from rich.progress import track  # noqa: E402
 
-from forewarn.cli import print_report
-from forewarn.report import reliability_report
-from forewarn.settings import get_settings
-from forewarn.store import TelemetryStore
+from forewarn.cli import print_report  # noqa: E402
+from forewarn.features import failure_labels  # noqa: E402
+from forewarn.report import reliability_report  # noqa: E402
+from forewarn.settings import get_settings  # noqa: E402
+from forewarn.store import TelemetryStore  # noqa: E402
 
 console = Console()
+MIN_HISTORY_RUNS = 5_000
 
 
-def run_orders(n_runs: int, seed: int) -> tuple[int, int]:
+def run_orders(n_runs: int, seed: int, first: int = 0) -> tuple[int, int]:
     """Run the order flow n_runs times; a rough day every fifth order. Returns (completed, failed)."""
     from order_flow import process_order
 
     completed = failed = 0
-    for i in track(range(n_runs), description="running orders", console=console):
+    for i in track(range(first, first + n_runs), description="running orders", console=console):
         rough = i % 5 == 4
         state = process_order(
             order_id=f"D-{seed}-{i:04d}",
@@ -53,31 +66,89 @@ def run_orders(n_runs: int, seed: int) -> tuple[int, int]:
     return completed, failed
 
 
+def ensure_history(store: TelemetryStore, seed: int) -> None:
+    """Import a simulated history when the store has too little to learn from."""
+    from forewarn.importer import import_attempts, import_runs
+    from forewarn.simulate import simulate_history, simulated_attempts
+
+    labelled = int(failure_labels(store.runs()).notna().sum())
+    if labelled >= MIN_HISTORY_RUNS:
+        console.print(f"The store already holds {labelled:,} finished runs to learn from.")
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        history = simulate_history(20_000, seed=seed)
+        runs_csv, attempts_csv = Path(tmp) / "runs.csv", Path(tmp) / "attempts.csv"
+        history.to_csv(runs_csv, index=False)
+        simulated_attempts(history, seed=seed).to_csv(attempts_csv, index=False)
+        result = import_runs(store, runs_csv)
+        import_attempts(store, attempts_csv)
+    console.print(
+        f"Imported {result.imported:,} simulated runs of 12 flows (dependency outages, maintenance windows, "
+        "input-size limits, bad deploys, load peaks) to learn from: `forewarn simulate` makes the same."
+    )
+
+
+def train(store: TelemetryStore) -> None:
+    from forewarn.cli import _print_metrics
+    from forewarn.summary import metrics_rows
+    from forewarn.training import train_and_save
+
+    runs = store.runs()
+    attempts = store.attempts()
+    with console.status("training: walk-forward backtest, then the final model"):
+        result = train_and_save(runs, attempts, model_dir=get_settings().model_dir, n_folds=4)
+    manifest = result.manifest
+    _print_metrics(metrics_rows(manifest.backtest_metrics or {}), "failure warning, held-out runs")
+    console.print(
+        "WR = failures warned in advance / failures; precision = warnings that came true / warnings. "
+        f"Model {manifest.version} saved to {result.path} (threshold {manifest.threshold:.3f})."
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=40, help="order flow runs (default 40)")
     parser.add_argument("--seed", type=int, default=7, help="fault injection seed (default 7)")
+    parser.add_argument("--no-model", action="store_true", help="stop after the telemetry report")
     args = parser.parse_args(argv)
-    logging.getLogger("prefect").setLevel(logging.ERROR)
+    logging.getLogger("prefect").setLevel(logging.CRITICAL)
 
     settings = get_settings()
     store = TelemetryStore(settings.db_url)
     started = datetime.now(timezone.utc)
-    console.print(f"[bold]forewarn demo[/]: {args.runs} orders, seed {args.seed}, store {store.url}")
+    console.rule("[bold]1. fault-tolerant order flow, seeded faults")
+    console.print(f"{args.runs} orders, seed {args.seed}, store {store.url}")
     completed, failed = run_orders(args.runs, args.seed)
-
     runs = store.runs(since=started)
     attempts = store.attempts(since=started)
-    print_report(reliability_report(runs, attempts), title="this demo's runs")
+    print_report(reliability_report(runs, attempts), title="this demo's order runs")
     console.print(
-        f"{completed} orders completed, {failed} failed (permanent faults such as a rejected order are "
-        "not retried, by design)."
+        f"{completed} orders completed, {failed} failed: permanent faults (a rejected order) are not retried, "
+        f"by design. {len(attempts)} attempts recorded."
     )
-    console.print(f"Telemetry is in [bold]{store.url}[/] ({len(attempts)} attempts recorded).")
-    console.print(
-        "Next: [bold].venv/bin/forewarn report[/] for all runs in the store; "
-        "open notebooks/ to analyse them; see README.md for the failure-warning model."
-    )
+
+    if not args.no_model:
+        console.rule("[bold]2. history to learn from")
+        ensure_history(store, args.seed)
+        console.rule("[bold]3. train and backtest the failure-warning model")
+        train(store)
+        console.rule("[bold]4. orders that score themselves before they start")
+        scored_since = datetime.now(timezone.utc)
+        run_orders(3, args.seed, first=args.runs)
+        predictions = store.predictions(since=scored_since)
+        for row in predictions.itertuples():
+            verdict = "[red]AT RISK[/]" if row.warned else "ok"
+            console.print(
+                f"  {row.flow_name} run {row.flow_run_id[:8]}: risk {row.risk:.3f} "
+                f"(threshold {row.threshold:.3f}) {verdict}"
+            )
+
+    db = store.url
+    console.rule("[bold]next")
+    console.print(f"  FOREWARN_DB_URL={db} .venv/bin/forewarn report      # all runs in the demo store")
+    console.print(f"  FOREWARN_DB_URL={db} .venv/bin/forewarn backtest    # WR, precision, lead time, ER")
+    console.print("  notebooks/backtest_report.ipynb                    # the same, with plots")
+    console.print("  README.md: use forewarn.task / forewarn.flow in your own flows; prefect.yaml deploys them")
     return 0
 
 

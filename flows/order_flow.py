@@ -98,7 +98,12 @@ def notify_customer(services: OrderServices, order: dict[str, Any], tracking: st
     return services.call("notifications.send", f"sent-{order['order_id']}")
 
 
-@forewarn.flow(name="process-order")
+def order_features(parameters: dict[str, Any]) -> dict[str, Any]:
+    """Attributes known before an order run starts, recorded for the failure-warning model."""
+    return {"amount": parameters["amount"]}
+
+
+@forewarn.flow(name="process-order", features=order_features)
 def process_order(
     order_id: str = "A-1",
     amount: float = 42.0,

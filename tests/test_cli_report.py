@@ -117,7 +117,7 @@ class TestCli:
 @pytest.mark.usefixtures("prefect_harness")
 class TestDemo:
     def test_demo_runs_orders_and_reports(self, capsys: pytest.CaptureFixture[str]) -> None:
-        """The demo runs the order flow with seeded faults and prints the report and next steps."""
+        """The demo runs orders, imports history, trains, and scores new orders before they start."""
         sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "flows"))
         try:
             import demo
@@ -125,7 +125,12 @@ class TestDemo:
             sys.path.pop(0)
         assert demo.main(["--runs", "5", "--seed", "3"]) == 0
         out = capsys.readouterr().out
-        assert "this demo's runs" in out and "process-order" in out
-        assert "Next:" in out
-        runs = TelemetryStore().runs()
-        assert len(runs) == 5 and set(runs["flow_name"]) == {"process-order"}
+        assert "this demo's order runs" in out and "process-order" in out
+        assert "forewarn report" in out and "risk" in out  # next steps, and the orders scored before they start
+        store = TelemetryStore()
+        orders = store.runs(flow_name="process-order")
+        assert len(orders) == 8  # 5 orders, then 3 scored ones
+        assert len(store.runs()) > 20_000 - 100  # the simulated history it learned from
+        predictions = store.predictions(source="hook")
+        assert set(predictions["flow_run_id"]) == set(orders["flow_run_id"].iloc[-3:])
+        assert ((predictions["risk"] >= 0) & (predictions["risk"] <= 1)).all()

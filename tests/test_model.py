@@ -500,3 +500,15 @@ class TestPersistence:
         """Only a fitted model has anything to save."""
         with pytest.raises(NotFittedError):
             save_model(FailureWarningModel(), tmp_path, training_window=WINDOW)
+
+
+class TestEmptyFeatureColumns:
+    def test_all_missing_numeric_column_is_ignored_not_fatal(self) -> None:
+        """A feature_* column with no value in the training rows trains (as a constant) and scores."""
+        from forewarn.model import FrameEncoder
+
+        frame = pd.DataFrame({"x": [1.0, 2.0, 3.0], "only_new_runs": [np.nan] * 3, "flow": ["a", "b", "b"]})
+        encoder = FrameEncoder(["x", "only_new_runs"], ["flow"], min_frequency=1).fit(frame)
+        assert encoder.transform(frame)[:, 1].tolist() == [0.0, 0.0, 0.0]
+        late = pd.DataFrame({"x": [1.0], "only_new_runs": [7.0], "flow": ["a"]})
+        assert encoder.transform(late)[0, 1] == 0.0  # unseen in training: carries no learned meaning

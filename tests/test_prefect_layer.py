@@ -226,6 +226,28 @@ class TestFlowTelemetry:
         assert len(frame) == 5 and frame["task_run_id"].nunique() == 5
         assert set(frame["outcome"]) == {"success"}
 
+    def test_pre_run_features_are_recorded(self) -> None:
+        """features(parameters) is recorded with the run and read back as feature_* columns."""
+
+        @forewarn.flow(name="features-test", features=lambda p: {"input_rows": len(p["rows"]), "source": "sap"})
+        def load(rows: list[int]) -> int:
+            return len(rows)
+
+        assert load(rows=[1, 2, 3]) == 3
+        run = store().runs(flow_name="features-test").iloc[0]
+        assert run.features == {"input_rows": 3, "source": "sap"}
+        assert (run.feature_input_rows, run.feature_source) == (3, "sap")
+
+    def test_broken_features_function_does_not_fail_the_run(self) -> None:
+        """A features function that raises is logged; the run goes on and is recorded without features."""
+
+        @forewarn.flow(name="features-broken-test", features=lambda p: 1 / 0)
+        def load() -> str:
+            return "ok"
+
+        assert load() == "ok"
+        assert store().runs(flow_name="features-broken-test").iloc[0].features in ({}, None)
+
     def test_crash_is_recorded(self) -> None:
         """A flow interrupted by a BaseException ends CRASHED in the store."""
 

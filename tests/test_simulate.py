@@ -148,9 +148,7 @@ class TestFormat:
         with pytest.raises(ConfigurationError, match=name):
             simulate_history(**kw)
 
-    @pytest.mark.parametrize(
-        "start", ["2027-05-01T00:00:00Z", datetime(2027, 5, 1), "2027-05-01T02:00:00+02:00"]
-    )
+    @pytest.mark.parametrize("start", ["2027-05-01T00:00:00Z", datetime(2027, 5, 1), "2027-05-01T02:00:00+02:00"])
     def test_start(self, start: object) -> None:
         """The history begins at start (naive datetimes are UTC)."""
         first = pd.Timestamp(simulate_history(50, start=start)["scheduled_start"].min())
@@ -194,9 +192,7 @@ class TestMechanisms:
         flows = f["flow_name"].to_numpy()
         half_hour = 30 * 60 * 10**9
         lo, hi = np.searchsorted(t, t - half_hour), np.searchsorted(t, t + half_hour, side="right")
-        others = np.asarray(
-            [len(set(flows[a:b]) - {flows[i]}) for i, (a, b) in enumerate(zip(lo, hi, strict=True))]
-        )
+        others = np.asarray([len(set(flows[a:b]) - {flows[i]}) for i, (a, b) in enumerate(zip(lo, hi, strict=True))])
         crowded = pd.Series(others >= 2, index=f.index).groupby(f["cause"]).mean()
         assert crowded["dependency_outage"] > 0.6
         assert crowded["random"] < 0.35
@@ -266,19 +262,22 @@ def raw_row(**overrides: object) -> dict:
 
 
 class TestHistoryToRunsFrame:
-    """The import format becomes the runs frame; anything doubtful is refused with its line."""
+    """The import format becomes the runs frame under the importer's rules; anything doubtful is refused by line."""
 
     def test_conversion(self) -> None:
         """Columns are renamed, times parsed to UTC nanoseconds, parameters decoded and hashed."""
-        raw = pd.DataFrame([raw_row(state="failed", start_time="2026-01-01T02:00:05+02:00",
-                                    feature_rows=12, feature_src="sap"),
-                            raw_row(run_id="r2", deployment="", parameters="", feature_rows=3,
-                                    feature_src=" ")])
+        raw = pd.DataFrame(
+            [
+                raw_row(state="failed", start_time="2026-01-01T02:00:05+02:00", feature_rows=12, feature_src="sap"),
+                raw_row(run_id="r2", deployment="", parameters="", feature_rows=3, feature_src=" "),
+            ]
+        )
         runs = history_to_runs_frame(raw)
-        assert list(runs.columns) == [
-            "flow_run_id", "flow_name", "deployment", "parameters", "parameters_hash", "flow_version",
-            "scheduled_start", "start_time", "end_time", "state", "feature_rows", "feature_src",
-        ]
+        expected = (
+            "flow_run_id flow_name deployment parameters parameters_hash flow_version scheduled_start start_time "
+            "end_time state feature_rows feature_src"
+        )
+        assert list(runs.columns) == expected.split()
         for col in ("scheduled_start", "start_time", "end_time"):
             assert str(runs[col].dtype) == "datetime64[ns, UTC]"
         assert runs.loc[0, "start_time"] == pd.Timestamp("2026-01-01T00:00:05Z")
@@ -299,21 +298,40 @@ class TestHistoryToRunsFrame:
         assert parameters_hash(None) is None
 
     def test_optional_columns(self) -> None:
-        """Only run_id, flow_name, start_time, end_time and state are required."""
-        optional = ["deployment", "flow_version", "scheduled_start", "parameters"]
+        """Only run_id, flow_name, scheduled_start and state are required, as in a run-history CSV."""
+        optional = ["deployment", "flow_version", "start_time", "end_time", "parameters"]
         raw = pd.DataFrame([raw_row()]).drop(columns=optional)
         runs = history_to_runs_frame(raw)
-        assert runs.loc[0, "scheduled_start"] is pd.NaT
+        assert runs.loc[0, "start_time"] is pd.NaT and runs.loc[0, "end_time"] is pd.NaT
         assert runs.loc[0, "deployment"] is None and runs.loc[0, "flow_version"] is None
-        assert runs.loc[0, "parameters"] is None
+        assert runs.loc[0, "parameters"] is None and runs.loc[0, "parameters_hash"] is None
+
+    def test_importer_rules(self) -> None:
+        """The importer's documented rules (docs/import.md) hold: SUCCESS is COMPLETED, a finished run may
+        lack its start or end time (it is then never used as history), identical repeats are one run."""
+        raw = pd.DataFrame(
+            [
+                raw_row(state="success"),
+                raw_row(run_id="no-start", start_time=""),
+                raw_row(run_id="no-end", state="FAILED", end_time=""),
+                raw_row(state="COMPLETED", scheduled_start="2026-01-01T01:00:00+01:00"),  # the first row again
+            ]
+        )
+        runs = history_to_runs_frame(raw)
+        assert runs["flow_run_id"].tolist() == ["r1", "no-start", "no-end"]
+        assert runs["state"].tolist() == ["COMPLETED", "COMPLETED", "FAILED"]
+        assert runs["start_time"].isna().tolist() == [False, True, False]
+        assert runs["end_time"].isna().tolist() == [False, False, True]
 
     def test_states_without_times(self) -> None:
         """CANCELLED runs may lack a start; SCHEDULED runs have only a schedule; RUNNING runs no end."""
-        raw = pd.DataFrame([
-            raw_row(run_id="c", state="CANCELLED", start_time="", end_time="2026-01-01T00:01:00Z"),
-            raw_row(run_id="s", state="SCHEDULED", start_time="", end_time=""),
-            raw_row(run_id="r", state="running", end_time=""),
-        ])
+        raw = pd.DataFrame(
+            [
+                raw_row(run_id="c", state="CANCELLED", start_time="", end_time="2026-01-01T00:01:00Z"),
+                raw_row(run_id="s", state="SCHEDULED", start_time="", end_time=""),
+                raw_row(run_id="r", state="running", end_time=""),
+            ]
+        )
         runs = history_to_runs_frame(raw)
         assert runs["state"].tolist() == ["CANCELLED", "SCHEDULED", "RUNNING"]
         assert runs["end_time"].isna().tolist() == [False, True, True]
@@ -326,22 +344,44 @@ class TestHistoryToRunsFrame:
         runs = history_to_runs_frame(raw)
         assert runs.loc[0, "end_time"] == pd.Timestamp("2026-01-01T00:10:00Z")
 
+    def test_naive_datetime_columns_need_assume_utc(self) -> None:
+        """Datetimes without a timezone reject the frame (line 1, the column) unless assume_utc=True."""
+        raw = pd.DataFrame([raw_row()]).assign(end_time=pd.Timestamp("2026-01-01T00:10:00"))
+        with pytest.raises(ImportValidationError) as info:
+            history_to_runs_frame(raw)
+        assert info.value.problems == [
+            (
+                1,
+                "column 'end_time' holds times without a UTC offset; pass assume_utc=True or write them as "
+                "2026-01-01T00:00:00Z",
+            )
+        ]
+        assert history_to_runs_frame(raw, assume_utc=True).loc[0, "end_time"] == pd.Timestamp("2026-01-01T00:10Z")
+
     @pytest.mark.parametrize(
         ("change", "line", "reason"),
         [
             ({"start_time": "yesterday"}, 2, "is not an ISO-8601 time"),
             ({"end_time": "2026-01-01T00:10:00"}, 2, "has no UTC offset"),
-            ({"state": "DONE"}, 2, "is not one of"),
+            ({"state": "DONE"}, 2, "state 'DONE' is not a run state"),
+            ({"state": ""}, 2, "state is empty"),
             ({"parameters": "{bad json"}, 2, "not valid JSON"),
             ({"parameters": "[1, 2]"}, 2, "must be a JSON object"),
-            ({"end_time": "2025-12-31T00:00:00Z"}, 2, "end_time is before start_time"),
-            ({"end_time": ""}, 2, "a finished run needs its end time"),
+            (
+                {"end_time": "2025-12-31T00:00:00Z"},
+                2,
+                "end_time 2025-12-31T00:00:00Z is before start_time 2026-01-01T00:00:05Z",
+            ),
             ({"state": "RUNNING"}, 2, "end_time is set but state is RUNNING"),
-            ({"start_time": ""}, 2, "start_time is empty but state is COMPLETED"),
+            ({"state": "SCHEDULED", "start_time": ""}, 2, "end_time is set but state is SCHEDULED"),
             ({"run_id": " "}, 2, "run_id is empty"),
+            ({"run_id": "x" * 256}, 2, "run_id is 256 characters long"),
             ({"flow_name": ""}, 2, "flow_name is empty"),
-            ({"scheduled_start": "", "start_time": "", "state": "SCHEDULED", "end_time": ""}, 2,
-             "neither scheduled_start nor start_time"),
+            (
+                {"scheduled_start": "", "start_time": "", "state": "SCHEDULED", "end_time": ""},
+                2,
+                "scheduled_start is empty",
+            ),
         ],
     )
     def test_invalid_rows(self, change: dict, line: int, reason: str) -> None:
@@ -360,20 +400,44 @@ class TestHistoryToRunsFrame:
 
     def test_header_problems(self) -> None:
         """Missing and unknown columns are reported on line 1 with the fix."""
-        with pytest.raises(ImportValidationError, match=r"missing column.*state"):
+        with pytest.raises(ImportValidationError, match=r"missing required column\(s\) state;"):
             history_to_runs_frame(pd.DataFrame([raw_row()]).drop(columns="state"))
+        with pytest.raises(ImportValidationError, match=r"missing required column\(s\) scheduled_start;"):
+            history_to_runs_frame(pd.DataFrame([raw_row()]).drop(columns="scheduled_start"))
         with pytest.raises(ImportValidationError, match="feature_region") as info:
             history_to_runs_frame(pd.DataFrame([raw_row(region="eu")]))
         assert info.value.problems[0][0] == 1
 
     def test_duplicates_and_all_problems_at_once(self) -> None:
-        """A repeated run_id names the first line; every problem of the file is listed together."""
-        raw = pd.DataFrame([raw_row(), raw_row(state="nope"), raw_row(run_id="x", parameters="[]")])
+        """A run_id repeated with other values rejects every copy, naming the others; every problem of the
+        file is listed together, by line."""
+        raw = pd.DataFrame(
+            [
+                raw_row(),
+                raw_row(end_time="2026-01-01T00:20:00Z"),
+                raw_row(run_id="x", state="nope", parameters="[]"),
+            ]
+        )
         with pytest.raises(ValueError) as info:  # ImportValidationError is a ValueError
             history_to_runs_frame(raw)
         problems = info.value.problems
-        assert (3, "run_id 'r1' repeats line 2") in problems
-        assert [ln for ln, _ in problems] == [3, 3, 4]
+        assert (2, "run_id 'r1' is also on line(s) 3 with other values; keep only the right row") in problems
+        assert (3, "run_id 'r1' is also on line(s) 2 with other values; keep only the right row") in problems
+        assert [ln for ln, _ in problems] == [2, 3, 4, 4]
+
+
+def attempt_row(**overrides: object) -> dict:
+    row = {
+        "run_id": "r1",
+        "task_name": "load",
+        "attempt": 1,
+        "start_time": "2026-01-01T00:00:00Z",
+        "end_time": "2026-01-01T00:00:09Z",
+        "state": "COMPLETED",
+        "exception_type": "",
+    }
+    row.update(overrides)
+    return row
 
 
 class TestAttempts:
@@ -415,11 +479,16 @@ class TestAttempts:
 
     def test_parser(self) -> None:
         """The attempts parser renames, lower-cases the outcome and refuses bad rows by line."""
-        row = {"run_id": "r1", "task_name": "load", "attempt": 2, "start_time": "2026-01-01T00:00:00Z",
-               "end_time": "2026-01-01T00:00:09Z", "state": "FALLBACK_FAILURE", "exception_type": ""}
+        row = attempt_row(attempt=2, state="FALLBACK_FAILURE")
         out = history_to_attempts_frame(pd.DataFrame([row]))
         assert list(out.columns) == [
-            "flow_run_id", "task_name", "attempt", "start_time", "end_time", "outcome", "exception_type"
+            "flow_run_id",
+            "task_name",
+            "attempt",
+            "start_time",
+            "end_time",
+            "outcome",
+            "exception_type",
         ]
         assert out.loc[0, "outcome"] == "fallback_failure" and out.loc[0, "exception_type"] is None
         bad = pd.DataFrame([row, {**row, "attempt": 0, "state": "oops", "end_time": ""}])
@@ -428,6 +497,16 @@ class TestAttempts:
         reasons = [why for ln, why in info.value.problems if ln == 3]
         assert any("attempt" in r for r in reasons) and any("oops" in r for r in reasons)
         assert any("end_time is empty" in r for r in reasons)
+
+    def test_parser_follows_the_importer_rules(self) -> None:
+        """Attempt states as a task-attempt CSV takes them; a repeat with other values rejects every copy."""
+        row = attempt_row(attempt="1", state="Completed")
+        out = history_to_attempts_frame(pd.DataFrame([row, row]))  # an identical repeat is one attempt
+        assert out["outcome"].tolist() == ["success"] and out["attempt"].tolist() == [1]
+        with pytest.raises(ImportValidationError) as info:
+            history_to_attempts_frame(pd.DataFrame([row, {**row, "state": "FAILED"}]))
+        assert [ln for ln, _ in info.value.problems] == [2, 3]
+        assert "attempt 1 of task 'load' in run 'r1' is also on line(s) 3" in info.value.problems[0][1]
 
     def test_no_ended_runs(self) -> None:
         """A history without ended runs has no attempts."""

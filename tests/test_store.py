@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 import traceback
@@ -15,8 +16,15 @@ import sqlalchemy as sa
 
 from forewarn import migrations, schema
 from forewarn.errors import ConfigurationError, SchemaVersionError, StoreError, StoreUnreachableError
-from forewarn.records import AttemptOutcome, AttemptRecord, FlowRunRecord, RunState
-from forewarn.store import ATTEMPT_COLUMNS, RUN_COLUMNS, TelemetryStore, encode_parameters
+from forewarn.records import AttemptOutcome, AttemptRecord, FlowRunRecord, PredictionRecord, RunState, parameters_hash
+from forewarn.store import (
+    ATTEMPT_COLUMNS,
+    PREDICTION_COLUMNS,
+    RUN_COLUMNS,
+    TelemetryStore,
+    encode_features,
+    encode_parameters,
+)
 
 UTC = timezone.utc
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -27,9 +35,7 @@ def at(minutes: float) -> datetime:
     return T0 + timedelta(minutes=minutes)
 
 
-def run(
-    flow_run_id: str = "r1", flow_name: str = "etl", start: float | None = 0, **changes: Any
-) -> FlowRunRecord:
+def run(flow_run_id: str = "r1", flow_name: str = "etl", start: float | None = 0, **changes: Any) -> FlowRunRecord:
     values: dict[str, Any] = {
         "flow_run_id": flow_run_id,
         "flow_name": flow_name,
@@ -88,6 +94,7 @@ def run_row(rec: FlowRunRecord, **changes: Any) -> dict[str, Any]:
         "host": rec.host,
         "forewarn_version": rec.forewarn_version,
         "source": "forewarn",
+        "features": rec.features,
     }
     row.update(changes)
     return row
@@ -101,20 +108,22 @@ def store(store_url: str) -> Any:
 
 class TestOpening:
     def test_creates_every_table_and_index_and_records_the_version(self, store: TelemetryStore) -> None:
-        """An empty database gets the whole schema and schema_version 1."""
+        """An empty database gets the whole schema and schema_version 2."""
         inspector = sa.inspect(store.engine)
-        assert set(inspector.get_table_names()) >= {"forewarn_meta", "flow_runs", "task_attempts"}
+        assert set(inspector.get_table_names()) >= {"forewarn_meta", "flow_runs", "task_attempts", "predictions"}
         indexes = {
             table: {tuple(ix["column_names"]) for ix in inspector.get_indexes(table)}
-            for table in ("flow_runs", "task_attempts")
+            for table in ("flow_runs", "task_attempts", "predictions")
         }
         assert indexes["flow_runs"] >= {("flow_name", "end_time"), ("state", "end_time"), ("end_time",)}
         assert indexes["task_attempts"] >= {("flow_run_id",), ("outcome", "end_time"), ("end_time",)}
+        assert indexes["predictions"] >= {("flow_run_id",), ("predicted_at",), ("flow_name", "scheduled_start")}
         uniques = {tuple(u["column_names"]) for u in inspector.get_unique_constraints("task_attempts")}
         assert ("task_run_id", "attempt") in uniques
-        assert store.schema_version == schema.SCHEMA_VERSION == 1
+        assert "features" in {c["name"] for c in inspector.get_columns("flow_runs")}
+        assert store.schema_version == schema.SCHEMA_VERSION == 2
         with store.engine.connect() as conn:
-            assert conn.execute(sa.select(schema.forewarn_meta)).all() == [("schema_version", "1")]
+            assert conn.execute(sa.select(schema.forewarn_meta)).all() == [("schema_version", "2")]
 
     def test_reopening_keeps_the_data(self, store_url: str) -> None:
         """A second store on the same URL sees what the first wrote and changes nothing."""
@@ -122,7 +131,7 @@ class TestOpening:
             first.record_flow_run_start(run())
         with TelemetryStore(store_url) as second:
             assert second.runs()["flow_run_id"].tolist() == ["r1"]
-            assert second.schema_version == 1
+            assert second.schema_version == 2
 
     def test_create_false_refuses_an_empty_database(self, store_url: str) -> None:
         """create=False opens existing stores only."""
@@ -130,7 +139,7 @@ class TestOpening:
             TelemetryStore(store_url, create=False)
         TelemetryStore(store_url).close()
         with TelemetryStore(store_url, create=False) as store:
-            assert store.schema_version == 1
+            assert store.schema_version == 2
 
     def test_default_url_comes_from_settings(self, tmp_path: Path) -> None:
         """Without a URL the store opens FOREWARN_DB_URL."""
@@ -295,12 +304,31 @@ class TestFlowRuns:
             store.record_flow_run_start(run(), source="csv")
 
     def test_parameters_json_and_hash(self, store: TelemetryStore) -> None:
-        """Parameters are canonical JSON (non-JSON values as str) with a SHA-256 hash unless one is given."""
+        """Parameters are canonical JSON (non-JSON values as str) with their parameters_hash unless one is given."""
         store.record_flow_run_start(run("r1", parameters={"b": 1, "a": T0}))
         store.record_flow_run_start(run("r2", parameters={"a": 1}, parameters_hash="given"))
         frame = store.runs()
         assert frame["parameters"].tolist() == [{"a": "2026-03-01 12:00:00+00:00", "b": 1}, {"a": 1}]
         assert frame["parameters_hash"].tolist() == [encode_parameters({"b": 1, "a": T0})[1], "given"]
+        assert encode_parameters({"b": 1, "a": T0})[1] == parameters_hash({"a": T0, "b": 1})
+
+    def test_a_run_has_one_parameters_hash_whatever_path_wrote_it(self, store: TelemetryStore) -> None:
+        """The hash the store fills in (one run or a frame) is the one forewarn.flow and the importer record:
+        records.parameters_hash, so the feature "parameters changed" does not depend on how a run was written."""
+        params = {"batch": 500, "full_refresh": False}
+        store.record_flow_run_start(run("one", parameters=params))
+        frame = pd.DataFrame(
+            {
+                "flow_run_id": ["bulk", "none"],
+                "flow_name": ["etl", "etl"],
+                "state": ["COMPLETED", "COMPLETED"],
+                "parameters": [params, None],
+            }
+        )
+        store.record_runs_frame(frame)
+        hashes = store.runs().set_index("flow_run_id")["parameters_hash"]
+        assert hashes["one"] == hashes["bulk"] == parameters_hash(params)
+        assert hashes["none"] == parameters_hash({})  # a run without parameters, as forewarn.flow records it
 
     def test_long_strings_are_truncated_to_the_column(self, store: TelemetryStore) -> None:
         """Over-long names are cut to their column's size instead of failing the write."""
@@ -519,9 +547,7 @@ class TestReaders:
             ({"limit": 0}, []),
         ],
     )
-    def test_runs_filters(
-        self, history: TelemetryStore, filters: dict[str, Any], expected: list[str]
-    ) -> None:
+    def test_runs_filters(self, history: TelemetryStore, filters: dict[str, Any], expected: list[str]) -> None:
         """flow_name/state: one or a list; since/until: start_time in [since, until); limit: the newest."""
         assert history.runs(**filters)["flow_run_id"].tolist() == expected
 
@@ -604,9 +630,7 @@ class TestQueryPlans:
         assert "USING INDEX ix_flow_runs_state_end_time (state=? AND end_time>?)" in plan
         assert "SCAN flow_runs" not in plan
 
-    def test_recent_failed_attempts_use_the_outcome_end_time_index(
-        self, sqlite_store: TelemetryStore
-    ) -> None:
+    def test_recent_failed_attempts_use_the_outcome_end_time_index(self, sqlite_store: TelemetryStore) -> None:
         """Failed attempts in a time window search the (outcome, end_time) index."""
         stmt = sqlite_store._attempts_query(
             flow_name=None, flow_run_id=None, since=T0, until=None, outcome=["failure", "timeout"], limit=None
@@ -631,7 +655,7 @@ class TestSchemaVersions:
         with pytest.raises(SchemaVersionError) as info:
             TelemetryStore(store_url)
         assert (
-            "this store was written by a newer forewarn (schema 7, this forewarn reads up to 1): upgrade "
+            "this store was written by a newer forewarn (schema 7, this forewarn reads up to 2): upgrade "
             "forewarn (pip install -U forewarn) or point FOREWARN_DB_URL at another store"
         ) in str(info.value)
         assert isinstance(info.value, StoreError)
@@ -642,67 +666,66 @@ class TestSchemaVersions:
             batch.add_column(sa.Column("queue", sa.String(64)))
 
     def test_older_store_is_upgraded(self, store_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
-        """Opening a v1 store with a forewarn that reads v2 runs the v2 step once and keeps the data."""
+        """Opening a v2 store with a forewarn that reads v3 runs the v3 step once and keeps the data."""
         with TelemetryStore(store_url) as old:
             old.record_attempt(attempt())
         calls: list[int] = []
 
         def step(op: Any) -> None:
-            calls.append(2)
+            calls.append(3)
             self.add_queue_column(op)
 
-        monkeypatch.setattr(schema, "SCHEMA_VERSION", 2)
-        monkeypatch.setattr(migrations, "MIGRATIONS", [(2, step)])
+        monkeypatch.setattr(schema, "SCHEMA_VERSION", 3)
+        monkeypatch.setattr(migrations, "MIGRATIONS", [*migrations.MIGRATIONS, (3, step)])
         with TelemetryStore(store_url) as upgraded:
-            assert upgraded.schema_version == 2
+            assert upgraded.schema_version == 3
             columns = {c["name"] for c in sa.inspect(upgraded.engine).get_columns("task_attempts")}
             assert "queue" in columns
             assert upgraded.attempts()["task_run_id"].tolist() == ["t1"]
         with TelemetryStore(store_url) as again:
-            assert again.schema_version == 2
-        assert calls == [2]
+            assert again.schema_version == 3
+        assert calls == [3]
 
-    def test_failed_upgrade_leaves_the_store_unchanged(
-        self, store_url: str, monkeypatch: pytest.MonkeyPatch
-    ) -> None:
+    def test_failed_upgrade_leaves_the_store_unchanged(self, store_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
         """A step that fails rolls back every change of the upgrade, version included."""
         TelemetryStore(store_url).close()
 
         def broken(op: Any) -> None:
             self.add_queue_column(op)
-            raise RuntimeError("step 2 is broken")
+            raise RuntimeError("step 3 is broken")
 
-        monkeypatch.setattr(schema, "SCHEMA_VERSION", 2)
-        monkeypatch.setattr(migrations, "MIGRATIONS", [(2, broken)])
-        with pytest.raises(StoreError, match=r"from schema 1 to 2 failed \(RuntimeError: step 2 is broken\)"):
+        real = list(migrations.MIGRATIONS)
+        monkeypatch.setattr(schema, "SCHEMA_VERSION", 3)
+        monkeypatch.setattr(migrations, "MIGRATIONS", [*real, (3, broken)])
+        with pytest.raises(StoreError, match=r"from schema 2 to 3 failed \(RuntimeError: step 3 is broken\)"):
             TelemetryStore(store_url)
-        monkeypatch.setattr(schema, "SCHEMA_VERSION", 1)
-        monkeypatch.setattr(migrations, "MIGRATIONS", [])
+        monkeypatch.setattr(schema, "SCHEMA_VERSION", 2)
+        monkeypatch.setattr(migrations, "MIGRATIONS", real)
         with TelemetryStore(store_url) as store:
-            assert store.schema_version == 1
+            assert store.schema_version == 2
             columns = {c["name"] for c in sa.inspect(store.engine).get_columns("task_attempts")}
             assert "queue" not in columns
 
     def test_missing_step_is_reported(self, store_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
         """SCHEMA_VERSION without a matching step is a StoreError, not a half-migrated store."""
         TelemetryStore(store_url).close()
-        monkeypatch.setattr(schema, "SCHEMA_VERSION", 3)
-        monkeypatch.setattr(migrations, "MIGRATIONS", [(2, self.add_queue_column)])
-        with pytest.raises(StoreError, match=r"no step for schema version\(s\) \[3\]"):
+        monkeypatch.setattr(schema, "SCHEMA_VERSION", 4)
+        monkeypatch.setattr(migrations, "MIGRATIONS", [*migrations.MIGRATIONS, (3, self.add_queue_column)])
+        with pytest.raises(StoreError, match=r"no step for schema version\(s\) \[4\]"):
             TelemetryStore(store_url)
 
     def test_concurrent_openers_migrate_once(self, store_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
-        """Four stores opening one old store at once: the step runs once, every opener sees v2."""
+        """Four stores opening one old store at once: the step runs once, every opener sees the new version."""
         TelemetryStore(store_url).close()
         calls: list[int] = []
 
         def slow_step(op: Any) -> None:
-            calls.append(2)
+            calls.append(3)
             time.sleep(0.3)  # widen the window in which a second migrator could start
             self.add_queue_column(op)
 
-        monkeypatch.setattr(schema, "SCHEMA_VERSION", 2)
-        monkeypatch.setattr(migrations, "MIGRATIONS", [(2, slow_step)])
+        monkeypatch.setattr(schema, "SCHEMA_VERSION", 3)
+        monkeypatch.setattr(migrations, "MIGRATIONS", [*migrations.MIGRATIONS, (3, slow_step)])
         barrier = threading.Barrier(4)
         versions: list[int] = []
         errors: list[BaseException] = []
@@ -721,8 +744,8 @@ class TestSchemaVersions:
         for thread in threads:
             thread.join(30)
         assert errors == []
-        assert versions == [2, 2, 2, 2]
-        assert calls == [2]
+        assert versions == [3, 3, 3, 3]
+        assert calls == [3]
 
     def test_concurrent_creators_of_an_empty_store(self, store_url: str) -> None:
         """Four stores opening one empty database at once all succeed; the schema is created once."""
@@ -743,7 +766,7 @@ class TestSchemaVersions:
             thread.join(30)
         assert errors == []
         with TelemetryStore(store_url) as store:
-            assert store.schema_version == 1
+            assert store.schema_version == 2
 
 
 class TestLockedSqlite:
@@ -801,3 +824,484 @@ class TestLockedSqlite:
         with pytest.raises(StoreError, match="record_attempt failed on the telemetry store"):
             store.record_attempt(attempt(task_name=None))
         assert sleeps == []
+
+
+class TestFeatures:
+    """flow_runs.features holds a run's pre-run feature_<name> attributes; readers expand them into columns."""
+
+    def test_features_become_feature_columns_after_the_table_columns(self, store: TelemetryStore) -> None:
+        """Numbers stay numbers, text stays text, a missing feature is NaN or None; names are sorted."""
+        store.record_flow_run_start(run("r1", start=0, features={"rows": 1200, "source": "sap", "ratio": 0.5}))
+        store.record_flow_run_start(run("r2", start=1, features={"rows": 30, "ok": True}))
+        store.record_flow_run_start(run("r3", start=2))
+        frame = store.runs()
+        assert list(frame.columns) == [
+            *RUN_COLUMNS,
+            "feature_ok",
+            "feature_ratio",
+            "feature_rows",
+            "feature_source",
+        ]
+        assert frame["features"].tolist() == [
+            {"rows": 1200, "source": "sap", "ratio": 0.5},
+            {"rows": 30, "ok": True},
+            {},
+        ]
+        assert str(frame["feature_rows"].dtype) == "float64"  # r3 has none: NaN
+        assert frame["feature_rows"].tolist()[:2] == [1200.0, 30.0] and pd.isna(frame["feature_rows"][2])
+        assert str(frame["feature_ratio"].dtype) == "float64"
+        assert frame["feature_source"].tolist() == ["sap", None, None]
+        assert frame["feature_ok"].tolist() == [None, True, None]
+
+    def test_complete_whole_numbers_are_int64_and_complete_flags_bool(self, store: TelemetryStore) -> None:
+        """A feature every run has keeps its exact type: int64 for whole numbers, bool for flags."""
+        store.record_flow_runs([run(f"r{i}", start=i, features={"rows": i, "full": i % 2 == 0}) for i in range(3)])
+        frame = store.runs()
+        assert str(frame["feature_rows"].dtype) == "int64" and frame["feature_rows"].tolist() == [0, 1, 2]
+        assert str(frame["feature_full"].dtype) == "bool" and frame["feature_full"].tolist() == [True, False, True]
+
+    def test_runs_without_features_have_no_feature_columns(self, store: TelemetryStore) -> None:
+        """Only features present in the selected rows become columns; no rows, no feature columns."""
+        store.record_flow_run_start(run("r1", "etl", features={"rows": 1}))
+        store.record_flow_run_start(run("r2", "report"))
+        assert list(store.runs(flow_name="report").columns) == list(RUN_COLUMNS)
+        assert list(store.runs(flow_name="nope").columns) == list(RUN_COLUMNS)
+        assert list(store.runs(flow_name="etl").columns) == [*RUN_COLUMNS, "feature_rows"]
+
+    def test_last_runs_and_recent_failures_expand_features_too(self, store: TelemetryStore) -> None:
+        """The other runs readers return the same shape as runs()."""
+        store.record_flow_run_start(run("r1", state=RunState.FAILED, end_time=at(1), features={"rows": 5}))
+        assert store.last_runs("etl", at(2), 1)["feature_rows"].tolist() == [5]
+        assert store.recent_failures(at(0))["feature_rows"].tolist() == [5]
+
+    def test_features_are_stored_as_sorted_json_or_null(self, store: TelemetryStore) -> None:
+        """The column holds canonical JSON (sorted keys), and NULL for a run without features."""
+        store.record_flow_run_start(run("r1", features={"b": "x", "a": 1}))
+        store.record_flow_run_start(run("r2", start=1))
+        with store.engine.connect() as conn:
+            stored = conn.execute(sa.select(schema.flow_runs.c.features).order_by("flow_run_id")).scalars().all()
+        assert stored == ['{"a": 1, "b": "x"}', None]
+        assert encode_features({"b": "x", "a": 1}) == '{"a": 1, "b": "x"}'
+
+
+def runs_frame(n: int = 3) -> pd.DataFrame:
+    """A runs frame as the importer makes it: n etl runs one minute apart, with two features."""
+    starts = pd.Series([at(i) for i in range(n)], dtype="datetime64[ns, UTC]")
+    return pd.DataFrame(
+        {
+            "flow_run_id": [f"r{i}" for i in range(n)],
+            "flow_name": "etl",
+            "deployment": pd.Series(["etl/prod", None, "etl/prod"][:n] + ["etl/prod"] * max(n - 3, 0), dtype=object),
+            "parameters": pd.Series([{"day": i} if i % 2 else None for i in range(n)], dtype=object),
+            "parameters_hash": pd.Series([None] * n, dtype=object),
+            "flow_version": "1.0",
+            "scheduled_start": starts,
+            "start_time": starts + pd.Timedelta(seconds=5),
+            "end_time": pd.Series([at(i + 0.5) if i else pd.NaT for i in range(n)], dtype="datetime64[ns, UTC]"),
+            "state": ["RUNNING"] + ["COMPLETED"] * (n - 1),
+            "feature_rows": [100 * i for i in range(n)],
+            "feature_source": pd.Series(["sap", None, "sftp"][:n] + ["sap"] * max(n - 3, 0), dtype=object),
+        }
+    )
+
+
+class TestBulkFrames:
+    """record_runs_frame / record_attempts_frame: a whole imported history in one transaction."""
+
+    def test_runs_frame_reads_back_like_records(self, store: TelemetryStore, sqlite_url: str) -> None:
+        """A runs frame gives exactly the rows record_flow_runs gives for the same runs."""
+        frame = runs_frame()
+        assert store.record_runs_frame(frame) == 3
+        records = [
+            FlowRunRecord(
+                flow_run_id=row["flow_run_id"],
+                flow_name="etl",
+                start_time=row["start_time"].to_pydatetime(),
+                state=RunState(row["state"]),
+                deployment=row["deployment"],
+                parameters=row["parameters"] or {},
+                flow_version="1.0",
+                scheduled_start=row["scheduled_start"].to_pydatetime(),
+                end_time=None if pd.isna(row["end_time"]) else row["end_time"].to_pydatetime(),
+                host=None,  # type: ignore[arg-type]
+                features={k[8:]: v for k, v in row.items() if k.startswith("feature_") and v is not None},
+            )
+            for row in frame.to_dict("records")
+        ]
+        with TelemetryStore(sqlite_url) as other:
+            other.record_flow_runs(records, source="import")
+            expected = rows(other.runs())
+        assert rows(store.runs()) == expected
+        assert expected[1]["features"] == {"rows": 100} and expected[1]["parameters"] == {"day": 1}
+
+    def test_sqlite_times_are_stored_in_the_one_text_format(self, sqlite_url: str) -> None:
+        """Bulk-written times are the same text record_flow_run_start writes, so comparisons agree."""
+        with TelemetryStore(sqlite_url) as store:
+            store.record_runs_frame(runs_frame(2))
+            store.record_flow_run_start(run("x", start=0.25, scheduled_start=at(0)))
+            with store.engine.connect() as conn:
+                stored = conn.exec_driver_sql(
+                    "select flow_run_id, scheduled_start, start_time from flow_runs order by flow_run_id"
+                ).all()
+        assert stored == [
+            ("r0", "2026-03-01 12:00:00.000000", "2026-03-01 12:00:05.000000"),
+            ("r1", "2026-03-01 12:01:00.000000", "2026-03-01 12:01:05.000000"),
+            ("x", "2026-03-01 12:00:00.000000", "2026-03-01 12:00:15.000000"),
+        ]
+
+    def test_chunks_report_progress_and_upsert(self, store: TelemetryStore) -> None:
+        """progress(done, total) before the first chunk and after each; writing again keeps one row per id."""
+        calls: list[tuple[int, int]] = []
+        store.record_runs_frame(runs_frame(5), chunk_rows=2, progress=lambda done, total: calls.append((done, total)))
+        assert calls == [(0, 5), (2, 5), (4, 5), (5, 5)]
+        changed = runs_frame(5).assign(state="FAILED", end_time=pd.Timestamp(at(9)))
+        store.record_runs_frame(changed)
+        frame = store.runs()
+        assert len(frame) == 5 and set(frame["state"]) == {"FAILED"} and set(frame["source"]) == {"import"}
+
+    def test_a_failure_midway_writes_nothing(self, store: TelemetryStore) -> None:
+        """Every chunk runs in one transaction: an error after the first chunk rolls all of them back."""
+
+        def progress(done: int, total: int) -> None:
+            if done == 2:
+                raise RuntimeError("interrupted")
+
+        with pytest.raises(RuntimeError, match="interrupted"):
+            store.record_runs_frame(runs_frame(5), chunk_rows=2, progress=progress)
+        assert store.runs().empty
+
+    @pytest.mark.parametrize(
+        ("change", "message"),
+        [
+            (lambda f: f.drop(columns="state"), "the runs frame has no column(s) state"),
+            (lambda f: f.assign(state="DONE"), "runs['state'] holds 'DONE': expected RunState values"),
+            (lambda f: f.assign(flow_name=None), "runs['flow_name'] is empty in 3 row(s), first at position 0"),
+            (
+                lambda f: f.assign(start_time=f["start_time"].dt.tz_localize(None)),
+                "runs['start_time'] holds datetime64[ns] values: expected timezone-aware times",
+            ),
+        ],
+        ids=["missing-column", "state", "empty-name", "naive-time"],
+    )
+    def test_bad_frames_are_value_errors(self, store: TelemetryStore, change: Any, message: str) -> None:
+        """A frame that breaks the runs-frame contract is refused before anything is written."""
+        with pytest.raises(ValueError, match=re.escape(message)):
+            store.record_runs_frame(change(runs_frame()))
+        assert store.runs().empty
+
+    def test_attempts_frame_reads_back_like_records(self, store: TelemetryStore, sqlite_url: str) -> None:
+        """An attempts frame gives the rows record_attempts gives; used_fallback follows the outcome."""
+        recs = [
+            attempt("t1", 1, 0, outcome=AttemptOutcome.FAILURE, exception_type="KeyError", host=None),
+            attempt("t1", 2, 1, outcome=AttemptOutcome.FALLBACK, used_fallback=True, host=None),
+            attempt("t2", 1, 2, flow_run_id=None, host=None),
+        ]
+        frame = pd.DataFrame(
+            {
+                "flow_run_id": pd.Series([r.flow_run_id for r in recs], dtype=object),
+                "task_run_id": [r.task_run_id for r in recs],
+                "task_name": [r.task_name for r in recs],
+                "attempt": [r.attempt for r in recs],
+                "start_time": pd.Series([r.start_time for r in recs], dtype="datetime64[ns, UTC]"),
+                "end_time": pd.Series([r.end_time for r in recs], dtype="datetime64[ns, UTC]"),
+                "outcome": [r.outcome.value for r in recs],
+                "exception_type": pd.Series([r.exception_type for r in recs], dtype=object),
+            }
+        )
+        assert store.record_attempts_frame(frame, chunk_rows=2) == 3
+        with TelemetryStore(sqlite_url) as other:
+            other.record_attempts(recs)
+            expected = rows(other.attempts().drop(columns="id"))
+        assert rows(store.attempts().drop(columns="id")) == expected
+        assert [r["used_fallback"] for r in expected] == [False, True, False]
+
+    def test_empty_frames_write_nothing(self, store: TelemetryStore) -> None:
+        """No rows: no transaction, no progress call, a count of 0."""
+        calls: list[tuple[int, int]] = []
+        assert store.record_runs_frame(runs_frame().iloc[:0], progress=lambda d, t: calls.append((d, t))) == 0
+        assert calls == [] and store.runs().empty
+
+
+def prediction(flow_run_id: str = "r1", minutes: float = 0, **changes: Any) -> PredictionRecord:
+    values: dict[str, Any] = {
+        "flow_run_id": flow_run_id,
+        "flow_name": "etl",
+        "predicted_at": at(minutes),
+        "risk": 0.2,
+        "threshold": 0.5,
+        "model_version": "2026-03-01T00:00:00Z",
+        "scheduled_start": at(minutes + 60),
+    }
+    values.update(changes)
+    return PredictionRecord(**values)
+
+
+class TestPredictions:
+    def test_round_trip(self, store: TelemetryStore) -> None:
+        """Every field comes back; warned and lead_seconds are derived; reasons is a list."""
+        store.record_prediction(
+            prediction(risk=0.75, deployment="etl/prod", reasons=("2 of the last 5 runs failed", "input 3x usual"))
+        )
+        frame = store.predictions()
+        assert list(frame.columns) == list(PREDICTION_COLUMNS)
+        assert rows(frame.drop(columns="id")) == [
+            {
+                "flow_run_id": "r1",
+                "flow_name": "etl",
+                "deployment": "etl/prod",
+                "scheduled_start": at(60),
+                "predicted_at": at(0),
+                "lead_seconds": 3600.0,
+                "risk": 0.75,
+                "threshold": 0.5,
+                "warned": True,
+                "model_version": "2026-03-01T00:00:00Z",
+                "reasons": ["2 of the last 5 runs failed", "input 3x usual"],
+                "source": "hook",
+            }
+        ]
+        for name, dtype in [
+            ("risk", "float64"),
+            ("lead_seconds", "float64"),
+            ("warned", "bool"),
+            ("predicted_at", "datetime64[ns, UTC]"),
+            ("id", "int64"),
+        ]:
+            assert str(frame[name].dtype) == dtype
+
+    def test_a_run_may_be_scored_many_times(self, store: TelemetryStore) -> None:
+        """Predictions are appended: each forecast of the same run is a new row with less lead time."""
+        assert (
+            store.record_predictions(
+                [prediction(minutes=m, scheduled_start=at(60), source="forecast") for m in (0, 30, 59)]
+            )
+            == 3
+        )
+        assert store.record_predictions([]) == 0
+        assert store.predictions(flow_run_id="r1")["lead_seconds"].tolist() == [3600.0, 1800.0, 60.0]
+
+    def test_filters_and_limit(self, store: TelemetryStore) -> None:
+        """flow_name, flow_run_id and source take one value or a list; [since, until) on predicted_at."""
+        store.record_predictions(
+            [
+                prediction("a", 0, source="forecast"),
+                prediction("b", 10, flow_name="report"),
+                prediction("c", 20),
+                prediction("d", 30, scheduled_start=None),
+            ]
+        )
+        ids = lambda frame: frame["flow_run_id"].tolist()  # noqa: E731
+        assert ids(store.predictions()) == ["a", "b", "c", "d"]
+        assert ids(store.predictions(flow_name="report")) == ["b"]
+        assert ids(store.predictions(source="hook")) == ["b", "c", "d"]
+        assert ids(store.predictions(flow_run_id=["a", "d"])) == ["a", "d"]
+        assert ids(store.predictions(since=at(10), until=at(30))) == ["b", "c"]
+        assert ids(store.predictions(limit=2)) == ["c", "d"]
+        assert pd.isna(store.predictions(flow_run_id="d").loc[0, "lead_seconds"])
+
+    def test_bad_records_are_refused(self, store: TelemetryStore) -> None:
+        """An unknown source, naive times and a bare string of reasons are caught before writing."""
+        with pytest.raises(ValueError, match="source='batch' is invalid: expected one of hook, forecast"):
+            store.record_prediction(prediction(source="batch"))
+        with pytest.raises(ValueError, match=r"PredictionRecord.predicted_at=.* is a naive datetime"):
+            store.record_prediction(prediction(predicted_at=datetime(2026, 3, 1)))
+        with pytest.raises(TypeError, match="reasons must be a sequence of strings"):
+            store.record_prediction(prediction(reasons="one reason"))
+        assert store.predictions().empty
+
+    def test_scores_of_one_run_use_its_index(self, sqlite_url: str) -> None:
+        """On SQLite, the predictions of one run and of a time window search their indexes."""
+        with TelemetryStore(sqlite_url) as store:
+            store.record_predictions(prediction(f"r{i}", i) for i in range(50))
+            for stmt, index in [
+                (
+                    store._predictions_query(
+                        flow_name=None, flow_run_id="r1", since=None, until=None, source=None, limit=None
+                    ),
+                    "ix_predictions_flow_run_id",
+                ),
+                (
+                    store._predictions_query(
+                        flow_name=None, flow_run_id=None, since=T0, until=None, source=None, limit=None
+                    ),
+                    "ix_predictions_predicted_at",
+                ),
+            ]:
+                assert index in TestQueryPlans.plan(store, stmt)
+
+
+# --- the real upgrade from schema 1 to 2 ----------------------------------------------------------------
+
+V1 = sa.MetaData(naming_convention=schema.metadata.naming_convention)
+"""The version-1 tables exactly as forewarn 0.1 created them (a frozen copy: never import them from schema)."""
+
+sa.Table(
+    "forewarn_meta",
+    V1,
+    sa.Column("key", sa.String(64), primary_key=True),
+    sa.Column("value", sa.String(255), nullable=False),
+    comment="forewarn's own bookkeeping; key schema_version holds the schema version as text",
+)
+sa.Table(
+    "flow_runs",
+    V1,
+    sa.Column("flow_run_id", sa.String(255), primary_key=True),
+    sa.Column("flow_name", sa.String(255), nullable=False),
+    sa.Column("deployment", sa.String(255)),
+    sa.Column("parameters", sa.Text, nullable=False, server_default="{}", comment="JSON object"),
+    sa.Column("parameters_hash", sa.String(64)),
+    sa.Column("flow_version", sa.String(255)),
+    sa.Column("scheduled_start", sa.DateTime(timezone=True)),
+    sa.Column("start_time", sa.DateTime(timezone=True)),
+    sa.Column("end_time", sa.DateTime(timezone=True)),
+    sa.Column("state", sa.String(32), nullable=False),
+    sa.Column("host", sa.String(255)),
+    sa.Column("forewarn_version", sa.String(64)),
+    sa.Column("source", sa.String(16), nullable=False, server_default="forewarn"),
+    sa.Index(None, "flow_name", "end_time"),
+    sa.Index(None, "state", "end_time"),
+    sa.Index(None, "end_time"),
+)
+sa.Table(
+    "task_attempts",
+    V1,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("flow_run_id", sa.String(255)),
+    sa.Column("task_run_id", sa.String(255), nullable=False),
+    sa.Column("task_name", sa.String(255), nullable=False),
+    sa.Column("attempt", sa.Integer, nullable=False),
+    sa.Column("start_time", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("end_time", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("duration_seconds", sa.Float, nullable=False),
+    sa.Column("outcome", sa.String(32), nullable=False),
+    sa.Column("exception_type", sa.String(255)),
+    sa.Column("exception_message", sa.String(10_000)),
+    sa.Column("retryable", sa.Boolean(create_constraint=False)),
+    sa.Column("used_fallback", sa.Boolean(create_constraint=False), nullable=False, server_default=sa.false()),
+    sa.Column("host", sa.String(255)),
+    sa.UniqueConstraint("task_run_id", "attempt"),
+    sa.Index(None, "flow_run_id"),
+    sa.Index(None, "outcome", "end_time"),
+    sa.Index(None, "end_time"),
+)
+
+
+def make_v1_store(url: str) -> None:
+    """A version-1 store holding one finished run and one attempt, written with plain SQL."""
+    engine = sa.create_engine(url)
+    stamp = T0.replace(tzinfo=None) if engine.dialect.name == "sqlite" else T0  # as UTCDateTime stored it
+    with engine.begin() as conn:
+        V1.create_all(conn)
+        conn.execute(V1.tables["forewarn_meta"].insert().values(key="schema_version", value="1"))
+        conn.execute(
+            V1.tables["flow_runs"]
+            .insert()
+            .values(
+                flow_run_id="old",
+                flow_name="etl",
+                parameters='{"day": 1}',
+                parameters_hash="h",
+                scheduled_start=stamp,
+                start_time=stamp,
+                end_time=stamp,
+                state="FAILED",
+                host="h1",
+                forewarn_version="0.1.0",
+                source="forewarn",
+            )
+        )
+        conn.execute(
+            V1.tables["task_attempts"]
+            .insert()
+            .values(
+                flow_run_id="old",
+                task_run_id="old-t",
+                task_name="load",
+                attempt=1,
+                start_time=stamp,
+                end_time=stamp,
+                duration_seconds=0.0,
+                outcome="failure",
+                used_fallback=False,
+            )
+        )
+    engine.dispose()
+
+
+def describe_schema(url: str) -> dict[str, Any]:
+    """Every table's columns (name, type, nullability, default, comment), indexes, keys, as the database has them."""
+    engine = sa.create_engine(url)
+    inspector = sa.inspect(engine)
+    out: dict[str, Any] = {}
+    for table in sorted(inspector.get_table_names()):
+        out[table] = {
+            "columns": [
+                (c["name"], str(c["type"]), c["nullable"], c.get("default"), c.get("comment"))
+                for c in inspector.get_columns(table)
+            ],
+            "indexes": sorted((ix["name"], tuple(ix["column_names"])) for ix in inspector.get_indexes(table)),
+            "unique": sorted(tuple(u["column_names"]) for u in inspector.get_unique_constraints(table)),
+            "pk": inspector.get_pk_constraint(table)["constrained_columns"],
+        }
+    engine.dispose()
+    return out
+
+
+class TestUpgradeToVersion2:
+    """A store written by forewarn 0.1 (schema 1) is upgraded in place by the real MIGRATIONS step."""
+
+    def test_v1_store_is_upgraded_and_keeps_its_rows(self, store_url: str) -> None:
+        """Opening a v1 store: version 2, the old rows unchanged, features and predictions usable."""
+        make_v1_store(store_url)
+        with TelemetryStore(store_url) as store:
+            assert store.schema_version == 2
+            old = rows(store.runs())
+            assert old == [
+                {
+                    "flow_run_id": "old",
+                    "flow_name": "etl",
+                    "deployment": None,
+                    "parameters": {"day": 1},
+                    "parameters_hash": "h",
+                    "flow_version": None,
+                    "scheduled_start": T0,
+                    "start_time": T0,
+                    "end_time": T0,
+                    "state": "FAILED",
+                    "host": "h1",
+                    "forewarn_version": "0.1.0",
+                    "source": "forewarn",
+                    "features": {},
+                }
+            ]
+            assert store.attempts()[["task_run_id", "outcome", "flow_name"]].values.tolist() == [
+                ["old-t", "failure", "etl"]
+            ]
+            store.record_flow_run_start(run("new", start=1, features={"rows": 7}))
+            assert store.runs()["feature_rows"].tolist()[1] == 7
+            store.record_prediction(prediction("new"))
+            assert store.predictions()["flow_run_id"].tolist() == ["new"]
+
+    def test_upgraded_store_matches_a_new_one(self, store_url: str) -> None:
+        """Columns, types, defaults, comments, indexes and keys of a migrated store equal a fresh v2 store's."""
+        TelemetryStore(store_url).close()
+        fresh = describe_schema(store_url)
+        engine = sa.create_engine(store_url)
+        schema.metadata.drop_all(engine)
+        engine.dispose()
+        make_v1_store(store_url)
+        TelemetryStore(store_url).close()
+        assert describe_schema(store_url) == fresh
+
+    def test_failed_upgrade_from_v1_leaves_it_at_v1(self, store_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+        """If the predictions table cannot be created, the features column is rolled back too."""
+        make_v1_store(store_url)
+        engine = sa.create_engine(store_url)
+        with engine.begin() as conn:
+            conn.exec_driver_sql("CREATE TABLE predictions (x INTEGER)")  # in the way of the step
+        with pytest.raises(StoreError, match="from schema 1 to 2 failed"):
+            TelemetryStore(store_url)
+        assert "features" not in {c["name"] for c in sa.inspect(engine).get_columns("flow_runs")}
+        with engine.connect() as conn:
+            assert conn.execute(sa.text("select value from forewarn_meta")).scalar() == "1"
+        engine.dispose()

@@ -44,6 +44,18 @@ _EXPORTS = {
     "FlowRunRecord": "forewarn.records",
     "RunState": "forewarn.records",
     "reliability_report": "forewarn.report",
+    # failure early warning (pandas and scikit-learn only)
+    "build_features": "forewarn.features",
+    "FailureWarningModel": "forewarn.model",
+    "ModelManifest": "forewarn.model",
+    "load_model": "forewarn.model",
+    "save_model": "forewarn.model",
+    "walk_forward_backtest": "forewarn.backtest",
+    "BacktestResult": "forewarn.backtest",
+    "warning_metrics": "forewarn.metrics",
+    "escape_rate": "forewarn.metrics",
+    "train_and_save": "forewarn.training",
+    "simulate_history": "forewarn.simulate",
     # configuration and errors
     "ForewarnSettings": "forewarn.settings",
     "ForewarnError": "forewarn.errors",
@@ -55,16 +67,22 @@ __all__ = sorted([*_EXPORTS, "__version__"])
 
 if TYPE_CHECKING:
     from forewarn.attempts import hardened
+    from forewarn.backtest import BacktestResult, walk_forward_backtest
     from forewarn.breaker import CircuitBreaker
     from forewarn.chaos import FaultInjector, FaultProfile
     from forewarn.errors import ConfigurationError, FallbackError, ForewarnError
+    from forewarn.features import build_features
     from forewarn.flows import flow
+    from forewarn.metrics import escape_rate, warning_metrics
+    from forewarn.model import FailureWarningModel, ModelManifest, load_model, save_model
     from forewarn.records import AttemptOutcome, AttemptRecord, FlowRunRecord, RunState
     from forewarn.report import reliability_report
     from forewarn.retry import RetryPolicy
     from forewarn.settings import ForewarnSettings
+    from forewarn.simulate import simulate_history
     from forewarn.store import TelemetryStore
     from forewarn.tasks import task
+    from forewarn.training import train_and_save
 
 
 def __getattr__(name: str) -> Any:

@@ -5,8 +5,9 @@ The backtest replays history in time order, the way the model would have lived:
 1. Labelled runs (:func:`forewarn.features.failure_labels` is 1 or 0) are sorted by ``scheduled_start``
    and their features are computed *once* with :func:`forewarn.features.build_features`, which only uses
    history that ended before each run's ``scheduled_start - lead`` (leakage-free per row).
-2. The span from the first to the last ``scheduled_start`` is cut at ``min_train_fraction``; the rest is
-   split into ``n_folds`` consecutive test windows of equal duration.
+2. The first ``min_train_fraction`` of the labelled runs (in ``scheduled_start`` order) is never tested;
+   the rest is split into ``n_folds`` consecutive test windows holding equal numbers of runs, so a gap in
+   the history (a pause, a migrated scheduler) cannot leave a window empty.
 3. For each window ``[start, end)`` a :class:`~forewarn.model.FailureWarningModel` is trained on the
    labelled runs that *ended* before ``start - lead`` (the moment the window's first warning is issued),
    never on runs merely scheduled before it; its threshold is chosen inside that training data. Then it
@@ -192,9 +193,9 @@ def _run_folds(
     params = {"family": family, **dict(model_params or {})}
     template = FailureWarningModel(**params)
     lead_ns = int(prep.lead.total_seconds() * 1e9)
-    first, last = int(prep.sched[0]), int(prep.sched[-1])
-    split = first + int((last - first) * min_train_fraction)
-    edges = [split + int((last - split) * i / n_folds) for i in range(n_folds + 1)]
+    n = len(prep.sched)
+    split = int(n * min_train_fraction)
+    edges = [int(prep.sched[split + (n - split) * i // n_folds]) for i in range(n_folds)] + [int(prep.sched[-1])]
     last_failed = _baseline(prep.X, BASELINE_LAST_FAILED)
     smoothed = _baseline(prep.X, BASELINE_SMOOTHED_RATE)
     cutoff = prep.sched - lead_ns
@@ -294,8 +295,8 @@ def _run_folds(
             "min_train_fraction": min_train_fraction,
             "lead_seconds": prep.lead.total_seconds(),
             "labelled_runs": len(prep.runs),
-            "history_start": pd.Timestamp(first, tz="UTC"),
-            "history_end": pd.Timestamp(last, tz="UTC"),
+            "history_start": pd.Timestamp(int(prep.sched[0]), tz="UTC"),
+            "history_end": pd.Timestamp(int(prep.sched[-1]), tz="UTC"),
         },
         timings={
             "features_seconds": prep.features_seconds,

@@ -11,6 +11,7 @@ Example::
 from __future__ import annotations
 
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
@@ -131,6 +132,290 @@ def info() -> None:
     for name, value in settings.model_dump().items():
         shown = mask_url(value) if name == "db_url" else value
         console.print(f"  FOREWARN_{name.upper()} = {shown}")
+
+
+# --- the failure-warning model -------------------------------------------------------------------------
+
+
+def _progress_bar(description: str):  # type: ignore[no-untyped-def]
+    """A rich progress bar and a ``progress(done, total)`` callback that drives it."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    bar = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    )
+    job = bar.add_task(description, total=None)
+
+    def progress(done: int, total: int) -> None:
+        bar.update(job, completed=done, total=total)
+
+    return bar, progress
+
+
+def _history(db: str | None):  # type: ignore[no-untyped-def]
+    store = open_store(db)
+    runs = store.runs()
+    if runs.empty:
+        raise _fail(
+            ForewarnError(
+                f"no runs in {store.url}: run flows, `forewarn import-runs`, or "
+                "`forewarn simulate` + `forewarn import-runs` first"
+            )
+        )
+    attempts = store.attempts()
+    return store, runs, (attempts if not attempts.empty else None)
+
+
+@app.command()
+def train(
+    db: DbOption = None,
+    model_dir: Annotated[Optional[str], typer.Option(help="Default FOREWARN_MODEL_DIR.")] = None,  # noqa: UP045
+    family: Annotated[str, typer.Option(help="hgb (gradient boosting) or logreg.")] = "hgb",
+    folds: Annotated[int, typer.Option(min=1, help="Walk-forward test windows for the manifest's figures.")] = 5,
+) -> None:
+    """Backtest, then fit and save the failure-warning model on the store's history."""
+    from forewarn.settings import get_settings
+    from forewarn.summary import metrics_rows
+    from forewarn.training import train_and_save
+
+    _, runs, attempts = _history(db)
+    target = model_dir or str(get_settings().model_dir)
+    bar, progress = _progress_bar("backtest folds")
+    try:
+        with bar:
+            result = train_and_save(runs, attempts, model_dir=target, family=family, n_folds=folds, progress=progress)
+    except ForewarnError as exc:
+        raise _fail(exc) from None
+    manifest = result.manifest
+    _print_metrics(metrics_rows(manifest.backtest_metrics or {}), "walk-forward backtest (held-out runs)")
+    console.print(
+        f"saved model [bold]{manifest.version}[/] to {result.path} "
+        f"(threshold {manifest.threshold:.3f}, {manifest.n_train_runs:,} runs, "
+        f"{manifest.n_train_failures:,} failures)"
+    )
+    console.print(
+        "Next: forewarn.flow runs now score themselves before they start; "
+        "`forewarn forecast` scores the scheduled runs of the next 24 h."
+    )
+
+
+# Compact headers so the table fits an 80-column terminal; the JSON and markdown carry the full names.
+_METRIC_HEADERS = ("system", "PR-AUC", "ROC-AUC", "Brier", "WR", "prec.", "FAR", "lead")
+_WARNINGS_CELL = 7  # the warning count is in the JSON; the table keeps the rates
+
+
+def _print_metrics(rows: list[list[str]], title: str) -> None:
+    from rich import box
+
+    table = Table(
+        title=title,
+        box=box.SIMPLE_HEAD,
+        padding=(0, 1),
+        caption="WR = warned failures / failures; prec. = true "
+        "warnings / warnings; FAR = false alarms / non-failures; lead = median warning lead time",
+    )
+    for header in _METRIC_HEADERS:
+        table.add_column(header, justify="left" if header == "system" else "right", no_wrap=True)
+    for row in rows:
+        table.add_row(*(cell for i, cell in enumerate(row) if i != _WARNINGS_CELL))
+    console.print(table)
+
+
+@app.command()
+def backtest(
+    db: DbOption = None,
+    folds: Annotated[int, typer.Option(min=1, help="Consecutive test windows.")] = 5,
+    family: Annotated[str, typer.Option(help="hgb (gradient boosting) or logreg.")] = "hgb",
+    lead_minutes: Annotated[float, typer.Option(help="Score each run this long before its start.")] = 0.0,
+    json_path: Annotated[Optional[str], typer.Option("--json", help="Write all figures as one JSON object.")] = None,  # noqa: UP045
+    predictions_out: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option(
+            help="Write every scored run: run_id, flow_name, scheduled_start, fold, risk, threshold, warned, failed."
+        ),
+    ] = None,
+) -> None:
+    """Walk-forward backtest: WR, precision, PR-AUC, lead time and ER against two baselines."""
+    import json
+    from datetime import timedelta
+
+    from forewarn.backtest import PREDICTION_COLUMNS, walk_forward_backtest
+    from forewarn.summary import metrics_rows
+
+    _, runs, attempts = _history(db)
+    bar, progress = _progress_bar("backtest folds")
+    try:
+        with bar:
+            result = walk_forward_backtest(
+                runs, attempts, n_folds=folds, family=family, lead=timedelta(minutes=lead_minutes), progress=progress
+            )
+    except ForewarnError as exc:
+        raise _fail(exc) from None
+    _print_metrics(metrics_rows(result.overall), f"walk-forward backtest, {folds} folds")
+    escape = result.overall.get("escape") or {}
+    if escape.get("ER") is not None:
+        console.print(
+            f"ER = {escape['ER']:.1%} ({escape['escaped_runs']} of {escape['runs_with_failed_attempt']} "
+            "runs that met a failed attempt still completed)"
+        )
+    if json_path:
+        with open(json_path, "w") as out:
+            json.dump(result.to_json(), out, indent=2)
+        console.print(f"figures written to {json_path}")
+    if predictions_out:
+        result.predictions.loc[:, list(PREDICTION_COLUMNS)].to_csv(predictions_out, index=False)
+        console.print(f"{len(result.predictions):,} scored runs written to {predictions_out}")
+
+
+# --- run history: simulate and import ------------------------------------------------------------------
+
+CsvArgument = Annotated[
+    Path, typer.Argument(exists=True, dir_okay=False, readable=True, help="The CSV file to import.", show_default=False)
+]
+RejectsOption = Annotated[
+    Optional[Path],  # noqa: UP045
+    typer.Option(
+        "--skip-invalid",
+        dir_okay=False,
+        help="Import the valid rows and write the invalid ones here, with their line and reason.",
+        show_default=False,
+    ),
+]
+AssumeUtcOption = Annotated[
+    bool, typer.Option("--assume-utc", help="Read times without a UTC offset as UTC instead of rejecting them.")
+]
+
+
+def _import_failed(exc: Exception) -> typer.Exit:
+    """Print an import error and exit 2. Cell values are printed as they are, never read as rich markup."""
+    from rich.markup import escape
+
+    text = str(exc).replace("pass assume_utc=True", "pass --assume-utc")
+    err_console.print(f"[bold red]error:[/] {escape(text)}", soft_wrap=True)
+    return typer.Exit(code=2)
+
+
+def _import(kind: str, path: Path, db: str | None, skip_invalid: Path | None, assume_utc: bool) -> None:
+    from rich.markup import escape
+
+    from forewarn.importer import import_attempts, import_runs
+
+    store = open_store(db)
+    load = import_runs if kind == "runs" else import_attempts
+    bar, progress = _progress_bar(f"importing {kind}")
+    try:
+        with bar:
+            result = load(store, path, skip_invalid=skip_invalid, progress=progress, assume_utc=assume_utc)
+    except ForewarnError as exc:
+        raise _import_failed(exc) from None
+    finally:
+        store.close()
+    rejected = ""
+    if result.rejects_path is not None:
+        rejected = f"; {result.rejected:,} rejected, written to {result.rejects_path}"
+    console.print(
+        escape(
+            f"imported {result.imported:,} of {result.rows_read:,} {kind} from {path} into {store.url} "
+            f"in {result.seconds:.1f} s{rejected}"
+        ),
+        soft_wrap=True,
+    )
+
+
+@app.command("import-runs")
+def import_runs_command(
+    path: CsvArgument,
+    db: DbOption = None,
+    skip_invalid: RejectsOption = None,
+    assume_utc: AssumeUtcOption = False,
+) -> None:
+    """Load a run-history CSV (run_id, flow_name, scheduled_start, state, ...) into the store.
+
+    All or nothing: one invalid row rejects the file (exit code 2, nothing written) unless --skip-invalid is given.
+
+    Importing the same file again changes nothing. The format is in docs/import.md.
+    """
+    _import("runs", path, db, skip_invalid, assume_utc)
+
+
+@app.command("import-attempts")
+def import_attempts_command(
+    path: CsvArgument,
+    db: DbOption = None,
+    skip_invalid: RejectsOption = None,
+    assume_utc: AssumeUtcOption = False,
+) -> None:
+    """Load a task-attempt CSV (run_id, task_name, attempt, start_time, end_time, state, exception_type).
+
+    All or nothing and idempotent, like import-runs. The format is in docs/import.md.
+    """
+    _import("attempts", path, db, skip_invalid, assume_utc)
+
+
+@app.command()
+def simulate(
+    out: Annotated[Path, typer.Option("--out", dir_okay=False, help="Run-history CSV to write.", show_default=False)],
+    runs: Annotated[int, typer.Option("--runs", min=1, help="Runs to simulate (12 flows make ~410 a day).")] = 50_000,
+    seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same history.")] = 0,
+    attempts_out: Annotated[
+        Optional[Path],  # noqa: UP045
+        typer.Option("--attempts-out", dir_okay=False, help="Also write their task attempts here.", show_default=False),
+    ] = None,
+) -> None:
+    """Write a synthetic run history in the import format, with documented failure mechanisms."""
+    from rich.markup import escape
+
+    from forewarn.simulate import simulate_history, simulated_attempts, write_simulated_history
+
+    try:
+        if attempts_out is None:
+            write_simulated_history(out, runs, seed=seed)
+        else:
+            history = simulate_history(runs, seed=seed, include_cause=True)  # causes shape the exception types
+            attempts = simulated_attempts(history, seed=seed)
+            out.parent.mkdir(parents=True, exist_ok=True)
+            history.drop(columns="failure_cause").to_csv(out, index=False)
+            attempts_out.parent.mkdir(parents=True, exist_ok=True)
+            attempts.to_csv(attempts_out, index=False)
+            console.print(escape(f"wrote {len(attempts):,} simulated task attempts to {attempts_out}"), soft_wrap=True)
+    except (ForewarnError, OSError) as exc:
+        raise _import_failed(exc) from None
+    console.print(escape(f"wrote {runs:,} simulated runs to {out}"), soft_wrap=True)
+    follow = f" && forewarn import-attempts {attempts_out}" if attempts_out is not None else ""
+    console.print(escape(f"next: forewarn import-runs {out}{follow}"), soft_wrap=True)
+
+
+@app.command()
+def forecast(
+    db: DbOption = None,
+    horizon_hours: Annotated[float, typer.Option(min=0.01, help="Score runs scheduled within this many hours.")] = 24.0,
+    all_runs: Annotated[bool, typer.Option("--all", help="List every scored run, not only those at risk.")] = False,
+) -> None:
+    """Score the scheduled flow runs of the next hours (from the Prefect API) and list those at risk."""
+    from datetime import timedelta
+
+    from forewarn.forecast import forecast_rows, forecast_upcoming_runs
+
+    store = open_store(db)
+    try:
+        table = forecast_upcoming_runs(store, horizon=timedelta(hours=horizon_hours))
+    except ForewarnError as exc:
+        raise _fail(exc) from None
+    rows = forecast_rows(table, warned_only=not all_runs)
+    at_risk = int(table["warned"].astype(bool).sum()) if len(table) else 0
+    result = Table(title=f"{at_risk} of {len(table)} scheduled run(s) in the next {horizon_hours:g} h at risk")
+    for column in ("flow", "scheduled start (UTC)", "in (hours)", "risk", "threshold", "reasons"):
+        result.add_column(column, overflow="fold")
+    for row in rows:
+        result.add_row(
+            *(str(row[c]) for c in ("flow", "scheduled start (UTC)", "in (hours)", "risk", "threshold", "reasons"))
+        )
+    console.print(result)
 
 
 def main() -> None:

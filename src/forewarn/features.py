@@ -37,8 +37,7 @@ import numpy as np
 import pandas as pd
 
 from forewarn.errors import ConfigurationError, FeatureSchemaError
-from forewarn.records import AttemptOutcome, RunState
-from forewarn.simulate import parameters_hash
+from forewarn.records import AttemptOutcome, RunState, parameters_hash
 
 NONE = "<none>"
 """The category that stands for a missing text value."""
@@ -122,16 +121,16 @@ class FeatureConfig:
 
     def __post_init__(self) -> None:
         if not isinstance(self.lookback, timedelta) or self.lookback <= timedelta(0):
-            raise ConfigurationError("lookback", self.lookback,
-                                     "a positive timedelta, e.g. timedelta(days=30)")
+            raise ConfigurationError("lookback", self.lookback, "a positive timedelta, e.g. timedelta(days=30)")
         recent = self.recent_runs
         if isinstance(recent, bool) or not isinstance(recent, int) or recent < 1:
             raise ConfigurationError("recent_runs", self.recent_runs, "a whole number >= 1, e.g. 10")
         window = self.global_window
         if not isinstance(window, timedelta) or not timedelta(0) < window <= self.lookback:
             raise ConfigurationError(
-                "global_window", self.global_window, f"a positive timedelta <= lookback ({self.lookback}), "
-                "e.g. timedelta(hours=6)"
+                "global_window",
+                self.global_window,
+                f"a positive timedelta <= lookback ({self.lookback}), e.g. timedelta(hours=6)",
             )
         if not np.isfinite(self.prior_strength) or self.prior_strength < 0:
             raise ConfigurationError("prior_strength", self.prior_strength, "a number >= 0, e.g. 5.0")
@@ -223,8 +222,7 @@ def failure_labels(runs: pd.DataFrame) -> pd.Series:
     out = np.full(len(runs), np.nan)
     out[np.isin(state, list(FAILURE_STATES))] = 1.0
     out[state == SUCCESS_STATE] = 0.0
-    return pd.Series(out, index=pd.Index(_text(runs["flow_run_id"]), name="flow_run_id", dtype=object),
-                     name="failed")
+    return pd.Series(out, index=pd.Index(_text(runs["flow_run_id"]), name="flow_run_id", dtype=object), name="failed")
 
 
 def history_window(
@@ -278,6 +276,8 @@ def _ns(frame: pd.DataFrame, name: str) -> np.ndarray:
     if name not in frame.columns:
         return np.full(len(frame), _NAT, dtype=np.int64)
     col = frame[name]
+    if isinstance(col.dtype, pd.DatetimeTZDtype) and col.dtype.unit == "ns":  # the usual case: no conversion
+        return np.asarray(col.array.asi8, dtype=np.int64)
     if not isinstance(col.dtype, pd.DatetimeTZDtype):
         if pd.api.types.is_datetime64_dtype(col.dtype):
             col = col.dt.tz_localize("UTC")  # naive times are read as UTC
@@ -296,6 +296,8 @@ def _text(col: pd.Series | np.ndarray) -> np.ndarray:
     """A column as a numpy object array of ``str``, with ``NONE`` for missing cells."""
     raw = col.to_numpy(dtype=object) if isinstance(col, pd.Series) else col
     values = np.array(raw, dtype=object, copy=True)
+    if pd.api.types.infer_dtype(values, skipna=False) == "string":  # all str, none missing: nothing to do
+        return values
     missing = pd.isna(values)
     if missing.any():
         values[missing] = NONE
@@ -361,8 +363,10 @@ def _target_times(targets: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     ref = np.where(ref == _NAT, start, ref)
     if (ref == _NAT).any():
         bad = ", ".join(map(repr, ids[ref == _NAT][:5]))
-        raise FeatureSchemaError(f"target run(s) {bad} have neither scheduled_start nor start_time; give the "
-                                 "scheduled start of an upcoming run")
+        raise FeatureSchemaError(
+            f"target run(s) {bad} have neither scheduled_start nor start_time; give the "
+            "scheduled start of an upcoming run"
+        )
     return ids, ref
 
 
@@ -474,7 +478,8 @@ def build_features(
     lo_t, hi_t = int(cutoff.min()) - L - W, int(cutoff.max())
     keep = np.flatnonzero((end != _NAT) & (known >= lo_t) & (known < hi_t))
     known, h_ref = known[keep], h_ref[keep]
-    h_ids = _text(_values(history, "flow_run_id", keep))
+    all_ids = _text(history["flow_run_id"])  # also the attempts' run lookup below
+    h_ids = all_ids[keep]
     if not pd.Index(h_ids).is_unique:
         dup = pd.Series(h_ids).loc[lambda s: s.duplicated()].unique()[:5]
         shown = ", ".join(map(repr, dup))
@@ -503,9 +508,9 @@ def build_features(
     tf, hf = flow_codes[:nt].astype(np.int64), flow_codes[nt:].astype(np.int64)
     # versions and parameter sets only matter for the targets' own flows: read just those rows
     mine = np.flatnonzero(np.isin(hf, np.unique(tf)))  # positions (in known-at order) of those rows
-    ver_codes, ver_names = pd.factorize(np.concatenate(
-        [_optional_text(targets, "flow_version"), _optional_text(history, "flow_version", rows[mine])]
-    ))
+    ver_codes, ver_names = pd.factorize(
+        np.concatenate([_optional_text(targets, "flow_version"), _optional_text(history, "flow_version", rows[mine])])
+    )
     tv, hv = ver_codes[:nt].astype(np.int64), np.full(len(rows), -1, dtype=np.int64)
     hv[mine] = ver_codes[nt:]
     ph_codes, ph_names = pd.factorize(np.concatenate([_phash(targets), _phash(history, rows[mine])]))
@@ -594,7 +599,7 @@ def build_features(
     partner = _partner_failures(known[fail], hf[fail], tf, cutoff, L, W, n_flows) / (flow_l_fail + 1.0)
 
     # ---- task attempts ----------------------------------------------------------------------------------
-    att = _attempt_counts(attempts, targets, history, full_ref, ids, ref, tf, flow_names, cutoff, W)
+    att = _attempt_counts(attempts, targets, history, all_ids, full_ref, ids, ref, tf, flow_names, cutoff, W)
 
     # ---- calendar and parameters of the scheduled start --------------------------------------------------
     hour = (ref % _DAY) / _HOUR
@@ -632,10 +637,18 @@ def build_features(
     }
     index = pd.Index(ids, name="flow_run_id", dtype=object)
     parts = [
-        pd.DataFrame(np.column_stack([t_flow, _optional_text(targets, "deployment")]), index=index,
-                     columns=list(CATEGORICAL_FEATURES), dtype=object),
-        pd.DataFrame(np.column_stack([np.asarray(numeric[n], dtype=np.float64) for n in NUMERIC_FEATURES]),
-                     index=index, columns=list(NUMERIC_FEATURES), dtype=np.float64),
+        pd.DataFrame(
+            np.column_stack([t_flow, _optional_text(targets, "deployment")]),
+            index=index,
+            columns=list(CATEGORICAL_FEATURES),
+            dtype=object,
+        ),
+        pd.DataFrame(
+            np.column_stack([np.asarray(numeric[n], dtype=np.float64) for n in NUMERIC_FEATURES]),
+            index=index,
+            columns=list(NUMERIC_FEATURES),
+            dtype=np.float64,
+        ),
     ]
     passthrough = {str(c): _passthrough(targets[c]) for c in targets.columns if str(c).startswith("feature_")}
     if passthrough:
@@ -718,6 +731,7 @@ def _attempt_counts(
     attempts: pd.DataFrame | None,
     targets: pd.DataFrame,
     history: pd.DataFrame,
+    history_ids: np.ndarray,
     history_ref: np.ndarray,
     ids: np.ndarray,
     ref: np.ndarray,
@@ -746,13 +760,17 @@ def _attempt_counts(
 
     # an attempt is known at its end, never before its run's scheduled start (so never the target's own);
     # its run is looked up among the targets and the whole history (it may still be running)
-    run_ids = np.concatenate([ids, _text(history["flow_run_id"])])
+    # (``pos``: the first row of the attempt's run among targets then history, -1 when absent; found by
+    # hashing the few attempts' runs rather than the whole history)
+    run_ids = np.concatenate([ids, history_ids])
     run_ref = np.concatenate([ref, history_ref])
-    run_index = pd.Index(run_ids)
-    first = ~run_index.duplicated() if not run_index.is_unique else None
-    if first is not None:
-        run_index, run_ids, run_ref = run_index[first], run_ids[first], run_ref[first]
-    pos = run_index.get_indexer(a_run)
+    wanted = pd.Index(pd.unique(a_run))
+    hit = wanted.get_indexer(run_ids)
+    where = np.flatnonzero(hit >= 0)
+    found, first_at = np.unique(hit[where], return_index=True)
+    first_pos = np.full(len(wanted), -1, dtype=np.int64)
+    first_pos[found] = where[first_at]
+    pos = first_pos[wanted.get_indexer(a_run)]
     a_known = np.maximum(a_end, np.where(pos >= 0, run_ref[np.maximum(pos, 0)], _NAT))
     win = (a_known >= int(cutoff.min()) - W) & (a_known < int(cutoff.max()))
     if not win.any():
@@ -781,8 +799,6 @@ def _attempt_counts(
         a_flow = _text(a["flow_name"])
     else:
         run_flow = np.concatenate([_text(targets["flow_name"]), _text(history["flow_name"])])
-        if first is not None:
-            run_flow = run_flow[first]
         a_flow = np.where(pos >= 0, run_flow[np.maximum(pos, 0)], NONE)
     a_code = pd.Index(flow_names).get_indexer(a_flow).astype(np.int64)  # -1: a flow no target has
     by_flow = _Grouped(a_code, a_known)

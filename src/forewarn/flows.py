@@ -21,7 +21,6 @@ Example::
 from __future__ import annotations
 
 import functools
-import hashlib
 import inspect
 import json
 import logging
@@ -35,25 +34,13 @@ from prefect.context import FlowRunContext
 from forewarn.attempts import utc_now
 from forewarn.errors import ConfigurationError
 from forewarn.recorder import default_recorder
-from forewarn.records import FlowRunRecord, RunState
+from forewarn.records import FlowRunRecord, RunState, parameters_hash
 
 R = TypeVar("R")
 WarningPolicy = Literal["warn", "harden", "pause"]
 logger = logging.getLogger("forewarn.flows")
 
 _HOOK_OPTIONS = ("on_completion", "on_failure", "on_cancellation", "on_crashed")
-
-
-def parameters_hash(parameters: dict[str, Any] | None) -> str:
-    """A short stable hash of a run's parameters (canonical JSON, SHA-256, 16 hex digits).
-
-    Example::
-
-        >>> parameters_hash({"b": 1, "a": 2}) == parameters_hash({"a": 2, "b": 1})
-        True
-    """
-    canonical = json.dumps(parameters or {}, sort_keys=True, default=str, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
 def _jsonable(parameters: dict[str, Any]) -> dict[str, Any]:
@@ -72,8 +59,17 @@ def _deployment_name(flow_run: Any) -> str | None:
         return str(flow_run.deployment_id)
 
 
-def current_flow_run_record(clock: Callable[[], datetime] = utc_now) -> FlowRunRecord | None:
-    """Describe the flow run this code runs in, as forewarn records it (None outside a flow run)."""
+FeaturesFn = Callable[[dict[str, Any]], dict[str, Any]]
+
+
+def current_flow_run_record(
+    clock: Callable[[], datetime] = utc_now, features: FeaturesFn | None = None
+) -> FlowRunRecord | None:
+    """Describe the flow run this code runs in, as forewarn records it (None outside a flow run).
+
+    ``features`` turns the run's parameters into its pre-run attributes (``{"input_rows": 1200}``), recorded
+    with the run and used by the failure-warning model like the ``feature_*`` columns of an import.
+    """
     from forewarn import __version__
 
     ctx = FlowRunContext.get()
@@ -92,7 +88,18 @@ def current_flow_run_record(clock: Callable[[], datetime] = utc_now) -> FlowRunR
         start_time=clock(),
         state=RunState.RUNNING,
         forewarn_version=__version__,
+        features=_features(features, parameters),
     )
+
+
+def _features(features: FeaturesFn | None, parameters: dict[str, Any]) -> dict[str, Any]:
+    if features is None:
+        return {}
+    try:
+        return _jsonable(dict(features(parameters)))
+    except Exception:  # a broken features function must not stop the business flow
+        logger.exception("forewarn.flow features function failed; this run is recorded without features")
+        return {}
 
 
 def _stdlib_time(value: datetime | None) -> datetime | None:
@@ -120,6 +127,7 @@ def flow(
     *,
     warning_policy: WarningPolicy | None = None,
     score: bool = True,
+    features: FeaturesFn | None = None,
     **prefect_options: Any,
 ) -> Any:
     """Make ``fn`` a Prefect flow whose runs are recorded, and scored for failure risk before they start.
@@ -129,6 +137,8 @@ def flow(
             ``"harden"`` (also: its forewarn tasks get extra attempts), or ``"pause"`` (also: Prefect's
             ``pause_flow_run`` waits for a person to resume). Default ``FOREWARN_WARNING_POLICY``.
         score: set False to skip pre-run scoring for this flow.
+        features: ``features(parameters) -> dict`` of attributes known before the run starts (input size,
+            source system, ...); recorded with the run and used by the model. Names without ``feature_``.
         **prefect_options: anything Prefect's ``@flow`` takes (name, retries, log_prints, hooks, ...).
 
     Example::
@@ -142,6 +152,8 @@ def flow(
     """
     if warning_policy is not None and warning_policy not in ("warn", "harden", "pause"):
         raise ConfigurationError("warning_policy", warning_policy, "one of 'warn', 'harden', 'pause'")
+    if features is not None and not callable(features):
+        raise ConfigurationError("features", features, "a callable features(parameters) -> dict")
     options = dict(prefect_options)
     for hook_option in _HOOK_OPTIONS:
         options[hook_option] = [*(options.get(hook_option) or []), _record_end]
@@ -151,7 +163,7 @@ def flow(
 
             @functools.wraps(fn)
             async def async_body(*args: Any, **kwargs: Any) -> Any:
-                with _run_started(warning_policy, score):
+                with _run_started(warning_policy, score, features):
                     return await fn(*args, **kwargs)
 
             body: Callable[..., Any] = async_body
@@ -159,7 +171,7 @@ def flow(
 
             @functools.wraps(fn)
             def sync_body(*args: Any, **kwargs: Any) -> Any:
-                with _run_started(warning_policy, score):
+                with _run_started(warning_policy, score, features):
                     return fn(*args, **kwargs)
 
             body = sync_body
@@ -174,14 +186,15 @@ def flow(
 class _run_started:
     """Records the run's start, scores it, and applies the warning policy for the body's duration."""
 
-    def __init__(self, warning_policy: WarningPolicy | None, score: bool) -> None:
+    def __init__(self, warning_policy: WarningPolicy | None, score: bool, features: FeaturesFn | None) -> None:
         self.warning_policy = warning_policy
         self.score = score
+        self.features = features
         self._exit: Any = None
 
     def __enter__(self) -> None:
         recorder = default_recorder()
-        record = current_flow_run_record()
+        record = current_flow_run_record(features=self.features)
         if record is None:
             return
         if recorder is not None:

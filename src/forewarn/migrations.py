@@ -16,17 +16,23 @@ same old store at once migrate it once: on SQLite ``BEGIN IMMEDIATE`` takes the 
 PostgreSQL a transaction-level advisory lock (``pg_advisory_xact_lock``) serialises the openers (DDL is
 transactional on both).
 
-Adding schema version 2 means: change the tables in :mod:`forewarn.schema`, set ``SCHEMA_VERSION = 2``
-and append a step that turns a version-1 store into a version-2 one::
+The versions so far:
 
-    def _v2_add_queue_column(op: Operations) -> None:
+1. ``forewarn_meta``, ``flow_runs``, ``task_attempts``.
+2. ``flow_runs.features`` (JSON text, nullable) and the ``predictions`` table (:func:`_v2_features_and_predictions`).
+
+Adding schema version 3 means: change the tables in :mod:`forewarn.schema`, set ``SCHEMA_VERSION = 3``
+and append a step that turns a version-2 store into a version-3 one::
+
+    def _v3_add_queue_column(op: Operations) -> None:
         with op.batch_alter_table("task_attempts") as batch:
             batch.add_column(sa.Column("queue", sa.String(255)))
 
-    MIGRATIONS = [(2, _v2_add_queue_column)]
+    MIGRATIONS = [(2, _v2_features_and_predictions), (3, _v3_add_queue_column)]
 
-A step must only use ``op`` (never import the current tables: they describe the newest schema, not the
-one the step starts from).
+A step must only use ``op`` and spell out the columns it creates (never import the current tables: they
+describe the newest schema, not the one the step starts from). A test compares a migrated store with a
+freshly created one, column by column and index by index.
 
 Example::
 
@@ -34,7 +40,7 @@ Example::
     >>> engine = sa.create_engine("sqlite://", isolation_level="AUTOCOMMIT")
     >>> with engine.connect() as conn:
     ...     ensure_schema(conn, url="sqlite://"), read_version(conn)
-    (1, 1)
+    (2, 2)
 """
 
 from __future__ import annotations
@@ -52,11 +58,46 @@ from forewarn.errors import SchemaVersionError, StoreError
 Migration = Callable[[Operations], None]
 """One upgrade step: gets Alembic ``Operations`` bound to the store's connection, inside its transaction."""
 
-MIGRATIONS: list[tuple[int, Migration]] = []
-"""Ordered upgrade steps ``(n, step)``; ``step`` turns a version ``n - 1`` store into version ``n``.
 
-Empty today: version 1 is the first schema.
-"""
+def _v2_features_and_predictions(op: Operations) -> None:
+    """Version 1 → 2: ``flow_runs.features`` and the ``predictions`` table with its three indexes.
+
+    The column is added last (SQLite's ``ALTER TABLE ADD COLUMN``; batch mode does not rebuild the table
+    for it), which is where :data:`forewarn.schema.flow_runs` declares it, so migrated and new stores match.
+    """
+    with op.batch_alter_table("flow_runs") as batch:
+        batch.add_column(
+            sa.Column(
+                "features",
+                sa.Text,
+                nullable=True,
+                comment="JSON object of pre-run feature_<name> attributes, names unprefixed",
+            )
+        )
+    op.create_table(
+        "predictions",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True),
+        sa.Column("flow_run_id", sa.String(255), nullable=False),
+        sa.Column("flow_name", sa.String(255), nullable=False),
+        sa.Column("deployment", sa.String(255)),
+        sa.Column("scheduled_start", schema.UTCDateTime),
+        sa.Column("predicted_at", schema.UTCDateTime, nullable=False),
+        sa.Column("lead_seconds", sa.Float, comment="scheduled_start - predicted_at"),
+        sa.Column("risk", sa.Float, nullable=False),
+        sa.Column("threshold", sa.Float, nullable=False),
+        sa.Column("warned", sa.Boolean(create_constraint=False), nullable=False),
+        sa.Column("model_version", sa.String(255), nullable=False),
+        sa.Column("reasons", sa.Text, nullable=False, server_default="[]", comment="JSON list of short strings"),
+        sa.Column("source", sa.String(16), nullable=False, comment="hook | forecast"),
+        sa.PrimaryKeyConstraint("id", name="pk_predictions"),
+    )
+    op.create_index("ix_predictions_flow_run_id", "predictions", ["flow_run_id"])
+    op.create_index("ix_predictions_predicted_at", "predictions", ["predicted_at"])
+    op.create_index("ix_predictions_flow_name_scheduled_start", "predictions", ["flow_name", "scheduled_start"])
+
+
+MIGRATIONS: list[tuple[int, Migration]] = [(2, _v2_features_and_predictions)]
+"""Ordered upgrade steps ``(n, step)``; ``step`` turns a version ``n - 1`` store into version ``n``."""
 
 VERSION_KEY = "schema_version"
 
@@ -197,9 +238,7 @@ def _refuse(version: int | None, target: int, *, url: str, create: bool) -> None
         )
 
 
-def _upgrade(
-    conn: sa.Connection, version: int, target: int, steps: dict[int, Migration], *, url: str
-) -> None:
+def _upgrade(conn: sa.Connection, version: int, target: int, steps: dict[int, Migration], *, url: str) -> None:
     context = MigrationContext.configure(connection=conn, opts={"render_as_batch": True})
     op = Operations(context)
     for next_version in range(version + 1, target + 1):

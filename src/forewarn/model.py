@@ -165,6 +165,10 @@ class FrameEncoder(TransformerMixin, BaseEstimator):
             codes = dict.fromkeys(counts.index, len(frequent))  # every training value: "infrequent"...
             codes.update({value: i for i, value in enumerate(frequent)})  # ...unless frequent
             self.codes_[name] = codes
+        # A numeric column with no value in training (a feature_* column only recent runs carry) carries no
+        # information, and HistGradientBoosting cannot bin an all-missing column: it becomes constant 0.
+        numeric = _numeric_block(X[list(self.numeric)]) if self.numeric else np.empty((len(X), 0))
+        self.empty_numeric_ = np.flatnonzero(np.isnan(numeric).all(axis=0)) if len(X) else np.arange(0)
         self.feature_names_in_ = np.asarray([*self.numeric, *self.categorical], dtype=object)
         self.n_features_in_ = len(self.feature_names_in_)
         return self
@@ -174,7 +178,7 @@ class FrameEncoder(TransformerMixin, BaseEstimator):
         check_is_fitted(self, "codes_")
         if len(X) <= SMALL_BATCH:
             try:
-                return self._transform_small(X)
+                return self._blank_empty(self._transform_small(X))
             except (TypeError, ValueError):  # e.g. pd.NA in an object column: take the general path
                 pass
         k = len(self.numeric)
@@ -184,6 +188,12 @@ class FrameEncoder(TransformerMixin, BaseEstimator):
         for j, name in enumerate(self.categorical, start=k):
             values = _categorical_block(X[[name]])[:, 0]
             out[:, j] = pd.Series(values, dtype=object).map(self.codes_[name]).to_numpy(dtype=float)
+        return self._blank_empty(out)
+
+    def _blank_empty(self, out: np.ndarray) -> np.ndarray:
+        empty = getattr(self, "empty_numeric_", None)  # absent in models saved before it existed
+        if empty is not None and len(empty):
+            out[:, empty] = 0.0
         return out
 
     def _transform_small(self, X: pd.DataFrame) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""The values forewarn records: one task attempt, one flow run.
+"""The values forewarn records: one task attempt, one flow run, one prediction.
 
 They are frozen, slotted dataclasses so they can be handed to hooks and writers without being changed on
 the way. Times are timezone-aware UTC ``datetime`` objects.
@@ -16,10 +16,13 @@ Example::
 from __future__ import annotations
 
 import enum
+import hashlib
+import json
 import socket
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, overload
 
 
 class AttemptOutcome(str, enum.Enum):
@@ -69,6 +72,33 @@ class RunState(str, enum.Enum):
 HOSTNAME = socket.gethostname()
 
 
+@overload
+def parameters_hash(parameters: Mapping[str, Any]) -> str: ...
+@overload
+def parameters_hash(parameters: None) -> None: ...
+def parameters_hash(parameters: Mapping[str, Any] | None) -> str | None:
+    """The hash recorded with a run's parameters: first 16 hex digits of the SHA-256 of their canonical JSON.
+
+    Canonical JSON sorts keys, uses no spaces and writes values JSON cannot represent as their ``str()``,
+    so equal dicts hash equally whatever their key order, and a run has the same hash whether
+    ``forewarn.flow`` recorded it, the store filled it in or it was imported. ``None`` (no parameters
+    known) stays ``None``; a run without parameters is ``{}``.
+
+    Example::
+
+        >>> parameters_hash({"b": 1, "a": [1, 2]}) == parameters_hash({"a": [1, 2], "b": 1})
+        True
+        >>> parameters_hash({})
+        '44136fa355b3678a'
+        >>> parameters_hash(None) is None
+        True
+    """
+    if parameters is None:
+        return None
+    canonical = json.dumps(parameters, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
 @dataclass(frozen=True, slots=True)
 class AttemptRecord:
     """One attempt of one task run, as written to the ``task_attempts`` table."""
@@ -108,6 +138,65 @@ class FlowRunRecord:
     end_time: datetime | None = None
     host: str = HOSTNAME
     forewarn_version: str | None = None
+    features: dict[str, Any] = field(default_factory=dict)
+    """Pre-run attributes by name without the ``feature_`` prefix, e.g. ``{"input_rows": 1200}``."""
 
 
-__all__ = ["HOSTNAME", "AttemptOutcome", "AttemptRecord", "FlowRunRecord", "RunState"]
+PREDICTION_SOURCES: tuple[str, ...] = ("hook", "forecast")
+"""Where a prediction was made: the flow's pre-run hook, or the forecast of upcoming scheduled runs."""
+
+
+@dataclass(frozen=True, slots=True)
+class PredictionRecord:
+    """One failure-risk score of one flow run, as written to the ``predictions`` table.
+
+    ``warned`` (``risk >= threshold``) and ``lead_seconds`` (``scheduled_start - predicted_at``, ``None``
+    without a scheduled start) are derived, so they cannot disagree with the values they come from.
+    ``reasons`` are short sentences, most important first. ``source`` is one of
+    :data:`PREDICTION_SOURCES`.
+
+    Example::
+
+        >>> from datetime import datetime, timedelta, timezone
+        >>> now = datetime(2026, 1, 1, tzinfo=timezone.utc)
+        >>> rec = PredictionRecord("f1", "etl", predicted_at=now, risk=0.4, threshold=0.3,
+        ...                        model_version="2026-01-01T00:00:00Z", scheduled_start=now + timedelta(hours=2),
+        ...                        reasons=("2 of the last 5 runs failed",), source="forecast")
+        >>> rec.warned, rec.lead_seconds
+        (True, 7200.0)
+    """
+
+    flow_run_id: str
+    flow_name: str
+    predicted_at: datetime
+    risk: float
+    threshold: float
+    model_version: str
+    scheduled_start: datetime | None = None
+    deployment: str | None = None
+    reasons: tuple[str, ...] = ()
+    source: str = "hook"
+
+    @property
+    def warned(self) -> bool:
+        """True when the risk reached the warning threshold."""
+        return self.risk >= self.threshold
+
+    @property
+    def lead_seconds(self) -> float | None:
+        """Seconds between the prediction and the run's scheduled start (negative when made after it)."""
+        if self.scheduled_start is None:
+            return None
+        return (self.scheduled_start - self.predicted_at).total_seconds()
+
+
+__all__ = [
+    "HOSTNAME",
+    "PREDICTION_SOURCES",
+    "AttemptOutcome",
+    "AttemptRecord",
+    "FlowRunRecord",
+    "PredictionRecord",
+    "RunState",
+    "parameters_hash",
+]

@@ -7,22 +7,26 @@ Schema version :data:`SCHEMA_VERSION` (stored in ``forewarn_meta``; see :mod:`fo
 ``flow_runs``
     One row per flow run, written when the run starts and updated when it ends. ``parameters`` is JSON
     text. ``source`` is ``forewarn`` (recorded live) or ``import`` (loaded from another scheduler's
-    history).
+    history). ``features`` (version 2) is a JSON object of the run's pre-run attributes, or null.
 ``task_attempts``
     One row per attempt of a task run (and one for its fallback call), unique on
     ``(task_run_id, attempt)``.
+``predictions`` (version 2)
+    One row per failure-risk score of a flow run, made by the pre-run hook or by the forecast of
+    scheduled runs. A run may be scored many times (each forecast scores it again, with less lead).
 
 Times are ``DateTime(timezone=True)`` through :class:`UTCDateTime`, which stores UTC and hands back
 timezone-aware UTC values on every backend (SQLite keeps no offset, so the conversion happens here).
 
-There is deliberately no foreign key from ``task_attempts.flow_run_id`` to ``flow_runs``: a forewarn task
-may run inside a plain ``@prefect.flow`` (or outside any flow), whose run has no ``flow_runs`` row.
+There is deliberately no foreign key from ``task_attempts.flow_run_id`` (or ``predictions.flow_run_id``)
+to ``flow_runs``: a forewarn task may run inside a plain ``@prefect.flow`` (or outside any flow), whose run
+has no ``flow_runs`` row, and a forecast scores runs that have not started yet.
 
 Example::
 
     >>> from forewarn.schema import metadata, task_attempts
     >>> sorted(metadata.tables)
-    ['flow_runs', 'forewarn_meta', 'task_attempts']
+    ['flow_runs', 'forewarn_meta', 'predictions', 'task_attempts']
     >>> task_attempts.c.outcome.type.length
     32
 """
@@ -35,7 +39,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 """The schema this forewarn writes and reads. Bump it together with a step in ``migrations.MIGRATIONS``."""
 
 ID_LENGTH = 255
@@ -136,6 +140,8 @@ flow_runs = sa.Table(
     sa.Column("host", sa.String(NAME_LENGTH)),
     sa.Column("forewarn_version", sa.String(64)),
     sa.Column("source", sa.String(16), nullable=False, server_default="forewarn"),
+    # version 2; last, where the migration's ADD COLUMN puts it
+    sa.Column("features", sa.Text, comment="JSON object of pre-run feature_<name> attributes, names unprefixed"),
     # "last N runs of flow F that ended before T": equality on flow_name, range + order on end_time.
     sa.Index(None, "flow_name", "end_time"),
     # "recent failures across all flows": state IN (failure states) and a range on end_time.
@@ -164,9 +170,7 @@ task_attempts = sa.Table(
     sa.Column("exception_type", sa.String(NAME_LENGTH)),
     sa.Column("exception_message", sa.String(MESSAGE_LENGTH)),
     sa.Column("retryable", sa.Boolean(create_constraint=False)),
-    sa.Column(
-        "used_fallback", sa.Boolean(create_constraint=False), nullable=False, server_default=sa.false()
-    ),
+    sa.Column("used_fallback", sa.Boolean(create_constraint=False), nullable=False, server_default=sa.false()),
     sa.Column("host", sa.String(NAME_LENGTH)),
     sa.UniqueConstraint("task_run_id", "attempt"),
     # all attempts of one flow run
@@ -175,6 +179,36 @@ task_attempts = sa.Table(
     sa.Index(None, "outcome", "end_time"),
     # time-window scans
     sa.Index(None, "end_time"),
+)
+
+
+predictions = sa.Table(
+    "predictions",
+    metadata,
+    sa.Column(
+        "id",
+        sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+        primary_key=True,
+        autoincrement=True,
+    ),
+    sa.Column("flow_run_id", sa.String(ID_LENGTH), nullable=False),
+    sa.Column("flow_name", sa.String(NAME_LENGTH), nullable=False),
+    sa.Column("deployment", sa.String(NAME_LENGTH)),
+    sa.Column("scheduled_start", UTCDateTime),
+    sa.Column("predicted_at", UTCDateTime, nullable=False),
+    sa.Column("lead_seconds", sa.Float, comment="scheduled_start - predicted_at"),
+    sa.Column("risk", sa.Float, nullable=False),
+    sa.Column("threshold", sa.Float, nullable=False),
+    sa.Column("warned", sa.Boolean(create_constraint=False), nullable=False),
+    sa.Column("model_version", sa.String(NAME_LENGTH), nullable=False),
+    sa.Column("reasons", sa.Text, nullable=False, server_default="[]", comment="JSON list of short strings"),
+    sa.Column("source", sa.String(16), nullable=False, comment="hook | forecast"),
+    # every score of one run
+    sa.Index(None, "flow_run_id"),
+    # time-window scans ("warnings of the last week")
+    sa.Index(None, "predicted_at"),
+    # the scores of one flow's runs in a scheduled-time window (forecast tables, backtest comparisons)
+    sa.Index(None, "flow_name", "scheduled_start"),
 )
 
 
@@ -200,6 +234,7 @@ __all__ = [
     "flow_runs",
     "forewarn_meta",
     "metadata",
+    "predictions",
     "string_lengths",
     "task_attempts",
 ]

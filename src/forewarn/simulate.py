@@ -1,4 +1,4 @@
-"""Simulated run histories with documented failure mechanisms, and the strict import-format parser.
+"""Simulated run histories with documented failure mechanisms, and their parsing into runs frames.
 
 :func:`simulate_history` writes the kind of history a scheduler export holds: a dozen recurring flows on
 cron-like schedules (every 15 minutes, hourly, nightly, weekly), jittered and sometimes late starts,
@@ -6,7 +6,8 @@ log-normal durations, and failures produced by mechanisms that real schedulers' 
 output is in the **import CSV format** (``run_id, flow_name, deployment, flow_version, scheduled_start,
 start_time, end_time, state, parameters, feature_*``), so the same file exercises the importer, the feature
 builder and the model end to end. :func:`history_to_runs_frame` parses that format into the runs-frame
-contract that :mod:`forewarn.features` reads.
+contract that :mod:`forewarn.features` reads, with the importer's rules (:mod:`forewarn.importer`): a
+simulated history is checked exactly as a user's CSV is.
 
 Failure mechanisms (each run draws each mechanism independently; the first one that fires, in this order,
 is its cause):
@@ -45,10 +46,8 @@ Example::
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import math
-import re
 from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
@@ -57,8 +56,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from forewarn.errors import ConfigurationError, ImportValidationError
-from forewarn.records import AttemptOutcome, RunState
+from forewarn.errors import ConfigurationError
+from forewarn.importer import ATTEMPT_OPTIONAL, ATTEMPT_REQUIRED, RUN_REQUIRED, check_attempts, check_runs
+from forewarn.records import AttemptOutcome, RunState, parameters_hash
 
 SECOND = 10**9
 MINUTE = 60 * SECOND
@@ -79,21 +79,16 @@ RUN_COLUMNS: tuple[str, ...] = (
     "state",
     "parameters",
 )
-"""Columns of the history import format, in order; any number of ``feature_<name>`` columns follow."""
+"""Every column of the run import format, in the order :func:`simulate_history` writes them; its
+``feature_<name>`` columns follow. (:data:`forewarn.importer.RUN_REQUIRED` and ``RUN_OPTIONAL`` say which
+are required.)"""
 
-REQUIRED_RUN_COLUMNS: tuple[str, ...] = ("run_id", "flow_name", "start_time", "end_time", "state")
-"""Import columns that must be present (values may still be empty where the state allows it)."""
+REQUIRED_RUN_COLUMNS: tuple[str, ...] = RUN_REQUIRED
+"""Import columns that must be present: :data:`forewarn.importer.RUN_REQUIRED`."""
 
-ATTEMPT_COLUMNS: tuple[str, ...] = (
-    "run_id",
-    "task_name",
-    "attempt",
-    "start_time",
-    "end_time",
-    "state",
-    "exception_type",
-)
-"""Columns of the attempts import format, in order (``state`` holds an :class:`AttemptOutcome` value)."""
+ATTEMPT_COLUMNS: tuple[str, ...] = (*ATTEMPT_REQUIRED, *ATTEMPT_OPTIONAL)
+"""Columns of the attempts import format, in order (:func:`simulated_attempts` writes :class:`AttemptOutcome`
+values as ``state``)."""
 
 FAILURE_CAUSES: tuple[str, ...] = (
     "dependency_outage",
@@ -117,8 +112,6 @@ DEPENDENCIES: dict[str, float] = {
 }
 
 FLAKY_SOURCE = "legacy-sftp"
-_NO_START_OK = frozenset({RunState.SCHEDULED.value, RunState.CANCELLED.value})
-_NEEDS_END = frozenset(s.value for s in RunState if s.is_final and s is not RunState.CANCELLED)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -143,6 +136,8 @@ def _at(hour: int, minute: int = 0) -> int:
     return hour * HOUR + minute * MINUTE
 
 
+# One flow per line, as a table.
+# fmt: off
 _CATALOGUE: tuple[_Flow, ...] = (
     _Flow("ingest-orders", 15 * MINUTE, 2 * MINUTE, ("warehouse-db",), True, True, 150, 0.4, 20_000,
           ("shopify", "pos-export"), {"batch_size": 500, "full_refresh": False},
@@ -175,6 +170,7 @@ _CATALOGUE: tuple[_Flow, ...] = (
     _Flow("weekly-report", WEEK, (4 * DAY + _at(6)) % WEEK, ("warehouse-db",), False, False, 1200, 0.3, 1e6,
           ("snowflake",), {"recipients": "finance", "full_refresh": False}, ("query", "render", "send")),
 )
+# fmt: on
 
 
 def _flows(n_flows: int) -> list[_Flow]:
@@ -213,14 +209,11 @@ def _uuids(rng: np.random.Generator, n: int) -> np.ndarray:
     nibbles[:, 16] = 8 + (nibbles[:, 16] & 3)  # RFC 4122 variant
     hexes = np.frombuffer(b"0123456789abcdef", dtype="S1")[nibbles]
     dash = np.full((n, 1), b"-", dtype="S1")
-    parts = [hexes[:, :8], dash, hexes[:, 8:12], dash, hexes[:, 12:16], dash, hexes[:, 16:20], dash,
-             hexes[:, 20:]]
+    parts = [hexes[:, :8], dash, hexes[:, 8:12], dash, hexes[:, 12:16], dash, hexes[:, 16:20], dash, hexes[:, 20:]]
     return np.ascontiguousarray(np.hstack(parts)).view("S36").ravel().astype(str)
 
 
-def _outages(
-    rng: np.random.Generator, t0: int, t1: int, mean_gap_days: float
-) -> tuple[np.ndarray, np.ndarray]:
+def _outages(rng: np.random.Generator, t0: int, t1: int, mean_gap_days: float) -> tuple[np.ndarray, np.ndarray]:
     """Non-overlapping outage intervals ``[start, end)`` of one dependency between ``t0`` and ``t1``."""
     n = int((t1 - t0) / (mean_gap_days * DAY) * 1.5) + 5
     gaps = rng.exponential(mean_gap_days * DAY, n)
@@ -591,8 +584,10 @@ def simulated_attempts(history: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
     flow_tasks = {f.name: f.tasks for f in _CATALOGUE}
     names = runs["flow_name"].astype(str).to_numpy()
     task_names = np.asarray(
-        [flow_tasks.get(nm if nm in flow_tasks else nm.rsplit("-", 1)[0], ("extract", "transform", "load"))
-         for nm in names],
+        [
+            flow_tasks.get(nm if nm in flow_tasks else nm.rsplit("-", 1)[0], ("extract", "transform", "load"))
+            for nm in names
+        ],
         dtype=object,
     )
     return pd.DataFrame(
@@ -611,223 +606,33 @@ def simulated_attempts(history: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
 # --- parsing the import format ---------------------------------------------------------------------------
 
 
-def parameters_hash(parameters: Mapping[str, Any] | None) -> str | None:
-    """First 16 hex digits of the SHA-256 of the canonical JSON of ``parameters`` (``None`` stays ``None``).
-
-    Canonical JSON sorts keys and uses no spaces, so equal dicts hash equally whatever their key order.
-
-    Example::
-
-        >>> parameters_hash({"b": 1, "a": [1, 2]}) == parameters_hash({"a": [1, 2], "b": 1})
-        True
-        >>> len(parameters_hash({}))
-        16
-    """
-    if parameters is None:
-        return None
-    canonical = json.dumps(parameters, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
-
-
-_OFFSET = r"(?:Z|z|[+-]\d{2}(?::?\d{2})?)$"
-
-
-def _cells(col: pd.Series) -> tuple[np.ndarray, np.ndarray]:
-    """The cells of a column as stripped text (a numpy unicode array) and the mask of blank cells."""
-    values = col.to_numpy(dtype=object)
-    isna = pd.isna(values)
-    text = np.strings.strip(np.where(isna, "", values).astype(str))
-    return text, isna | (text == "")
-
-
-def _parse_times(
-    col: pd.Series, name: str, problems: list[tuple[int, str]], *, assume_utc: bool
-) -> pd.Series:
-    """Parse one time column to ``datetime64[ns, UTC]``, adding a problem per unparseable cell."""
-    col = col.reset_index(drop=True)
-    if isinstance(col.dtype, pd.DatetimeTZDtype):
-        return col.dt.tz_convert("UTC").astype("datetime64[ns, UTC]")
-    if pd.api.types.is_datetime64_dtype(col.dtype):
-        if not assume_utc:
-            problems.append((1, f"column {name!r} holds times without a UTC offset; pass assume_utc=True "
-                                "or write them as 2026-01-01T00:00:00Z"))
-        return col.dt.tz_localize("UTC").astype("datetime64[ns, UTC]")
-    text, blank = _cells(col)
-    cells = text.astype(object)
-    cells[blank] = None
-    parsed = pd.to_datetime(pd.Series(cells), utc=True, format="ISO8601", errors="coerce")
-    parsed = parsed.astype("datetime64[ns, UTC]")
-    bad = ~blank & parsed.isna().to_numpy()
-    for i in np.flatnonzero(bad):
-        problems.append((int(i) + 2, f"{name} {text[i]!r} is not an ISO-8601 time; write it like "
-                                     "2026-01-01T00:00:00Z"))
-    if not assume_utc:
-        zulu = np.strings.endswith(text, "Z") | np.strings.endswith(text, "z")
-        check = np.flatnonzero(~blank & ~bad & ~zulu)  # usually none: exports write Z
-        for i in check:
-            if not re.search(_OFFSET, str(text[i])):
-                problems.append((int(i) + 2, f"{name} {text[i]!r} has no UTC offset; write it like "
-                                             f"{text[i]}Z (or pass assume_utc=True)"))
-    return parsed
-
-
-def _optional_text(frame: pd.DataFrame, name: str) -> pd.Series:
-    """A text column as object dtype, stripped, with ``None`` for blanks (all ``None`` when absent)."""
-    if name not in frame:
-        return pd.Series([None] * len(frame), dtype=object)
-    text, blank = _cells(frame[name])
-    out = text.astype(object)
-    out[blank] = None
-    return pd.Series(out, dtype=object)
-
-
 def history_to_runs_frame(
     df: pd.DataFrame, *, source: Path | str = "<DataFrame>", assume_utc: bool = False
 ) -> pd.DataFrame:
     """Parse a history in the import format into the runs frame that :mod:`forewarn.features` reads.
 
-    The frame is checked whole and rejected with :class:`~forewarn.errors.ImportValidationError`
-    (``.problems`` as ``(line, reason)``; line 1 is the header, row ``i`` is line ``i + 2`` as in the CSV
-    ``source``):
-
-    - columns: :data:`REQUIRED_RUN_COLUMNS` present; others must be import columns (:data:`RUN_COLUMNS`) or
-      ``feature_<name>``;
-    - ``run_id`` and ``flow_name`` non-empty, ``run_id`` unique;
-    - ``state`` one of :class:`~forewarn.records.RunState` (any case);
-    - times ISO-8601 with a UTC offset (``Z`` or ``+02:00``), unless ``assume_utc=True`` reads offset-less
-      times as UTC; ``start_time`` required unless the run is ``SCHEDULED`` or ``CANCELLED``, ``end_time``
-      required for ``COMPLETED``/``FAILED``/``CRASHED``/``TIMEDOUT`` and forbidden for ``RUNNING`` and
-      ``SCHEDULED``, ``end_time >= start_time``; a run needs ``scheduled_start`` or ``start_time``;
-    - ``parameters`` empty or a JSON object.
+    The rules are exactly those of a run-history CSV (:func:`forewarn.importer.check_runs`,
+    ``docs/import.md``): any problem rejects the frame whole with
+    :class:`~forewarn.errors.ImportValidationError` (``.problems`` as ``(line, reason)``; line 1 is the
+    header, row ``i`` is line ``i + 2`` as in the CSV ``source``). Rows repeated identically are one run.
+    Cells may be text, as read from a CSV, or already typed: timezone-aware datetimes and numeric
+    ``feature_*`` columns are kept as they are.
 
     Output columns: ``flow_run_id, flow_name, deployment, parameters`` (dict or None), ``parameters_hash``
-    (:func:`parameters_hash`), ``flow_version, scheduled_start, start_time, end_time`` (``datetime64[ns,
-    UTC]``), ``state`` (upper case), then the ``feature_*`` columns unchanged (numbers stay numbers, text
-    becomes object dtype with ``None`` for blanks). Text columns are object dtype with ``None`` for missing.
+    (:func:`forewarn.records.parameters_hash`), ``flow_version, scheduled_start, start_time, end_time``
+    (``datetime64[ns, UTC]``), ``state`` (a :class:`~forewarn.records.RunState` value), then the
+    ``feature_*`` columns. Text columns are object dtype with ``None`` for missing.
 
     Example::
 
         >>> raw = pd.DataFrame({"run_id": ["r1"], "flow_name": ["etl"],
-        ...                     "start_time": ["2026-01-01T00:00:00Z"],
-        ...                     "end_time": ["2026-01-01T00:05:00Z"], "state": ["completed"],
+        ...                     "scheduled_start": ["2026-01-01T00:00:00Z"], "state": ["success"],
         ...                     "parameters": ['{"b": 1}']})
         >>> runs = history_to_runs_frame(raw)
-        >>> runs.loc[0, "state"], runs.loc[0, "parameters"], runs.loc[0, "scheduled_start"] is pd.NaT
+        >>> runs.loc[0, "state"], runs.loc[0, "parameters"], runs.loc[0, "end_time"] is pd.NaT
         ('COMPLETED', {'b': 1}, True)
     """
-    problems: list[tuple[int, str]] = []
-    missing = [c for c in REQUIRED_RUN_COLUMNS if c not in df.columns]
-    if missing:
-        problems.append((1, f"missing column(s) {', '.join(missing)}; the header needs at least "
-                            f"{','.join(REQUIRED_RUN_COLUMNS)}"))
-    unknown = [c for c in df.columns if c not in RUN_COLUMNS and not str(c).startswith("feature_")]
-    if unknown:
-        names = ", ".join(map(str, unknown))
-        problems.append((1, f"unknown column(s) {names}; rename a pre-run attribute to feature_<name> "
-                            f"(e.g. feature_{unknown[0]}) or drop the column"))
-    if missing:
-        raise ImportValidationError(source, problems)
-    n = len(df)
-    frame = df.reset_index(drop=True)
-
-    run_id = _optional_text(frame, "run_id")
-    flow_name = _optional_text(frame, "flow_name")
-    for i in np.flatnonzero(run_id.isna().to_numpy()):
-        problems.append((int(i) + 2, "run_id is empty"))
-    for i in np.flatnonzero(flow_name.isna().to_numpy()):
-        problems.append((int(i) + 2, "flow_name is empty"))
-    dup = run_id.notna() & run_id.duplicated(keep="first")
-    if dup.any():
-        first_line = {v: i + 2 for i, v in reversed(list(enumerate(run_id))) if v is not None}
-        for i in np.flatnonzero(dup.to_numpy()):
-            problems.append((int(i) + 2, f"run_id {run_id[i]!r} repeats line {first_line[run_id[i]]}"))
-
-    state_raw = _optional_text(frame, "state")
-    state = state_raw.map(lambda v: v.upper(), na_action="ignore")
-    allowed = {s.value for s in RunState}
-    bad_state = ~state.isin(allowed).to_numpy()
-    for i in np.flatnonzero(bad_state):
-        problems.append((int(i) + 2, f"state {state_raw[i]!r} is not one of {', '.join(sorted(allowed))}"))
-
-    times = {}
-    for name in ("scheduled_start", "start_time", "end_time"):
-        if name in frame:
-            times[name] = _parse_times(frame[name], name, problems, assume_utc=assume_utc)
-        else:
-            times[name] = pd.Series(pd.NaT, index=range(n), dtype="datetime64[ns, UTC]")
-    sched, start, end = times["scheduled_start"], times["start_time"], times["end_time"]
-    st = state.fillna("").to_numpy(dtype=object)
-    no_start = start.isna().to_numpy() & ~np.isin(st, list(_NO_START_OK)) & ~bad_state
-    for i in np.flatnonzero(no_start):
-        problems.append((int(i) + 2, f"start_time is empty but state is {st[i]}; only SCHEDULED or CANCELLED "
-                                     "runs may lack it"))
-    no_end = end.isna().to_numpy() & np.isin(st, list(_NEEDS_END))
-    for i in np.flatnonzero(no_end):
-        problems.append((int(i) + 2, f"end_time is empty but state is {st[i]}; a finished run needs its end "
-                                     "time (or state RUNNING if it is still going)"))
-    early_end = end.notna().to_numpy() & np.isin(st, [RunState.RUNNING.value, RunState.SCHEDULED.value])
-    for i in np.flatnonzero(early_end):
-        problems.append((int(i) + 2, f"end_time is set but state is {st[i]}; give the final state "
-                                     "(COMPLETED, FAILED, ...) or leave end_time empty"))
-    backwards = (end < start).fillna(False).to_numpy(dtype=bool)
-    for i in np.flatnonzero(backwards):
-        problems.append((int(i) + 2, "end_time is before start_time"))
-    no_time = sched.isna().to_numpy() & start.isna().to_numpy()
-    for i in np.flatnonzero(no_time & ~no_start):
-        problems.append((int(i) + 2, "neither scheduled_start nor start_time is set; one is needed to place "
-                                     "the run in time"))
-
-    # parse each distinct parameters text once: histories repeat a handful of parameter sets
-    codes, texts = pd.factorize(_optional_text(frame, "parameters"), use_na_sentinel=True)
-    parsed: list[dict[str, Any] | None] = []
-    hashes: list[str | None] = []
-    bad_codes: dict[int, str] = {}
-    for code, text in enumerate(texts):
-        value: Any = None
-        try:
-            value = json.loads(text)
-        except json.JSONDecodeError as exc:
-            bad_codes[code] = (f"parameters is not valid JSON ({exc.msg}); write a JSON object like "
-                               '{"batch_size": 500}')
-        else:
-            if not isinstance(value, dict):
-                bad_codes[code] = (f"parameters must be a JSON object, got {type(value).__name__}; write it "
-                                   'like {"batch_size": 500}')
-                value = None
-        parsed.append(value)
-        hashes.append(parameters_hash(value) if value is not None else None)
-    for i in np.flatnonzero(np.isin(codes, list(bad_codes))):
-        problems.append((int(i) + 2, bad_codes[int(codes[i])]))
-    parsed.append(None)  # code -1: empty cell
-    hashes.append(None)
-    params = pd.Series(np.asarray(parsed, dtype=object)[codes], dtype=object)
-    phash = pd.Series(np.asarray(hashes, dtype=object)[codes], dtype=object)
-
-    if problems:
-        raise ImportValidationError(source, sorted(problems, key=lambda p: p[0]))
-
-    out = pd.DataFrame(
-        {
-            "flow_run_id": run_id.astype(object),
-            "flow_name": flow_name.astype(object),
-            "deployment": _optional_text(frame, "deployment"),
-            "parameters": params,
-            "parameters_hash": phash,
-            "flow_version": _optional_text(frame, "flow_version"),
-            "scheduled_start": sched,
-            "start_time": start,
-            "end_time": end,
-            "state": state.astype(object),
-        }
-    )
-    for name in frame.columns:
-        if str(name).startswith("feature_"):
-            col = frame[name]
-            if pd.api.types.is_numeric_dtype(col.dtype) or pd.api.types.is_bool_dtype(col.dtype):
-                out[name] = col.to_numpy()
-            else:
-                out[name] = _optional_text(frame, name)
-    return out
+    return check_runs(df, source=source, assume_utc=assume_utc).valid(source)
 
 
 def history_to_attempts_frame(
@@ -835,10 +640,9 @@ def history_to_attempts_frame(
 ) -> pd.DataFrame:
     """Parse task attempts in the import format into the attempts frame :mod:`forewarn.features` reads.
 
-    Checks like :func:`history_to_runs_frame`: columns :data:`ATTEMPT_COLUMNS` (``exception_type``
-    optional), non-empty ``run_id`` and ``task_name``, ``attempt`` a whole number >= 1, ``state`` one of
-    :class:`~forewarn.records.AttemptOutcome` (any case), both times set with a UTC offset and in order.
-    Output columns: ``flow_run_id, task_name, attempt, start_time, end_time, outcome, exception_type``.
+    The rules are those of a task-attempt CSV (:func:`forewarn.importer.check_attempts`), and any problem
+    rejects the frame like :func:`history_to_runs_frame`. Output columns: ``flow_run_id, task_name,
+    attempt, start_time, end_time, outcome, exception_type``.
 
     Example::
 
@@ -848,51 +652,7 @@ def history_to_attempts_frame(
         >>> history_to_attempts_frame(raw).loc[0, "outcome"]
         'timeout'
     """
-    problems: list[tuple[int, str]] = []
-    required = [c for c in ATTEMPT_COLUMNS if c != "exception_type"]
-    missing = [c for c in required if c not in df.columns]
-    if missing:
-        raise ImportValidationError(source, [(1, f"missing column(s) {', '.join(missing)}; the header needs "
-                                                 f"{','.join(ATTEMPT_COLUMNS)}")])
-    unknown = [c for c in df.columns if c not in ATTEMPT_COLUMNS]
-    if unknown:
-        problems.append((1, f"unknown column(s) {', '.join(map(str, unknown))}; the attempts header is "
-                            f"{','.join(ATTEMPT_COLUMNS)}"))
-    frame = df.reset_index(drop=True)
-    run_id = _optional_text(frame, "run_id")
-    task = _optional_text(frame, "task_name")
-    for name, col in (("run_id", run_id), ("task_name", task)):
-        for i in np.flatnonzero(col.isna().to_numpy()):
-            problems.append((int(i) + 2, f"{name} is empty"))
-    attempt = pd.to_numeric(frame["attempt"], errors="coerce")
-    bad_attempt = (attempt.isna() | (attempt < 1) | (attempt != np.floor(attempt))).to_numpy()
-    for i in np.flatnonzero(bad_attempt):
-        problems.append((int(i) + 2, f"attempt {frame['attempt'].iloc[i]!r} is not a whole number >= 1"))
-    raw_state = _optional_text(frame, "state")
-    outcome = raw_state.map(lambda v: v.lower(), na_action="ignore")
-    allowed = {o.value for o in AttemptOutcome}
-    for i in np.flatnonzero(~outcome.isin(allowed).to_numpy()):
-        problems.append((int(i) + 2, f"state {raw_state[i]!r} is not one of {', '.join(sorted(allowed))}"))
-    start = _parse_times(frame["start_time"], "start_time", problems, assume_utc=assume_utc)
-    end = _parse_times(frame["end_time"], "end_time", problems, assume_utc=assume_utc)
-    for name, col in (("start_time", start), ("end_time", end)):
-        for i in np.flatnonzero(col.isna().to_numpy() & _cells(frame[name])[1]):
-            problems.append((int(i) + 2, f"{name} is empty"))
-    for i in np.flatnonzero((end < start).fillna(False).to_numpy(dtype=bool)):
-        problems.append((int(i) + 2, "end_time is before start_time"))
-    if problems:
-        raise ImportValidationError(source, sorted(problems, key=lambda p: p[0]))
-    return pd.DataFrame(
-        {
-            "flow_run_id": run_id.astype(object),
-            "task_name": task.astype(object),
-            "attempt": attempt.astype(np.int64),
-            "start_time": start,
-            "end_time": end,
-            "outcome": outcome.astype(object),
-            "exception_type": _optional_text(frame, "exception_type"),
-        }
-    )
+    return check_attempts(df, source=source, assume_utc=assume_utc).valid(source).drop(columns="task_run_id")
 
 
 __all__ = [

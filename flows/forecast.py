@@ -1,0 +1,41 @@
+"""Prefect flow that scores the scheduled runs of the next hours and warns about the ones at risk.
+
+    python flows/forecast.py          # one forecast against the Prefect API in PREFECT_API_URL
+    forewarn forecast                 # the same from the CLI
+
+Deployed hourly through ``prefect.yaml`` (deployment ``forecast``): each run records one prediction per
+scheduled run (with its lead time), emits ``forewarn.run.at-risk`` for each run at risk (for Prefect
+Automations), and publishes a table artifact of the runs at risk.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from prefect import flow, get_run_logger
+
+from forewarn.forecast import forecast_upcoming_runs, publish_forecast
+from forewarn.store import TelemetryStore
+
+
+@flow(name="forewarn-forecast")
+def forecast_flow(horizon_hours: float = 24.0, db_url: str | None = None) -> list[dict[str, Any]]:
+    """Score the scheduled runs starting within ``horizon_hours``; warn about those at risk."""
+    logger = get_run_logger()
+    table = forecast_upcoming_runs(TelemetryStore(db_url), horizon=timedelta(hours=horizon_hours))
+    publish_forecast(table)
+    at_risk = table.loc[table["warned"].astype(bool)]
+    logger.info("scored %d scheduled run(s) in the next %g h; %d at risk", len(table), horizon_hours, len(at_risk))
+    for row in at_risk.itertuples():
+        logger.warning(
+            "%s at %s: risk %.3f (threshold %.3f)", row.flow_name, row.scheduled_start, row.risk, row.threshold
+        )
+    return [
+        {"flow_run_id": r.flow_run_id, "flow_name": r.flow_name, "risk": float(r.risk), "warned": bool(r.warned)}
+        for r in table.itertuples()
+    ]
+
+
+if __name__ == "__main__":
+    print(forecast_flow())

@@ -1,0 +1,728 @@
+"""Scoring flow runs for failure risk: the Prefect-free core of the pre-run hook and the forecast.
+
+:func:`score_runs` describes each target run with :func:`forewarn.features.build_features` - the same code
+that builds the training and backtest tables - from the history in the telemetry store that was known at
+the run's **cutoff**, then asks the current model (:func:`load_current_model`) for its risk and its top
+reasons. The cutoff of a run scheduled at ``s`` and scored at ``now`` is ``min(s, now)``:
+
+* scored at or after its scheduled start (the pre-run hook; a late start): the cutoff is ``s``, exactly
+  as in training and in the backtest, so the live score equals the backtest score for the same history
+  (``tests/test_scoring.py`` checks this to 1e-12);
+* scored ahead of it (the forecast): the cutoff is ``now``, because nothing later is known yet; the run
+  is described with ``lead = s - now``.
+
+Only the history the features can see is read: runs that ended in :func:`forewarn.features.history_window`
+and task attempts that ended in its last ``global_window``, through the lean
+:meth:`~forewarn.store.TelemetryStore.ended_runs` / :meth:`~forewarn.store.TelemetryStore.ended_attempts`
+queries. A long-lived process (a worker serving many runs, the forecast) keeps that window in a
+:class:`HistoryCache` and reads only the rows that ended since its last read ("warm" scoring); the first
+score of a process pays the window read ("cold"). ``docs/warnings.md`` has the latency figures.
+
+Example::
+
+    >>> loaded = load_current_model("models")  # doctest: +SKIP
+    >>> if loaded is not None:  # doctest: +SKIP
+    ...     model, manifest = loaded
+    ...     table = score_runs(store, upcoming, model, manifest, now=datetime.now(timezone.utc))
+    ...     table[["flow_run_id", "risk", "warned", "reasons"]]
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import weakref
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from forewarn.errors import FeatureSchemaError, StoreError
+from forewarn.features import CATEGORICAL_FEATURES, NUMERIC_FEATURES, FeatureConfig, build_features, history_window
+from forewarn.model import LATEST_FILE, MANIFEST_FILE, FailureWarningModel, ModelManifest, load_model
+
+if TYPE_CHECKING:
+    from forewarn.records import FlowRunRecord
+    from forewarn.store import TelemetryStore
+
+SCORE_COLUMNS: tuple[str, ...] = (
+    "flow_run_id",
+    "flow_name",
+    "deployment",
+    "scheduled_start",
+    "lead_seconds",
+    "risk",
+    "threshold",
+    "warned",
+    "reasons",
+    "model_version",
+)
+"""Columns of :func:`score_runs`' table, in order."""
+
+FEATURE_PREFIX = "feature_"
+TOP_REASONS = 3
+"""How many reasons :func:`score_runs` gives per run."""
+
+_TRIM_SLACK = pd.Timedelta(hours=1)
+"""A cached window keeps this much history before its latest start, for runs scored a little late."""
+
+_ENGINEERED = {**dict.fromkeys(NUMERIC_FEATURES, "numeric"), **dict.fromkeys(CATEGORICAL_FEATURES, "categorical")}
+
+
+# --------------------------------------------------------------------------------------------- the model
+
+
+@dataclass(frozen=True, slots=True)
+class _Loaded:
+    manifest_path: str
+    sha256: str
+    model: FailureWarningModel
+    manifest: ModelManifest
+
+
+_models: dict[str, _Loaded] = {}
+_models_lock = threading.Lock()
+
+
+def current_manifest_path(model_dir: Path | str) -> Path | None:
+    """The ``manifest.json`` of the model installed in ``model_dir``, or None when none is installed.
+
+    ``model_dir`` holds ``latest.json`` (written by :func:`forewarn.model.save_model`) or is itself one
+    version directory with a ``manifest.json``. A ``latest.json`` that cannot be read is returned as it is,
+    so that :func:`forewarn.model.load_model` explains what is wrong with it.
+
+    Example::
+
+        >>> current_manifest_path("/nonexistent/models") is None
+        True
+    """
+    directory = Path(model_dir)
+    pointer = directory / LATEST_FILE
+    if pointer.is_file():
+        try:
+            return directory / str(json.loads(pointer.read_text())["manifest"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return pointer
+    manifest = directory / MANIFEST_FILE
+    return manifest if manifest.is_file() else None
+
+
+def _manifest_sha256(path: Path) -> str | None:
+    try:
+        return str(json.loads(path.read_text())["sha256"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def check_feature_schema(manifest: ModelManifest) -> None:
+    """Refuse a model trained on features this forewarn does not build (before it is unpickled).
+
+    Every feature of the model must be one :func:`~forewarn.features.build_features` makes, with the same
+    type, or a ``feature_*`` attribute (a run that lacks one is scored with it missing).
+    Raises :class:`~forewarn.errors.FeatureSchemaError`.
+
+    Example::
+
+        >>> from forewarn.model import ModelManifest
+        >>> check_feature_schema(manifest)  # doctest: +SKIP
+    """
+    unknown = [n for n in manifest.feature_types if n not in _ENGINEERED and not n.startswith(FEATURE_PREFIX)]
+    changed = [
+        f"{n} ({_ENGINEERED[n]} here, {kind} in the model)"
+        for n, kind in manifest.feature_types.items()
+        if n in _ENGINEERED and _ENGINEERED[n] != kind
+    ]
+    if unknown or changed:
+        parts = ([f"unknown: {', '.join(unknown)}"] if unknown else []) + (
+            [f"changed: {', '.join(changed)}"] if changed else []
+        )
+        raise FeatureSchemaError(
+            f"model {manifest.version} was trained on features this forewarn does not build "
+            f"({'; '.join(parts)}); retrain it with `forewarn train`"
+        )
+
+
+def load_current_model(model_dir: Path | str | None = None) -> tuple[FailureWarningModel, ModelManifest] | None:
+    """The model installed in ``model_dir`` (default ``FOREWARN_MODEL_DIR``) and its manifest, or None.
+
+    None means no model is installed (no ``latest.json``/``manifest.json``). A model is loaded - its
+    SHA-256 verified before it is unpickled - once per process and version: the result is cached by
+    directory, manifest path and checksum, so a newly trained model is picked up at the next call while
+    scoring the same model again costs two small JSON reads. Raises
+    :class:`~forewarn.errors.ModelError` for a broken pointer or manifest,
+    :class:`~forewarn.errors.ChecksumMismatchError` for an artifact changed since it was saved, and
+    :class:`~forewarn.errors.FeatureSchemaError` for a model trained on features this forewarn does not
+    build (see :func:`check_feature_schema`).
+
+    Example::
+
+        >>> load_current_model("/nonexistent/models") is None
+        True
+    """
+    if model_dir is None:
+        from forewarn.settings import get_settings
+
+        model_dir = get_settings().model_dir
+    directory = Path(model_dir)
+    path = current_manifest_path(directory)
+    if path is None:
+        return None
+    key, sha = str(directory.resolve()), _manifest_sha256(path)
+    cached = _models.get(key)
+    if cached is not None and sha is not None and (cached.manifest_path, cached.sha256) == (str(path), sha):
+        return cached.model, cached.manifest
+    if sha is not None:  # a readable manifest: check the features before anything is unpickled
+        try:
+            early: ModelManifest | None = ModelManifest.from_json(path.read_text())
+        except (OSError, ValueError, KeyError, TypeError, AssertionError):
+            early = None  # load_model below explains what is wrong with it
+        if early is not None:
+            check_feature_schema(early)
+    model, manifest = load_model(path)
+    check_feature_schema(manifest)
+    with _models_lock:
+        _models[key] = _Loaded(str(path), manifest.sha256, model, manifest)
+    return model, manifest
+
+
+def clear_model_cache() -> None:
+    """Forget every loaded model (tests; a process that must re-verify its model files)."""
+    with _models_lock:
+        _models.clear()
+
+
+def feature_config_of(manifest: ModelManifest) -> FeatureConfig:
+    """The :class:`~forewarn.features.FeatureConfig` a model was trained with (its manifest's ``extra``).
+
+    ``manifest.extra["feature_config"]`` may hold ``lookback_seconds``, ``recent_runs``,
+    ``global_window_seconds`` and ``prior_strength``; absent values take the defaults.
+
+    Example::
+
+        >>> from types import SimpleNamespace
+        >>> feature_config_of(SimpleNamespace(extra={"feature_config": {"recent_runs": 20}})).recent_runs
+        20
+    """
+    data = (manifest.extra or {}).get("feature_config") or {}
+    default = FeatureConfig()
+    return FeatureConfig(
+        lookback=timedelta(seconds=float(data.get("lookback_seconds", default.lookback.total_seconds()))),
+        recent_runs=int(data.get("recent_runs", default.recent_runs)),
+        global_window=timedelta(
+            seconds=float(data.get("global_window_seconds", default.global_window.total_seconds()))
+        ),
+        prior_strength=float(data.get("prior_strength", default.prior_strength)),
+    )
+
+
+def feature_config_dict(config: FeatureConfig) -> dict[str, float | int]:
+    """What to store as ``extra["feature_config"]`` in a manifest (the inverse of :func:`feature_config_of`).
+
+    Example::
+
+        >>> feature_config_dict(FeatureConfig())["recent_runs"]
+        10
+    """
+    return {
+        "lookback_seconds": config.lookback.total_seconds(),
+        "recent_runs": config.recent_runs,
+        "global_window_seconds": config.global_window.total_seconds(),
+        "prior_strength": config.prior_strength,
+    }
+
+
+# ----------------------------------------------------------------------------------------- the history
+
+
+def _ts(value: datetime | pd.Timestamp) -> pd.Timestamp:
+    ts = pd.Timestamp(value)
+    if ts.tzinfo is None:
+        raise ValueError(f"{value!r} is a naive time: pass a timezone-aware UTC time")
+    return ts.tz_convert("UTC")
+
+
+class _EndTimeCache:
+    """Rows of one table read by ``end_time``: a stable part (never re-read) and a tail re-read every time.
+
+    The stable part holds rows with ``end_time`` in ``[lo, stable_hi)``; every :meth:`read` re-reads the
+    rows with ``end_time >= stable_hi`` (the tail: what ended since, plus ``grace`` before, so a row written
+    a little after its end time is not missed) and moves tail rows older than ``now - grace`` into the
+    stable part. A window reaching before ``lo``, or a cache older than ``max_age``, is read in full.
+    """
+
+    def __init__(self, read: Any, count: Any, id_column: str | None, grace: timedelta, max_age: timedelta) -> None:
+        self._read = read  # read(since, until=None) -> frame ordered by end_time
+        self._count = count  # count(since, until) -> rows that ended in [since, until)
+        self._id = id_column
+        self._grace = pd.Timedelta(grace)
+        self._max_age = pd.Timedelta(max_age)
+        self._stable: pd.DataFrame | None = None
+        self._lo = self._stable_hi = self._loaded_at = pd.Timestamp(0, tz="UTC")
+        self._last: tuple[Any, pd.DataFrame] | None = None
+        self._ids: set[Any] | None = None  # ids of the stable rows, built on first need
+        self.full_reads = 0
+        self.tail_reads = 0
+
+    def read(self, since: pd.Timestamp, now: pd.Timestamp) -> pd.DataFrame:
+        """Every row with ``end_time >= since`` as far as the store knows now (rows after ``now`` too)."""
+        fresh = self._stable is not None and since >= self._lo and abs(now - self._loaded_at) <= self._max_age
+        if fresh and since - self._lo > 2 * _TRIM_SLACK:  # the window moved on: drop what it left behind
+            assert self._stable is not None
+            self._lo = since - _TRIM_SLACK
+            self._stable = self._split(self._stable, self._lo)[1]
+            self._last = self._ids = None
+        if not fresh:
+            frame = self._read(since.to_pydatetime())
+            self.full_reads += 1
+            self._lo, self._loaded_at, self._last, self._ids = since, now, None, None
+            self._stable_hi = max(now - self._grace, since)
+            self._stable, tail = self._split(frame, self._stable_hi)
+            return self._combine(None, tail)
+        assert self._stable is not None
+        tail = self._read(self._stable_hi.to_pydatetime())
+        self.tail_reads += 1
+        if self._count(self._lo.to_pydatetime(), self._stable_hi.to_pydatetime()) != len(self._stable):
+            # rows were written, removed or re-ended behind the cache (an import, a retried run)
+            self._stable = None
+            return self.read(since, now)
+        moving = None
+        boundary = now - self._grace
+        if boundary > self._stable_hi:  # rows that ended long enough ago are final: they become stable
+            moving, tail = self._split(tail, boundary)
+            moving = moving if len(moving) else None
+            self._stable_hi = boundary
+        return self._combine(moving, tail)
+
+    @staticmethod
+    def _split(frame: pd.DataFrame, at: pd.Timestamp) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """The rows that ended before ``at`` and the others (rows are in ``end_time`` order: two slices)."""
+        k = int(np.searchsorted(frame["end_time"].array.asi8, at.value, side="left"))
+        return frame.iloc[:k], frame.iloc[k:]
+
+    def _combine(self, moving: pd.DataFrame | None, tail: pd.DataFrame) -> pd.DataFrame:
+        """Stable rows, then ``moving`` (which joins them), then ``tail``, in one concatenation."""
+        assert self._stable is not None
+        if moving is None:
+            if tail.empty:
+                return self._stable
+            signature = (tuple(tail.iloc[:, 0].tolist()), tuple(tail["end_time"].array.asi8.tolist()))
+            if self._last is not None and self._last[0] == signature:
+                return self._last[1]
+        stable = self._stable
+        newer = [f for f in (moving, tail) if f is not None and not f.empty]
+        if self._id is not None and newer:  # a run that ended again (a retried flow run): its newest row wins
+            if self._ids is None:
+                self._ids = set(stable[self._id].tolist())
+            again = [i for f in newer for i in f[self._id].tolist() if i in self._ids]
+            if again:
+                stable = stable.loc[~stable[self._id].isin(again).to_numpy()]
+                self._ids.difference_update(again)
+            if moving is not None:
+                self._ids.update(moving[self._id].tolist())
+        n_stable = len(stable) + (len(moving) if moving is not None else 0)
+        combined = pd.concat([stable, *newer], ignore_index=True) if newer else stable
+        self._stable = combined.iloc[:n_stable]
+        self._last = None
+        if moving is None or not tail.empty:
+            signature = (tuple(tail.iloc[:, 0].tolist()), tuple(tail["end_time"].array.asi8.tolist()))
+            self._last = (signature, combined)
+        return combined
+
+
+class HistoryCache:
+    """A per-process cache of the store's recent history, refreshed by reading only what ended since.
+
+    Scoring one run needs every run that ended in the last ``lookback + global_window`` (30 days and 6 h
+    by default: about 12,000 runs for 400 runs a day) and the attempts of the last ``global_window``.
+    Reading that window costs tens of milliseconds; this cache reads it once and then, at each score,
+    only the rows whose ``end_time`` is at or after the previous read minus ``grace``.
+
+    What it assumes: a row's ``end_time`` is written within ``grace`` (default 10 minutes) of that time.
+    Each read also counts (index-only, ~0.3 ms) the rows the store holds in the cached range; when the
+    count differs from the cache's - old history imported, a run re-ended by a Prefect flow-run retry, rows
+    deleted - the window is read in full again. A row rewritten in place with the same ``end_time`` (an
+    import overwriting a run's state) is seen at the next full read, at most ``max_age`` (default 24 hours)
+    later.
+
+    Example::
+
+        >>> cache = HistoryCache(store)  # doctest: +SKIP
+        >>> runs, attempts = cache.frames(since, attempts_since, now=now)  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        store: TelemetryStore,
+        *,
+        grace: timedelta = timedelta(minutes=10),
+        max_age: timedelta = timedelta(hours=24),
+    ) -> None:
+        self._store = weakref.ref(store)  # the process-wide caches must not keep stores alive
+        self._lock = threading.Lock()
+        self._runs = _EndTimeCache(
+            lambda since: self.store.ended_runs(since),
+            lambda a, b: self.store.count_ended("flow_runs", a, b),
+            "flow_run_id",
+            grace,
+            max_age,
+        )
+        self._attempts = _EndTimeCache(
+            lambda since: self.store.ended_attempts(since),
+            lambda a, b: self.store.count_ended("task_attempts", a, b),
+            None,
+            grace,
+            max_age,
+        )
+
+    @property
+    def store(self) -> TelemetryStore:
+        """The store this cache reads."""
+        store = self._store()
+        if store is None:
+            raise StoreError("the telemetry store of this HistoryCache is gone; open a store and a new cache")
+        return store
+
+    def frames(self, since: datetime, attempts_since: datetime, *, now: datetime) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """Runs ended at or after ``since`` and attempts ended at or after ``attempts_since``, as of ``now``.
+
+        The frames may hold rows that ended after ``now`` (when the store has them); the features ignore
+        whatever ended after each run's cutoff.
+        """
+        now_ts = _ts(now)
+        with self._lock:
+            runs = self._runs.read(_ts(since), now_ts)
+            attempts = self._attempts.read(_ts(attempts_since), now_ts)
+        return runs, attempts
+
+    @property
+    def reads(self) -> dict[str, int]:
+        """How many full and tail reads each table took (for benchmarks and tests)."""
+        return {
+            "runs_full": self._runs.full_reads,
+            "runs_tail": self._runs.tail_reads,
+            "attempts_full": self._attempts.full_reads,
+            "attempts_tail": self._attempts.tail_reads,
+        }
+
+
+_caches: weakref.WeakKeyDictionary[TelemetryStore, HistoryCache] = weakref.WeakKeyDictionary()
+_caches_lock = threading.Lock()
+
+
+def history_cache(store: TelemetryStore) -> HistoryCache:
+    """The process-wide :class:`HistoryCache` of ``store`` (one per store object, dropped with it).
+
+    Example::
+
+        >>> history_cache(store) is history_cache(store)  # doctest: +SKIP
+        True
+    """
+    with _caches_lock:
+        cache = _caches.get(store)
+        if cache is None:
+            cache = _caches[store] = HistoryCache(store)
+    return cache
+
+
+def clear_history_caches() -> None:
+    """Forget every cached history window (tests; after rewriting old history in place)."""
+    with _caches_lock:
+        _caches.clear()
+
+
+def read_history(
+    store: TelemetryStore, since: datetime, attempts_since: datetime, until: datetime | None = None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Runs and attempts for a history window, read straight from the store (no cache: "cold").
+
+    Example::
+
+        >>> runs, attempts = read_history(store, since, attempts_since, until)  # doctest: +SKIP
+    """
+    return store.ended_runs(since, until), store.ended_attempts(attempts_since, until)
+
+
+def _with_attempt_runs(history: pd.DataFrame, attempts: pd.DataFrame) -> pd.DataFrame:
+    """``history`` plus a not-yet-ended row for each attempt's run that the window does not hold.
+
+    :func:`~forewarn.features.build_features` counts an attempt from ``max(its end, its run's scheduled
+    start)``; with only the window's runs, the run of an attempt still going at the cutoff would be
+    unknown and its attempts counted from their end. These rows carry the run's start times and no end,
+    so they take part in that lookup and in nothing else - as in a batch over the whole history.
+    """
+    if attempts.empty or "run_scheduled_start" not in attempts.columns:
+        return history
+    known_run = attempts["run_scheduled_start"].notna() | attempts["run_start_time"].notna()
+    runs = pd.unique(attempts.loc[known_run, "flow_run_id"].to_numpy(dtype=object))
+    in_window = set(history.loc[history["flow_run_id"].isin(runs), "flow_run_id"].tolist())
+    if len(in_window) == len(runs):
+        return history
+    missing = known_run & ~attempts["flow_run_id"].isin(in_window)
+    extra = attempts.loc[missing].drop_duplicates("flow_run_id").reset_index(drop=True)
+    rows = pd.DataFrame(
+        {
+            "flow_run_id": extra["flow_run_id"].astype(object),
+            "flow_name": extra["flow_name"].astype(object),
+            "scheduled_start": extra["run_scheduled_start"],
+            "start_time": extra["run_start_time"],
+            "end_time": pd.Series(pd.NaT, index=extra.index, dtype="datetime64[ns, UTC]"),
+            "state": pd.Series("RUNNING", index=extra.index, dtype=object),
+        }
+    )
+    return pd.concat([history, rows], ignore_index=True)
+
+
+# ------------------------------------------------------------------------------------------- scoring
+
+
+def _target_frame(targets: pd.DataFrame, manifest: ModelManifest) -> tuple[pd.DataFrame, list[str]]:
+    """A copy of ``targets`` ready for build_features, and the categorical feature_* columns it lacked."""
+    missing = [c for c in ("flow_run_id", "flow_name") if c not in targets.columns]
+    if missing or ("scheduled_start" not in targets.columns and "start_time" not in targets.columns):
+        raise FeatureSchemaError(
+            f"targets lack column(s) {', '.join(missing) or 'scheduled_start'}: score_runs needs flow_run_id, "
+            "flow_name and scheduled_start (or start_time) per run"
+        )
+    frame = targets.reset_index(drop=True).copy()
+    frame["flow_run_id"] = frame["flow_run_id"].astype(str).astype(object)
+    if not frame["flow_run_id"].is_unique:
+        dup = frame.loc[frame["flow_run_id"].duplicated(), "flow_run_id"].iloc[0]
+        raise ValueError(f"targets repeat flow_run_id {dup!r}: score each run once per call")
+    for name in ("scheduled_start", "start_time"):
+        if name in frame.columns:
+            frame[name] = pd.to_datetime(frame[name], utc=True).astype("datetime64[ns, UTC]")
+    absent_categorical = []
+    for name, kind in manifest.feature_types.items():
+        if name.startswith(FEATURE_PREFIX) and name not in frame.columns:
+            # a live run may lack an attribute the training history had: it is scored as missing
+            frame[name] = np.nan if kind == "numeric" else None
+            if kind != "numeric":
+                absent_categorical.append(name)
+    return frame, absent_categorical
+
+
+def _reference_ns(frame: pd.DataFrame) -> np.ndarray:
+    ref = pd.Series(pd.NaT, index=frame.index, dtype="datetime64[ns, UTC]")
+    if "scheduled_start" in frame.columns:
+        ref = frame["scheduled_start"]
+    if "start_time" in frame.columns:
+        ref = ref.fillna(frame["start_time"])
+    if ref.isna().any():
+        bad = frame.loc[ref.isna().to_numpy(), "flow_run_id"].iloc[0]
+        raise FeatureSchemaError(f"target run {bad!r} has neither scheduled_start nor start_time")
+    return np.asarray(ref.array.asi8, dtype=np.int64)
+
+
+def _for_model(X: pd.DataFrame, model: FailureWarningModel) -> pd.DataFrame:
+    """``X`` in the dtypes the model was trained on; coerced only when a column differs (rare, ~1 ms)."""
+    spec = model.feature_spec_
+    missing = [c for c in spec.names if c not in X.columns]
+    if missing:
+        raise FeatureSchemaError(
+            f"the features lack {', '.join(missing)} that the model was trained on; retrain it with `forewarn train`"
+        )
+    numeric_ok = all(X[c].dtype == np.float64 for c in spec.numeric)
+    categorical_ok = all(X[c].dtype == object for c in spec.categorical)
+    return X if numeric_ok and categorical_ok else spec.coerce(X)
+
+
+def score_runs(
+    store: TelemetryStore,
+    targets: pd.DataFrame,
+    model: FailureWarningModel,
+    manifest: ModelManifest,
+    *,
+    now: datetime,
+    config: FeatureConfig | None = None,
+    cache: HistoryCache | bool = True,
+    top: int = TOP_REASONS,
+) -> pd.DataFrame:
+    """Score each target run for failure risk with what was known at its cutoff ``min(scheduled_start, now)``.
+
+    ``targets`` is a runs frame (``flow_run_id``, ``flow_name``, ``scheduled_start`` or ``start_time``,
+    and optionally ``deployment``, ``parameters``, ``parameters_hash``, ``flow_version``, ``feature_*``).
+    The features come from :func:`~forewarn.features.build_features` over the runs that ended in the
+    store inside :func:`~forewarn.features.history_window` of the cutoffs and the attempts of its last
+    ``global_window``; a ``feature_*`` attribute the model knows but a target lacks is scored as missing.
+    ``cache=True`` reads the window through the process's :class:`HistoryCache` of ``store`` (warm after
+    the first call), ``False`` reads it afresh, or pass a cache. ``config`` defaults to the model's
+    (:func:`feature_config_of`).
+
+    Returns one row per target, in order, with :data:`SCORE_COLUMNS`: ``lead_seconds`` is
+    ``scheduled_start - now`` (negative for a run scored after its scheduled start), ``warned`` is
+    ``risk >= threshold`` (the model's ``threshold_``), ``reasons`` the ``top`` reasons of
+    :meth:`~forewarn.model.FailureWarningModel.explain` as sentences for a warned run, and an empty list
+    for a run below the threshold (only warned runs are explained, so a quiet run's predictions row
+    carries no reasons). Raises
+    :class:`~forewarn.errors.FeatureSchemaError` when the model needs features that cannot be built and
+    :class:`~forewarn.errors.StoreError` when the store cannot be read.
+
+    Example::
+
+        >>> table = score_runs(store, upcoming, model, manifest, now=now)  # doctest: +SKIP
+        >>> table.loc[table["warned"], ["flow_run_id", "risk", "reasons"]]  # doctest: +SKIP
+    """
+    now_ts = _ts(now)
+    frame, absent_categorical = _target_frame(targets, manifest)
+    if frame.empty:
+        return pd.DataFrame({c: pd.Series(dtype=object) for c in SCORE_COLUMNS})
+    config = config or feature_config_of(manifest)
+    ref = _reference_ns(frame)
+    cutoff = np.minimum(ref, now_ts.value)
+    lead = ref - cutoff
+    probe = pd.DataFrame(
+        {
+            "flow_run_id": frame["flow_run_id"],
+            "flow_name": frame["flow_name"],
+            "scheduled_start": pd.to_datetime(cutoff, utc=True),
+        }
+    )
+    since, until = history_window(probe, config=config)
+    attempts_since = since + pd.Timedelta(config.lookback)
+    if cache is False:
+        runs, attempts = read_history(
+            store, since.to_pydatetime(), attempts_since.to_pydatetime(), until.to_pydatetime()
+        )
+    else:
+        reader = history_cache(store) if cache is True else cache
+        runs, attempts = reader.frames(since.to_pydatetime(), attempts_since.to_pydatetime(), now=now_ts)
+    history = _with_attempt_runs(runs, attempts)
+
+    parts = []
+    for value in np.unique(lead):
+        rows = np.flatnonzero(lead == value)
+        parts.append(build_features(frame.iloc[rows], history, attempts, lead=pd.Timedelta(int(value)), config=config))
+    X = parts[0] if len(parts) == 1 else pd.concat(parts).reindex(pd.Index(frame["flow_run_id"], name="flow_run_id"))
+    for name in absent_categorical:  # build_features reads an all-missing column as numeric
+        X[name] = pd.Series("<none>", index=X.index, dtype=object)
+    X = _for_model(X, model)
+    risk = np.asarray(model.risk(X), dtype=np.float64)
+    threshold = float(model.threshold_)
+    warned = risk >= threshold
+    # only a warned run is explained: a run below the threshold gets no reasons (explain costs ~5 ms a row)
+    reasons: list[list[str]] = [
+        [r.text for r in model.explain(X.iloc[[i]], top=top)] if warned[i] else [] for i in range(len(X))
+    ]
+    deployment = frame["deployment"] if "deployment" in frame.columns else pd.Series(None, index=frame.index)
+    return pd.DataFrame(
+        {
+            "flow_run_id": frame["flow_run_id"].to_numpy(dtype=object),
+            "flow_name": frame["flow_name"].astype(object).to_numpy(dtype=object),
+            "deployment": deployment.astype(object).where(deployment.notna(), None).to_numpy(dtype=object),
+            "scheduled_start": pd.to_datetime(ref, utc=True),
+            "lead_seconds": (ref - now_ts.value) / 1e9,
+            "risk": risk,
+            "threshold": threshold,
+            "warned": warned,
+            "reasons": pd.Series(reasons, dtype=object).to_numpy(dtype=object),
+            "model_version": manifest.version,
+        },
+        columns=list(SCORE_COLUMNS),
+    )
+
+
+def record_targets(records: Sequence[FlowRunRecord]) -> pd.DataFrame:
+    """Flow run records (e.g. the run starting now) as the targets frame :func:`score_runs` takes.
+
+    A record's ``features`` become ``feature_<name>`` columns.
+
+    Example::
+
+        >>> from forewarn.records import FlowRunRecord
+        >>> t0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+        >>> frame = record_targets([FlowRunRecord("r1", "etl", t0, scheduled_start=t0, features={"rows": 5})])
+        >>> frame[["flow_run_id", "feature_rows"]].to_dict("records")
+        [{'flow_run_id': 'r1', 'feature_rows': 5}]
+    """
+    rows = []
+    for rec in records:
+        row: dict[str, Any] = {
+            "flow_run_id": rec.flow_run_id,
+            "flow_name": rec.flow_name,
+            "deployment": rec.deployment,
+            "parameters": dict(rec.parameters or {}),
+            "parameters_hash": rec.parameters_hash,
+            "flow_version": rec.flow_version,
+            "scheduled_start": rec.scheduled_start,
+            "start_time": rec.start_time,
+            "state": getattr(rec.state, "value", rec.state),
+        }
+        for name, value in (getattr(rec, "features", None) or {}).items():
+            row[FEATURE_PREFIX + str(name)] = value
+        rows.append(row)
+    frame = pd.DataFrame(rows)
+    for name in ("scheduled_start", "start_time"):
+        if name in frame.columns:
+            frame[name] = pd.to_datetime(frame[name], utc=True).astype("datetime64[ns, UTC]")
+    for name in ("flow_run_id", "flow_name", "deployment", "parameters_hash", "flow_version", "state"):
+        if name in frame.columns:
+            frame[name] = frame[name].astype(object)
+    return frame
+
+
+def prediction_records(table: pd.DataFrame, *, source: str, predicted_at: datetime) -> list[Any]:
+    """One :class:`~forewarn.records.PredictionRecord` per row of a :func:`score_runs` table.
+
+    Example::
+
+        >>> store.record_predictions(prediction_records(table, source="forecast", predicted_at=now))  # doctest: +SKIP
+    """
+    from forewarn.records import PredictionRecord
+
+    records = []
+    for row in table.itertuples(index=False):
+        scheduled = None if pd.isna(row.scheduled_start) else pd.Timestamp(row.scheduled_start).to_pydatetime()
+        records.append(
+            PredictionRecord(
+                flow_run_id=str(row.flow_run_id),
+                flow_name=str(row.flow_name),
+                predicted_at=predicted_at,
+                risk=float(row.risk),
+                threshold=float(row.threshold),
+                model_version=str(row.model_version),
+                scheduled_start=scheduled,
+                deployment=None if row.deployment is None or pd.isna(row.deployment) else str(row.deployment),
+                reasons=tuple(row.reasons),
+                source=source,
+            )
+        )
+    return records
+
+
+def utc(value: datetime | None = None) -> datetime:
+    """``value`` as an aware UTC datetime (now when None); a naive value is refused.
+
+    Example::
+
+        >>> utc(datetime(2026, 1, 1, 12, tzinfo=timezone(timedelta(hours=2)))).hour
+        10
+    """
+    if value is None:
+        return datetime.now(timezone.utc)
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(f"now={value!r} is naive: pass a timezone-aware time, e.g. datetime.now(timezone.utc)")
+    return value.astimezone(timezone.utc)
+
+
+__all__ = [
+    "SCORE_COLUMNS",
+    "TOP_REASONS",
+    "HistoryCache",
+    "check_feature_schema",
+    "clear_history_caches",
+    "clear_model_cache",
+    "current_manifest_path",
+    "feature_config_dict",
+    "feature_config_of",
+    "history_cache",
+    "load_current_model",
+    "prediction_records",
+    "read_history",
+    "record_targets",
+    "score_runs",
+    "utc",
+]

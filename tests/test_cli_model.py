@@ -1,0 +1,90 @@
+"""The model's command line end to end: simulate -> import-runs -> train -> backtest."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from forewarn.cli import app
+from forewarn.model import load_model
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def filled_store(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A SQLite store holding 8,000 simulated runs, imported through the CLI."""
+    tmp = tmp_path_factory.mktemp("cli-model")
+    url = f"sqlite:///{tmp / 'store.db'}"
+    csv = tmp / "history.csv"
+    assert runner.invoke(app, ["simulate", "--runs", "8000", "--out", str(csv), "--seed", "4"]).exit_code == 0
+    result = runner.invoke(app, ["import-runs", str(csv), "--db", url])
+    assert result.exit_code == 0, result.output
+    return url
+
+
+class TestTrainAndBacktest:
+    def test_train_saves_a_verified_model_with_its_manifest(self, filled_store: str, tmp_path: Path) -> None:
+        """forewarn train writes model.joblib + manifest.json with backtest figures and points latest at it."""
+        result = runner.invoke(app, ["train", "--db", filled_store, "--model-dir", str(tmp_path), "--folds", "2"])
+        assert result.exit_code == 0, result.output
+        assert "saved model" in result.output and "last_failed" in result.output
+        _, manifest = load_model(tmp_path)
+        assert manifest.n_train_runs > 7000 and manifest.n_train_failures >= 20
+        assert set(manifest.backtest_metrics) >= {"model", "last_failed", "smoothed_rate"}
+        assert 0 < manifest.threshold < 1
+        assert json.loads((tmp_path / "latest.json").read_text())["version"] == manifest.version
+
+    def test_backtest_writes_json_and_predictions(self, filled_store: str, tmp_path: Path) -> None:
+        """--json holds the figures of the model and both baselines; --predictions-out every scored run."""
+        out_json, out_csv = tmp_path / "bt.json", tmp_path / "scored.csv"
+        result = runner.invoke(
+            app,
+            [
+                "backtest",
+                "--db",
+                filled_store,
+                "--folds",
+                "3",
+                "--json",
+                str(out_json),
+                "--predictions-out",
+                str(out_csv),
+            ],
+        )
+        assert result.exit_code == 0, result.output
+        figures = json.loads(out_json.read_text())
+        for system in ("model", "last_failed", "smoothed_rate"):
+            assert {
+                "WR",
+                "precision",
+                "pr_auc",
+                "roc_auc",
+                "brier",
+                "false_alarm_rate",
+                "median_lead_time_seconds",
+            } <= set(figures["overall"][system])
+        assert figures["overall"]["model"]["pr_auc"] > figures["overall"]["last_failed"]["pr_auc"]
+        scored = pd.read_csv(out_csv)
+        assert list(scored.columns[:8]) == [
+            "run_id",
+            "flow_name",
+            "scheduled_start",
+            "fold",
+            "risk",
+            "threshold",
+            "warned",
+            "failed",
+        ]
+        assert scored["fold"].nunique() == 3
+        assert (scored["warned"] == (scored["risk"] >= scored["threshold"])).all()
+
+    def test_train_on_an_empty_store_is_a_clear_error(self, sqlite_url: str, tmp_path: Path) -> None:
+        """With no history, train says what to do instead of fitting a useless model."""
+        result = runner.invoke(app, ["train", "--db", sqlite_url, "--model-dir", str(tmp_path)])
+        assert result.exit_code == 2
+        assert "forewarn import-runs" in result.output or "simulate" in result.output
