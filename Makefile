@@ -28,8 +28,12 @@ lint: $(STAMP)
 	$(BIN)/ruff check src tests flows bench
 	$(BIN)/mypy
 
-bench: $(STAMP)
+bench: $(STAMP)  # by hand, on a quiet machine; results go to docs/benchmarks.md
 	$(BIN)/python bench/task_overhead.py
+	$(BIN)/python bench/store_writes.py
+	$(BIN)/python bench/import_runs.py
+	$(BIN)/python bench/import_backtest.py
+	$(BIN)/python bench/scoring_latency.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

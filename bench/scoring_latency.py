@@ -6,8 +6,8 @@ written in bulk. A small model is trained on the most recent ``--train-runs`` ru
 last ``--targets`` runs are scored one at a time, each at its scheduled start, the way the pre-run hook
 scores a starting run: before each score the runs and attempts that ended since the previous one are
 written to the store (untimed), as a live system writes them. Each figure is the wall time of one
-``forewarn.scoring.score_runs`` call: reading the history window, ``build_features``, the model's risk and
-its top-3 reasons.
+``forewarn.scoring.score_runs`` call: reading the history window, ``build_features``, the model's risk and,
+for a warned run only, its top-3 reasons.
 
 * **cold**: ``cache=False``, every score reads its whole history window (30 days + 6 h of runs, 6 h of
   attempts) from the store, as the first score of a fresh process does;
@@ -16,6 +16,7 @@ its top-3 reasons.
 
     .venv/bin/python bench/scoring_latency.py                         # builds /tmp/forewarn-bench/store.db once
     .venv/bin/python bench/scoring_latency.py --targets 1000 --rebuild
+    .venv/bin/python bench/scoring_latency.py --warm-only --profile 30   # cProfile the warm build_features
 
 Building the store takes about a minute the first time; later runs reuse it (``--rebuild`` to redo it).
 """
@@ -65,6 +66,10 @@ def main() -> None:
     parser.add_argument("--train-runs", type=int, default=30_000, help="most recent runs the model learns from")
     parser.add_argument("--dir", default=str(Path(tempfile.gettempdir()) / "forewarn-bench"))
     parser.add_argument("--rebuild", action="store_true", help="rebuild the store even if it exists")
+    parser.add_argument("--warm-only", action="store_true", help="skip the cold pass (a shorter run)")
+    parser.add_argument(
+        "--profile", metavar="N", type=int, default=0, help="cProfile the warm build_features calls, print top N"
+    )
     args = parser.parse_args()
 
     from forewarn.features import build_features, failure_labels
@@ -145,7 +150,24 @@ def main() -> None:
         return wrapper
 
     stages_on = False
-    scoring.build_features = timed("build_features", scoring.build_features)  # type: ignore[assignment]
+    original_build = build = scoring.build_features
+    if args.profile:
+        import cProfile
+        import pstats
+
+        profiler = cProfile.Profile()
+
+        def profiled(*args: Any, **kwargs: Any) -> Any:
+            if not stages_on:
+                return original_build(*args, **kwargs)
+            profiler.enable()
+            try:
+                return original_build(*args, **kwargs)
+            finally:
+                profiler.disable()
+
+        build = profiled
+    scoring.build_features = timed("build_features", build)  # type: ignore[assignment]
     HistoryCache.frames = timed("history read (cache)", HistoryCache.frames)  # type: ignore[method-assign]
     model.risk = timed("model.risk", model.risk)  # type: ignore[method-assign]
     model.explain = timed("model.explain (top 3)", model.explain)  # type: ignore[method-assign]
@@ -153,7 +175,7 @@ def main() -> None:
     # one pass per mode over the same targets; the rows written during a pass are removed after it
     results: dict[str, list[float]] = {}
     first_warm = 0.0
-    for mode in ("cold", "warm"):
+    for mode in ("warm",) if args.warm_only else ("cold", "warm"):
         cache: HistoryCache | bool = HistoryCache(store) if mode == "warm" else False
         previous = first_now
         samples = []
@@ -182,14 +204,19 @@ def main() -> None:
             conn.exec_driver_sql("delete from task_attempts where end_time >= ?", start)
 
     print()
-    print(f"scoring one run, {n_attempts:,} attempts in the store (features + model + top-3 reasons):")
-    print(f"  cold (whole window read each time): {percentiles(results['cold'])}")
+    print(f"scoring one run, {n_attempts:,} attempts in the store (features + model + reasons if warned):")
+    if "cold" in results:
+        print(f"  cold (whole window read each time): {percentiles(results['cold'])}")
     print(f"  warm (HistoryCache, delta reads):   {percentiles(results['warm'])}")
     print(f"  first score of a process (full window read into the cache): {first_warm * 1000:.1f} ms")
     print("  warm, by stage:")
     for name, samples in stages.items():
         print(f"    {name:24s} {percentiles(samples)}")
-    print(f"  median cold/warm: {statistics.median(results['cold']) / statistics.median(results['warm']):.1f}x")
+    if "cold" in results:
+        print(f"  median cold/warm: {statistics.median(results['cold']) / statistics.median(results['warm']):.1f}x")
+    if args.profile:
+        print()
+        pstats.Stats(profiler).sort_stats("tottime").print_stats(args.profile)
 
 
 if __name__ == "__main__":

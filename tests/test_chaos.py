@@ -110,9 +110,7 @@ class TestInjectorConstruction:
 
     def test_fields_apply_on_top_of_profile(self) -> None:
         """Keyword fields override the given profile's fields."""
-        injector = FaultInjector(
-            seed=1, profile=FaultProfile(transient_rate=0.5, latency_seconds=2.0), latency_rate=1
-        )
+        injector = FaultInjector(seed=1, profile=FaultProfile(transient_rate=0.5, latency_seconds=2.0), latency_rate=1)
         assert injector.profile == FaultProfile(transient_rate=0.5, latency_rate=1, latency_seconds=2.0)
 
     def test_fields_are_validated(self) -> None:
@@ -160,9 +158,7 @@ class TestInjectorConstruction:
 
     def test_repr_shows_seed(self) -> None:
         """repr shows the seed needed to replay."""
-        assert repr(FaultInjector(seed="ci-42")).startswith(
-            "FaultInjector(seed='ci-42', profile=FaultProfile("
-        )
+        assert repr(FaultInjector(seed="ci-42")).startswith("FaultInjector(seed='ci-42', profile=FaultProfile(")
 
 
 class TestDeterminism:

@@ -84,8 +84,15 @@ def frame(*rows: dict) -> pd.DataFrame:
 
 
 def attempt(rid: str, end: pd.Timestamp, outcome: str = "failure", exc: str | None = "ValueError") -> dict:
-    return {"flow_run_id": rid, "task_name": "t", "attempt": 1, "start_time": end - M, "end_time": end,
-            "outcome": outcome, "exception_type": exc}
+    return {
+        "flow_run_id": rid,
+        "task_name": "t",
+        "attempt": 1,
+        "start_time": end - M,
+        "end_time": end,
+        "outcome": outcome,
+        "exception_type": exc,
+    }
 
 
 def one(targets: pd.DataFrame, history: pd.DataFrame | None = None, **kw: object) -> pd.Series:
@@ -112,8 +119,9 @@ def _known(df: pd.DataFrame) -> pd.Series:
     return pd.concat([df["end_time"], ref], axis=1).max(axis=1, skipna=False).where(df["end_time"].notna())
 
 
-def reference(target: pd.Series, history: pd.DataFrame, attempts: pd.DataFrame | None, lead: timedelta,
-              cfg: FeatureConfig) -> dict[str, float]:
+def reference(
+    target: pd.Series, history: pd.DataFrame, attempts: pd.DataFrame | None, lead: timedelta, cfg: FeatureConfig
+) -> dict[str, float]:
     """Every engineered numeric feature of one target, computed directly from its definition."""
     ref = target["scheduled_start"] if pd.notna(target["scheduled_start"]) else target["start_time"]
     c = ref - lead
@@ -228,12 +236,17 @@ class TestReference:
         ("lead", "cfg"),
         [
             (timedelta(0), FeatureConfig()),
-            (timedelta(minutes=20), FeatureConfig(lookback=timedelta(days=2), recent_runs=4,
-                                                  global_window=timedelta(hours=2), prior_strength=1.5)),
+            (
+                timedelta(minutes=20),
+                FeatureConfig(
+                    lookback=timedelta(days=2), recent_runs=4, global_window=timedelta(hours=2), prior_strength=1.5
+                ),
+            ),
         ],
     )
-    def test_matches_brute_force(self, simulated: tuple[pd.DataFrame, pd.DataFrame], lead: timedelta,
-                                 cfg: FeatureConfig) -> None:
+    def test_matches_brute_force(
+        self, simulated: tuple[pd.DataFrame, pd.DataFrame], lead: timedelta, cfg: FeatureConfig
+    ) -> None:
         """Every engineered numeric feature of 40 random runs matches the brute-force reference."""
         runs, attempts = simulated
         batch = build_features(runs, attempts=attempts, lead=lead, config=cfg)
@@ -271,8 +284,9 @@ class TestLeakage:
 
     @settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
     @given(seed=st.integers(0, 10_000), split=st.floats(0.3, 0.9))
-    def test_later_outcomes_change_nothing(self, simulated: tuple[pd.DataFrame, pd.DataFrame], seed: int,
-                                           split: float) -> None:
+    def test_later_outcomes_change_nothing(
+        self, simulated: tuple[pd.DataFrame, pd.DataFrame], seed: int, split: float
+    ) -> None:
         """Rewriting the outcome and end of every run that ended after a moment T, and the version and
         parameters of every run scheduled after T, leaves the features of runs scheduled up to T unchanged."""
         runs, attempts = simulated
@@ -398,8 +412,9 @@ class TestExactValues:
 
     def test_success_streak(self) -> None:
         """Successes after the last failure make the success streak."""
-        hist = frame(run("a", "etl", 0, "FAILED"), run("b", "etl", 1), run("c", "etl", 2, "CANCELLED"),
-                     run("d", "etl", 3))
+        hist = frame(
+            run("a", "etl", 0, "FAILED"), run("b", "etl", 1), run("c", "etl", 2, "CANCELLED"), run("d", "etl", 3)
+        )
         row = one(frame(run("t", "etl", 4, "SCHEDULED")), hist)
         streaks = (row["flow_success_streak"], row["flow_failure_streak"], row[BASELINE_LAST_FAILED])
         assert streaks == (2.0, 0.0, 0.0)
@@ -568,8 +583,10 @@ class TestLiveEqualsBatch:
         batch = build_features(runs, attempts=attempts)
         shuffled = runs.sample(frac=1.0, random_state=3)
         half = len(runs) // 2
-        parts = [build_features(shuffled.iloc[:half], shuffled, attempts),
-                 build_features(shuffled.iloc[half:], shuffled, attempts)]
+        parts = [
+            build_features(shuffled.iloc[:half], shuffled, attempts),
+            build_features(shuffled.iloc[half:], shuffled, attempts),
+        ]
         together = pd.concat(parts).loc[batch.index]
         pd.testing.assert_frame_equal(together, batch, check_exact=True, check_index_type=False)
 
@@ -584,8 +601,7 @@ class TestOutput:
         out = build_features(targets, runs)
         assert out.index.name == "flow_run_id"
         assert out.index.tolist() == targets["flow_run_id"].tolist()
-        assert list(out.columns) == [*ENGINEERED, "feature_input_rows", "feature_source_system",
-                                     "feature_triggered_by"]
+        assert list(out.columns) == [*ENGINEERED, "feature_input_rows", "feature_source_system", "feature_triggered_by"]
 
     def test_dtypes(self, simulated: tuple[pd.DataFrame, pd.DataFrame]) -> None:
         """Numeric features are float64 without NaN; categorical ones are object text without missing."""
@@ -601,8 +617,9 @@ class TestOutput:
 
     def test_passthrough_missing_values(self) -> None:
         """Missing text becomes '<none>', missing numbers stay NaN, booleans become 0/1."""
-        targets = frame(run("t1", "etl", 1, rows=10, src="sap", flag=True),
-                        run("t2", "etl", 2, rows=None, src=None, flag=False))
+        targets = frame(
+            run("t1", "etl", 1, rows=10, src="sap", flag=True), run("t2", "etl", 2, rows=None, src=None, flag=False)
+        )
         targets["deployment"] = [None, "etl/prod"]
         out = build_features(targets)
         assert out["feature_src"].tolist() == ["sap", NONE]

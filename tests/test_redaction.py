@@ -78,9 +78,7 @@ class TestDefaultPatterns:
             "order 12345 failed after 3 tries on port 5432"
         )
 
-    @pytest.mark.parametrize(
-        "email", ["alice@example.com", "a.b+tag@mail.example.co.uk", "x_y-z@sub-domain.io"]
-    )
+    @pytest.mark.parametrize("email", ["alice@example.com", "a.b+tag@mail.example.co.uk", "x_y-z@sub-domain.io"])
     def test_emails(self, redactor: Redactor, email: str) -> None:
         """E-mail addresses are masked."""
         assert redactor.redact(f"no user {email} found") == "no user *** found"

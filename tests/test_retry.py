@@ -101,9 +101,7 @@ class TestWait:
 
     def test_returns_float(self) -> None:
         """Integer settings still give a float wait."""
-        assert isinstance(
-            RetryPolicy(wait_initial=1, wait_max=10, wait_exp_base=2, wait_jitter=0).wait(2), float
-        )
+        assert isinstance(RetryPolicy(wait_initial=1, wait_max=10, wait_exp_base=2, wait_jitter=0).wait(2), float)
 
     @pytest.mark.parametrize("attempt", [0, -1, 1.5, True, "1"])
     def test_attempt_must_be_positive_int(self, attempt: Any) -> None:
@@ -140,13 +138,9 @@ class TestWait:
         wait_max=st.floats(min_value=0, max_value=1e6),
         wait_exp_base=st.floats(min_value=1, max_value=100),
     )
-    def test_non_decreasing_without_jitter(
-        self, wait_initial: float, wait_max: float, wait_exp_base: float
-    ) -> None:
+    def test_non_decreasing_without_jitter(self, wait_initial: float, wait_max: float, wait_exp_base: float) -> None:
         """Without jitter, later waits are never shorter than earlier ones."""
-        policy = RetryPolicy(
-            wait_initial=wait_initial, wait_max=wait_max, wait_exp_base=wait_exp_base, wait_jitter=0.0
-        )
+        policy = RetryPolicy(wait_initial=wait_initial, wait_max=wait_max, wait_exp_base=wait_exp_base, wait_jitter=0.0)
         waits = [policy.wait(n) for n in range(1, 60)]
         assert waits == sorted(waits)
 
@@ -190,9 +184,7 @@ class TestValidation:
 
     def test_message_teaches(self) -> None:
         """The message shows what was given and the accepted form."""
-        with pytest.raises(
-            ConfigurationError, match=r"RetryPolicy\.attempts=0 is invalid: expected .*attempts=4"
-        ):
+        with pytest.raises(ConfigurationError, match=r"RetryPolicy\.attempts=0 is invalid: expected .*attempts=4"):
             RetryPolicy(attempts=0)
 
     def test_policy_is_frozen(self) -> None:
@@ -360,9 +352,7 @@ class TestBuilding:
 
     def test_from_explicit_settings(self) -> None:
         """attempts = retries + 1 and the waits come from settings."""
-        settings = ForewarnSettings(
-            retries=2, wait_initial=1.5, wait_max=9.0, wait_exp_base=3.0, wait_jitter=0.1
-        )
+        settings = ForewarnSettings(retries=2, wait_initial=1.5, wait_max=9.0, wait_exp_base=3.0, wait_jitter=0.1)
         assert RetryPolicy.from_settings(settings) == RetryPolicy(
             attempts=3, wait_initial=1.5, wait_max=9.0, wait_exp_base=3.0, wait_jitter=0.1
         )

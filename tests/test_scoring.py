@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -270,7 +271,12 @@ class TestScoreTable:
         monkeypatch.setattr(model, "threshold_", float(np.median(risk)))
         explained: list[int] = []
         explain = model.explain
-        monkeypatch.setattr(model, "explain", lambda X, **kw: explained.append(len(X)) or explain(X, **kw))
+
+        def counting(X: pd.DataFrame, **kw: Any) -> Any:
+            explained.append(len(X))
+            return explain(X, **kw)
+
+        monkeypatch.setattr(model, "explain", counting)
         table = score_runs(store, runs, model, manifest, now=now)
         assert 0 < table["warned"].sum() < len(table)
         assert sum(explained) == table["warned"].sum()

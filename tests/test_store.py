@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import sqlite3
 import threading
 import time
 import traceback
@@ -1305,3 +1306,32 @@ class TestUpgradeToVersion2:
         with engine.connect() as conn:
             assert conn.execute(sa.text("select value from forewarn_meta")).scalar() == "1"
         engine.dispose()
+
+
+class TestWalSwitch:
+    def test_locked_wal_switch_is_retried_with_backoff(self) -> None:
+        """A 'database is locked' from PRAGMA journal_mode is retried (the busy handler does not cover it)."""
+        from forewarn.store import _switch_to_wal
+
+        class Cursor:
+            calls = 0
+
+            def execute(self, sql: str) -> None:
+                Cursor.calls += 1
+                if Cursor.calls <= 2:
+                    raise sqlite3.OperationalError("database is locked")
+
+        waits: list[float] = []
+        _switch_to_wal(Cursor(), sleep=waits.append)
+        assert Cursor.calls == 3 and waits == [0.005, 0.01]
+
+    def test_other_errors_are_not_retried(self) -> None:
+        """Anything but a lock is raised at once."""
+        from forewarn.store import _switch_to_wal
+
+        class Cursor:
+            def execute(self, sql: str) -> None:
+                raise sqlite3.OperationalError("disk I/O error")
+
+        with pytest.raises(sqlite3.OperationalError, match="disk I/O"):
+            _switch_to_wal(Cursor(), sleep=lambda s: None)

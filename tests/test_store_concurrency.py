@@ -106,9 +106,7 @@ def count(url: str) -> tuple[int, int, int, int]:
             )
         ).one()
         completed = conn.execute(
-            sa.select(sa.func.count()).where(
-                flow_runs.c.state == "COMPLETED", flow_runs.c.end_time.is_not(None)
-            )
+            sa.select(sa.func.count()).where(flow_runs.c.state == "COMPLETED", flow_runs.c.end_time.is_not(None))
         ).scalar_one()
     engine.dispose()
     return rows, distinct, failures, completed

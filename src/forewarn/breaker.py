@@ -79,14 +79,8 @@ class CircuitBreaker:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if not isinstance(name, str) or not name:
-            raise ConfigurationError(
-                "CircuitBreaker.name", name, 'a non-empty str, e.g. CircuitBreaker("payments")'
-            )
-        if (
-            isinstance(failure_threshold, bool)
-            or not isinstance(failure_threshold, int)
-            or failure_threshold < 1
-        ):
+            raise ConfigurationError("CircuitBreaker.name", name, 'a non-empty str, e.g. CircuitBreaker("payments")')
+        if isinstance(failure_threshold, bool) or not isinstance(failure_threshold, int) or failure_threshold < 1:
             raise ConfigurationError(
                 "CircuitBreaker.failure_threshold",
                 failure_threshold,

@@ -308,10 +308,16 @@ def _text(col: pd.Series | np.ndarray) -> np.ndarray:
 
 def _upper(col: pd.Series | np.ndarray, *, lower: bool = False) -> np.ndarray:
     """A text column upper- (or lower-) cased, missing cells ``""``; values repeat, so each is cased once."""
+    codes, cased = _upper_codes(col, lower=lower)
+    return cased[codes]
+
+
+def _upper_codes(col: pd.Series | np.ndarray, *, lower: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_upper` as codes into its cased distinct values: ``cased[codes]`` is the cased column."""
     values = col.to_numpy(dtype=object) if isinstance(col, pd.Series) else col
     codes, uniques = pd.factorize(values, use_na_sentinel=True)
     cased = np.asarray([str(u).lower() if lower else str(u).upper() for u in uniques] + [""], dtype=object)
-    return cased[codes]
+    return codes, cased
 
 
 def _optional_text(frame: pd.DataFrame, name: str, rows: np.ndarray | None = None) -> np.ndarray:
@@ -492,9 +498,9 @@ def build_features(
         order = np.lexsort((id_rank, h_ref, known))
     rows = keep[order]  # positions in ``history`` of the usable rows, in known-at order
     known = known[order]
-    state = _upper(_values(history, "state", rows))
-    fail = np.isin(state, list(FAILURE_STATES))
-    succ = state == SUCCESS_STATE
+    state_codes, states = _upper_codes(_values(history, "state", rows))
+    fail = np.isin(states, list(FAILURE_STATES))[state_codes]  # tested once per distinct state
+    succ = (states == SUCCESS_STATE)[state_codes]
     lab = fail | succ
     h_start = _ns(history, "start_time")[rows]
     h_end = end[rows]
@@ -673,6 +679,8 @@ def _passthrough(col: pd.Series) -> np.ndarray:
     if pd.api.types.is_numeric_dtype(col.dtype) or pd.api.types.is_bool_dtype(col.dtype):
         return col.to_numpy(dtype=np.float64, na_value=np.nan)
     values = col.to_numpy(dtype=object)
+    if all(v is None or (type(v) is float and v != v) for v in values.tolist()):  # all missing (a live run)
+        return np.full(len(values), np.nan, dtype=np.float64)
     present = values[~pd.isna(values)]
     if all(isinstance(v, (int, float, np.number)) for v in present.tolist()):
         return pd.to_numeric(pd.Series(values), errors="coerce").to_numpy(dtype=np.float64)
@@ -754,9 +762,9 @@ def _attempt_counts(
     failed = np.isin(outcome, _FAILED_OUTCOMES) & (a_end != _NAT)
     if not failed.any():
         return out
-    a = attempts.iloc[np.flatnonzero(failed)]
+    a_rows = np.flatnonzero(failed)  # positions in ``attempts`` of the failed attempts
     a_end, outcome = a_end[failed], outcome[failed]
-    a_run = _text(a["flow_run_id"])
+    a_run = _text(_values(attempts, "flow_run_id", a_rows))
 
     # an attempt is known at its end, never before its run's scheduled start (so never the target's own);
     # its run is looked up among the targets and the whole history (it may still be running)
@@ -775,7 +783,7 @@ def _attempt_counts(
     win = (a_known >= int(cutoff.min()) - W) & (a_known < int(cutoff.max()))
     if not win.any():
         return out
-    a = a.iloc[np.flatnonzero(win)]
+    a_rows = a_rows[win]
     a_known, outcome, pos = a_known[win], outcome[win], pos[win]
 
     order = np.argsort(a_known, kind="stable")
@@ -783,7 +791,7 @@ def _attempt_counts(
     lo = np.searchsorted(t_sorted, cutoff - W)
     hi = np.searchsorted(t_sorted, cutoff)
     out["attempts_failed_window"] = (hi - lo).astype(np.float64)
-    exc = _optional_text(a, "exception_type")
+    exc = _optional_text(attempts, "exception_type", a_rows)
     exc_codes, exc_names = pd.factorize(exc)
     for family, pattern in EXCEPTION_FAMILIES.items():
         rx = re.compile(pattern, re.IGNORECASE)
@@ -795,8 +803,8 @@ def _attempt_counts(
         out[f"attempts_{family}_window"] = (c[hi] - c[lo]).astype(np.float64)
 
     # the attempt's flow: its own flow_name column, else the flow of its run in targets or history
-    if "flow_name" in a.columns:
-        a_flow = _text(a["flow_name"])
+    if "flow_name" in attempts.columns:
+        a_flow = _text(_values(attempts, "flow_name", a_rows))
     else:
         run_flow = np.concatenate([_text(targets["flow_name"]), _text(history["flow_name"])])
         a_flow = np.where(pos >= 0, run_flow[np.maximum(pos, 0)], NONE)

@@ -66,9 +66,7 @@ class Redactor:
                 "Redactor.patterns", patterns, f"a list of regular expressions, e.g. patterns=[{patterns!r}]"
             )
         if isinstance(max_chars, bool) or not isinstance(max_chars, int) or max_chars < 1:
-            raise ConfigurationError(
-                "Redactor.max_chars", max_chars, "a whole number >= 1, e.g. max_chars=500"
-            )
+            raise ConfigurationError("Redactor.max_chars", max_chars, "a whole number >= 1, e.g. max_chars=500")
         compiled: list[re.Pattern[str]] = []
         for pattern in patterns:
             try:

@@ -1561,13 +1561,33 @@ def _parse_url(value: str, setting: str) -> URL:
     raise ConfigurationError(setting, shown, expected + " (forewarn talks to PostgreSQL through psycopg 3)")
 
 
+def _switch_to_wal(cursor: Any, *, sleep: Callable[[float], Any] = time.sleep) -> None:
+    """``PRAGMA journal_mode = WAL``, retried while another opener holds the file.
+
+    SQLite does not call the busy handler for this pragma on a brand-new file while a second connection
+    is creating it, so processes opening one empty store at once can see "database is locked" here even
+    with busy_timeout set (seen with four openers on a loaded 2-core machine).
+    """
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
+    wait = 0.005
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode = WAL")
+            return
+        except Exception as exc:
+            if not _TRANSIENT_SQLITE.search(str(exc)) or time.monotonic() >= deadline:
+                raise
+            sleep(wait)
+            wait = min(wait * 2, 0.2)
+
+
 def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     # busy_timeout first: switching to WAL needs a moment of exclusive access, and other processes may be
     # writing. WAL lets readers and the one writer work at once; synchronous=NORMAL in WAL mode fsyncs at
     # checkpoints rather than every commit (a power cut can lose the last commits, never corrupt the file).
     cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
-    cursor.execute("PRAGMA journal_mode = WAL")
+    _switch_to_wal(cursor)
     cursor.execute("PRAGMA synchronous = NORMAL")
     cursor.execute("PRAGMA foreign_keys = ON")
     cursor.close()
