@@ -99,10 +99,7 @@ def train(store: TelemetryStore) -> None:
         result = train_and_save(runs, attempts, model_dir=get_settings().model_dir, n_folds=4)
     manifest = result.manifest
     _print_metrics(metrics_rows(manifest.backtest_metrics or {}), "failure warning, held-out runs")
-    console.print(
-        "WR = failures warned in advance / failures; precision = warnings that came true / warnings. "
-        f"Model {manifest.version} saved to {result.path} (threshold {manifest.threshold:.3f})."
-    )
+    console.print(f"Model {manifest.version} saved to {result.path} (threshold {manifest.threshold:.3f}).")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -143,12 +140,12 @@ def main(argv: list[str] | None = None) -> int:
                 f"(threshold {row.threshold:.3f}) {verdict}"
             )
 
-    db = store.url
     console.rule("[bold]next")
-    console.print(f"  FOREWARN_DB_URL={db} .venv/bin/forewarn report      # all runs in the demo store")
-    console.print(f"  FOREWARN_DB_URL={db} .venv/bin/forewarn backtest    # WR, precision, lead time, ER")
-    console.print("  notebooks/backtest_report.ipynb                    # the same, with plots")
-    console.print("  README.md: use forewarn.task / forewarn.flow in your own flows; prefect.yaml deploys them")
+    console.print(f"export FOREWARN_DB_URL={store.url}", soft_wrap=True)
+    console.print(".venv/bin/forewarn report       # all runs in the demo store, per flow")
+    console.print(".venv/bin/forewarn backtest     # WR, precision, lead time, ER vs two baselines")
+    console.print("notebooks/backtest_report.ipynb # the same, with plots")
+    console.print("README.md: use forewarn.task / forewarn.flow in your own flows; prefect.yaml deploys them")
     return 0
 
 
