@@ -208,11 +208,10 @@ class _run_started:
 
 
 def _score_and_warn(record: FlowRunRecord, policy: WarningPolicy | None) -> Any:
-    """Pre-run scoring, when the warning module is available. Returns a context to exit after the body."""
-    try:
-        from forewarn.warning import warn_before_run
-    except ImportError:
-        return None
+    """Pre-run scoring (fail-open, see :mod:`forewarn.warning`). Returns a context to exit after the body."""
+    # Imported here: the warning module pulls in pandas and scikit-learn only when a run is scored.
+    from forewarn.warning import warn_before_run
+
     return warn_before_run(record, policy=policy)
 
 
