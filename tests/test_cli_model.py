@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+from forewarn.backtest import PREDICTION_COLUMNS
 from forewarn.cli import app
 from forewarn.model import load_model
 
@@ -70,16 +71,7 @@ class TestTrainAndBacktest:
             } <= set(figures["overall"][system])
         assert figures["overall"]["model"]["pr_auc"] > figures["overall"]["last_failed"]["pr_auc"]
         scored = pd.read_csv(out_csv)
-        assert list(scored.columns[:8]) == [
-            "run_id",
-            "flow_name",
-            "scheduled_start",
-            "fold",
-            "risk",
-            "threshold",
-            "warned",
-            "failed",
-        ]
+        assert list(scored.columns) == list(PREDICTION_COLUMNS)  # their spelling is pinned in test_backtest.py
         assert scored["fold"].nunique() == 3
         assert (scored["warned"] == (scored["risk"] >= scored["threshold"])).all()
 
