@@ -80,3 +80,21 @@ class TestTrainAndBacktest:
         result = runner.invoke(app, ["train", "--db", sqlite_url, "--model-dir", str(tmp_path)])
         assert result.exit_code == 2
         assert "forewarn import-runs" in result.output or "simulate" in result.output
+
+
+class TestTrainingManifest:
+    def test_feature_windows_travel_with_the_model(self, tmp_path: Path) -> None:
+        """train_and_save stores its FeatureConfig in the manifest; live scoring reads the same windows."""
+        from datetime import timedelta
+
+        from forewarn.features import FeatureConfig
+        from forewarn.scoring import feature_config_of
+        from forewarn.simulate import history_to_runs_frame, simulate_history
+        from forewarn.training import train_and_save
+
+        runs = history_to_runs_frame(simulate_history(6000, seed=2))
+        config = FeatureConfig(lookback=timedelta(days=10), recent_runs=5, global_window=timedelta(hours=3))
+        result = train_and_save(runs, model_dir=tmp_path, backtest=False, feature_config=config)
+        assert result.backtest is None and result.manifest.backtest_metrics is None
+        assert feature_config_of(result.manifest) == config
+        assert FeatureConfig.from_dict(None) == FeatureConfig()

@@ -135,6 +135,35 @@ class FeatureConfig:
         if not np.isfinite(self.prior_strength) or self.prior_strength < 0:
             raise ConfigurationError("prior_strength", self.prior_strength, "a number >= 0, e.g. 5.0")
 
+    def to_dict(self) -> dict[str, float | int]:
+        """JSON-ready form, stored in a model manifest so live scoring uses the windows training used.
+
+        Example::
+
+            >>> FeatureConfig.from_dict(FeatureConfig(recent_runs=20).to_dict()).recent_runs
+            20
+        """
+        return {
+            "lookback_seconds": self.lookback.total_seconds(),
+            "recent_runs": self.recent_runs,
+            "global_window_seconds": self.global_window.total_seconds(),
+            "prior_strength": self.prior_strength,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None) -> FeatureConfig:
+        """The inverse of :meth:`to_dict`; absent values take the defaults (manifests written before it)."""
+        data = data or {}
+        default = cls()
+        return cls(
+            lookback=timedelta(seconds=float(data.get("lookback_seconds", default.lookback.total_seconds()))),
+            recent_runs=int(data.get("recent_runs", default.recent_runs)),
+            global_window=timedelta(
+                seconds=float(data.get("global_window_seconds", default.global_window.total_seconds()))
+            ),
+            prior_strength=float(data.get("prior_strength", default.prior_strength)),
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class FeatureSpec:

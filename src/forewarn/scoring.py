@@ -207,16 +207,7 @@ def feature_config_of(manifest: ModelManifest) -> FeatureConfig:
         >>> feature_config_of(SimpleNamespace(extra={"feature_config": {"recent_runs": 20}})).recent_runs
         20
     """
-    data = (manifest.extra or {}).get("feature_config") or {}
-    default = FeatureConfig()
-    return FeatureConfig(
-        lookback=timedelta(seconds=float(data.get("lookback_seconds", default.lookback.total_seconds()))),
-        recent_runs=int(data.get("recent_runs", default.recent_runs)),
-        global_window=timedelta(
-            seconds=float(data.get("global_window_seconds", default.global_window.total_seconds()))
-        ),
-        prior_strength=float(data.get("prior_strength", default.prior_strength)),
-    )
+    return FeatureConfig.from_dict((manifest.extra or {}).get("feature_config"))
 
 
 def feature_config_dict(config: FeatureConfig) -> dict[str, float | int]:
@@ -227,12 +218,7 @@ def feature_config_dict(config: FeatureConfig) -> dict[str, float | int]:
         >>> feature_config_dict(FeatureConfig())["recent_runs"]
         10
     """
-    return {
-        "lookback_seconds": config.lookback.total_seconds(),
-        "recent_runs": config.recent_runs,
-        "global_window_seconds": config.global_window.total_seconds(),
-        "prior_strength": config.prior_strength,
-    }
+    return config.to_dict()
 
 
 # ----------------------------------------------------------------------------------------- the history

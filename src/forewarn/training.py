@@ -25,7 +25,7 @@ from typing import Any
 import pandas as pd
 
 from forewarn.backtest import BacktestResult, walk_forward_backtest
-from forewarn.features import build_features, failure_labels
+from forewarn.features import FeatureConfig, build_features, failure_labels
 from forewarn.model import DEFAULT_FAMILY, FailureWarningModel, ModelManifest, save_model
 
 
@@ -55,20 +55,30 @@ def train_and_save(
     model_params: Mapping[str, Any] | None = None,
     backtest: bool = True,
     n_folds: int = 5,
+    feature_config: FeatureConfig | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> TrainingResult:
     """Fit the model on all labelled ``runs`` and save it under ``model_dir``; return its manifest.
 
     With ``backtest=True`` (the default) a walk-forward backtest runs first on the same history, and its
-    overall figures (model and baselines) go into the manifest's ``backtest_metrics``.
+    overall figures (model and baselines) go into the manifest's ``backtest_metrics``. ``feature_config``
+    (default :class:`~forewarn.features.FeatureConfig`) is saved in the manifest, so live scoring computes
+    the features with the same windows.
     Raises :class:`~forewarn.errors.InsufficientHistoryError` when there are too few runs or failures.
     """
+    config = feature_config or FeatureConfig()
     result = None
     if backtest:
         result = walk_forward_backtest(
-            runs, attempts, n_folds=n_folds, family=family, model_params=model_params, progress=progress
+            runs,
+            attempts,
+            n_folds=n_folds,
+            family=family,
+            model_params=model_params,
+            feature_config=config,
+            progress=progress,
         )
-    features = build_features(runs, runs, attempts)
+    features = build_features(runs, runs, attempts, config=config)
     labelled = _labelled_in_time_order(runs)
     X = features.loc[labelled["flow_run_id"]]
     y = failure_labels(runs).loc[labelled["flow_run_id"]].to_numpy()
@@ -79,7 +89,7 @@ def train_and_save(
         Path(model_dir),
         training_window=(when.min().to_pydatetime(), when.max().to_pydatetime()),
         backtest_metrics=result.to_json()["overall"] if result is not None else None,
-        extra={"n_folds": n_folds if backtest else 0},
+        extra={"n_folds": n_folds if backtest else 0, "feature_config": config.to_dict()},
     )
     return TrainingResult(manifest=manifest, backtest=result, path=Path(model_dir) / manifest.version)
 
