@@ -93,8 +93,7 @@ def train(store: TelemetryStore) -> None:
     from forewarn.summary import metrics_rows
     from forewarn.training import train_and_save
 
-    runs = store.runs()
-    attempts = store.attempts()
+    runs, attempts = store.history()
     with console.status("training: walk-forward backtest, then the final model"):
         result = train_and_save(runs, attempts, model_dir=get_settings().model_dir, n_folds=4)
     manifest = result.manifest

@@ -30,10 +30,7 @@ from forewarn.training import train_and_save
 @task(cache_policy=NO_CACHE)
 def load_history(db_url: str | None = None) -> tuple[pd.DataFrame, pd.DataFrame | None]:
     """All runs and attempts in the store (attempts None when the history is run-level only)."""
-    store = TelemetryStore(db_url)
-    runs = store.runs()
-    attempts = store.attempts()
-    return runs, (attempts if not attempts.empty else None)
+    return TelemetryStore(db_url).history()
 
 
 @flow(name="forewarn-train")

@@ -1335,3 +1335,16 @@ class TestWalSwitch:
 
         with pytest.raises(sqlite3.OperationalError, match="disk I/O"):
             _switch_to_wal(Cursor(), sleep=lambda s: None)
+
+
+class TestHistory:
+    def test_history_gives_runs_and_attempts_or_none(self, sqlite_url: str) -> None:
+        """history() returns every run, and the attempts only when there are any."""
+        store = TelemetryStore(sqlite_url)
+        store.record_flow_run_start(run())
+        runs, attempts = store.history()
+        assert list(runs["flow_run_id"]) == [run().flow_run_id] and attempts is None
+        t0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+        store.record_attempt(AttemptRecord(run().flow_run_id, "t", "step", 1, t0, t0, AttemptOutcome.SUCCESS))
+        _, attempts = store.history()
+        assert attempts is not None and list(attempts["task_run_id"]) == ["t"]

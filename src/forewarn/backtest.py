@@ -105,8 +105,8 @@ class BacktestResult:
 
 
 @dataclass(frozen=True)
-class _Prepared:
-    """Labelled runs in time order with their features, computed once."""
+class PreparedHistory:
+    """Labelled runs in time order with their features, computed once (see :func:`prepare_history`)."""
 
     runs: pd.DataFrame  # labelled runs sorted by scheduled_start, positional index
     X: pd.DataFrame  # features, same order
@@ -128,12 +128,17 @@ def _ns(s: pd.Series) -> np.ndarray:
     return out
 
 
-def _prepare(
+def prepare_history(
     runs: pd.DataFrame,
-    attempts: pd.DataFrame | None,
-    lead: timedelta,
-    feature_config: Any,
-) -> _Prepared:
+    attempts: pd.DataFrame | None = None,
+    lead: timedelta = timedelta(0),
+    feature_config: Any = None,
+) -> PreparedHistory:
+    """The labelled runs sorted by ``scheduled_start`` (``start_time`` when missing), with their features.
+
+    The backtest's folds and the final training fit (:func:`forewarn.training.train_and_save`) both start
+    from this one table, so the features are computed once and both see the same rows in the same order.
+    """
     from forewarn.features import build_features, failure_labels
 
     t0 = time.perf_counter()
@@ -156,7 +161,7 @@ def _prepare(
         kwargs["config"] = feature_config
     X = build_features(labelled.drop(columns=["_label", "_sched"]), runs, attempts, **kwargs)
     X = X.reindex(pd.Index(labelled["flow_run_id"], name=X.index.name))
-    return _Prepared(
+    return PreparedHistory(
         runs=labelled,
         X=X,
         y=labelled["_label"].to_numpy(dtype=int),
@@ -175,7 +180,7 @@ def _baseline(X: pd.DataFrame, name: str) -> np.ndarray:
 
 
 def _run_folds(
-    prep: _Prepared,
+    prep: PreparedHistory,
     *,
     n_folds: int,
     min_train_fraction: float,
@@ -339,6 +344,7 @@ def walk_forward_backtest(
     model_params: Mapping[str, Any] | None = None,
     feature_config: Any = None,
     progress: Callable[[int, int], None] | None = None,
+    prepared: PreparedHistory | None = None,
 ) -> BacktestResult:
     """Replay history in time order and score the model and two baselines on held-out windows.
 
@@ -348,6 +354,8 @@ def walk_forward_backtest(
     "budget", "alert_budget": 0.02}``); ``progress(done, total)`` is called as folds finish. See the
     module docstring for the exact procedure. A fold whose training data is too small is recorded with
     ``skipped`` set; if every fold is skipped, :class:`~forewarn.errors.InsufficientHistoryError` is raised.
+    ``prepared`` (from :func:`prepare_history` with the same ``lead`` and ``feature_config``) skips
+    computing the features again.
 
     Example::
 
@@ -355,7 +363,7 @@ def walk_forward_backtest(
         >>> result.predictions.columns.tolist()[:4]  # doctest: +SKIP
         ['run_id', 'flow_name', 'scheduled_start', 'fold']
     """
-    prep = _prepare(runs, attempts, lead, feature_config)
+    prep = prepared if prepared is not None else prepare_history(runs, attempts, lead, feature_config)
     result = _run_folds(
         prep,
         n_folds=n_folds,
@@ -400,7 +408,7 @@ def compare_families(
     unknown = sorted(set(kw) - allowed)
     if unknown:
         raise TypeError(f"compare_families() got unexpected keyword(s) {unknown}; allowed: {sorted(allowed)}")
-    prep = _prepare(runs, attempts, kw.get("lead", timedelta(0)), kw.get("feature_config"))
+    prep = prepare_history(runs, attempts, kw.get("lead", timedelta(0)), kw.get("feature_config"))
     results: dict[str, BacktestResult] = {}  # kept for the baselines, which are the same for every family
     rows: dict[str, dict[str, Any]] = {}
     for family in families:
@@ -426,6 +434,8 @@ __all__ = [
     "COMPARISON_COLUMNS",
     "PREDICTION_COLUMNS",
     "BacktestResult",
+    "PreparedHistory",
     "compare_families",
+    "prepare_history",
     "walk_forward_backtest",
 ]

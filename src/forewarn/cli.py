@@ -159,7 +159,7 @@ def _progress_bar(description: str):  # type: ignore[no-untyped-def]
 
 def _history(db: str | None):  # type: ignore[no-untyped-def]
     store = open_store(db)
-    runs = store.runs()
+    runs, attempts = store.history()
     if runs.empty:
         raise _fail(
             ForewarnError(
@@ -167,8 +167,7 @@ def _history(db: str | None):  # type: ignore[no-untyped-def]
                 "`forewarn simulate` + `forewarn import-runs` first"
             )
         )
-    attempts = store.attempts()
-    return store, runs, (attempts if not attempts.empty else None)
+    return store, runs, attempts
 
 
 @app.command()

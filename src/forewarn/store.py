@@ -1128,6 +1128,19 @@ class TelemetryStore:
         )
         return self._select_frame(stmt, ATTEMPT_COLUMNS, "attempts", newest_first=limit is not None)
 
+    def history(self) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+        """Every run and every attempt, as the learning code takes them: attempts ``None`` when there are
+        none (a history imported at run level only).
+
+        Example::
+
+            >>> runs, attempts = TelemetryStore("sqlite://").history()
+            >>> len(runs), attempts
+            (0, None)
+        """
+        attempts = self.attempts()
+        return self.runs(), (attempts if not attempts.empty else None)
+
     def predictions(
         self,
         *,

@@ -24,8 +24,8 @@ from typing import Any
 
 import pandas as pd
 
-from forewarn.backtest import BacktestResult, walk_forward_backtest
-from forewarn.features import FeatureConfig, build_features, failure_labels
+from forewarn.backtest import BacktestResult, prepare_history, walk_forward_backtest
+from forewarn.features import FeatureConfig
 from forewarn.model import DEFAULT_FAMILY, FailureWarningModel, ModelManifest, save_model
 
 
@@ -36,14 +36,6 @@ class TrainingResult:
     manifest: ModelManifest
     backtest: BacktestResult | None
     path: Path
-
-
-def _labelled_in_time_order(runs: pd.DataFrame) -> pd.DataFrame:
-    labels = failure_labels(runs)
-    when = runs["scheduled_start"].fillna(runs["start_time"])
-    ordered = runs.assign(_when=when.to_numpy()).sort_values("_when", kind="stable")
-    keep = labels.reindex(ordered["flow_run_id"]).notna().to_numpy()
-    return ordered.loc[keep].drop(columns="_when")
 
 
 def train_and_save(
@@ -67,6 +59,7 @@ def train_and_save(
     Raises :class:`~forewarn.errors.InsufficientHistoryError` when there are too few runs or failures.
     """
     config = feature_config or FeatureConfig()
+    prepared = prepare_history(runs, attempts, feature_config=config)  # features once, for both uses
     result = None
     if backtest:
         result = walk_forward_backtest(
@@ -77,17 +70,14 @@ def train_and_save(
             model_params=model_params,
             feature_config=config,
             progress=progress,
+            prepared=prepared,
         )
-    features = build_features(runs, runs, attempts, config=config)
-    labelled = _labelled_in_time_order(runs)
-    X = features.loc[labelled["flow_run_id"]]
-    y = failure_labels(runs).loc[labelled["flow_run_id"]].to_numpy()
-    model = FailureWarningModel(family=family, **dict(model_params or {})).fit(X, y)
-    when = labelled["scheduled_start"].fillna(labelled["start_time"])
+    model = FailureWarningModel(family=family, **dict(model_params or {})).fit(prepared.X, prepared.y)
+    first, last = (pd.Timestamp(int(t), tz="UTC").to_pydatetime() for t in (prepared.sched[0], prepared.sched[-1]))
     manifest = save_model(
         model,
         Path(model_dir),
-        training_window=(when.min().to_pydatetime(), when.max().to_pydatetime()),
+        training_window=(first, last),
         backtest_metrics=result.to_json()["overall"] if result is not None else None,
         extra={"n_folds": n_folds if backtest else 0, "feature_config": config.to_dict()},
     )
