@@ -16,7 +16,7 @@ for a warned run only, its top-3 reasons.
 
     .venv/bin/python bench/scoring_latency.py                         # builds /tmp/forewarn-bench/store.db once
     .venv/bin/python bench/scoring_latency.py --targets 1000 --rebuild
-    .venv/bin/python bench/scoring_latency.py --warm-only --profile 30   # cProfile the warm build_features
+    .venv/bin/python bench/scoring_latency.py --warm-only --profile 30   # cProfile the warm scores
 
 Building the store takes about a minute the first time; later runs reuse it (``--rebuild`` to redo it).
 """
@@ -68,7 +68,7 @@ def main() -> None:
     parser.add_argument("--rebuild", action="store_true", help="rebuild the store even if it exists")
     parser.add_argument("--warm-only", action="store_true", help="skip the cold pass (a shorter run)")
     parser.add_argument(
-        "--profile", metavar="N", type=int, default=0, help="cProfile the warm build_features calls, print top N"
+        "--profile", metavar="N", type=int, default=0, help="cProfile the warm score_runs calls, print the top N"
     )
     args = parser.parse_args()
 
@@ -134,6 +134,7 @@ def main() -> None:
             store.record_attempts_frame(new_att)
 
     # where the warm time goes: time the stages of score_runs (build_features, the model, the cache)
+    import forewarn.features as features
     import forewarn.scoring as scoring
 
     stages: dict[str, list[float]] = {}
@@ -150,25 +151,19 @@ def main() -> None:
         return wrapper
 
     stages_on = False
-    original_build = build = scoring.build_features
+    profiler: Any = None
     if args.profile:
         import cProfile
         import pstats
 
         profiler = cProfile.Profile()
-
-        def profiled(*args: Any, **kwargs: Any) -> Any:
-            if not stages_on:
-                return original_build(*args, **kwargs)
-            profiler.enable()
-            try:
-                return original_build(*args, **kwargs)
-            finally:
-                profiler.disable()
-
-        build = profiled
-    scoring.build_features = timed("build_features", build)  # type: ignore[assignment]
-    HistoryCache.frames = timed("history read (cache)", HistoryCache.frames)  # type: ignore[method-assign]
+    scoring.build_features = timed("build_features", scoring.build_features)  # type: ignore[assignment]
+    HistoryCache.read = timed("history read (cache)", HistoryCache.read)  # type: ignore[method-assign]
+    # inside the history read: the store's queries, and preparing what they return
+    store.ended_rows = timed("  store.ended_rows (each of 2)", store.ended_rows)  # type: ignore[method-assign]
+    store.count_ended = timed("  store.count_ended (each of 2)", store.count_ended)  # type: ignore[method-assign]
+    features.RunIndex.from_frame = timed("  RunIndex.from_frame", features.RunIndex.from_frame)  # type: ignore[method-assign]
+    features.AttemptIndex.from_frame = timed("  AttemptIndex.from_frame", features.AttemptIndex.from_frame)  # type: ignore[method-assign]
     model.risk = timed("model.risk", model.risk)  # type: ignore[method-assign]
     model.explain = timed("model.explain (top 3)", model.explain)  # type: ignore[method-assign]
 
@@ -186,9 +181,13 @@ def main() -> None:
             arrivals(previous, now)
             previous = now
             stages_on = mode == "warm" and i > 0
+            if profiler is not None and stages_on:
+                profiler.enable()
             t0 = time.perf_counter()
             table = score_runs(store, target, model, manifest, now=now.to_pydatetime(), cache=cache)
             elapsed = time.perf_counter() - t0
+            if profiler is not None:
+                profiler.disable()
             stages_on = False
             if mode == "warm" and i == 0:
                 first_warm = elapsed

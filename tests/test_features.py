@@ -19,8 +19,10 @@ from forewarn.features import (
     EXCEPTION_FAMILIES,
     NONE,
     NUMERIC_FEATURES,
+    AttemptIndex,
     FeatureConfig,
     FeatureSpec,
+    RunIndex,
     build_features,
     failure_labels,
     feature_spec,
@@ -591,6 +593,76 @@ class TestLiveEqualsBatch:
         pd.testing.assert_frame_equal(together, batch, check_exact=True, check_index_type=False)
 
 
+class TestPreparedHistory:
+    """RunIndex/AttemptIndex: a history prepared once, extended piece by piece, gives the same features."""
+
+    def ended(self, runs: pd.DataFrame) -> pd.DataFrame:
+        return runs.loc[runs["end_time"].notna()].sort_values("end_time", kind="stable")
+
+    def test_extended_in_arrival_order_equals_the_frame(self, simulated: tuple[pd.DataFrame, pd.DataFrame]) -> None:
+        """Runs added in end-time chunks (as a live store receives them) give the frame's features exactly."""
+        runs, attempts = simulated
+        batch = build_features(runs, runs, attempts)
+        ordered = self.ended(runs)
+        index = RunIndex.from_frame(ordered.iloc[:100])
+        att = AttemptIndex.from_frame(attempts.iloc[:0], runs=runs)
+        for chunk in np.array_split(np.arange(100, len(ordered)), 37):
+            index = index.extend(RunIndex.from_frame(ordered.iloc[chunk], vocab=index.vocab))
+        for chunk in np.array_split(np.arange(len(attempts)), 11):
+            att = att.extend(AttemptIndex.from_frame(attempts.iloc[chunk], runs=runs, flows=att.flows))
+        assert len(index) == len(ordered) and len(att) == len(attempts)
+        pd.testing.assert_frame_equal(build_features(runs, index, att), batch, check_exact=True)
+
+    def test_out_of_order_pieces_are_put_in_order(self, simulated: tuple[pd.DataFrame, pd.DataFrame]) -> None:
+        """Pieces arriving in any order (late writes, ties) still give the frame's features exactly."""
+        runs, attempts = simulated
+        tied = runs.copy()
+        tied["end_time"] = tied["end_time"].dt.floor("h")  # many runs known at the same instant
+        batch = build_features(tied, tied, attempts)
+        shuffled = self.ended(tied).sample(frac=1.0, random_state=5)
+        index = RunIndex.from_frame(shuffled.iloc[:0])
+        for chunk in np.array_split(np.arange(len(shuffled)), 23):
+            index = index.extend(RunIndex.from_frame(shuffled.iloc[chunk], vocab=index.vocab))
+        assert (np.diff(index.known) >= 0).all()
+        pd.testing.assert_frame_equal(build_features(tied, index, attempts), batch, check_exact=True)
+
+    def test_a_target_of_a_flow_the_history_never_had(self, simulated: tuple[pd.DataFrame, pd.DataFrame]) -> None:
+        """A new flow, version and parameter set have no history: zero runs seen, no change flagged."""
+        runs, _ = simulated
+        target = runs.iloc[[len(runs) // 2]].assign(flow_name="brand-new", flow_version="v9", parameters_hash="p")
+        row = build_features(target, RunIndex.from_frame(runs)).iloc[0]
+        assert row["flow_runs_seen"] == 0 and row["version_runs_seen"] == 0 and row["parameters_runs_seen"] == 0
+        assert row["version_changed"] == 0 and row["global_failure_rate"] > 0
+
+    def test_attempts_take_their_run_start_from_their_own_columns(
+        self, simulated: tuple[pd.DataFrame, pd.DataFrame]
+    ) -> None:
+        """Without the runs at hand, run_scheduled_start/run_start_time give the same known-at times."""
+        runs, attempts = simulated
+        runs = runs.copy()  # every fifth run scheduled a day late: its attempts are known from then on
+        runs.loc[::5, "scheduled_start"] += pd.Timedelta(days=1)
+        joined = attempts.merge(
+            runs[["flow_run_id", "flow_name", "scheduled_start", "start_time"]].rename(
+                columns={"scheduled_start": "run_scheduled_start", "start_time": "run_start_time"}
+            ),
+            on="flow_run_id",
+            how="left",
+        )
+        looked_up = AttemptIndex.from_frame(attempts, runs=runs)
+        own = AttemptIndex.from_frame(joined)
+        np.testing.assert_array_equal(own.known, looked_up.known)
+        assert (own.known > own.end).any()
+        np.testing.assert_array_equal(AttemptIndex.from_frame(attempts).known, own.end)  # no run: its end
+
+    def test_extend_needs_the_same_vocabulary(self, simulated: tuple[pd.DataFrame, pd.DataFrame]) -> None:
+        """Codes from another vocabulary would mean other flows: refused."""
+        runs, attempts = simulated
+        with pytest.raises(ValueError, match="vocab"):
+            RunIndex.from_frame(runs.iloc[:10]).extend(RunIndex.from_frame(runs.iloc[10:20]))
+        with pytest.raises(ValueError, match="flows"):
+            AttemptIndex.from_frame(attempts.iloc[:10]).extend(AttemptIndex.from_frame(attempts.iloc[10:20]))
+
+
 class TestOutput:
     """Shape, dtypes and names of the feature frame."""
 
@@ -626,6 +698,23 @@ class TestOutput:
         assert out["feature_rows"].iloc[0] == 10.0 and np.isnan(out["feature_rows"].iloc[1])
         assert out["feature_flag"].tolist() == [1.0, 0.0]
         assert out["deployment"].tolist() == [NONE, "etl/prod"]
+
+    def test_public_pandas_construction_gives_the_same_frame(
+        self, simulated: tuple[pd.DataFrame, pd.DataFrame], monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Without pandas' private DataFrame._from_arrays the frame is built the public way: same frame."""
+        runs, attempts = simulated
+        fast = build_features(runs.iloc[:50], runs, attempts)
+        monkeypatch.delattr(pd.DataFrame, "_from_arrays")
+        pd.testing.assert_frame_equal(build_features(runs.iloc[:50], runs, attempts), fast, check_exact=True)
+
+    def test_datetime_attributes_are_text_and_missing_is_none(self) -> None:
+        """A datetime feature_* column is a category (its text, as the store keeps it); NaT is <none>."""
+        times = pd.Series([T0, pd.NaT], dtype="datetime64[ns, UTC]")
+        targets = frame(run("a", "etl", 1, "SCHEDULED"), run("b", "etl", 2, "SCHEDULED")).assign(feature_at=times)
+        out = build_features(targets, frame(run("h", "etl", 0)))
+        assert out["feature_at"].tolist() == [str(T0), NONE]
+        assert out["feature_at"].dtype == object
 
     def test_empty_targets(self) -> None:
         """No targets give an empty frame with the same columns and dtypes."""

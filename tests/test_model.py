@@ -11,10 +11,12 @@ import numpy as np
 import pandas as pd
 import pytest
 from sklearn.base import clone
+from sklearn.calibration import CalibratedClassifierCV
 from sklearn.exceptions import NotFittedError
 from sklearn.pipeline import Pipeline
 from threadpoolctl import threadpool_limits
 
+import forewarn.model as model_module
 from forewarn.errors import (
     ChecksumMismatchError,
     ConfigurationError,
@@ -72,6 +74,13 @@ def fitted(data: Data) -> FailureWarningModel:
     """One HGB model fitted on the synthetic rows, shared by read-only tests."""
     X, y = data
     return FailureWarningModel().fit(X, y)
+
+
+@pytest.fixture(scope="module")
+def fitted_logreg(data: Data) -> FailureWarningModel:
+    """One logistic-regression model (scored through the plain Pipeline), shared by read-only tests."""
+    X, y = data
+    return FailureWarningModel(family="logreg").fit(X, y)
 
 
 class TestChooseThreshold:
@@ -188,6 +197,12 @@ class TestFrameEncoder:
             {"x": pd.array([pd.NA], dtype="Float64"), "flow": pd.array([pd.NA], dtype=object), "source": ["s"]}
         )
         np.testing.assert_array_equal(self._encoder().transform(row), [[np.nan, np.nan, 0.0]])
+
+    def test_columns_encode_as_their_frame(self) -> None:
+        """_encode_columns (explain's batch, no DataFrame) gives what transform() gives for the frame."""
+        enc = self._encoder()
+        columns = {name: self.FRAME[name].to_numpy() for name in ("source", "x", "flow")}
+        np.testing.assert_array_equal(enc._encode_columns(columns), enc.transform(pd.DataFrame(columns)))
 
     def test_columns_are_found_by_name(self) -> None:
         """Extra and reordered columns do not matter."""
@@ -372,20 +387,36 @@ class TestExplain:
         expected = fitted.predict_proba(row)[0, 1] - fitted.predict_proba(swapped)[0, 1]
         assert reason.contribution == pytest.approx(expected, abs=1e-9)
 
+    @pytest.mark.parametrize("family", ["hgb", "logreg"])
     def test_scores_all_variants_in_one_call(
-        self, fitted: FailureWarningModel, data: Data, monkeypatch: pytest.MonkeyPatch
+        self,
+        family: str,
+        fitted: FailureWarningModel,
+        fitted_logreg: FailureWarningModel,
+        data: Data,
+        monkeypatch: pytest.MonkeyPatch,
     ) -> None:
-        """The row and every one-feature variant go through predict_proba once."""
+        """The row and every one-feature variant are scored as one batch (hgb: encoded, logreg: Pipeline)."""
+        model = fitted if family == "hgb" else fitted_logreg
         calls: list[int] = []
-        real = type(fitted.pipeline_).predict_proba
+        if family == "hgb":
+            real_proba = model_module._calibrated_proba
 
-        def counting(self: Pipeline, X: pd.DataFrame, **kw: Any) -> np.ndarray:
-            calls.append(len(X))
-            return real(self, X, **kw)
+            def counting(calibrated: Any, Xt: np.ndarray) -> np.ndarray | None:
+                calls.append(len(Xt))
+                return real_proba(calibrated, Xt)
 
-        monkeypatch.setattr(type(fitted.pipeline_), "predict_proba", counting)
-        fitted.explain(data[0].iloc[[0]])
-        assert calls == [len(fitted.feature_spec_.names) + 1]
+            monkeypatch.setattr(model_module, "_calibrated_proba", counting)
+        else:
+            real = type(model.pipeline_).predict_proba
+
+            def counting_pipeline(self: Pipeline, X: pd.DataFrame, **kw: Any) -> np.ndarray:
+                calls.append(len(X))
+                return real(self, X, **kw)
+
+            monkeypatch.setattr(type(model.pipeline_), "predict_proba", counting_pipeline)
+        model.explain(data[0].iloc[[0]])
+        assert calls == [len(model.feature_spec_.names) + 1]
 
     def test_features_at_their_usual_value_are_not_reasons(self, fitted: FailureWarningModel, data: Data) -> None:
         """A row equal to the baseline has no reasons."""
@@ -398,6 +429,121 @@ class TestExplain:
         """explain() is for one run at a time."""
         with pytest.raises(ValueError, match="one feature row"):
             fitted.explain(data[0].iloc[:2])
+
+
+def _odd_rows(X: pd.DataFrame) -> list[pd.DataFrame]:
+    """Rows with values live scoring may meet: missing, unseen or NA categories, NaN/inf/int/nullable numbers."""
+    base = X.iloc[[7]]
+    return [
+        base.assign(flow_name=None),
+        base.assign(flow_name=np.nan),
+        base.assign(flow_name="never-seen"),
+        base.assign(flow_name=pd.array([pd.NA], dtype=object)),
+        base.astype({"flow_name": "category"}),
+        base.assign(feature_input_rows=np.nan, flow_failure_rate_smoothed=np.inf),
+        base.assign(feature_input_rows=pd.array([None], dtype="Float64")),
+        base.assign(feature_input_rows=np.array([70_000], dtype=np.int64)),
+        base.assign(flow_last_ended_failed=np.array([None], dtype=object)),
+        base[base.columns[::-1]].assign(unrelated="x"),
+    ]
+
+
+def _reference_explain(model: FailureWarningModel, row: pd.DataFrame) -> list[tuple[str, float]]:
+    """explain()'s definition, spelled out: one plain Pipeline call per feature swapped to its baseline."""
+    risk = model.pipeline_.predict_proba(row)[0, 1]
+    contributions = []
+    for name in model.feature_spec_.names:
+        swapped = row.copy()
+        swapped[name] = model.feature_baseline_[name]
+        contributions.append(risk - model.pipeline_.predict_proba(swapped)[0, 1])
+    c = np.asarray(contributions)
+    order = [i for i in np.argsort(-np.abs(c), kind="stable") if abs(c[i]) >= 1e-9]
+    return [(model.feature_spec_.names[i], float(c[i])) for i in order]
+
+
+def _assert_reasons(model: FailureWarningModel, row: pd.DataFrame) -> None:
+    """explain(row) gives the reference's features in its order, with its contributions and the row's values."""
+    reasons = model.explain(row, top=len(model.feature_spec_.names))
+    expected = _reference_explain(model, row)
+    assert [r.feature for r in reasons] == [name for name, _ in expected]
+    for reason, (name, c) in zip(reasons, expected, strict=True):
+        assert reason.contribution == pytest.approx(c, abs=1e-12)
+        value = row.iloc[0][name]
+        assert (pd.isna(value) and pd.isna(reason.value)) or reason.value == value
+
+
+class TestFastScoring:
+    """Small batches of an hgb model skip the Pipeline's per-call overhead, with the Pipeline's exact results."""
+
+    def test_hgb_takes_the_fast_path_and_logreg_does_not(
+        self, fitted: FailureWarningModel, fitted_logreg: FailureWarningModel
+    ) -> None:
+        """Otherwise the equality tests below would compare the Pipeline with itself."""
+        assert model_module._hgb_parts(fitted.pipeline_) is not None
+        assert model_module._hgb_parts(fitted_logreg.pipeline_) is None
+        assert model_module._hgb_parts(Pipeline([("classifier", CalibratedClassifierCV())])) is None
+
+    def test_one_row_does_not_call_the_pipeline(
+        self, fitted: FailureWarningModel, data: Data, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """risk() and explain() of one row never reach Pipeline.predict_proba."""
+
+        def forbidden(*args: Any, **kwargs: Any) -> None:
+            raise AssertionError("Pipeline.predict_proba called for one row")
+
+        monkeypatch.setattr(Pipeline, "predict_proba", forbidden)
+        row = data[0].iloc[[3]]
+        fitted.risk(row)
+        fitted.explain(row)
+
+    @pytest.mark.parametrize("family", ["hgb", "logreg"])
+    @pytest.mark.parametrize("n_rows", [1, 2, 37, 64, 65])
+    def test_risk_equals_the_pipeline(
+        self, family: str, n_rows: int, fitted: FailureWarningModel, fitted_logreg: FailureWarningModel, data: Data
+    ) -> None:
+        """Single rows and small batches score exactly as pipeline_.predict_proba does."""
+        model = fitted if family == "hgb" else fitted_logreg
+        X = data[0]
+        batches = [X.iloc[i : i + n_rows] for i in range(0, 40 * n_rows, 2 * n_rows)][:20]
+        for rows in batches:
+            np.testing.assert_allclose(
+                model.predict_proba(rows), model.pipeline_.predict_proba(rows), rtol=0, atol=1e-12
+            )
+
+    def test_odd_values_score_as_in_the_pipeline(self, fitted: FailureWarningModel, data: Data) -> None:
+        """Missing, unseen and nullable values give the Pipeline's risk, one row at a time and as a batch."""
+        rows = _odd_rows(data[0])
+        for row in rows:
+            np.testing.assert_allclose(fitted.risk(row), fitted.pipeline_.predict_proba(row)[:, 1], rtol=0, atol=1e-12)
+
+    @pytest.mark.parametrize("kind", ["isotonic", "ensemble"])
+    def test_other_calibrations_score_as_in_the_pipeline(self, kind: str, data: Data) -> None:
+        """Isotonic calibrators and several calibrated members (ensemble=True) are averaged as sklearn does."""
+        X, y = data
+        model = FailureWarningModel(calibration="isotonic" if kind == "isotonic" else "sigmoid").fit(X, y)
+        if kind == "ensemble":
+            pipe = make_pipeline(feature_spec(X), "hgb")
+            pipe.set_params(classifier__ensemble=True)
+            model.pipeline_ = pipe.fit(X, y.to_numpy(dtype=int))
+            assert len(model.pipeline_.named_steps["classifier"].calibrated_classifiers_) == 3
+        assert model_module._hgb_parts(model.pipeline_) is not None
+        for rows in [X.iloc[[i]] for i in range(0, 400, 20)] + [X.iloc[:50]]:
+            np.testing.assert_allclose(
+                model.predict_proba(rows), model.pipeline_.predict_proba(rows), rtol=0, atol=1e-12
+            )
+        _assert_reasons(model, X.iloc[[5]])
+
+    @pytest.mark.parametrize("family", ["hgb", "logreg"])
+    def test_explain_matches_the_per_feature_reference(
+        self, family: str, fitted: FailureWarningModel, fitted_logreg: FailureWarningModel, data: Data
+    ) -> None:
+        """Same reasons, same order, same contributions as swapping each feature and re-scoring alone."""
+        model = fitted if family == "hgb" else fitted_logreg
+        X = data[0]
+        riskiest = np.argsort(-model.risk(X))[:10].tolist()
+        rows = [X.iloc[[i]] for i in [*riskiest, 0, 1, 2]] + _odd_rows(X)[:4]
+        for row in rows:
+            _assert_reasons(model, row)
 
 
 class TestPersistence:

@@ -186,6 +186,48 @@ class TestLiveEqualsBacktest:
         assert np.abs(live_risk - batch.loc[live_risk.index]).max() <= 1e-12
         assert (batch.loc[live_risk.index] > 0).all()
 
+    def test_warm_scores_while_history_arrives_equal_batch(
+        self, sqlite_url: str, history: tuple[pd.DataFrame, pd.DataFrame], trained: Path
+    ) -> None:
+        """Runs scored one by one while the store receives what happens in between: the batch risks.
+
+        This is how a long-lived worker scores: as forewarn.flow does, a run's row is written when it
+        starts and again when it ends, and attempts when they end; the cache's index grows by what ended
+        since its last read (the tail, then the rows that become final) and must give what the full
+        history gives.
+        """
+        model, manifest = loaded(trained)
+        runs, attempts = history
+        runs = runs.sort_values("scheduled_start", kind="stable").reset_index(drop=True)
+        targets = runs.iloc[3000:3060]
+        never = pd.Timestamp.max.tz_localize("UTC")
+        started = runs["start_time"].fillna(runs["scheduled_start"])
+        ended = runs["end_time"].fillna(never)
+        running = runs.assign(state="RUNNING", end_time=pd.Series(pd.NaT, index=runs.index, dtype=ended.dtype))
+        store = TelemetryStore(sqlite_url)
+
+        def arrive(since: pd.Timestamp, until: pd.Timestamp) -> None:
+            store.record_runs_frame(running.loc[(started >= since) & (started < until) & (ended >= until)])
+            store.record_runs_frame(runs.loc[(ended >= since) & (ended < until)])
+            store.record_attempts_frame(attempts.loc[(attempts["end_time"] >= since) & (attempts["end_time"] < until)])
+
+        previous = pd.Timestamp.min.tz_localize("UTC")
+        cache, live = HistoryCache(store), []
+        for i in range(len(targets)):
+            target = targets.iloc[[i]]
+            now = target["scheduled_start"].iloc[0] + pd.Timedelta(seconds=2)
+            arrive(previous, now)
+            previous = now
+            live.append(
+                score_runs(store, target, model, manifest, now=now.to_pydatetime(), cache=cache)["risk"].iloc[0]
+            )
+        assert cache.reads["runs_full"] == 1 and cache.reads["runs_tail"] == len(targets) - 1
+        arrive(previous, never)  # the rest: what ended later changes nothing
+        all_runs, all_attempts = store.runs(), store.attempts()
+        in_store = all_runs.set_index("flow_run_id").loc[targets["flow_run_id"]].reset_index()
+        expected = model.risk(build_features(in_store, all_runs, all_attempts))
+        np.testing.assert_allclose(live, expected, rtol=0, atol=1e-12)
+
     def test_attempt_signals_take_part(self, store: TelemetryStore, trained: Path) -> None:
         """The sampled window has failed attempts, so the attempt features are exercised, not all zero."""
         runs, attempts = store.runs(), store.attempts()
@@ -336,23 +378,23 @@ class TestHistoryCache:
         """After one full read, each read is a tail read, and new rows appear in it."""
         since, attempts_since, now = self.window(store)
         cache = HistoryCache(store)
-        runs, _ = cache.frames(since, attempts_since, now=now)
+        runs, _ = cache.read(since, attempts_since, now=now)
         assert len(runs) == len(store.ended_runs(since.to_pydatetime()))
         t = now.to_pydatetime()
         store.record_flow_run_start(FlowRunRecord("new-1", "etl", t, RunState.FAILED, end_time=t))
-        runs2, _ = cache.frames(since, attempts_since, now=now + pd.Timedelta(seconds=5))
-        assert "new-1" in set(runs2["flow_run_id"]) and len(runs2) == len(runs) + 1
+        runs2, _ = cache.read(since, attempts_since, now=now + pd.Timedelta(seconds=5))
+        assert "new-1" in set(runs2.ids) and len(runs2) == len(runs) + 1
         assert cache.reads == {"runs_full": 1, "runs_tail": 1, "attempts_full": 1, "attempts_tail": 1}
 
     def test_history_imported_behind_it_triggers_a_full_read(self, store: TelemetryStore) -> None:
         """Rows written with old end times change the count of the cached range: the window is re-read."""
         since, attempts_since, now = self.window(store)
         cache = HistoryCache(store)
-        cache.frames(since, attempts_since, now=now)
+        cache.read(since, attempts_since, now=now)
         old = (now - pd.Timedelta(days=3)).to_pydatetime()
         store.record_flow_run_start(FlowRunRecord("imported-1", "etl", old, RunState.COMPLETED, end_time=old))
-        runs2, _ = cache.frames(since, attempts_since, now=now)
-        assert "imported-1" in set(runs2["flow_run_id"])
+        runs2, _ = cache.read(since, attempts_since, now=now)
+        assert "imported-1" in set(runs2.ids)
         assert cache.reads["runs_full"] == 2
 
     def test_a_run_that_ends_again_replaces_its_old_row(self, store: TelemetryStore) -> None:
@@ -361,22 +403,21 @@ class TestHistoryCache:
         t = (now - pd.Timedelta(hours=1)).to_pydatetime()
         store.record_flow_run_start(FlowRunRecord("retried", "etl", t, RunState.FAILED, end_time=t))
         cache = HistoryCache(store)
-        cache.frames(since, attempts_since, now=now)
+        cache.read(since, attempts_since, now=now)
         store.record_flow_run_start(FlowRunRecord("retried", "etl", t, RunState.RUNNING))
         store.record_flow_run_end("retried", RunState.COMPLETED, now.to_pydatetime())
-        runs, _ = cache.frames(since, attempts_since, now=now + pd.Timedelta(seconds=1))
-        rows = runs.loc[runs["flow_run_id"] == "retried"]
-        assert rows["state"].tolist() == ["COMPLETED"]
+        runs, _ = cache.read(since, attempts_since, now=now + pd.Timedelta(seconds=1))
+        assert runs.succ[runs.ids == "retried"].tolist() == [True]
 
     def test_the_window_moving_on_drops_old_rows(self, store: TelemetryStore) -> None:
         """Rows older than the window (less an hour of slack) leave the cache."""
         _, attempts_since, now = self.window(store)
         since = now - pd.Timedelta(days=5)  # the simulated history spans ten days
         cache = HistoryCache(store)
-        first, _ = cache.frames(since, attempts_since, now=now)
+        first, _ = cache.read(since, attempts_since, now=now)
         later = pd.Timedelta(days=2)
-        moved, _ = cache.frames(since + later, attempts_since + later, now=now + later)
-        assert moved["end_time"].min() >= since + later - pd.Timedelta(hours=1)
+        moved, _ = cache.read(since + later, attempts_since + later, now=now + later)
+        assert moved.end.min() >= (since + later - pd.Timedelta(hours=1)).value
         assert len(moved) < len(first)
 
 
@@ -403,11 +444,21 @@ class TestLeanStoreReads:
             assert len(lean_att) == len(in_window)
             assert set(lean_att["flow_run_id"]) == set(in_window["flow_run_id"])
             assert lean_att["run_scheduled_start"].notna().all()
+            columns = s.ended_rows("flow_runs", since.to_pydatetime(), until.to_pydatetime())
+            assert list(columns) == list(s.ENDED_RUN_COLUMNS)
+            assert columns["flow_run_id"].tolist() == lean["flow_run_id"].tolist()
+            for name in ("scheduled_start", "start_time", "end_time"):  # naive UTC datetime64, NaT kept
+                np.testing.assert_array_equal(columns[name], lean[name].dt.tz_localize(None).to_numpy())
+            att_columns = s.ended_rows("task_attempts", since.to_pydatetime(), until.to_pydatetime())
+            assert att_columns["flow_run_id"].tolist() == lean_att["flow_run_id"].tolist()
             assert s.count_ended("flow_runs", since.to_pydatetime(), until.to_pydatetime()) == len(lean)
             assert s.count_ended("task_attempts", since.to_pydatetime(), until.to_pydatetime()) == len(lean_att)
 
     def test_count_ended_names_its_tables(self, sqlite_url: str) -> None:
-        """Only flow_runs and task_attempts can be counted."""
+        """Only flow_runs and task_attempts can be counted or read."""
         t0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
-        with TelemetryStore(sqlite_url) as s, pytest.raises(ValueError, match="flow_runs"):
-            s.count_ended("predictions", t0, t0)
+        with TelemetryStore(sqlite_url) as s:
+            with pytest.raises(ValueError, match="flow_runs"):
+                s.count_ended("predictions", t0, t0)
+            with pytest.raises(ValueError, match="task_attempts"):
+                s.ended_rows("predictions", t0)

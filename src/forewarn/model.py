@@ -41,6 +41,8 @@ from typing import Any
 import joblib
 import numpy as np
 import pandas as pd
+import sklearn.calibration
+from scipy.special import expit  # scipy: a dependency of scikit-learn's; expit is what it calibrates with
 from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.compose import ColumnTransformer
@@ -104,6 +106,14 @@ def _categorical_block(X: pd.DataFrame) -> np.ndarray:
     out = values.astype(str).astype(object)
     out[pd.isna(values)] = MISSING_CATEGORY
     return out
+
+
+def _column_positions(columns: pd.Index, names: Sequence[str]) -> np.ndarray:
+    """``columns.get_indexer(names)`` (-1: absent) via a dict: a ~35-name lookup costs ~100 us in pandas."""
+    if not columns.is_unique:  # get_indexer raises InvalidIndexError, as it always did here
+        return np.asarray(columns.get_indexer(names))
+    where = {name: i for i, name in enumerate(columns.tolist())}
+    return np.fromiter((where.get(name, -1) for name in names), dtype=np.intp, count=len(names))
 
 
 _OPENMP: Any = None
@@ -199,10 +209,26 @@ class FrameEncoder(TransformerMixin, BaseEstimator):
     def _transform_small(self, X: pd.DataFrame) -> np.ndarray:
         """The same for a few rows (live scoring) without per-column pandas selections: ~10x faster."""
         names = [*self.numeric, *self.categorical]
-        positions = X.columns.get_indexer(names)
+        positions = _column_positions(X.columns, names)
         if (positions < 0).any():
             raise KeyError([n for n, i in zip(names, positions, strict=True) if i < 0])
-        values = X.to_numpy(dtype=object)[:, positions]
+        return self._encode_objects(X.to_numpy(dtype=object)[:, positions])
+
+    def _encode_columns(self, columns: Mapping[str, np.ndarray]) -> np.ndarray:
+        """What :meth:`transform` makes of ``pd.DataFrame(columns)`` (at most ``SMALL_BATCH`` rows), sans frame.
+
+        :meth:`FailureWarningModel.explain` builds its batch as columns; building a DataFrame from them
+        and taking it apart again cost more than scoring the batch. Raises ``TypeError``/``ValueError``
+        where the small path does (the caller then takes the frame path).
+        """
+        names = [*self.numeric, *self.categorical]
+        values = np.empty((len(columns[names[0]]) if names else 0, len(names)), dtype=object)
+        for j, name in enumerate(names):
+            values[:, j] = columns[name]
+        return self._blank_empty(self._encode_objects(values))
+
+    def _encode_objects(self, values: np.ndarray) -> np.ndarray:
+        """Encode an object matrix whose columns are ``[*numeric, *categorical]``, row by row."""
         k = len(self.numeric)
         out = np.empty(values.shape, dtype=float)
         out[:, :k] = values[:, :k].astype(float)
@@ -291,6 +317,101 @@ def make_pipeline(
         ensemble=False,
     )
     return Pipeline([("features", features), ("classifier", calibrated)])
+
+
+# ----------------------------------------------------------------------------------- fast small scoring
+
+
+_SIGMOID_CALIBRATION = getattr(sklearn.calibration, "_SigmoidCalibration", None)
+"""sklearn's private Platt calibrator class; ``None`` in a version without it (then ``.predict`` is called)."""
+
+
+@dataclass(frozen=True)
+class _HgbParts:
+    """The fitted parts of an ``"hgb"`` pipeline that :func:`_calibrated_proba` scores without sklearn's checks."""
+
+    encoder: FrameEncoder
+    calibrated: Any  # a fitted CalibratedClassifierCV over binary HistGradientBoostingClassifiers
+
+
+def _hgb_parts(pipeline: Any) -> _HgbParts | None:
+    """The parts of ``pipeline`` if it is exactly what ``make_pipeline(spec, "hgb")`` fits, else ``None``.
+
+    Scoring a few rows through the Pipeline costs ~2.5 ms, mostly sklearn re-validating the input and
+    re-fitting a LabelEncoder inside every ``_CalibratedClassifier.predict_proba`` call; the trees
+    themselves cost ~0.3 ms. Only the exact classes are accepted (no subclasses, no categorical
+    preprocessing inside HGB, binary, sigmoid or isotonic calibration), so any other pipeline - the
+    logreg family, a future sklearn without these attributes - keeps the plain ``predict_proba`` path.
+    """
+    steps = getattr(pipeline, "steps", None)
+    if type(pipeline) is not Pipeline or not steps or len(steps) != 2:
+        return None
+    encoder, calibrated = steps[0][1], steps[1][1]
+    if type(encoder) is not FrameEncoder or type(calibrated) is not CalibratedClassifierCV:
+        return None
+    members = getattr(calibrated, "calibrated_classifiers_", None)
+    if not members or len(getattr(calibrated, "classes_", ())) != 2:
+        return None
+    for member in members:
+        est = getattr(member, "estimator", None)
+        if (
+            type(est) is not HistGradientBoostingClassifier
+            or getattr(est, "_preprocessor", None) is not None  # HGB would re-encode categorical columns
+            or hasattr(est, "feature_names_in_")  # fitted on a frame: sklearn would check the names
+            or getattr(est, "n_trees_per_iteration_", None) != 1
+            or not all(hasattr(est, a) for a in ("_predict_iterations", "_predictors", "_baseline_prediction"))
+            or getattr(member, "method", None) not in ("sigmoid", "isotonic")
+            or len(getattr(member, "calibrators", ())) != 1
+            or len(getattr(member, "classes", ())) != 2
+        ):
+            return None
+    return _HgbParts(encoder, calibrated)
+
+
+def _calibrated_proba(calibrated: Any, Xt: np.ndarray) -> np.ndarray | None:
+    """``calibrated.predict_proba(Xt)`` for :func:`_hgb_parts`' calibrated HGB, to the last bit; ``None``: no.
+
+    The steps of sklearn's ``CalibratedClassifierCV.predict_proba`` and ``_CalibratedClassifier.predict_proba``
+    (binary case) on the already-encoded float matrix: each member's HGB decision function (its trees'
+    sum, via HGB's own tree code) goes through its calibrator into column 1, column 0 is ``1 - p``, values
+    just above 1 are clipped, and the members' probabilities are averaged in order. What is skipped is
+    input validation, the pandas/array-API dispatch and a LabelEncoder fit per call, for a matrix our
+    own :class:`FrameEncoder` produced (checked: float64, 2-D, the width HGB was fitted on).
+    """
+    members = calibrated.calibrated_classifiers_
+    if not (isinstance(Xt, np.ndarray) and Xt.dtype == np.float64 and Xt.ndim == 2):
+        return None  # e.g. set_output(transform="pandas") made the encoder return a DataFrame
+    if any(Xt.shape[1] != m.estimator.n_features_in_ for m in members):
+        return None
+    mean = np.zeros((len(Xt), 2))
+    for member in members:
+        proba = np.zeros((len(Xt), 2))
+        proba[:, 1] = _calibrate(member.calibrators[0], _hgb_decision(member.estimator, Xt))
+        proba[:, 0] = 1.0 - proba[:, 1]
+        proba[(proba > 1.0) & (proba <= 1.0 + 1e-5)] = 1.0
+        mean += proba
+    mean /= len(members)
+    return mean
+
+
+def _hgb_decision(est: Any, Xt: np.ndarray) -> np.ndarray:
+    """``est.decision_function(Xt)`` of a binary HistGradientBoostingClassifier without re-validating ``Xt``.
+
+    As ``_raw_predict`` does it: baseline plus each tree's prediction, tree by tree. One OpenMP thread:
+    for a few rows a parallel region costs more than the rows (4x slower per row with 2 threads on a
+    busy 2-core machine); the thread count does not change the result.
+    """
+    raw = np.zeros((len(Xt), 1), dtype=est._baseline_prediction.dtype, order="F")
+    raw += est._baseline_prediction
+    est._predict_iterations(Xt, est._predictors, raw, False, 1)
+    return raw.ravel()
+
+
+def _calibrate(calibrator: Any, decision: np.ndarray) -> np.ndarray:
+    """``calibrator.predict(decision)``; the sigmoid's one line inline, sparing ~0.1 ms of 1-D validation."""
+    if type(calibrator) is _SIGMOID_CALIBRATION:
+        return np.asarray(expit(-(calibrator.a_ * decision + calibrator.b_)))  # _SigmoidCalibration.predict
+    return np.asarray(calibrator.predict(decision))
 
 
 # -------------------------------------------------------------------------------------------- threshold
@@ -573,7 +694,20 @@ class FailureWarningModel(ClassifierMixin, BaseEstimator):
 
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
         """Calibrated probabilities, shape ``(n, 2)``: column 1 is the failure risk."""
-        rows = self._features(X)
+        return self._proba(self._features(X))
+
+    def _proba(self, rows: pd.DataFrame) -> np.ndarray:
+        """``pipeline_.predict_proba(rows)``; up to ``SMALL_BATCH`` rows of an hgb model without its overhead.
+
+        Live scoring scores one row at a time, where sklearn's per-call checks cost ~6x the model itself
+        (see :func:`_hgb_parts`); the result is the pipeline's to the last bit, and anything unexpected
+        takes the pipeline.
+        """
+        parts = _hgb_parts(self.pipeline_) if 0 < len(rows) <= SMALL_BATCH else None  # 0 rows: sklearn's error
+        if parts is not None:
+            proba = _calibrated_proba(parts.calibrated, parts.encoder.transform(rows))
+            if proba is not None:
+                return proba
         with _openmp_threads(self.n_threads):
             return self.pipeline_.predict_proba(rows)
 
@@ -590,8 +724,8 @@ class FailureWarningModel(ClassifierMixin, BaseEstimator):
 
         For each feature the row is copied with that feature set to its training baseline (median for
         numeric, most frequent for categorical features); ``contribution = risk(row) - risk(copy)``, so a
-        positive contribution means the actual value raises risk. The row and all copies are scored in one
-        ``predict_proba`` call. Features at their baseline value (contribution 0) are left out.
+        positive contribution means the actual value raises risk. The row and all copies are scored as one
+        batch (see :meth:`_variant_risks`). Features at their baseline value (contribution 0) are left out.
 
         Example::
 
@@ -603,17 +737,9 @@ class FailureWarningModel(ClassifierMixin, BaseEstimator):
         if len(row) != 1:
             raise ValueError(f"explain() takes one feature row, got {len(row)}")
         names = list(self.feature_spec_.names)
-        k = len(names)
-        columns: dict[str, Any] = {}
-        for i, name in enumerate(names):
-            col = np.empty(k + 1, dtype=object)
-            col[:] = [row.iloc[0][name]]
-            col[i + 1] = self.feature_baseline_[name]
-            if name in self.feature_spec_.numeric:
-                col = pd.to_numeric(pd.Series(col), errors="coerce").to_numpy(dtype=float)
-            columns[name] = col
-        with _openmp_threads(self.n_threads):
-            risks = self.pipeline_.predict_proba(pd.DataFrame(columns))[:, 1]
+        first = row.iloc[0]
+        values = [first[name] for name in names]
+        risks = self._variant_risks(self._variant_columns(values))
         contributions = risks[0] - risks[1:]
         order = np.argsort(-np.abs(contributions), kind="stable")
         reasons: list[Reason] = []
@@ -622,11 +748,52 @@ class FailureWarningModel(ClassifierMixin, BaseEstimator):
             if abs(c) < 1e-9:
                 break
             name = names[i]
-            value, base = row.iloc[0][name], self.feature_baseline_[name]
+            value, base = values[i], self.feature_baseline_[name]
             verb = "raises" if c > 0 else "lowers"
             text = f"{name} = {_fmt(value)} (usual {_fmt(base)}) {verb} risk by {abs(c):.2g}"
             reasons.append(Reason(feature=name, value=value, baseline=base, contribution=c, text=text))
         return reasons
+
+    def _variant_columns(self, values: Sequence[Any]) -> dict[str, np.ndarray]:
+        """explain()'s batch, column by column: the row, then one copy per feature with it at its baseline.
+
+        Numeric columns hold what ``pd.to_numeric(errors="coerce")`` makes of the values; for plain floats
+        (every value build_features writes) that is the floats themselves, written directly because
+        ~35 ``to_numeric`` calls cost ~1.5 ms.
+        """
+        k = len(values)
+        numeric = set(self.feature_spec_.numeric)
+        columns: dict[str, np.ndarray] = {}
+        for i, (name, value) in enumerate(zip(self.feature_spec_.names, values, strict=True)):
+            base = self.feature_baseline_[name]
+            plain = name in numeric and isinstance(value, float) and isinstance(base, float)
+            col = np.full(k + 1, value, dtype=float) if plain else np.empty(k + 1, dtype=object)
+            if not plain:
+                col[:] = [value]
+            col[i + 1] = base
+            if name in numeric and not plain:
+                col = pd.to_numeric(pd.Series(col), errors="coerce").to_numpy(dtype=float)
+            columns[name] = col
+        return columns
+
+    def _variant_risks(self, columns: dict[str, np.ndarray]) -> np.ndarray:
+        """The risk of each row of ``pd.DataFrame(columns)``, scored as one batch.
+
+        An hgb model encodes the columns straight into its matrix (no DataFrame: building one and taking
+        it apart again cost ~1 ms); otherwise, or where the encoder's small path refuses a value, the
+        frame goes through :meth:`_proba`.
+        """
+        parts = _hgb_parts(self.pipeline_)
+        n = len(next(iter(columns.values()), ()))
+        if parts is not None and n <= SMALL_BATCH:  # transform() would take its small path too
+            try:
+                Xt = parts.encoder._encode_columns(columns)
+            except (TypeError, ValueError, KeyError):  # as transform(): the frame path handles odd values
+                Xt = None
+            proba = _calibrated_proba(parts.calibrated, Xt) if Xt is not None else None
+            if proba is not None:
+                return proba[:, 1]
+        return self._proba(pd.DataFrame(columns))[:, 1]
 
 
 def _mode(s: pd.Series) -> Any:

@@ -1305,9 +1305,8 @@ class TelemetryStore:
         frame = pd.DataFrame([tuple(r) for r in rows], columns=list(columns), dtype=object)
         for name in columns:
             if name in _TIME_COLUMNS:
-                parsed = _parse_times(frame[name].to_numpy(dtype=object), sqlite=sqlite)
-                parsed.index = frame.index
-                frame[name] = parsed
+                times = _parse_times(frame[name].to_numpy(dtype=object), sqlite=sqlite)
+                frame[name] = pd.DatetimeIndex(times).tz_localize("UTC").array
             elif name in ("parameters", "reasons", "features"):
                 decoded = _decode_json_cells(frame[name].tolist())
                 if name == "features":
@@ -1436,29 +1435,62 @@ class TelemetryStore:
         params = {"since": _aware(since, "since"), "until": _aware(until, "until")}
         return int(self._read(lambda conn: conn.execute(stmt, params).scalar_one(), f"count_ended({table})"))
 
-    def _lean_frame(
+    def ended_rows(self, table: str, since: datetime, until: datetime | None = None) -> dict[str, np.ndarray]:
+        """:meth:`ended_runs` (``table="flow_runs"``) or :meth:`ended_attempts` (``"task_attempts"``) as
+        numpy columns: text as object arrays with ``None`` for missing, times as naive-UTC
+        ``datetime64[ns]`` arrays.
+
+        The read of live scoring's cache (:class:`forewarn.scoring.HistoryCache`), which prepares the rows at
+        once (:class:`forewarn.features.RunIndex`): for the few rows that ended since its last look, building
+        a DataFrame would cost several times the query.
+
+        Example::
+
+            >>> from datetime import datetime, timezone
+            >>> columns = TelemetryStore("sqlite://").ended_rows("flow_runs", datetime(2026, 1, 1, tzinfo=timezone.utc))
+            >>> columns["end_time"].dtype, len(columns["flow_run_id"])
+            (dtype('<M8[ns]'), 0)
+        """
+        kinds = {
+            "flow_runs": ("runs", self.ENDED_RUN_COLUMNS),
+            "task_attempts": ("attempts", self.ENDED_ATTEMPT_COLUMNS),
+        }
+        if table not in kinds:
+            raise ValueError(f"table={table!r} is invalid: expected 'flow_runs' or 'task_attempts'")
+        kind, columns = kinds[table]
+        return self._lean_columns(kind, since, until, columns, f"ended_rows({table})")
+
+    def _lean_columns(
         self, kind: str, since: datetime, until: datetime | None, columns: Sequence[str], action: str
-    ) -> pd.DataFrame:
-        """Rows of a lean select as a frame: object text columns, each time column parsed in one call."""
+    ) -> dict[str, np.ndarray]:
+        """Rows of a lean select as numpy columns: object text, each time column parsed in one call."""
         import numpy as np
-        import pandas as pd
 
         stmt = _ended_statement(kind, bounded=until is not None)
         params = {"since": _aware(since, "since")}
         if until is not None:
             params["until"] = _aware(until, "until")
         rows = self._read(lambda conn: conn.execute(stmt, params).all(), action)
-        if not rows:  # the usual answer to "what ended since the last look": skip building columns
-            return pd.DataFrame({n: pd.Series(dtype="datetime64[ns, UTC]" if _is_time(n) else object) for n in columns})
-        values = list(zip(*rows, strict=True))
-        data: dict[str, Any] = {}
-        for name, cells in zip(columns, values, strict=True):
-            cells_array = np.array(cells, dtype=object)
+        n = len(rows)
+        cells = list(zip(*rows, strict=True)) if n else [()] * len(columns)
+        out: dict[str, np.ndarray] = {}
+        for name, values in zip(columns, cells, strict=True):
+            array = np.empty(n, dtype=object)
+            array[:] = values
+            out[name] = _parse_times(array, sqlite=self._is_sqlite) if _is_time(name) else array
+        return out
+
+    def _lean_frame(
+        self, kind: str, since: datetime, until: datetime | None, columns: Sequence[str], action: str
+    ) -> pd.DataFrame:
+        """:meth:`_lean_columns` as a frame, times ``datetime64[ns, UTC]``."""
+        import pandas as pd
+
+        data: dict[str, Any] = self._lean_columns(kind, since, until, columns, action)
+        for name in columns:
             if _is_time(name):
-                data[name] = _parse_times(cells_array, sqlite=self._is_sqlite)
-            else:
-                data[name] = pd.Series(cells_array, dtype=object)
-        return pd.DataFrame(data, columns=list(columns))
+                data[name] = pd.DatetimeIndex(data[name]).tz_localize("UTC").array
+        return pd.DataFrame(data, columns=list(columns), copy=False)
 
 
 _ENDED_STATEMENTS: dict[tuple[str, bool], sa.Select[Any]] = {}
@@ -1511,19 +1543,22 @@ def _raw_time(column: sa.ColumnElement[Any], name: str | None = None) -> sa.Colu
     return sa.type_coerce(column, sa.String).label(name or column.name)
 
 
-def _parse_times(cells: np.ndarray, *, sqlite: bool) -> pd.Series:
-    """Stored times (SQLite text, PostgreSQL aware datetimes) as one ``datetime64[ns, UTC]`` Series."""
+def _parse_times(cells: np.ndarray, *, sqlite: bool) -> np.ndarray:
+    """Stored times (SQLite text, PostgreSQL aware datetimes) as one naive-UTC ``datetime64[ns]`` array."""
     import pandas as pd
 
     if sqlite:  # UTCDateTime writes naive UTC text, YYYY-MM-DD HH:MM:SS.ffffff: numpy parses it in C
         text = cells.copy()
         text[pd.isna(text)] = "NaT"
         try:
-            naive = text.astype("datetime64[us]").astype("datetime64[ns]")
-            return pd.Series(pd.DatetimeIndex(naive).tz_localize("UTC"))
+            return text.astype("datetime64[us]").astype("datetime64[ns]")
         except (ValueError, TypeError):  # text written by another tool: any ISO 8601 form
-            return pd.Series(pd.to_datetime(cells, format="ISO8601", utc=True), dtype="datetime64[ns, UTC]")
-    return pd.Series(pd.to_datetime(cells, utc=True), dtype="datetime64[ns, UTC]")
+            return _naive_utc(pd.to_datetime(cells, format="ISO8601", utc=True))
+    return _naive_utc(pd.to_datetime(cells, utc=True))
+
+
+def _naive_utc(times: pd.DatetimeIndex) -> np.ndarray:
+    return times.tz_convert("UTC").tz_localize(None).as_unit("ns").to_numpy()
 
 
 def _decode_json_cells(cells: list[str | None]) -> list[Any]:
