@@ -12,10 +12,22 @@ for a warned run only, its top-3 reasons.
 * **cold**: ``cache=False``, every score reads its whole history window (30 days + 6 h of runs, 6 h of
   attempts) from the store, as the first score of a fresh process does;
 * **warm**: the process's ``HistoryCache``, which re-reads only the rows that ended since the last score
-  (the first score, a full read, is reported on its own).
+  (the first score, a full read, is reported on its own);
+* **fresh**: every score uses a new ``HistoryCache`` - as the first score of a new process does, in a
+  process-per-run worker - that starts from the history snapshot (``forewarn.snapshot``) an earlier
+  score saved, reads only what ended since, and saves the snapshot again once 500 rows have become
+  stable since it was saved (the first score of the pass finds no snapshot, reads in full and saves; it
+  is reported on its own). These processes live in this one, so the figures leave out what a new Python
+  process pays once (imports, the model load, first calls);
+* **process** (not run by default): the first ``--processes`` targets are each scored by a new Python
+  process, as a process-per-run worker does: every other one starts from the snapshot (``fresh``), the
+  others from nothing (``cold``). Reported: the first ``score_runs`` call of each process, and what the
+  process paid before it (imports, opening the store, loading the model).
 
     .venv/bin/python bench/scoring_latency.py                         # builds /tmp/forewarn-bench/store.db once
     .venv/bin/python bench/scoring_latency.py --targets 1000 --rebuild
+    .venv/bin/python bench/scoring_latency.py --modes warm,fresh      # skip the cold pass (--warm-only: warm)
+    .venv/bin/python bench/scoring_latency.py --modes process --processes 40   # real new processes
     .venv/bin/python bench/scoring_latency.py --warm-only --profile 30   # cProfile the warm scores
 
 Building the store takes about a minute the first time; later runs reuse it (``--rebuild`` to redo it).
@@ -25,8 +37,11 @@ from __future__ import annotations
 
 import argparse
 import gc
+import json
 import os
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -59,6 +74,39 @@ def simulated(n_runs: int) -> tuple[pd.DataFrame, pd.DataFrame]:
     return runs, attempts
 
 
+CHILD = """
+import json, sys, time
+t0 = time.perf_counter()
+import pandas as pd
+from forewarn.scoring import HistoryCache, load_current_model, score_runs
+from forewarn.store import TelemetryStore
+t1 = time.perf_counter()
+url, model_dir, target_path, now, snapshot = sys.argv[1:]
+store = TelemetryStore(url)
+model, manifest = load_current_model(model_dir)
+target = pd.read_pickle(target_path)
+t2 = time.perf_counter()
+cache = HistoryCache(store, snapshot=snapshot or None)
+table = score_runs(store, target, model, manifest, now=pd.Timestamp(now).to_pydatetime(), cache=cache)
+t3 = time.perf_counter()
+print(json.dumps({"imports": t1 - t0, "setup": t2 - t1, "score": t3 - t2, "full": cache.reads["runs_full"],
+                  "saved": cache.snapshots["saved"]}))
+"""
+"""A new process's pre-run score: imports, store and model, then one score_runs (printed as JSON)."""
+
+
+def score_in_new_process(
+    url: str, model_dir: Path, target: pd.DataFrame, now: pd.Timestamp, snapshot: Path | None
+) -> dict[str, float]:
+    """Score ``target`` in a new Python process (as a process-per-run worker does); its timings."""
+    with tempfile.NamedTemporaryFile(suffix=".pkl") as fh:
+        target.to_pickle(fh.name)
+        argv = [url, str(model_dir), fh.name, now.isoformat(), str(snapshot or "")]
+        out = subprocess.run([sys.executable, "-c", CHILD, *argv], check=True, capture_output=True, text=True)
+    result: dict[str, float] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=305_000, help="simulated runs (~3.3 attempts each)")
@@ -66,11 +114,22 @@ def main() -> None:
     parser.add_argument("--train-runs", type=int, default=30_000, help="most recent runs the model learns from")
     parser.add_argument("--dir", default=str(Path(tempfile.gettempdir()) / "forewarn-bench"))
     parser.add_argument("--rebuild", action="store_true", help="rebuild the store even if it exists")
-    parser.add_argument("--warm-only", action="store_true", help="skip the cold pass (a shorter run)")
+    parser.add_argument("--warm-only", action="store_true", help="only the warm pass (same as --modes warm)")
     parser.add_argument(
-        "--profile", metavar="N", type=int, default=0, help="cProfile the warm score_runs calls, print the top N"
+        "--modes", default="cold,warm,fresh", help="the passes to run, comma-separated: cold, warm, fresh, process"
+    )
+    parser.add_argument("--processes", type=int, default=40, help="targets scored in new processes (process mode)")
+    parser.add_argument(
+        "--profile",
+        metavar="N",
+        type=int,
+        default=0,
+        help="cProfile the warm (else fresh) score_runs calls, print the top N",
     )
     args = parser.parse_args()
+    modes = ["warm"] if args.warm_only else [m.strip() for m in args.modes.split(",") if m.strip()]
+    if not modes or set(modes) - {"cold", "warm", "fresh", "process"}:
+        parser.error(f"--modes {args.modes!r}: expected a comma-separated list of cold, warm, fresh, process")
 
     from forewarn.features import build_features, failure_labels
     from forewarn.model import FailureWarningModel, save_model
@@ -137,7 +196,8 @@ def main() -> None:
     import forewarn.features as features
     import forewarn.scoring as scoring
 
-    stages: dict[str, list[float]] = {}
+    stages: dict[str, dict[str, list[float]]] = {}
+    stage_mode = ""  # the pass whose stages are being timed, "" for none
 
     def timed(name: str, fn: Any) -> Any:
         def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -145,13 +205,13 @@ def main() -> None:
             try:
                 return fn(*args, **kwargs)
             finally:
-                if stages_on:
-                    stages.setdefault(name, []).append(time.perf_counter() - t0)
+                if stage_mode:
+                    stages.setdefault(stage_mode, {}).setdefault(name, []).append(time.perf_counter() - t0)
 
         return wrapper
 
-    stages_on = False
     profiler: Any = None
+    profiled = "warm" if "warm" in modes else "fresh"
     if args.profile:
         import cProfile
         import pstats
@@ -164,39 +224,57 @@ def main() -> None:
     store.count_ended = timed("  store.count_ended (each of 2)", store.count_ended)  # type: ignore[method-assign]
     features.RunIndex.from_frame = timed("  RunIndex.from_frame", features.RunIndex.from_frame)  # type: ignore[method-assign]
     features.AttemptIndex.from_frame = timed("  AttemptIndex.from_frame", features.AttemptIndex.from_frame)  # type: ignore[method-assign]
+    scoring.load_snapshot = timed("  load_snapshot", scoring.load_snapshot)  # type: ignore[assignment]
+    scoring.save_snapshot = timed("  save_snapshot", scoring.save_snapshot)  # type: ignore[assignment]
     model.risk = timed("model.risk", model.risk)  # type: ignore[method-assign]
     model.explain = timed("model.explain (top 3)", model.explain)  # type: ignore[method-assign]
 
     # one pass per mode over the same targets; the rows written during a pass are removed after it
+    snapshot = work / "snapshot" / f"history-{args.runs}-{args.targets}.npz"
     results: dict[str, list[float]] = {}
-    first_warm = 0.0
-    for mode in ("warm",) if args.warm_only else ("cold", "warm"):
+    first: dict[str, float] = {}
+    fresh_saved: list[bool] = []  # per fresh score after the first: did it save the snapshot
+    snapshot_size = 0
+    processes: list[dict[str, float]] = []  # per new process: its timings, and whether it had a snapshot
+    for mode in modes:
         cache: HistoryCache | bool = HistoryCache(store) if mode == "warm" else False
+        snapshot.unlink(missing_ok=True)  # a fresh pass starts with no snapshot
         previous = first_now
         samples = []
         gc.collect()
-        for i in range(len(targets)):
+        for i in range(min(len(targets), args.processes) if mode == "process" else len(targets)):
             target = targets.iloc[[i]]
             now = target["scheduled_start"].iloc[0] + pd.Timedelta(milliseconds=500)
             arrivals(previous, now)
             previous = now
-            stages_on = mode == "warm" and i > 0
-            if profiler is not None and stages_on:
+            if mode == "process":  # even targets from the snapshot, odd ones from nothing
+                use = snapshot if i % 2 == 0 else None
+                timings = score_in_new_process(store.url, model_dir, target, now, use)
+                processes.append({**timings, "snapshot": float(use is not None), "first": float(i == 0)})
+                continue
+            stage_mode = mode if mode != "cold" and i > 0 else ""
+            if profiler is not None and mode == profiled and i > 0:
                 profiler.enable()
             t0 = time.perf_counter()
+            if mode == "fresh":  # a new process: a new cache that starts from the snapshot
+                cache = HistoryCache(store, snapshot=snapshot)
             table = score_runs(store, target, model, manifest, now=now.to_pydatetime(), cache=cache)
             elapsed = time.perf_counter() - t0
             if profiler is not None:
                 profiler.disable()
-            stages_on = False
-            if mode == "warm" and i == 0:
-                first_warm = elapsed
+            stage_mode = ""
+            if mode != "cold" and i == 0:
+                first[mode] = elapsed
             else:
                 samples.append(elapsed)
+                if isinstance(cache, HistoryCache) and mode == "fresh":
+                    fresh_saved.append(cache.snapshots["saved"] > 0)
             assert len(table) == 1
         results[mode] = samples
         if isinstance(cache, HistoryCache):
-            print(f"warm cache reads: {cache.reads}")
+            print(f"{mode} cache reads (the last cache): {cache.reads}, snapshot: {cache.snapshots}")
+        if mode == "fresh":
+            snapshot_size = snapshot.stat().st_size
         start = (first_now.strftime("%Y-%m-%d %H:%M:%S.%f"),)
         with store.engine.connect() as conn:  # back to the starting store for the next pass
             conn.exec_driver_sql("delete from flow_runs where end_time >= ?", start)
@@ -204,15 +282,43 @@ def main() -> None:
 
     print()
     print(f"scoring one run, {n_attempts:,} attempts in the store (features + model + reasons if warned):")
-    if "cold" in results:
-        print(f"  cold (whole window read each time): {percentiles(results['cold'])}")
-    print(f"  warm (HistoryCache, delta reads):   {percentiles(results['warm'])}")
-    print(f"  first score of a process (full window read into the cache): {first_warm * 1000:.1f} ms")
-    print("  warm, by stage:")
-    for name, samples in stages.items():
-        print(f"    {name:24s} {percentiles(samples)}")
-    if "cold" in results:
-        print(f"  median cold/warm: {statistics.median(results['cold']) / statistics.median(results['warm']):.1f}x")
+    labels = {
+        "cold": "cold (whole window read each time)",
+        "warm": "warm (HistoryCache, delta reads)",
+        "fresh": "fresh (new HistoryCache + snapshot)",
+    }
+    for mode in modes:
+        if mode != "process":
+            print(f"  {labels[mode]:38s} {percentiles(results[mode])}")
+    if "fresh" in results:
+        saved = np.asarray(fresh_saved)
+        fresh = np.asarray(results["fresh"])
+        for label, rows in (("saved the snapshot", saved), ("only read it", ~saved)):
+            if rows.any():
+                print(f"    fresh, the {rows.sum():3d} scores that {label:18s} {percentiles(list(fresh[rows]))}")
+        print(f"    snapshot file: {snapshot_size / 1e6:.2f} MB")
+    if processes:
+        print("  in new processes (each scores one run; the first, with no snapshot yet, left out):")
+        for label, with_snapshot in (("fresh (snapshot)", 1.0), ("cold (no snapshot)", 0.0)):
+            runs_of = [p for p in processes if p["snapshot"] == with_snapshot and not p["first"]]
+            print(f"    {label:20s} first score_runs {percentiles([p['score'] for p in runs_of])}")
+            full = sum(p["full"] for p in runs_of)
+            saves = sum(p["saved"] for p in runs_of)
+            print(f"    {'':20s} full reads {full:.0f}, snapshot saves {saves:.0f}")
+        imports = [p["imports"] for p in processes]
+        setup = [p["setup"] for p in processes]
+        print(f"    before it: imports {percentiles(imports)}")
+        print(f"               store + model + target {percentiles(setup)}")
+    for mode, elapsed in first.items():
+        print(f"  first score of the {mode} pass (full window read into the cache): {elapsed * 1000:.1f} ms")
+    for mode, by_stage in stages.items():
+        print(f"  {mode}, by stage:")
+        for name, samples in by_stage.items():
+            print(f"    {name:30s} {percentiles(samples)}")
+    for mode in ("warm", "fresh"):
+        if "cold" in results and mode in results:
+            ratio = statistics.median(results["cold"]) / statistics.median(results[mode])
+            print(f"  median cold/{mode}: {ratio:.1f}x")
     if args.profile:
         print()
         pstats.Stats(profiler).sort_stats("tottime").print_stats(args.profile)

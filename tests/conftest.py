@@ -20,12 +20,13 @@ IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 @pytest.fixture(autouse=True)
 def _isolated_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Every test starts from default settings with its own SQLite store and model directory."""
+    """Every test starts from default settings with its own SQLite store, model and cache directory."""
     for key in list(os.environ):
         if key.startswith("FOREWARN_") and key != "FOREWARN_TEST_PG_URL":
             monkeypatch.delenv(key)
     monkeypatch.setenv("FOREWARN_DB_URL", f"sqlite:///{tmp_path / 'telemetry.db'}")
     monkeypatch.setenv("FOREWARN_MODEL_DIR", str(tmp_path / "models"))
+    monkeypatch.setenv("FOREWARN_CACHE_DIR", str(tmp_path / "cache"))  # never the user's ~/.cache
     from forewarn.settings import get_settings
 
     get_settings.cache_clear()

@@ -23,6 +23,7 @@ from forewarn.features import (
     FeatureConfig,
     FeatureSpec,
     RunIndex,
+    Vocabulary,
     build_features,
     failure_labels,
     feature_spec,
@@ -653,6 +654,14 @@ class TestPreparedHistory:
         np.testing.assert_array_equal(own.known, looked_up.known)
         assert (own.known > own.end).any()
         np.testing.assert_array_equal(AttemptIndex.from_frame(attempts).known, own.end)  # no run: its end
+
+    def test_a_vocabulary_from_its_names_keeps_their_codes(self) -> None:
+        """from_names (a snapshot read back) gives names[i] code i and goes on growing; a repeat is refused."""
+        vocab = Vocabulary.from_names(["etl", "sync"])
+        assert vocab.encode(np.array(["sync", "report", "etl"], dtype=object)).tolist() == [1, 2, 0]
+        assert vocab.names == ["etl", "sync", "report"]
+        with pytest.raises(ValueError, match="repeat"):
+            Vocabulary.from_names(["etl", "etl"])
 
     def test_extend_needs_the_same_vocabulary(self, simulated: tuple[pd.DataFrame, pd.DataFrame]) -> None:
         """Codes from another vocabulary would mean other flows: refused."""

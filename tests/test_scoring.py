@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import logging
+import pickle
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -12,15 +16,17 @@ import pandas as pd
 import pytest
 
 from forewarn.errors import ChecksumMismatchError, FeatureSchemaError, ModelError
-from forewarn.features import FeatureConfig, build_features, failure_labels
+from forewarn.features import AttemptIndex, FeatureConfig, RunIndex, build_features, failure_labels
 from forewarn.model import FailureWarningModel, ModelManifest, save_model
 from forewarn.records import FlowRunRecord, RunState
 from forewarn.scoring import (
     SCORE_COLUMNS,
     HistoryCache,
+    clear_history_caches,
     clear_model_cache,
     feature_config_dict,
     feature_config_of,
+    history_cache,
     load_current_model,
     prediction_records,
     record_targets,
@@ -31,6 +37,16 @@ from forewarn.simulate import (
     history_to_runs_frame,
     simulate_history,
     simulated_attempts,
+)
+from forewarn.snapshot import (
+    ATTEMPT_BOOL,
+    ATTEMPT_INT64,
+    RUN_BOOL,
+    RUN_INT64,
+    SNAPSHOT_FORMAT,
+    load_snapshot,
+    snapshot_file,
+    store_identity,
 )
 from forewarn.store import TelemetryStore
 
@@ -84,6 +100,39 @@ def loaded(directory: Path | None) -> tuple[FailureWarningModel, ModelManifest]:
     result = load_current_model(directory)
     assert result is not None
     return result
+
+
+NEVER = pd.Timestamp.max.tz_localize("UTC")
+
+
+class LiveStore:
+    """A store receiving a history as it happens: a run written at its start and again at its end (as
+    forewarn.flow writes it), attempts as they end. ``targets`` are 60 consecutive runs to score meanwhile."""
+
+    def __init__(self, store: TelemetryStore, history: tuple[pd.DataFrame, pd.DataFrame]) -> None:
+        runs, self.attempts = history
+        self.store = store
+        self.runs = runs.sort_values("scheduled_start", kind="stable").reset_index(drop=True)
+        self.targets = self.runs.iloc[3000:3060]
+        self.started = self.runs["start_time"].fillna(self.runs["scheduled_start"])
+        self.ended = self.runs["end_time"].fillna(NEVER)
+        self.running = self.runs.assign(
+            state="RUNNING", end_time=pd.Series(pd.NaT, index=self.runs.index, dtype=self.ended.dtype)
+        )
+
+    def arrive(self, since: pd.Timestamp, until: pd.Timestamp) -> None:
+        """Write what started or ended in ``[since, until)``."""
+        started, ended, attempts = self.started, self.ended, self.attempts
+        self.store.record_runs_frame(self.running.loc[(started >= since) & (started < until) & (ended >= until)])
+        self.store.record_runs_frame(self.runs.loc[(ended >= since) & (ended < until)])
+        self.store.record_attempts_frame(attempts.loc[(attempts["end_time"] >= since) & (attempts["end_time"] < until)])
+
+    def batch_risks(self, model: FailureWarningModel) -> np.ndarray:
+        """The targets' risks as training and the backtest compute them, from the whole history written."""
+        self.arrive(pd.Timestamp.min.tz_localize("UTC"), NEVER)  # what ended later changes nothing
+        all_runs, all_attempts = self.store.runs(), self.store.attempts()
+        in_store = all_runs.set_index("flow_run_id").loc[self.targets["flow_run_id"]].reset_index()
+        return np.asarray(model.risk(build_features(in_store, all_runs, all_attempts)))
 
 
 class TestLoadCurrentModel:
@@ -197,19 +246,9 @@ class TestLiveEqualsBacktest:
         history gives.
         """
         model, manifest = loaded(trained)
-        runs, attempts = history
-        runs = runs.sort_values("scheduled_start", kind="stable").reset_index(drop=True)
-        targets = runs.iloc[3000:3060]
-        never = pd.Timestamp.max.tz_localize("UTC")
-        started = runs["start_time"].fillna(runs["scheduled_start"])
-        ended = runs["end_time"].fillna(never)
-        running = runs.assign(state="RUNNING", end_time=pd.Series(pd.NaT, index=runs.index, dtype=ended.dtype))
         store = TelemetryStore(sqlite_url)
-
-        def arrive(since: pd.Timestamp, until: pd.Timestamp) -> None:
-            store.record_runs_frame(running.loc[(started >= since) & (started < until) & (ended >= until)])
-            store.record_runs_frame(runs.loc[(ended >= since) & (ended < until)])
-            store.record_attempts_frame(attempts.loc[(attempts["end_time"] >= since) & (attempts["end_time"] < until)])
+        live_store = LiveStore(store, history)
+        targets, arrive = live_store.targets, live_store.arrive
 
         previous = pd.Timestamp.min.tz_localize("UTC")
         cache, live = HistoryCache(store), []
@@ -222,11 +261,7 @@ class TestLiveEqualsBacktest:
                 score_runs(store, target, model, manifest, now=now.to_pydatetime(), cache=cache)["risk"].iloc[0]
             )
         assert cache.reads["runs_full"] == 1 and cache.reads["runs_tail"] == len(targets) - 1
-        arrive(previous, never)  # the rest: what ended later changes nothing
-        all_runs, all_attempts = store.runs(), store.attempts()
-        in_store = all_runs.set_index("flow_run_id").loc[targets["flow_run_id"]].reset_index()
-        expected = model.risk(build_features(in_store, all_runs, all_attempts))
-        np.testing.assert_allclose(live, expected, rtol=0, atol=1e-12)
+        np.testing.assert_allclose(live, live_store.batch_risks(model), rtol=0, atol=1e-12)
 
     def test_attempt_signals_take_part(self, store: TelemetryStore, trained: Path) -> None:
         """The sampled window has failed attempts, so the attempt features are exercised, not all zero."""
@@ -409,6 +444,21 @@ class TestHistoryCache:
         runs, _ = cache.read(since, attempts_since, now=now + pd.Timedelta(seconds=1))
         assert runs.succ[runs.ids == "retried"].tolist() == [True]
 
+    def test_a_run_ending_again_while_the_count_is_unchanged_keeps_one_row(self, store: TelemetryStore) -> None:
+        """A re-ended run whose departure from the cached range another arrival hides: still one row, its newest."""
+        since, attempts_since, now = self.window(store)
+        t = (now - pd.Timedelta(hours=1)).to_pydatetime()
+        store.record_flow_run_start(FlowRunRecord("retried", "etl", t, RunState.FAILED, end_time=t, scheduled_start=t))
+        cache = HistoryCache(store)
+        cache.read(since, attempts_since, now=now)
+        store.record_flow_run_start(FlowRunRecord("retried", "etl", t, RunState.RUNNING, scheduled_start=t))
+        store.record_flow_run_end("retried", RunState.COMPLETED, now.to_pydatetime())
+        old = (now - pd.Timedelta(days=2)).to_pydatetime()  # arrives in the cached range: the count is unchanged
+        store.record_flow_run_start(FlowRunRecord("imported", "etl", old, RunState.COMPLETED, end_time=old))
+        runs, _ = cache.read(since, attempts_since, now=now + pd.Timedelta(seconds=1))
+        assert cache.reads["runs_full"] == 1
+        assert runs.succ[runs.ids == "retried"].tolist() == [True]
+
     def test_the_window_moving_on_drops_old_rows(self, store: TelemetryStore) -> None:
         """Rows older than the window (less an hour of slack) leave the cache."""
         _, attempts_since, now = self.window(store)
@@ -419,6 +469,369 @@ class TestHistoryCache:
         moved, _ = cache.read(since + later, attempts_since + later, now=now + later)
         assert moved.end.min() >= (since + later - pd.Timedelta(hours=1)).value
         assert len(moved) < len(first)
+
+
+def cache_window(store: TelemetryStore) -> tuple[pd.Timestamp, pd.Timestamp, pd.Timestamp]:
+    """``since``, ``attempts_since`` and ``now`` for reading a store an hour after its last run ended."""
+    now = store.runs()["end_time"].max() + pd.Timedelta(hours=1)
+    return now - pd.Timedelta(days=30, hours=6), now - pd.Timedelta(hours=6), now
+
+
+def run_rows(runs: RunIndex) -> list[tuple[Any, ...]]:
+    """A RunIndex row by row, codes spelled out: equal for equal history whatever the codes and id type."""
+    names = [runs.vocab.flows.names, runs.vocab.versions.names, runs.vocab.params.names]
+    codes = [runs.flow, runs.version, runs.params]
+    spelled = [[vocab[c] for c in column.tolist()] for vocab, column in zip(names, codes, strict=True)]
+    return list(
+        zip(
+            [str(i) for i in runs.ids.tolist()],
+            *(getattr(runs, name).tolist() for name in ("known", "ref", "end", "fail", "succ", "has_dur", "dur_us")),
+            *spelled,
+            strict=True,
+        )
+    )
+
+
+def attempt_rows(attempts: AttemptIndex) -> list[tuple[Any, ...]]:
+    """An AttemptIndex's rows (in no particular order there) sorted, flows spelled out."""
+    flows = [attempts.flows.names[c] for c in attempts.flow.tolist()]
+    columns = [attempts.run.tolist(), attempts.end.tolist(), attempts.known.tolist(), attempts.failed.tolist()]
+    families = [tuple(row) for row in attempts.families.tolist()]
+    return sorted(zip(*columns, attempts.own_flow.tolist(), flows, families, strict=True))
+
+
+def assert_same_history(got: tuple[RunIndex, AttemptIndex], expected: tuple[RunIndex, AttemptIndex]) -> None:
+    assert run_rows(got[0]) == run_rows(expected[0])
+    assert attempt_rows(got[1]) == attempt_rows(expected[1])
+
+
+def rewrite(path: Path, changes: dict[str, Any], *, save: Callable[..., None] = np.savez) -> None:
+    """Replace members of the snapshot in ``path`` (np.savez pickles an object array, as a forger could)."""
+    with np.load(path, allow_pickle=False) as data:
+        arrays = {name: data[name] for name in data.files}
+    arrays.update(changes)
+    with open(path, "wb") as fh:
+        save(fh, **arrays)
+
+
+class _Planted:
+    """Pickled, it would create ``path`` when unpickled: proof that a snapshot never unpickles anything."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Path.touch, (self.path,))
+
+
+def _meta(path: Path, key: str, position: int, value: int) -> dict[str, Any]:
+    with np.load(path) as data:
+        meta = data[key].copy()
+    meta[position] = value
+    return {key: meta}
+
+
+def _rows_before_lo(path: Path) -> dict[str, Any]:
+    with np.load(path) as data:
+        meta = data["runs.meta"].copy()
+    meta[0] = meta[1] - 1  # lo just before stable_hi: the rows lie before it
+    return {"runs.meta": meta}
+
+
+def _repeated_name(path: Path) -> dict[str, Any]:
+    with np.load(path) as data:
+        names = data["runs.vocab"].copy()
+    names[1] = names[0]
+    return {"runs.vocab": names}
+
+
+def _header(path: Path, position: int, value: str) -> dict[str, Any]:
+    with np.load(path) as data:
+        header = data["header"].astype(object)
+    header[position] = value
+    return {"header": header.astype(str)}
+
+
+def _int64(path: Path, row: int, value: int) -> dict[str, Any]:
+    with np.load(path) as data:
+        ints = data["runs.int64"].copy()
+    ints[row, :] = value
+    return {"runs.int64": ints}
+
+
+SPOILED: dict[str, Callable[[Path, Path], None]] = {
+    "another format": lambda p, _: rewrite(p, {"format": np.asarray(SNAPSHOT_FORMAT + 1)}),
+    "another forewarn version": lambda p, _: rewrite(p, _header(p, 0, "0.0.0+other")),
+    "another store": lambda p, _: rewrite(p, _header(p, 1, "0" * 64)),
+    "other exception families": lambda p, _: rewrite(p, _header(p, 2, "fatigue")),
+    "read in full too long ago": lambda p, _: rewrite(p, _meta(p, "runs.meta", 2, 0)),
+    "an empty range": lambda p, _: rewrite(p, _meta(p, "runs.meta", 1, 1)),
+    "rows outside their range": lambda p, _: rewrite(p, _rows_before_lo(p)),
+    "a code outside its vocabulary": lambda p, _: rewrite(p, _int64(p, 3, 10**6)),
+    "a wrong dtype": lambda p, _: rewrite(p, {"runs.bool": np.zeros((3, 2), dtype=np.int8)}),
+    "a repeated vocabulary name": lambda p, _: rewrite(p, _repeated_name(p)),
+    "compressed members": lambda p, _: rewrite(p, {}, save=np.savez_compressed),
+    "truncated": lambda p, _: p.write_bytes(p.read_bytes()[: p.stat().st_size // 2]),
+    "damaged bytes": lambda p, _: p.write_bytes(p.read_bytes()[:5000] + b"\xff" * 999 + p.read_bytes()[5999:]),
+    "empty": lambda p, _: p.write_bytes(b""),
+    "an .npy file": lambda p, _: np.save(open(p, "wb"), np.arange(3)),  # noqa: SIM115
+    "a pickle": lambda p, marker: p.write_bytes(pickle.dumps(_Planted(marker))),
+    "a pickled first member": lambda p, marker: rewrite(p, {"format": np.asarray([_Planted(marker)], dtype=object)}),
+    "pickled run ids": lambda p, marker: rewrite(p, {"runs.ids": np.asarray([_Planted(marker)], dtype=object)}),
+}
+
+
+class TestHistorySnapshot:
+    """A new HistoryCache starts from the snapshot another saved, and only from one it can trust."""
+
+    def test_a_new_cache_starts_from_the_snapshot(self, store: TelemetryStore, tmp_path: Path) -> None:
+        """The second cache adopts both tables, reads no window in full, and holds what a full read holds."""
+        since, attempts_since, now = cache_window(store)
+        path = tmp_path / "cache" / "history.npz"
+        first = HistoryCache(store, snapshot=path)
+        first.read(since, attempts_since, now=now)
+        assert first.snapshots == {"adopted": 0, "saved": 1} and path.is_file()
+        later = now + pd.Timedelta(seconds=5)
+        second = HistoryCache(store, snapshot=path)
+        got = second.read(since, attempts_since, now=later)
+        assert second.reads == {"runs_full": 0, "runs_tail": 1, "attempts_full": 0, "attempts_tail": 1}
+        assert second.snapshots == {"adopted": 2, "saved": 0}
+        assert_same_history(got, HistoryCache(store).read(since, attempts_since, now=later))
+
+    def test_scores_through_a_snapshot_equal_a_full_read(
+        self, store: TelemetryStore, trained: Path, tmp_path: Path
+    ) -> None:
+        """score_runs with a cache started from a snapshot gives the risks of cache=False, to 1e-12."""
+        model, manifest = loaded(trained)
+        path = tmp_path / "history.npz"
+        runs = store.runs()
+        targets = runs.loc[runs["end_time"] >= runs["end_time"].max() - pd.Timedelta(days=1)].iloc[:20]
+        now = (targets["scheduled_start"].max() + pd.Timedelta(seconds=2)).to_pydatetime()
+        score_runs(store, targets.iloc[:1], model, manifest, now=now, cache=HistoryCache(store, snapshot=path))
+        cache = HistoryCache(store, snapshot=path)
+        live = score_runs(store, targets, model, manifest, now=now, cache=cache)["risk"].to_numpy()
+        cold = score_runs(store, targets, model, manifest, now=now, cache=False)["risk"].to_numpy()
+        assert cache.reads["runs_full"] == 0
+        np.testing.assert_allclose(live, cold, rtol=0, atol=1e-12)
+
+    @pytest.mark.parametrize("spoil", list(SPOILED.values()), ids=list(SPOILED))
+    def test_a_snapshot_it_cannot_trust_is_ignored(
+        self,
+        store: TelemetryStore,
+        tmp_path: Path,
+        spoil: Callable[[Path, Path], None],
+        caplog: pytest.LogCaptureFixture,
+    ) -> None:
+        """Foreign, stale, damaged or forged: the window is read in full, and nothing is unpickled."""
+        since, attempts_since, now = cache_window(store)
+        path, marker = tmp_path / "history.npz", tmp_path / "unpickled"
+        HistoryCache(store, snapshot=path).read(since, attempts_since, now=now)
+        spoil(path, marker)
+        cache = HistoryCache(store, snapshot=path)
+        with caplog.at_level(logging.DEBUG, logger="forewarn"):
+            got = cache.read(since, attempts_since, now=now)
+        assert cache.reads["runs_full"] == 1 and not marker.exists()
+        assert any("history snapshot" in r.getMessage() for r in caplog.records if r.levelno == logging.DEBUG)
+        assert_same_history(got, HistoryCache(store).read(since, attempts_since, now=now))
+        assert HistoryCache(store, snapshot=path).read(since, attempts_since, now=now) is not None  # saved anew
+
+    def test_the_planted_pickle_would_run(self, tmp_path: Path) -> None:
+        """The forged files above are real attacks: unpickled, their payload runs."""
+        pickle.loads(pickle.dumps(_Planted(tmp_path / "unpickled")))
+        assert (tmp_path / "unpickled").exists()
+
+    def test_another_stores_snapshot_is_ignored(self, store: TelemetryStore, tmp_path: Path) -> None:
+        """A store with another URL never adopts the file, even when it is handed it."""
+        since, attempts_since, now = cache_window(store)
+        path = tmp_path / "history.npz"
+        HistoryCache(store, snapshot=path).read(since, attempts_since, now=now)
+        with TelemetryStore(f"sqlite:///{tmp_path / 'other.db'}") as other:
+            cache = HistoryCache(other, snapshot=path)
+            runs, attempts = cache.read(since, attempts_since, now=now)
+            assert cache.snapshots["adopted"] == 0 and cache.reads["runs_full"] == 1
+            assert len(runs) == len(attempts) == 0
+
+    def test_a_window_reaching_before_the_snapshot_reads_that_table_in_full(
+        self, store: TelemetryStore, tmp_path: Path
+    ) -> None:
+        """The runs wanted start before the snapshot's: runs are read in full, attempts still adopted."""
+        since, attempts_since, now = cache_window(store)
+        path = tmp_path / "history.npz"
+        HistoryCache(store, snapshot=path).read(since, attempts_since, now=now)
+        cache = HistoryCache(store, snapshot=path)
+        earlier = since - pd.Timedelta(days=1)
+        got = cache.read(earlier, attempts_since, now=now)
+        assert (cache.reads["runs_full"], cache.reads["attempts_full"], cache.snapshots["adopted"]) == (1, 0, 1)
+        assert_same_history(got, HistoryCache(store).read(earlier, attempts_since, now=now))
+
+    def test_a_snapshot_older_than_max_age_is_ignored(self, store: TelemetryStore, tmp_path: Path) -> None:
+        """Its rows were read in full more than max_age ago: the new cache reads in full (and saves)."""
+        since, attempts_since, now = cache_window(store)
+        path = tmp_path / "history.npz"
+        HistoryCache(store, snapshot=path).read(since, attempts_since, now=now)
+        late = pd.Timedelta(hours=25)
+        cache = HistoryCache(store, snapshot=path, max_age=timedelta(hours=24))
+        cache.read(since + late, attempts_since + late, now=now + late)
+        assert cache.snapshots == {"adopted": 0, "saved": 1} and cache.reads["runs_full"] == 1
+
+    def test_history_written_behind_the_snapshot_is_caught(self, store: TelemetryStore, tmp_path: Path) -> None:
+        """A run imported with an old end time changes the count of the snapshot's range: a full read."""
+        since, attempts_since, now = cache_window(store)
+        path = tmp_path / "history.npz"
+        HistoryCache(store, snapshot=path).read(since, attempts_since, now=now)
+        old = (now - pd.Timedelta(days=3)).to_pydatetime()
+        store.record_flow_run_start(FlowRunRecord("imported-1", "etl", old, RunState.COMPLETED, end_time=old))
+        cache = HistoryCache(store, snapshot=path)
+        got = cache.read(since, attempts_since, now=now)
+        assert cache.snapshots["adopted"] == 2 and cache.reads["runs_full"] == 1
+        assert "imported-1" in set(got[0].ids.tolist())
+        assert_same_history(got, HistoryCache(store).read(since, attempts_since, now=now))
+
+    @pytest.mark.parametrize(("save_rows", "saved"), [(1, 1), (1_000, 0)])
+    def test_saved_again_once_enough_rows_became_stable(
+        self, store: TelemetryStore, tmp_path: Path, save_rows: int, saved: int
+    ) -> None:
+        """Not at every read: once save_rows rows have become stable since the snapshot was adopted."""
+        since, attempts_since, now = cache_window(store)
+        path = tmp_path / "history.npz"
+        first = HistoryCache(store, snapshot=path)
+        first.read(since, attempts_since, now=now)
+        first.read(since, attempts_since, now=now + pd.Timedelta(seconds=5))
+        assert first.snapshots["saved"] == 1  # nothing new became stable
+        t = (now + pd.Timedelta(minutes=1)).to_pydatetime()
+        store.record_flow_runs([FlowRunRecord(f"new-{i}", "etl", t, RunState.FAILED, end_time=t) for i in range(3)])
+        cache = HistoryCache(store, snapshot=path, save_rows=save_rows)
+        cache.read(since, attempts_since, now=now + pd.Timedelta(minutes=20))  # the new runs are older than grace
+        assert cache.snapshots == {"adopted": 2, "saved": saved}
+        snapshot = load_snapshot(path, store_identity(store))
+        assert snapshot is not None
+        assert ("new-0" in set(snapshot.runs.part.ids.tolist())) is bool(saved)
+
+    def test_an_unwritable_directory_never_fails_scoring(
+        self, store: TelemetryStore, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """The save fails (the directory is a file): reads still answer, and the warning is logged once."""
+        since, attempts_since, now = cache_window(store)
+        blocker = tmp_path / "not-a-directory"
+        blocker.write_text("")
+        cache = HistoryCache(store, snapshot=blocker / "history.npz")
+        with caplog.at_level(logging.WARNING, logger="forewarn"):
+            got = cache.read(since, attempts_since, now=now)
+            cache.read(since - pd.Timedelta(days=1), attempts_since, now=now)  # a full read: due again
+        assert cache.snapshots["saved"] == 0 and cache.reads["runs_full"] == 2
+        warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+        assert len(warnings) == 1 and "FOREWARN_CACHE_DIR" in warnings[0]
+        assert_same_history(got, HistoryCache(store).read(since, attempts_since, now=now))
+
+    def test_a_failed_save_leaves_the_old_file(
+        self, store: TelemetryStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A write that fails half-way (a full disk) keeps the previous snapshot and leaves no temporary file."""
+        since, attempts_since, now = cache_window(store)
+        path = tmp_path / "cache" / "history.npz"
+        HistoryCache(store, snapshot=path).read(since, attempts_since, now=now)
+        before = path.read_bytes()
+
+        def full_disk(fh: Any, **arrays: Any) -> None:
+            fh.write(b"PK\x03\x04 half")
+            raise OSError(28, "No space left on device")
+
+        monkeypatch.setattr("forewarn.snapshot.np.savez", full_disk)
+        cache = HistoryCache(store, snapshot=path)
+        cache.read(since - pd.Timedelta(days=1), attempts_since, now=now)
+        assert cache.snapshots["saved"] == 0
+        assert path.read_bytes() == before and [p.name for p in path.parent.iterdir()] == ["history.npz"]
+
+    def test_the_file_holds_every_prepared_array(self) -> None:
+        """A new RunIndex or AttemptIndex array must be saved (and SNAPSHOT_FORMAT bumped): this fails first."""
+        run_arrays = {f.name for f in dataclasses.fields(RunIndex)} - {"vocab"}
+        attempt_arrays = {f.name for f in dataclasses.fields(AttemptIndex)} - {"flows"}
+        assert run_arrays == {"ids", *RUN_INT64, *RUN_BOOL}
+        assert attempt_arrays == {"run", "families", *ATTEMPT_INT64, *ATTEMPT_BOOL}
+
+    def test_each_store_has_its_own_file(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        """The file is named by the store: its URL without the password, a SQLite file by its absolute path."""
+        from types import SimpleNamespace
+
+        from sqlalchemy.engine import make_url
+
+        def postgres(url: str) -> Any:
+            return SimpleNamespace(engine=SimpleNamespace(url=make_url(url)))
+
+        one = store_identity(postgres("postgresql+psycopg://u:first-secret@db:5432/telemetry"))
+        assert one == store_identity(postgres("postgresql+psycopg://u:second-secret@db:5432/telemetry"))
+        in_query = store_identity(postgres("postgresql+psycopg://u@db:5432/telemetry?password=third-secret"))
+        assert in_query == store_identity(postgres("postgresql+psycopg://u@db:5432/telemetry?password=fourth"))
+        assert one != store_identity(postgres("postgresql+psycopg://u:first-secret@db:5432/other"))
+        for name in ("x", "y"):
+            (tmp_path / name).mkdir()
+        monkeypatch.chdir(tmp_path / "x")
+        with (
+            TelemetryStore("sqlite:///relative.db") as in_x,
+            TelemetryStore(f"sqlite:///{tmp_path}/x/relative.db") as same,
+        ):
+            assert snapshot_file(tmp_path, in_x) == snapshot_file(tmp_path, same)
+            monkeypatch.chdir(tmp_path / "y")
+            with TelemetryStore("sqlite:///relative.db") as in_y:
+                assert snapshot_file(tmp_path, in_y) != snapshot_file(tmp_path, same)
+        with TelemetryStore("sqlite://") as memory:
+            assert snapshot_file(tmp_path, memory) is None
+
+    def test_the_process_cache_uses_the_configured_directory(
+        self, store: TelemetryStore, trained: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """history_cache() saves under FOREWARN_CACHE_DIR; an empty value turns the snapshot off."""
+        from forewarn.settings import get_settings
+
+        model, manifest = loaded(trained)
+        clear_history_caches()
+        expected = snapshot_file(tmp_path / "cache", store)
+        assert history_cache(store).snapshot == expected is not None
+        target = store.runs().iloc[[3000]]
+        now = target["scheduled_start"].iloc[0].to_pydatetime()
+        score_runs(store, target, model, manifest, now=now)
+        assert expected.is_file()
+        monkeypatch.setenv("FOREWARN_CACHE_DIR", "")
+        get_settings.cache_clear()
+        clear_history_caches()
+        assert history_cache(store).snapshot is None
+        clear_history_caches()
+
+
+class TestFreshProcessesEqualBatch:
+    """Runs scored one by one, each by a new cache started from the snapshot the previous ones saved."""
+
+    def test_fresh_caches_while_history_arrives_equal_batch(
+        self, sqlite_url: str, history: tuple[pd.DataFrame, pd.DataFrame], trained: Path, tmp_path: Path
+    ) -> None:
+        """As a process-per-run worker scores: every score adopts, reads the tail, sometimes saves; batch risks.
+
+        The history arrives as in test_warm_scores_while_history_arrives_equal_batch; each score is the
+        only one of its cache, so what a score sees comes from the snapshot plus its own tail read.
+        """
+        model, manifest = loaded(trained)
+        store = TelemetryStore(sqlite_url)
+        live_store = LiveStore(store, history)
+        targets, arrive = live_store.targets, live_store.arrive
+
+        path = tmp_path / "cache" / "history.npz"
+        previous = pd.Timestamp.min.tz_localize("UTC")
+        live, full_reads, adopted, saved = [], 0, 0, 0
+        for i in range(len(targets)):
+            target = targets.iloc[[i]]
+            now = target["scheduled_start"].iloc[0] + pd.Timedelta(seconds=2)
+            arrive(previous, now)
+            previous = now
+            cache = HistoryCache(store, snapshot=path, save_rows=20)  # a new process
+            live.append(
+                score_runs(store, target, model, manifest, now=now.to_pydatetime(), cache=cache)["risk"].iloc[0]
+            )
+            full_reads += cache.reads["runs_full"] + cache.reads["attempts_full"]
+            adopted += cache.snapshots["adopted"]
+            saved += cache.snapshots["saved"]
+        assert full_reads == 2 and adopted == 2 * (len(targets) - 1)  # the first score only; then from snapshots
+        assert 2 <= saved < len(targets) // 2
+        np.testing.assert_allclose(live, live_store.batch_risks(model), rtol=0, atol=1e-12)
 
 
 class TestLeanStoreReads:

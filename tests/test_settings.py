@@ -9,7 +9,7 @@ import pytest
 
 from forewarn import errors
 from forewarn.errors import ConfigurationError
-from forewarn.settings import ForewarnSettings, default_db_path, get_settings, load_settings
+from forewarn.settings import ForewarnSettings, default_cache_dir, default_db_path, get_settings, load_settings
 
 
 class TestDefaults:
@@ -19,6 +19,29 @@ class TestDefaults:
         monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))
         assert default_db_path() == tmp_path / "forewarn" / "telemetry.db"
         assert load_settings().db_url == f"sqlite:///{tmp_path}/forewarn/telemetry.db"
+
+    def test_default_cache_dir_is_per_user_cache(self, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+        """Without FOREWARN_CACHE_DIR the history snapshot lives under XDG_CACHE_HOME/forewarn (~/.cache)."""
+        monkeypatch.delenv("FOREWARN_CACHE_DIR")
+        monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+        assert default_cache_dir() == tmp_path / "forewarn"
+        assert load_settings().cache_dir == tmp_path / "forewarn"
+        monkeypatch.delenv("XDG_CACHE_HOME")
+        assert load_settings().cache_dir == Path.home() / ".cache" / "forewarn"
+
+    @pytest.mark.parametrize("value", ["", "   "])
+    def test_an_empty_cache_dir_turns_the_snapshot_off(self, monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+        """FOREWARN_CACHE_DIR= (empty) means no snapshot is read or written; overrides keep it off."""
+        monkeypatch.setenv("FOREWARN_CACHE_DIR", value)
+        settings = load_settings()
+        assert settings.cache_dir is None
+        assert settings.with_overrides(retries=1).cache_dir is None
+
+    def test_cache_dir_expands_the_home_directory(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """~ in FOREWARN_CACHE_DIR is the user's home, as in a shell."""
+        monkeypatch.setenv("FOREWARN_CACHE_DIR", "~/forewarn-cache")
+        assert load_settings().cache_dir == Path.home() / "forewarn-cache"
+        assert load_settings(cache_dir="/srv/cache").cache_dir == Path("/srv/cache")
 
     def test_every_field_has_a_description(self) -> None:
         """Each setting documents itself (the README table is built from the same text)."""

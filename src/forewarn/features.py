@@ -512,6 +512,24 @@ class Vocabulary:
     def __len__(self) -> int:
         return len(self.names)
 
+    @classmethod
+    def from_names(cls, names: list[str]) -> Vocabulary:
+        """A vocabulary in which ``names[i]`` has code ``i`` (one read back from a snapshot).
+
+        Raises ``ValueError`` when a name repeats: codes would be ambiguous.
+
+        Example::
+
+            >>> Vocabulary.from_names(["etl", "sync"]).encode(np.array(["sync"], dtype=object)).tolist()
+            [1]
+        """
+        vocab = cls()
+        vocab._codes = dict(zip(names, range(len(names)), strict=True))
+        if len(vocab._codes) != len(names):
+            raise ValueError("a vocabulary's names must not repeat")
+        vocab.names = list(names)
+        return vocab
+
     def encode(self, values: np.ndarray) -> np.ndarray:
         """The codes of ``values`` (text, as :func:`_text` gives it), adding the values not seen before."""
         if len(values) <= 8:  # the live case: a dict lookup per value beats hashing the array

@@ -17,7 +17,9 @@ and task attempts that ended in its last ``global_window``, through the lean
 :class:`~forewarn.features.RunIndex` and an :class:`~forewarn.features.AttemptIndex`. A long-lived process
 (a worker serving many runs, the forecast) keeps them in a :class:`HistoryCache`, which reads and prepares
 only the rows that ended since its last read and extends the indexes with them ("warm" scoring); the first
-score of a process pays the window read ("cold"). ``docs/warnings.md`` has the latency figures.
+score of a process pays the window read ("cold") - unless the process-wide cache (:func:`history_cache`)
+finds the history snapshot an earlier process saved in ``FOREWARN_CACHE_DIR`` (:mod:`forewarn.snapshot`),
+as in a Prefect worker that starts a process per flow run. ``docs/warnings.md`` has the latency figures.
 
 Example::
 
@@ -31,10 +33,11 @@ Example::
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import weakref
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
@@ -54,6 +57,7 @@ from forewarn.features import (
     cutoff_window,
 )
 from forewarn.model import LATEST_FILE, MANIFEST_FILE, FailureWarningModel, ModelManifest, load_model
+from forewarn.snapshot import HistorySnapshot, StablePart, load_snapshot, save_snapshot, snapshot_file, store_identity
 
 if TYPE_CHECKING:
     from forewarn.records import FlowRunRecord
@@ -81,6 +85,7 @@ _TRIM_SLACK = pd.Timedelta(hours=1)
 """A cached window keeps this much history before its latest start, for runs scored a little late."""
 
 _Part = TypeVar("_Part", RunIndex, AttemptIndex)
+logger = logging.getLogger("forewarn.scoring")
 _UTC_NS = pd.DatetimeTZDtype("ns", "UTC")
 
 _ENGINEERED = {**dict.fromkeys(NUMERIC_FEATURES, "numeric"), **dict.fromkeys(CATEGORICAL_FEATURES, "categorical")}
@@ -260,24 +265,23 @@ class _EndTimeCache(Generic[_Part]):
         read: Callable[[datetime], dict[str, np.ndarray]],
         count: Callable[[datetime, datetime], int],
         prepare: Callable[[dict[str, np.ndarray], _Part | None], _Part],
-        ids: Callable[[_Part], np.ndarray] | None,
+        again: Callable[[_Part, _Part], np.ndarray] | None,
         grace: timedelta,
         max_age: timedelta,
     ) -> None:
         self._read = read  # read(since) -> the columns of the rows with end_time >= since
         self._count = count  # count(since, until) -> rows that ended in [since, until)
         self._prepare: Callable[[dict[str, np.ndarray], _Part | None], _Part] = prepare
-        self._ids_of: Callable[[_Part], np.ndarray] | None = (
-            ids  # the part's row ids, when a row can be re-ended (a retried flow run)
-        )
+        # again(stable, newer) -> mask of the stable rows newer ends again (a retried flow run), if rows can
+        self._again: Callable[[_Part, _Part], np.ndarray] | None = again
         self._grace = pd.Timedelta(grace)
         self._max_age = pd.Timedelta(max_age)
         self._stable: _Part | None = None
         self._lo = self._stable_hi = self._loaded_at = pd.Timestamp(0, tz="UTC")
         self._last: tuple[Any, _Part] | None = None  # the tail last combined, and the result
-        self._ids: set[str] | None = None  # ids of the stable rows, built on first need
         self.full_reads = 0
         self.tail_reads = 0
+        self.settled = 0  # rows tail reads have moved into the stable part
 
     def read(self, since: pd.Timestamp, now: pd.Timestamp) -> _Part:
         """Every row with ``end_time >= since`` as far as the store knows now (rows after ``now`` too)."""
@@ -286,7 +290,7 @@ class _EndTimeCache(Generic[_Part]):
             assert self._stable is not None
             self._lo = since - _TRIM_SLACK
             self._stable = self._stable.take(self._stable.end >= self._lo.value)
-            self._last = self._ids = None
+            self._last = None
         if not fresh:
             return self._read_all(since, now)
         assert self._stable is not None
@@ -303,39 +307,75 @@ class _EndTimeCache(Generic[_Part]):
         tail = self._prepare(columns, self._stable)
         if boundary > self._stable_hi:  # rows that ended long enough ago are final: they become stable
             final = tail.end < boundary.value
-            self._stable = self._merge(self._stable, tail.take(final), keep=True)
+            self._stable = self._merge(self._stable, tail.take(final))
+            self.settled += int(final.sum())
             tail = tail.take(~final)
             self._stable_hi = boundary
             later = ends >= boundary.value  # the rows the next read returns again, as it returns them
             signature = (tuple(ids[later].tolist()), tuple(ends[later].tolist()))
-        combined = self._merge(self._stable, tail, keep=False)
+        combined = self._merge(self._stable, tail)
         self._last = (signature, combined)
         return combined
+
+    def saved(self) -> StablePart[_Part] | None:
+        """The stable part and its range, as a snapshot keeps them (None before the first read)."""
+        if self._stable is None:
+            return None
+        return StablePart(self._stable, self._lo, self._stable_hi, self._loaded_at)
+
+    def adopt(self, saved: StablePart[_Part]) -> None:
+        """Take ``saved`` (from a snapshot) as the stable part; the next :meth:`read` checks it like its own."""
+        self._stable, self._lo, self._stable_hi, self._loaded_at = (
+            saved.part,
+            saved.lo,
+            saved.stable_hi,
+            saved.loaded_at,
+        )
+        self._last = None
 
     def _read_all(self, since: pd.Timestamp, now: pd.Timestamp) -> _Part:
         part = self._prepare(self._read(since.to_pydatetime()), None)
         self.full_reads += 1
-        self._lo, self._loaded_at, self._last, self._ids = since, now, None, None
+        self._lo, self._loaded_at, self._last = since, now, None
         self._stable_hi = max(now - self._grace, since)
         self._stable = part.take(part.end < self._stable_hi.value)
         return part
 
-    def _merge(self, stable: _Part, newer: _Part, *, keep: bool) -> _Part:
-        """``stable`` extended with ``newer``; ``keep``: the result is the new stable part."""
+    def _merge(self, stable: _Part, newer: _Part) -> _Part:
+        """``stable`` extended with ``newer``; a row that ``newer`` ends again is dropped from ``stable``."""
         if len(newer) == 0:
             return stable
-        if self._ids_of is not None:  # a run that ended again: its newest row wins
-            if self._ids is None:
-                self._ids = set(self._ids_of(stable).tolist())
-            new_ids = self._ids_of(newer).tolist()
-            again = [i for i in new_ids if i in self._ids]
-            if again:
-                stable = stable.take(~np.isin(self._ids_of(stable), again))
-                if keep:
-                    self._ids.difference_update(again)
-            if keep:
-                self._ids.update(new_ids)
+        if self._again is not None:
+            again = self._again(stable, newer)
+            if again.any():
+                stable = stable.take(~again)
         return stable.extend(newer)  # type: ignore[arg-type]
+
+
+def _ended_again(stable: RunIndex, newer: RunIndex) -> np.ndarray:
+    """Mask of the rows of ``stable`` whose run ``newer`` holds too: it ended again, its newer row wins.
+
+    A safeguard: a run of the cached range that ends again leaves that range, so the count before the
+    merge already sends the cache to a full read - unless another row arriving in the range hides it. A
+    run that ends again (a Prefect flow-run retry) keeps its scheduled start, so only the stable rows with
+    a scheduled start of a newer row are candidates and just their ids are compared: no set of the
+    window's 12,000 ids is built, which a new process starting from a snapshot would pay at its only score.
+    """
+    mask = np.zeros(len(stable), dtype=bool)
+    rows = np.flatnonzero(np.isin(stable.ref, newer.ref))
+    if len(rows):
+        ids = set(newer.ids.tolist())
+        mask[rows] = [run in ids for run in stable.ids[rows].tolist()]
+    return mask
+
+
+def _prepare_runs(columns: dict[str, np.ndarray], like: RunIndex | None) -> RunIndex:
+    """Runs read from the store as a :class:`RunIndex` that extends ``like`` (sharing its codes and id type)."""
+    part = RunIndex.from_frame(columns, vocab=None if like is None else like.vocab)
+    if like is not None and like.ids.dtype.kind == "U" and len(part):
+        # ids read back from a snapshot stay fixed-width text (no 12,000 str objects to make); so do new ones
+        part = replace(part, ids=part.ids.astype(str))
+    return part
 
 
 class HistoryCache:
@@ -356,9 +396,23 @@ class HistoryCache:
     import overwriting a run's state) is seen at the next full read, at most ``max_age`` (default 24 hours)
     later.
 
+    ``snapshot`` is a file (see :mod:`forewarn.snapshot`) that carries the cache over to the next process:
+    the first read adopts the prepared rows it holds when it was written for this store by this forewarn,
+    reaches back to the window asked for, and was read in full at most ``max_age`` ago (the age travels
+    with the rows, so a chain of processes still reads in full at least every ``max_age``); the count
+    above then proves it still matches the store, or the window is read in full. Anything else - no file,
+    a damaged or foreign one - is ignored (logged at DEBUG). The cache saves the file after a full read,
+    and once ``save_rows`` (default 500) rows have become stable since it last saved or adopted it - so a
+    process that scores once, as in a process-per-run worker, refreshes a snapshot that has fallen that
+    far behind, and the next process reads at most about that many rows more. Rows, not minutes: a
+    score pays about 7 microseconds per row of its tail but 5-10 ms to save, and about five rows (a run
+    and its attempts) arrive per run, so one process in about a hundred saves. A save that fails (a
+    read-only directory, a full disk) is logged once and never fails a read. Without ``snapshot`` nothing
+    is read or written; :func:`history_cache` passes the file under ``FOREWARN_CACHE_DIR``.
+
     Example::
 
-        >>> cache = HistoryCache(store)  # doctest: +SKIP
+        >>> cache = HistoryCache(store, snapshot=Path("~/.cache/forewarn/history.npz").expanduser())  # doctest: +SKIP
         >>> runs, attempts = cache.read(since, attempts_since, now=now)  # doctest: +SKIP
         >>> build_features(upcoming, runs, attempts)  # doctest: +SKIP
     """
@@ -369,14 +423,17 @@ class HistoryCache:
         *,
         grace: timedelta = timedelta(minutes=10),
         max_age: timedelta = timedelta(hours=24),
+        snapshot: Path | str | None = None,
+        save_rows: int = 500,
     ) -> None:
         self._store = weakref.ref(store)  # the process-wide caches must not keep stores alive
         self._lock = threading.Lock()
+        self._max_age = pd.Timedelta(max_age)
         self._runs: _EndTimeCache[RunIndex] = _EndTimeCache(
             lambda since: self.store.ended_rows("flow_runs", since),
             lambda a, b: self.store.count_ended("flow_runs", a, b),
-            lambda columns, like: RunIndex.from_frame(columns, vocab=None if like is None else like.vocab),
-            lambda part: part.ids,
+            _prepare_runs,
+            _ended_again,
             grace,
             max_age,
         )
@@ -388,6 +445,13 @@ class HistoryCache:
             grace,
             max_age,
         )
+        self._snapshot = None if snapshot is None else Path(snapshot)
+        self._save_rows = save_rows
+        self._first = True  # the snapshot is looked at by the first read only
+        self._settled_at_save: int | None = None  # rows settled when the snapshot was last saved or adopted
+        self._identity: str | None = None  # the store's, computed when the snapshot is first used
+        self._save_failed = False
+        self._adopted = self._saves = 0
 
     @property
     def store(self) -> TelemetryStore:
@@ -397,6 +461,11 @@ class HistoryCache:
             raise StoreError("the telemetry store of this HistoryCache is gone; open a store and a new cache")
         return store
 
+    @property
+    def snapshot(self) -> Path | None:
+        """The snapshot file this cache starts from and saves to, or None."""
+        return self._snapshot
+
     def read(self, since: datetime, attempts_since: datetime, *, now: datetime) -> tuple[RunIndex, AttemptIndex]:
         """Runs ended at or after ``since`` and attempts ended at or after ``attempts_since``, as of ``now``.
 
@@ -404,11 +473,76 @@ class HistoryCache:
         whatever ended after each run's cutoff. Raises :class:`~forewarn.errors.StoreError` when the store
         cannot be read.
         """
-        now_ts = _ts(now)
+        now_ts, since_ts, attempts_ts = _ts(now), _ts(since), _ts(attempts_since)
         with self._lock:
-            runs = self._runs.read(_ts(since), now_ts)
-            attempts = self._attempts.read(_ts(attempts_since), now_ts)
+            if self._first and self._snapshot is not None:
+                self._adopt(self._snapshot, since_ts, attempts_ts, now_ts)
+            self._first = False
+            full = self._runs.full_reads + self._attempts.full_reads
+            runs = self._runs.read(since_ts, now_ts)
+            attempts = self._attempts.read(attempts_ts, now_ts)
+            if self._snapshot is not None and self._save_due(self._runs.full_reads + self._attempts.full_reads > full):
+                self._save(self._snapshot)
         return runs, attempts
+
+    def _adopt(self, path: Path, since: pd.Timestamp, attempts_since: pd.Timestamp, now: pd.Timestamp) -> None:
+        """Start from the snapshot in ``path`` where it is usable; the reads that follow check it."""
+        snapshot = load_snapshot(path, self._store_identity())
+        if snapshot is None:
+            return
+        parts: tuple[tuple[str, Any, StablePart[Any], pd.Timestamp], ...] = (
+            ("runs", self._runs, snapshot.runs, since),
+            ("attempts", self._attempts, snapshot.attempts, attempts_since),
+        )
+        for name, cache, saved, wanted in parts:
+            if saved.lo > wanted:
+                logger.debug(
+                    "history snapshot %s: its %s start at %s, after %s: read in full", path, name, saved.lo, wanted
+                )
+            elif abs(now - saved.loaded_at) > self._max_age:
+                logger.debug(
+                    "history snapshot %s: its %s were read at %s, over max_age ago", path, name, saved.loaded_at
+                )
+            else:
+                cache.adopt(saved)
+                self._adopted += 1
+        self._settled_at_save = self._settled()
+
+    def _settled(self) -> int:
+        return self._runs.settled + self._attempts.settled
+
+    def _save_due(self, full_read: bool) -> bool:
+        """After a full read, or once ``save_rows`` rows have become stable since the last save or adoption."""
+        if full_read or self._settled_at_save is None:
+            return True
+        return self._settled() - self._settled_at_save >= self._save_rows
+
+    def _save(self, path: Path) -> None:
+        """Save the stable rows to ``path``; a failure is logged once and the cache goes on without it."""
+        runs, attempts = self._runs.saved(), self._attempts.saved()
+        if runs is None or attempts is None:
+            return
+        self._settled_at_save = self._settled()  # a failed save is retried as late as a good one
+        try:
+            save_snapshot(path, HistorySnapshot(self._store_identity(), runs, attempts))
+        # any failure (a read-only or full disk, a path that is a directory): scoring goes on without it
+        except Exception as exc:
+            if not self._save_failed:
+                logger.warning(
+                    "forewarn could not save its history snapshot %s (%s: %s); each new process will read the "
+                    "history window in full. Make FOREWARN_CACHE_DIR writable, or set it empty to stop saving",
+                    path,
+                    type(exc).__name__,
+                    exc,
+                )
+            self._save_failed = True
+            return
+        self._saves += 1
+
+    def _store_identity(self) -> str:
+        if self._identity is None:
+            self._identity = store_identity(self.store)
+        return self._identity
 
     @property
     def reads(self) -> dict[str, int]:
@@ -420,6 +554,11 @@ class HistoryCache:
             "attempts_tail": self._attempts.tail_reads,
         }
 
+    @property
+    def snapshots(self) -> dict[str, int]:
+        """How many tables (0-2) the first read took from the snapshot, and how many times it was saved."""
+        return {"adopted": self._adopted, "saved": self._saves}
+
 
 _caches: weakref.WeakKeyDictionary[TelemetryStore, HistoryCache] = weakref.WeakKeyDictionary()
 _caches_lock = threading.Lock()
@@ -427,6 +566,9 @@ _caches_lock = threading.Lock()
 
 def history_cache(store: TelemetryStore) -> HistoryCache:
     """The process-wide :class:`HistoryCache` of ``store`` (one per store object, dropped with it).
+
+    Its snapshot is ``store``'s file (:func:`forewarn.snapshot.snapshot_file`) in ``FOREWARN_CACHE_DIR``;
+    none when the setting is empty or the store is an in-memory SQLite database.
 
     Example::
 
@@ -436,8 +578,15 @@ def history_cache(store: TelemetryStore) -> HistoryCache:
     with _caches_lock:
         cache = _caches.get(store)
         if cache is None:
-            cache = _caches[store] = HistoryCache(store)
+            cache = _caches[store] = HistoryCache(store, snapshot=_configured_snapshot(store))
     return cache
+
+
+def _configured_snapshot(store: TelemetryStore) -> Path | None:
+    from forewarn.settings import get_settings
+
+    directory = get_settings().cache_dir
+    return None if directory is None else snapshot_file(directory, store)
 
 
 def clear_history_caches() -> None:

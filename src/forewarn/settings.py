@@ -39,6 +39,18 @@ def default_db_path() -> Path:
     return Path(base) / "forewarn" / "telemetry.db"
 
 
+def default_cache_dir() -> Path:
+    """Where live scoring keeps its history snapshot unless ``FOREWARN_CACHE_DIR`` says otherwise.
+
+    ``$XDG_CACHE_HOME/forewarn``, i.e. ``~/.cache/forewarn`` by default: a cache directory, because the
+    snapshot is derived from the store and safe to delete (backup tools skip it); per user like the
+    store, because a Prefect worker starts each run's process in a changing working directory and every
+    process on this machine should find the snapshot the previous one saved.
+    """
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "forewarn"
+
+
 DEFAULT_REDACT_PATTERNS: tuple[str, ...] = (
     # key=value secrets: password=..., token: ..., api_key=...
     r"(?i)\b(password|passwd|pwd|secret|token|api[_-]?key|authorization)\b(\s*[=:]\s*)(\S+)",
@@ -83,6 +95,11 @@ class ForewarnSettings(BaseSettings):
     warning_policy: Literal["warn", "harden", "pause"] = Field(
         default="warn", description="What a forewarn.flow does when its run is scored at risk."
     )
+    cache_dir: Path | None = Field(
+        default_factory=default_cache_dir,
+        description="Directory of the history snapshot that lets a new process score warm (default "
+        "~/.cache/forewarn, under $XDG_CACHE_HOME if set); empty to neither read nor write one.",
+    )
 
     @field_validator("db_url")
     @classmethod
@@ -100,6 +117,14 @@ class ForewarnSettings(BaseSettings):
         if url.get_backend_name() not in ("sqlite", "postgresql"):
             raise ValueError(f"a sqlite:/// or postgresql+psycopg:// URL, not a {url.get_backend_name()} URL")
         return value
+
+    @field_validator("cache_dir", mode="before")
+    @classmethod
+    def _check_cache_dir(cls, value: Any) -> Any:
+        # an empty value switches the snapshot off; "~" is expanded, as a shell would in the variable
+        if value is None or (isinstance(value, str) and not value.strip()):
+            return None
+        return Path(value).expanduser() if isinstance(value, str | Path) else value
 
     @field_validator("redact_patterns")
     @classmethod
@@ -169,4 +194,4 @@ def get_settings() -> ForewarnSettings:
     return load_settings()
 
 
-__all__ = ["ForewarnSettings", "default_db_path", "get_settings", "load_settings"]
+__all__ = ["ForewarnSettings", "default_cache_dir", "default_db_path", "get_settings", "load_settings"]
