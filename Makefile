@@ -8,6 +8,8 @@ STAMP := $(VENV)/.installed
 
 # Prefect runs offline here: no analytics, no version checks.
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
+# a fresh virtual environment's first ephemeral Prefect server start can exceed Prefect's 20 s default
+export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 180
 export DO_NOT_TRACK := 1
 
 .PHONY: demo test lint bench clean

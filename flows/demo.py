@@ -28,6 +28,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "CRITICAL")  # the demo prints its own summary
+# Prefect starts its ephemeral API server on the first flow run and waits 20 s for it by default; in a fresh
+# virtual environment on a small machine that first start (compiling Prefect's server modules) takes longer
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
 os.environ.setdefault("FOREWARN_DB_URL", f"sqlite:///{ROOT / '.forewarn' / 'demo.db'}")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
