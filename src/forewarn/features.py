@@ -418,22 +418,35 @@ def _param_count(frame: pd.DataFrame) -> np.ndarray:
     return np.asarray([len(v) if isinstance(v, Mapping) else 0 for v in values], dtype=np.float64)
 
 
-def _target_times(targets: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    """Target ids and reference times (scheduled start, else start time) in ns; raises if one is missing."""
-    _require(targets, ("flow_run_id", "flow_name"), "targets")
+def reference_times(targets: pd.DataFrame) -> np.ndarray:
+    """Each target's scheduled start, else its start time, as int64 ns since the epoch (UTC).
+
+    The time a run is placed at: its cutoff is this minus the lead. Raises
+    :class:`~forewarn.errors.FeatureSchemaError` naming the runs that have neither.
+
+    Example::
+
+        >>> t = pd.DataFrame({"flow_run_id": ["r"], "scheduled_start": [pd.Timestamp("1970-01-01 00:00:01", tz="UTC")]})
+        >>> reference_times(t).tolist()
+        [1000000000]
+    """
     if "scheduled_start" not in targets.columns and "start_time" not in targets.columns:
         raise FeatureSchemaError("targets need scheduled_start (or start_time) to place each run in time")
-    ids = _text(targets["flow_run_id"])
-    ref = _ns(targets, "scheduled_start")
-    start = _ns(targets, "start_time")
-    ref = np.where(ref == _NAT, start, ref)
+    ref = _history_ref(targets)
     if (ref == _NAT).any():
-        bad = ", ".join(map(repr, ids[ref == _NAT][:5]))
+        bad = ", ".join(map(repr, _text(targets["flow_run_id"])[ref == _NAT][:5]))
         raise FeatureSchemaError(
             f"target run(s) {bad} have neither scheduled_start nor start_time; give the "
             "scheduled start of an upcoming run"
         )
-    return ids, ref
+    return ref
+
+
+def _target_times(targets: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Target ids and :func:`reference_times`."""
+    _require(targets, ("flow_run_id", "flow_name"), "targets")
+    ref = reference_times(targets)
+    return _text(targets["flow_run_id"]), ref
 
 
 def _ragged(starts: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -657,9 +670,7 @@ class RunIndex(_Arrays):
         Raises :class:`~forewarn.errors.FeatureSchemaError` for missing columns or a repeated run id.
         """
         _require(history, ("flow_run_id", "flow_name", "end_time", "state"), "history")
-        end, start = _ns(history, "end_time"), _ns(history, "start_time")
-        ref = _ns(history, "scheduled_start")
-        ref = np.where(ref == _NAT, start, ref)
+        end, start, ref = _ns(history, "end_time"), _ns(history, "start_time"), _history_ref(history)
         known = np.maximum(end, ref)  # a run is known at its end, never before its own scheduled start
         usable = end != _NAT
         if since is not None:
@@ -1292,6 +1303,7 @@ __all__ = [
     "build_features",
     "cutoff_window",
     "failure_labels",
+    "reference_times",
     "feature_spec",
     "history_window",
 ]

@@ -55,6 +55,7 @@ from forewarn.features import (
     RunIndex,
     build_features,
     cutoff_window,
+    reference_times,
 )
 from forewarn.model import LATEST_FILE, MANIFEST_FILE, FailureWarningModel, ModelManifest, load_model
 from forewarn.snapshot import HistorySnapshot, StablePart, load_snapshot, save_snapshot, snapshot_file, store_identity
@@ -641,20 +642,6 @@ def _target_frame(targets: pd.DataFrame, manifest: ModelManifest) -> pd.DataFram
     return frame.assign(**columns) if columns else frame  # only what differs is copied (~0.3 ms a column)
 
 
-def _reference_ns(frame: pd.DataFrame) -> np.ndarray:
-    """Each target's scheduled start, else its start time, in int64 ns; refuses a target with neither."""
-    nat = np.iinfo(np.int64).min
-    ref = np.full(len(frame), nat, dtype=np.int64)
-    for name in ("start_time", "scheduled_start"):  # the scheduled start wins where both are known
-        if name in frame.columns:
-            values = np.asarray(frame[name].array.asi8, dtype=np.int64)
-            ref = np.where(values != nat, values, ref)
-    if (ref == nat).any():
-        bad = frame["flow_run_id"].iloc[int(np.flatnonzero(ref == nat)[0])]
-        raise FeatureSchemaError(f"target run {bad!r} has neither scheduled_start nor start_time")
-    return ref
-
-
 def _for_model(X: pd.DataFrame, model: FailureWarningModel) -> pd.DataFrame:
     """``X`` in the dtypes the model was trained on; coerced only when a column differs (rare, ~1 ms)."""
     spec = model.feature_spec_
@@ -710,7 +697,7 @@ def score_runs(
     if frame.empty:
         return pd.DataFrame({c: pd.Series(dtype=object) for c in SCORE_COLUMNS})
     config = config or feature_config_of(manifest)
-    ref = _reference_ns(frame)
+    ref = reference_times(frame)
     cutoff = np.minimum(ref, now_ts.value)
     lead = ref - cutoff
     since, until = cutoff_window(cutoff, config)

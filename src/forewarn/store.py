@@ -1398,7 +1398,7 @@ class TelemetryStore:
             >>> store.ended_runs(t0)[["flow_run_id", "state"]].to_dict("records")
             [{'flow_run_id': 'f1', 'state': 'COMPLETED'}]
         """
-        return self._lean_frame("runs", since, until, self.ENDED_RUN_COLUMNS, "ended_runs")
+        return _ended_frame(self._ended_rows("flow_runs", since, until, "ended_runs"))
 
     def ended_attempts(self, since: datetime, until: datetime | None = None) -> pd.DataFrame:
         """Task attempts whose ``end_time`` is in ``[since, until)``, lean, as :meth:`ended_runs` reads runs.
@@ -1414,7 +1414,7 @@ class TelemetryStore:
             >>> TelemetryStore("sqlite://").ended_attempts(datetime(2026, 1, 1, tzinfo=timezone.utc)).shape
             (0, 7)
         """
-        return self._lean_frame("attempts", since, until, self.ENDED_ATTEMPT_COLUMNS, "ended_attempts")
+        return _ended_frame(self._ended_rows("task_attempts", since, until, "ended_attempts"))
 
     def count_ended(self, table: str, since: datetime, until: datetime) -> int:
         """How many rows of ``table`` (``"flow_runs"`` or ``"task_attempts"``) ended in ``[since, until)``.
@@ -1451,6 +1451,12 @@ class TelemetryStore:
             >>> columns["end_time"].dtype, len(columns["flow_run_id"])
             (dtype('<M8[ns]'), 0)
         """
+        return self._ended_rows(table, since, until, f"ended_rows({table})")
+
+    def _ended_rows(self, table: str, since: datetime, until: datetime | None, action: str) -> dict[str, np.ndarray]:
+        """The lean select of ``table`` as numpy columns: object text, each time column parsed in one call."""
+        import numpy as np
+
         kinds = {
             "flow_runs": ("runs", self.ENDED_RUN_COLUMNS),
             "task_attempts": ("attempts", self.ENDED_ATTEMPT_COLUMNS),
@@ -1458,14 +1464,6 @@ class TelemetryStore:
         if table not in kinds:
             raise ValueError(f"table={table!r} is invalid: expected 'flow_runs' or 'task_attempts'")
         kind, columns = kinds[table]
-        return self._lean_columns(kind, since, until, columns, f"ended_rows({table})")
-
-    def _lean_columns(
-        self, kind: str, since: datetime, until: datetime | None, columns: Sequence[str], action: str
-    ) -> dict[str, np.ndarray]:
-        """Rows of a lean select as numpy columns: object text, each time column parsed in one call."""
-        import numpy as np
-
         stmt = _ended_statement(kind, bounded=until is not None)
         params = {"since": _aware(since, "since")}
         if until is not None:
@@ -1480,17 +1478,16 @@ class TelemetryStore:
             out[name] = _parse_times(array, sqlite=self._is_sqlite) if _is_time(name) else array
         return out
 
-    def _lean_frame(
-        self, kind: str, since: datetime, until: datetime | None, columns: Sequence[str], action: str
-    ) -> pd.DataFrame:
-        """:meth:`_lean_columns` as a frame, times ``datetime64[ns, UTC]``."""
-        import pandas as pd
 
-        data: dict[str, Any] = self._lean_columns(kind, since, until, columns, action)
-        for name in columns:
-            if _is_time(name):
-                data[name] = pd.DatetimeIndex(data[name]).tz_localize("UTC").array
-        return pd.DataFrame(data, columns=list(columns), copy=False)
+def _ended_frame(columns: dict[str, np.ndarray]) -> pd.DataFrame:
+    """:meth:`TelemetryStore.ended_rows`' columns as a frame, times ``datetime64[ns, UTC]``."""
+    import pandas as pd
+
+    data: dict[str, Any] = {
+        name: pd.DatetimeIndex(values).tz_localize("UTC").array if _is_time(name) else values
+        for name, values in columns.items()
+    }
+    return pd.DataFrame(data, copy=False)
 
 
 _ENDED_STATEMENTS: dict[tuple[str, bool], sa.Select[Any]] = {}
