@@ -29,6 +29,7 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check src tests flows bench
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-logo
 
 bench: $(STAMP)  # by hand, on a quiet machine; results go to docs/benchmarks.md
 	$(BIN)/python bench/task_overhead.py

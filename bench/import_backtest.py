@@ -25,9 +25,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
-    from forewarn.backtest import walk_forward_backtest
-    from forewarn.importer import import_runs
-    from forewarn.simulate import write_simulated_history
+    from forewarn.history.importer import import_runs
+    from forewarn.history.simulate import write_simulated_history
+    from forewarn.learning.backtest import walk_forward_backtest
     from forewarn.store import TelemetryStore
 
     tmp = Path(tempfile.mkdtemp())

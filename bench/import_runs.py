@@ -1,6 +1,6 @@
 """How fast `forewarn import-runs` loads a large run history (target: 400,000 runs in under 30 s on SQLite).
 
-Simulates N runs (``forewarn.simulate.write_simulated_history``) to a CSV in a temporary directory, then
+Simulates N runs (``forewarn.history.simulate.write_simulated_history``) to a CSV in a temporary directory, then
 imports it into a fresh SQLite store in the same directory and reports, for each step, the wall-clock time
 and rows per second: the first import (all inserts), the same file again (all upserts: nothing changes),
 and reading every run back with ``TelemetryStore.runs()``. With ``--db`` the same file is also imported
@@ -42,8 +42,8 @@ def main() -> None:
     parser.add_argument("--chunk-rows", type=int, default=50_000, help="rows per executemany (default 50,000)")
     args = parser.parse_args()
 
-    from forewarn.importer import import_attempts, import_runs
-    from forewarn.simulate import simulate_history, simulated_attempts
+    from forewarn.history.importer import import_attempts, import_runs
+    from forewarn.history.simulate import simulate_history, simulated_attempts
     from forewarn.store import TelemetryStore
 
     folder = Path(tempfile.mkdtemp(prefix="forewarn-bench-"))

@@ -1,12 +1,12 @@
 """Latency of scoring one flow run (features + model) with about 1,000,000 task attempts in the store.
 
-The store holds a simulated history (``forewarn.simulate``: 12 flows, ~410 runs a day) of ``--runs`` runs
+The store holds a simulated history (``forewarn.history.simulate``: 12 flows, ~410 runs a day) of ``--runs`` runs
 and their simulated task attempts (~3.3 per run, so the default 305,000 runs give ~1,000,000 attempts),
 written in bulk. A small model is trained on the most recent ``--train-runs`` runs and saved. Then the
 last ``--targets`` runs are scored one at a time, each at its scheduled start, the way the pre-run hook
 scores a starting run: before each score the runs and attempts that ended since the previous one are
 written to the store (untimed), as a live system writes them. Each figure is the wall time of one
-``forewarn.scoring.score_runs`` call: reading the history window, ``build_features``, the model's risk and,
+``forewarn.scoring.live.score_runs`` call: reading the history window, ``build_features``, the model's risk and,
 for a warned run only, its top-3 reasons.
 
 * **cold**: ``cache=False``, every score reads its whole history window (30 days + 6 h of runs, 6 h of
@@ -14,7 +14,7 @@ for a warned run only, its top-3 reasons.
 * **warm**: the process's ``HistoryCache``, which re-reads only the rows that ended since the last score
   (the first score, a full read, is reported on its own);
 * **fresh**: every score uses a new ``HistoryCache`` - as the first score of a new process does, in a
-  process-per-run worker - that starts from the history snapshot (``forewarn.snapshot``) an earlier
+  process-per-run worker - that starts from the history snapshot (``forewarn.scoring.snapshot``) an earlier
   score saved, reads only what ended since, and saves the snapshot again once 500 rows have become
   stable since it was saved (the first score of the pass finds no snapshot, reads in full and saves; it
   is reported on its own). These processes live in this one, so the figures leave out what a new Python
@@ -60,7 +60,7 @@ def percentiles(samples: list[float]) -> str:
 
 
 def simulated(n_runs: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-    from forewarn.simulate import (
+    from forewarn.history.simulate import (
         history_to_attempts_frame,
         history_to_runs_frame,
         simulate_history,
@@ -78,7 +78,7 @@ CHILD = """
 import json, sys, time
 t0 = time.perf_counter()
 import pandas as pd
-from forewarn.scoring import HistoryCache, load_current_model, score_runs
+from forewarn.scoring.live import HistoryCache, load_current_model, score_runs
 from forewarn.store import TelemetryStore
 t1 = time.perf_counter()
 url, model_dir, target_path, now, snapshot = sys.argv[1:]
@@ -131,9 +131,9 @@ def main() -> None:
     if not modes or set(modes) - {"cold", "warm", "fresh", "process"}:
         parser.error(f"--modes {args.modes!r}: expected a comma-separated list of cold, warm, fresh, process")
 
-    from forewarn.features import build_features, failure_labels
-    from forewarn.model import FailureWarningModel, save_model
-    from forewarn.scoring import HistoryCache, clear_model_cache, load_current_model, score_runs
+    from forewarn.learning.features import build_features, failure_labels
+    from forewarn.learning.model import FailureWarningModel, save_model
+    from forewarn.scoring.live import HistoryCache, clear_model_cache, load_current_model, score_runs
     from forewarn.store import TelemetryStore
 
     work = Path(args.dir)
@@ -193,8 +193,8 @@ def main() -> None:
             store.record_attempts_frame(new_att)
 
     # where the warm time goes: time the stages of score_runs (build_features, the model, the cache)
-    import forewarn.features as features
-    import forewarn.scoring as scoring
+    import forewarn.learning.features as features
+    import forewarn.scoring.live as scoring
 
     stages: dict[str, dict[str, list[float]]] = {}
     stage_mode = ""  # the pass whose stages are being timed, "" for none

@@ -33,7 +33,7 @@ def main() -> None:
     from prefect.cache_policies import NO_CACHE
 
     import forewarn
-    from forewarn.recorder import default_recorder
+    from forewarn.orchestration.recorder import default_recorder
 
     def body(i: int) -> int:
         return i + 1

@@ -38,10 +38,10 @@ from rich.console import Console  # noqa: E402
 from rich.progress import track  # noqa: E402
 
 from forewarn.cli import print_report  # noqa: E402
-from forewarn.features import failure_labels  # noqa: E402
-from forewarn.report import reliability_report  # noqa: E402
+from forewarn.learning.features import failure_labels  # noqa: E402
+from forewarn.learning.report import reliability_report  # noqa: E402
 from forewarn.settings import get_settings  # noqa: E402
-from forewarn.store import TelemetryStore  # noqa: E402
+from forewarn.store.telemetry import TelemetryStore  # noqa: E402
 
 console = Console()
 MIN_HISTORY_RUNS = 5_000
@@ -71,8 +71,8 @@ def run_orders(n_runs: int, seed: int, first: int = 0) -> tuple[int, int]:
 
 def ensure_history(store: TelemetryStore, seed: int) -> None:
     """Import a simulated history when the store has too little to learn from."""
-    from forewarn.importer import import_attempts, import_runs
-    from forewarn.simulate import simulate_history, simulated_attempts
+    from forewarn.history.importer import import_attempts, import_runs
+    from forewarn.history.simulate import simulate_history, simulated_attempts
 
     labelled = int(failure_labels(store.runs()).notna().sum())
     if labelled >= MIN_HISTORY_RUNS:
@@ -92,15 +92,15 @@ def ensure_history(store: TelemetryStore, seed: int) -> None:
 
 
 def train(store: TelemetryStore) -> None:
-    from forewarn.cli import _print_metrics
-    from forewarn.summary import metrics_rows
-    from forewarn.training import train_and_save
+    from forewarn.cli import print_metrics
+    from forewarn.learning.summary import metrics_rows
+    from forewarn.learning.training import train_and_save
 
     runs, attempts = store.history()
     with console.status("training: walk-forward backtest, then the final model"):
         result = train_and_save(runs, attempts, model_dir=get_settings().model_dir, n_folds=4)
     manifest = result.manifest
-    _print_metrics(metrics_rows(manifest.backtest_metrics or {}), "failure warning, held-out runs")
+    print_metrics(metrics_rows(manifest.backtest_metrics or {}), "failure warning, held-out runs")
     console.print(f"Model {manifest.version} saved to {result.path} (threshold {manifest.threshold:.3f}).")
 
 

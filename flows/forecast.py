@@ -15,7 +15,7 @@ from typing import Any
 
 from prefect import flow, get_run_logger
 
-from forewarn.forecast import forecast_upcoming_runs, publish_forecast
+from forewarn.orchestration.forecast import forecast_upcoming_runs, publish_forecast
 from forewarn.store import TelemetryStore
 
 

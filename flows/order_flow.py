@@ -3,7 +3,7 @@
 validate order -> reserve inventory -> charge payment (fallback: a secondary gateway)
 -> arrange shipping -> notify customer (fallback: queue the notification for later)
 
-Each fake service asks a :class:`forewarn.chaos.FaultInjector` whether to fail, so the flow's parameters
+Each fake service asks a :class:`forewarn.resilience.chaos.FaultInjector` whether to fail, so the flow's parameters
 decide how rough the day is: ``transient_rate`` (connection resets that a retry fixes), ``permanent_rate``
 (bad input that no retry fixes) and ``latency_seconds``. The same ``seed`` gives the same faults.
 

@@ -20,11 +20,11 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
-from forewarn.backtest import walk_forward_backtest
+from forewarn.learning.backtest import walk_forward_backtest
+from forewarn.learning.summary import metrics_markdown
+from forewarn.learning.training import train_and_save
 from forewarn.settings import get_settings
 from forewarn.store import TelemetryStore
-from forewarn.summary import metrics_markdown
-from forewarn.training import train_and_save
 
 
 @task(cache_policy=NO_CACHE)

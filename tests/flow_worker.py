@@ -20,7 +20,7 @@ from prefect.context import TaskRunContext
 
 import forewarn
 from forewarn import FaultInjector, RetryPolicy
-from forewarn.recorder import default_recorder
+from forewarn.orchestration.recorder import default_recorder
 
 POLICY = RetryPolicy(attempts=12, wait_initial=0, wait_max=0, wait_jitter=0)
 

@@ -8,11 +8,11 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from forewarn.attempts import AttemptRunner, Hardening, hardened
-from forewarn.breaker import CircuitBreaker
 from forewarn.errors import FallbackError
 from forewarn.records import AttemptOutcome, AttemptRecord
-from forewarn.retry import RetryPolicy
+from forewarn.resilience.attempts import AttemptRunner, Hardening, hardened
+from forewarn.resilience.breaker import CircuitBreaker
+from forewarn.resilience.retry import RetryPolicy
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
 

@@ -9,21 +9,21 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from forewarn.backtest import (
+from forewarn.errors import ConfigurationError, InsufficientHistoryError
+from forewarn.history.simulate import (
+    history_to_attempts_frame,
+    history_to_runs_frame,
+    simulate_history,
+    simulated_attempts,
+)
+from forewarn.learning.backtest import (
     COMPARISON_COLUMNS,
     PREDICTION_COLUMNS,
     BacktestResult,
     compare_families,
     walk_forward_backtest,
 )
-from forewarn.errors import ConfigurationError, InsufficientHistoryError
-from forewarn.features import failure_labels
-from forewarn.simulate import (
-    history_to_attempts_frame,
-    history_to_runs_frame,
-    simulate_history,
-    simulated_attempts,
-)
+from forewarn.learning.features import failure_labels
 
 N_RUNS = 24_000
 

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from forewarn.breaker import CLOSED, HALF_OPEN, OPEN, CircuitBreaker
 from forewarn.errors import CircuitOpenError, ConfigurationError, ForewarnError
+from forewarn.resilience.breaker import CLOSED, HALF_OPEN, OPEN, CircuitBreaker
 
 
 class FakeClock:

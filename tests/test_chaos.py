@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from forewarn.chaos import FaultInjector, FaultProfile, PermanentFault, TransientFault, inject_faults
 from forewarn.errors import ConfigurationError, ForewarnError
-from forewarn.retry import default_retry_on
+from forewarn.resilience.chaos import FaultInjector, FaultProfile, PermanentFault, TransientFault, inject_faults
+from forewarn.resilience.retry import default_retry_on
 
 
 def outcome(injector: FaultInjector, operation: str) -> str:

@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from forewarn.backtest import PREDICTION_COLUMNS
 from forewarn.cli import app
-from forewarn.model import load_model
+from forewarn.learning.backtest import PREDICTION_COLUMNS
+from forewarn.learning.model import load_model
 
 runner = CliRunner()
 
@@ -87,10 +87,10 @@ class TestTrainingManifest:
         """train_and_save stores its FeatureConfig in the manifest; live scoring reads the same windows."""
         from datetime import timedelta
 
-        from forewarn.features import FeatureConfig
-        from forewarn.scoring import feature_config_of
-        from forewarn.simulate import history_to_runs_frame, simulate_history
-        from forewarn.training import train_and_save
+        from forewarn.history.simulate import history_to_runs_frame, simulate_history
+        from forewarn.learning.features import FeatureConfig
+        from forewarn.learning.training import train_and_save
+        from forewarn.scoring.live import feature_config_of
 
         runs = history_to_runs_frame(simulate_history(6000, seed=2))
         config = FeatureConfig(lookback=timedelta(days=10), recent_runs=5, global_window=timedelta(hours=3))

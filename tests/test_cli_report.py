@@ -11,8 +11,8 @@ import pytest
 from typer.testing import CliRunner
 
 from forewarn.cli import app
+from forewarn.learning.report import reliability_report
 from forewarn.records import AttemptOutcome, AttemptRecord, FlowRunRecord, RunState
-from forewarn.report import reliability_report
 from forewarn.store import TelemetryStore
 
 T0 = datetime(2026, 5, 1, tzinfo=timezone.utc)

@@ -1,4 +1,4 @@
-"""Specification of forewarn.features: what a run's features may see, and exactly what they are."""
+"""Specification of forewarn.learning.features: what a run's features may see, and exactly what they are."""
 
 from __future__ import annotations
 
@@ -12,7 +12,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from forewarn.errors import ConfigurationError, FeatureSchemaError
-from forewarn.features import (
+from forewarn.history.simulate import (
+    history_to_attempts_frame,
+    history_to_runs_frame,
+    parameters_hash,
+    simulate_history,
+    simulated_attempts,
+)
+from forewarn.learning.features import (
     BASELINE_LAST_FAILED,
     BASELINE_SMOOTHED_RATE,
     CATEGORICAL_FEATURES,
@@ -28,13 +35,6 @@ from forewarn.features import (
     failure_labels,
     feature_spec,
     history_window,
-)
-from forewarn.simulate import (
-    history_to_attempts_frame,
-    history_to_runs_frame,
-    parameters_hash,
-    simulate_history,
-    simulated_attempts,
 )
 
 T0 = pd.Timestamp("2026-03-02 00:00", tz="UTC")  # a Monday

@@ -15,7 +15,7 @@ from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 from prefect.states import Scheduled
 
 from forewarn.errors import ConfigurationError, ModelError
-from forewarn.forecast import (
+from forewarn.orchestration.forecast import (
     FORECAST_ARTIFACT_KEY,
     _with_known_versions,
     forecast_rows,
@@ -23,11 +23,11 @@ from forewarn.forecast import (
     publish_forecast,
     upcoming_runs_frame,
 )
+from forewarn.orchestration.warning import EVENT_NAME
 from forewarn.records import FlowRunRecord, RunState
-from forewarn.scoring import SCORE_COLUMNS, clear_model_cache
+from forewarn.scoring.live import SCORE_COLUMNS, clear_model_cache
 from forewarn.settings import get_settings
 from forewarn.store import TelemetryStore
-from forewarn.warning import EVENT_NAME
 from test_warning import DOOMED, FINE, fleet, train_small_model
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from forewarn.cli import app
 from forewarn.errors import ConfigurationError, ImportValidationError
-from forewarn.importer import (
+from forewarn.history.importer import (
     ATTEMPT_STATES,
     RUN_STATES,
     ImportResult,
@@ -20,7 +20,7 @@ from forewarn.importer import (
     import_runs,
     read_history_csv,
 )
-from forewarn.simulate import history_to_runs_frame, simulate_history, simulated_attempts
+from forewarn.history.simulate import history_to_runs_frame, simulate_history, simulated_attempts
 from forewarn.store import TelemetryStore
 
 RUNS_HEADER = "run_id,flow_name,scheduled_start,state,start_time,end_time,parameters"

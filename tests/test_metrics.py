@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from forewarn.metrics import _jsonable, escape_rate, warning_metrics
+from forewarn.learning._json import jsonable as _jsonable
+from forewarn.learning.metrics import escape_rate, warning_metrics
 
 
 class TestWarningMetrics:

@@ -16,7 +16,7 @@ from sklearn.exceptions import NotFittedError
 from sklearn.pipeline import Pipeline
 from threadpoolctl import threadpool_limits
 
-import forewarn.model as model_module
+import forewarn.learning.model as model_module
 from forewarn.errors import (
     ChecksumMismatchError,
     ConfigurationError,
@@ -24,8 +24,8 @@ from forewarn.errors import (
     InsufficientHistoryError,
     ModelError,
 )
-from forewarn.features import feature_spec
-from forewarn.model import (
+from forewarn.learning.features import feature_spec
+from forewarn.learning.model import (
     FailureWarningModel,
     FrameEncoder,
     ModelManifest,
@@ -651,7 +651,7 @@ class TestPersistence:
 class TestEmptyFeatureColumns:
     def test_all_missing_numeric_column_is_ignored_not_fatal(self) -> None:
         """A feature_* column with no value in the training rows trains (as a constant) and scores."""
-        from forewarn.model import FrameEncoder
+        from forewarn.learning.model import FrameEncoder
 
         frame = pd.DataFrame({"x": [1.0, 2.0, 3.0], "only_new_runs": [np.nan] * 3, "flow": ["a", "b", "b"]})
         encoder = FrameEncoder(["x", "only_new_runs"], ["flow"], min_frequency=1).fit(frame)

@@ -15,8 +15,8 @@ def test_backtest_report_notebook_executes(sqlite_url: str, tmp_path: Path, monk
     """Every cell runs without error and the report shows the model beside both baselines."""
     nbformat = pytest.importorskip("nbformat")
     nbclient = pytest.importorskip("nbclient")
-    from forewarn.importer import import_attempts, import_runs
-    from forewarn.simulate import simulated_attempts, write_simulated_history
+    from forewarn.history.importer import import_attempts, import_runs
+    from forewarn.history.simulate import simulated_attempts, write_simulated_history
     from forewarn.store import TelemetryStore
 
     history = write_simulated_history(tmp_path / "runs.csv", 6000, seed=5)

@@ -14,8 +14,8 @@ from prefect.states import Cancelled, Completed, Crashed, Failed
 import forewarn
 from forewarn import RetryPolicy
 from forewarn.errors import ConfigurationError, FallbackError
-from forewarn.flows import _record_end, parameters_hash
-from forewarn.recorder import default_recorder
+from forewarn.orchestration.flows import _record_end, parameters_hash
+from forewarn.orchestration.recorder import default_recorder
 from forewarn.settings import get_settings
 from forewarn.store import TelemetryStore
 
@@ -58,7 +58,7 @@ class TestTaskOptions:
         assert charge.name == "charge-card"
         assert charge.tags == {"payments"}
         assert charge.retries == 0  # forewarn retries inside the call, Prefect does not
-        assert forewarn.tasks.runner_of(charge).policy.attempts == 3
+        assert forewarn.orchestration.tasks.runner_of(charge).policy.attempts == 3
 
     @pytest.mark.parametrize("option", ["retry_delay_seconds", "retry_jitter_factor", "retry_condition_fn"])
     def test_prefect_retry_options_are_refused_with_the_forewarn_spelling(self, option: str) -> None:

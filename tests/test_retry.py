@@ -10,9 +10,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from forewarn.chaos import PermanentFault, TransientFault
 from forewarn.errors import AttemptTimeoutError, CircuitOpenError, ConfigurationError
-from forewarn.retry import (
+from forewarn.resilience.chaos import PermanentFault, TransientFault
+from forewarn.resilience.retry import (
     NON_RETRYABLE,
     RETRYABLE_CLIENT_STATUS,
     RetryPolicy,

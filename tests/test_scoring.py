@@ -1,4 +1,4 @@
-"""forewarn.scoring: the current model, the history window, and live scores equal to backtest scores."""
+"""forewarn.scoring.live: the current model, the history window, and live scores equal to backtest scores."""
 
 from __future__ import annotations
 
@@ -16,10 +16,16 @@ import pandas as pd
 import pytest
 
 from forewarn.errors import ChecksumMismatchError, FeatureSchemaError, ModelError
-from forewarn.features import AttemptIndex, FeatureConfig, RunIndex, build_features, failure_labels
-from forewarn.model import FailureWarningModel, ModelManifest, save_model
+from forewarn.history.simulate import (
+    history_to_attempts_frame,
+    history_to_runs_frame,
+    simulate_history,
+    simulated_attempts,
+)
+from forewarn.learning.features import AttemptIndex, FeatureConfig, RunIndex, build_features, failure_labels
+from forewarn.learning.model import FailureWarningModel, ModelManifest, save_model
 from forewarn.records import FlowRunRecord, RunState
-from forewarn.scoring import (
+from forewarn.scoring.live import (
     SCORE_COLUMNS,
     HistoryCache,
     clear_history_caches,
@@ -32,13 +38,7 @@ from forewarn.scoring import (
     record_targets,
     score_runs,
 )
-from forewarn.simulate import (
-    history_to_attempts_frame,
-    history_to_runs_frame,
-    simulate_history,
-    simulated_attempts,
-)
-from forewarn.snapshot import (
+from forewarn.scoring.snapshot import (
     ATTEMPT_BOOL,
     ATTEMPT_INT64,
     RUN_BOOL,
@@ -736,7 +736,7 @@ class TestHistorySnapshot:
             fh.write(b"PK\x03\x04 half")
             raise OSError(28, "No space left on device")
 
-        monkeypatch.setattr("forewarn.snapshot.np.savez", full_disk)
+        monkeypatch.setattr("forewarn.scoring.snapshot.np.savez", full_disk)
         cache = HistoryCache(store, snapshot=path)
         cache.read(since - pd.Timedelta(days=1), attempts_since, now=now)
         assert cache.snapshots["saved"] == 0

@@ -1,4 +1,4 @@
-"""Specification of forewarn.simulate: the simulated history, its failure mechanisms, the import parser."""
+"""Specification of forewarn.history.simulate: the simulated history, its failure mechanisms, the import parser."""
 
 from __future__ import annotations
 
@@ -12,8 +12,7 @@ import pandas as pd
 import pytest
 
 from forewarn.errors import ConfigurationError, ImportValidationError
-from forewarn.records import AttemptOutcome, RunState
-from forewarn.simulate import (
+from forewarn.history.simulate import (
     ATTEMPT_COLUMNS,
     FAILURE_CAUSES,
     RUN_COLUMNS,
@@ -24,6 +23,7 @@ from forewarn.simulate import (
     simulated_attempts,
     write_simulated_history,
 )
+from forewarn.records import AttemptOutcome, RunState
 
 ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")

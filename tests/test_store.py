@@ -15,10 +15,10 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from forewarn import migrations, schema
 from forewarn.errors import ConfigurationError, SchemaVersionError, StoreError, StoreUnreachableError
 from forewarn.records import AttemptOutcome, AttemptRecord, FlowRunRecord, PredictionRecord, RunState, parameters_hash
-from forewarn.store import (
+from forewarn.store import migrations, schema
+from forewarn.store.telemetry import (
     ATTEMPT_COLUMNS,
     PREDICTION_COLUMNS,
     RUN_COLUMNS,
@@ -776,7 +776,7 @@ class TestLockedSqlite:
     @pytest.fixture
     def locked(self, sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> Any:
         """A store with busy_timeout=0 and a second connection holding the write lock."""
-        monkeypatch.setattr("forewarn.store.SQLITE_BUSY_TIMEOUT_MS", 0)
+        monkeypatch.setattr("forewarn.store.telemetry.SQLITE_BUSY_TIMEOUT_MS", 0)
         store = TelemetryStore(sqlite_url, sleep=lambda s: None)
         store.record_flow_run_start(run())
         blocker = sa.create_engine(sqlite_url, isolation_level="AUTOCOMMIT").connect()
@@ -1311,7 +1311,7 @@ class TestUpgradeToVersion2:
 class TestWalSwitch:
     def test_locked_wal_switch_is_retried_with_backoff(self) -> None:
         """A 'database is locked' from PRAGMA journal_mode is retried (the busy handler does not cover it)."""
-        from forewarn.store import _switch_to_wal
+        from forewarn.store.telemetry import _switch_to_wal
 
         class Cursor:
             calls = 0
@@ -1327,7 +1327,7 @@ class TestWalSwitch:
 
     def test_other_errors_are_not_retried(self) -> None:
         """Anything but a lock is raised at once."""
-        from forewarn.store import _switch_to_wal
+        from forewarn.store.telemetry import _switch_to_wal
 
         class Cursor:
             def execute(self, sql: str) -> None:

@@ -15,8 +15,8 @@ import pytest
 import sqlalchemy as sa
 
 from forewarn.records import AttemptOutcome, AttemptRecord
-from forewarn.schema import flow_runs, task_attempts
 from forewarn.store import TelemetryStore
+from forewarn.store.schema import flow_runs, task_attempts
 
 PROCESSES = 4
 ROWS_PER_PROCESS = 500

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from forewarn.errors import AttemptTimeoutError, ConfigurationError
-from forewarn.retry import default_retry_on
-from forewarn.timeout import acall_with_timeout, call_with_timeout
+from forewarn.resilience.retry import default_retry_on
+from forewarn.resilience.timeout import acall_with_timeout, call_with_timeout
 
 request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="unset")
 

@@ -18,14 +18,14 @@ from prefect.events.worker import EventsWorker
 
 import forewarn
 from forewarn import RetryPolicy
-from forewarn.features import build_features, failure_labels
-from forewarn.flows import WarningPolicy
-from forewarn.model import FailureWarningModel, save_model
+from forewarn.learning.features import build_features, failure_labels
+from forewarn.learning.model import FailureWarningModel, save_model
+from forewarn.orchestration.flows import WarningPolicy
+from forewarn.orchestration.warning import ARTIFACT_KEY, EVENT_NAME, HARDEN_EXTRA_ATTEMPTS, PAUSE_KEY, warn_before_run
 from forewarn.records import FlowRunRecord, parameters_hash
-from forewarn.scoring import clear_model_cache
+from forewarn.scoring.live import clear_model_cache
 from forewarn.settings import get_settings
 from forewarn.store import TelemetryStore
-from forewarn.warning import ARTIFACT_KEY, EVENT_NAME, HARDEN_EXTRA_ATTEMPTS, PAUSE_KEY, warn_before_run
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
@@ -213,7 +213,7 @@ class TestFailOpen:
         def broken(*args: Any, **kwargs: Any) -> Any:
             raise RuntimeError("boom")
 
-        monkeypatch.setattr("forewarn.scoring.score_runs", broken)
+        monkeypatch.setattr("forewarn.scoring.live.score_runs", broken)
         state = run(DOOMED)
         assert state.is_completed()
         (line,) = lines()
@@ -227,7 +227,7 @@ class TestFailOpen:
         code = (
             "import sys; from datetime import datetime, timezone\n"
             "from forewarn.records import FlowRunRecord\n"
-            "from forewarn.warning import warn_before_run\n"
+            "from forewarn.orchestration.warning import warn_before_run\n"
             "rec = FlowRunRecord('r', 'etl', start_time=datetime.now(timezone.utc))\n"
             f"assert warn_before_run(rec, model_dir={str(tmp_path)!r}, policy='warn') is None\n"
             "print(sorted(m for m in ('pandas', 'sklearn', 'forewarn.scoring') if m in sys.modules))\n"
@@ -333,7 +333,7 @@ class TestPolicies:
 
     def test_hardening_ends_with_the_body(self, installed: Path, with_history: TelemetryStore) -> None:
         """The context the hook returns is exited after the body: nothing stays hardened."""
-        from forewarn.attempts import current_hardening
+        from forewarn.resilience.attempts import current_hardening
 
         seen: list[Any] = []
 
@@ -371,7 +371,7 @@ class TestOutsideAFlow:
     """warn_before_run() can be called directly, with injected time, model and store."""
 
     def test_direct_call(self, model_dir: Path, sqlite_url: str, caplog: pytest.LogCaptureFixture) -> None:
-        """Outside a flow run it logs on forewarn.warning and records the prediction."""
+        """Outside a flow run it logs on forewarn.orchestration.warning and records the prediction."""
         now = datetime.now(timezone.utc)
         store = TelemetryStore(sqlite_url)
         store.record_runs_frame(fleet(now - timedelta(minutes=30)))

@@ -18,71 +18,105 @@ Names are imported lazily, so ``from forewarn import TelemetryStore`` in a noteb
 from __future__ import annotations
 
 import importlib
-from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
 
-try:
-    __version__ = version("forewarn")
-except PackageNotFoundError:  # running from a source tree that was never installed
-    __version__ = "0.0.0"
+from forewarn._version import __version__
 
-# public name -> module that defines it
+# public name -> the subpackage or module that exports it
 _EXPORTS = {
-    # fault tolerance (Prefect-facing)
-    "task": "forewarn.tasks",
-    "flow": "forewarn.flows",
-    "hardened": "forewarn.attempts",
-    # policies and chaos
-    "RetryPolicy": "forewarn.retry",
-    "CircuitBreaker": "forewarn.breaker",
-    "FaultInjector": "forewarn.chaos",
-    "FaultProfile": "forewarn.chaos",
+    # fault tolerance: the Prefect layer
+    "task": "forewarn.orchestration",
+    "flow": "forewarn.orchestration",
+    # policies, hardening and chaos (no Prefect)
+    "RetryPolicy": "forewarn.resilience",
+    "set_testing": "forewarn.resilience",
+    "CircuitBreaker": "forewarn.resilience",
+    "Hardening": "forewarn.resilience",
+    "hardened": "forewarn.resilience",
+    "FaultInjector": "forewarn.resilience",
+    "FaultProfile": "forewarn.resilience",
     # telemetry
     "TelemetryStore": "forewarn.store",
     "AttemptRecord": "forewarn.records",
     "AttemptOutcome": "forewarn.records",
     "FlowRunRecord": "forewarn.records",
     "RunState": "forewarn.records",
-    "reliability_report": "forewarn.report",
     # failure early warning (pandas and scikit-learn only)
-    "build_features": "forewarn.features",
-    "FailureWarningModel": "forewarn.model",
-    "ModelManifest": "forewarn.model",
-    "load_model": "forewarn.model",
-    "save_model": "forewarn.model",
-    "walk_forward_backtest": "forewarn.backtest",
-    "BacktestResult": "forewarn.backtest",
-    "warning_metrics": "forewarn.metrics",
-    "escape_rate": "forewarn.metrics",
-    "train_and_save": "forewarn.training",
-    "simulate_history": "forewarn.simulate",
-    # configuration and errors
+    "reliability_report": "forewarn.learning",
+    "build_features": "forewarn.learning",
+    "FailureWarningModel": "forewarn.learning",
+    "ModelManifest": "forewarn.learning",
+    "load_model": "forewarn.learning",
+    "save_model": "forewarn.learning",
+    "walk_forward_backtest": "forewarn.learning",
+    "BacktestResult": "forewarn.learning",
+    "warning_metrics": "forewarn.learning",
+    "escape_rate": "forewarn.learning",
+    "train_and_save": "forewarn.learning",
+    "simulate_history": "forewarn.history",
+    # configuration
     "ForewarnSettings": "forewarn.settings",
+    # every error a user can catch (the tree is drawn in forewarn.errors)
     "ForewarnError": "forewarn.errors",
     "ConfigurationError": "forewarn.errors",
     "FallbackError": "forewarn.errors",
+    "AttemptTimeoutError": "forewarn.errors",
+    "CircuitOpenError": "forewarn.errors",
+    "StoreError": "forewarn.errors",
+    "StoreUnreachableError": "forewarn.errors",
+    "SchemaVersionError": "forewarn.errors",
+    "ImportValidationError": "forewarn.errors",
+    "ModelError": "forewarn.errors",
+    "InsufficientHistoryError": "forewarn.errors",
+    "ChecksumMismatchError": "forewarn.errors",
+    "FeatureSchemaError": "forewarn.errors",
 }
 
 __all__ = sorted([*_EXPORTS, "__version__"])
 
 if TYPE_CHECKING:
-    from forewarn.attempts import hardened
-    from forewarn.backtest import BacktestResult, walk_forward_backtest
-    from forewarn.breaker import CircuitBreaker
-    from forewarn.chaos import FaultInjector, FaultProfile
-    from forewarn.errors import ConfigurationError, FallbackError, ForewarnError
-    from forewarn.features import build_features
-    from forewarn.flows import flow
-    from forewarn.metrics import escape_rate, warning_metrics
-    from forewarn.model import FailureWarningModel, ModelManifest, load_model, save_model
+    from forewarn.errors import (
+        AttemptTimeoutError,
+        ChecksumMismatchError,
+        CircuitOpenError,
+        ConfigurationError,
+        FallbackError,
+        FeatureSchemaError,
+        ForewarnError,
+        ImportValidationError,
+        InsufficientHistoryError,
+        ModelError,
+        SchemaVersionError,
+        StoreError,
+        StoreUnreachableError,
+    )
+    from forewarn.history import simulate_history
+    from forewarn.learning import (
+        BacktestResult,
+        FailureWarningModel,
+        ModelManifest,
+        build_features,
+        escape_rate,
+        load_model,
+        reliability_report,
+        save_model,
+        train_and_save,
+        walk_forward_backtest,
+        warning_metrics,
+    )
+    from forewarn.orchestration import flow, task
     from forewarn.records import AttemptOutcome, AttemptRecord, FlowRunRecord, RunState
-    from forewarn.report import reliability_report
-    from forewarn.retry import RetryPolicy
+    from forewarn.resilience import (
+        CircuitBreaker,
+        FaultInjector,
+        FaultProfile,
+        Hardening,
+        RetryPolicy,
+        hardened,
+        set_testing,
+    )
     from forewarn.settings import ForewarnSettings
-    from forewarn.simulate import simulate_history
     from forewarn.store import TelemetryStore
-    from forewarn.tasks import task
-    from forewarn.training import train_and_save
 
 
 def __getattr__(name: str) -> Any:

@@ -84,7 +84,7 @@ def _cell(column: str, value: float) -> str:
 
 
 def print_report(report, title: str = "forewarn reliability report") -> None:  # type: ignore[no-untyped-def]
-    """Render :func:`forewarn.report.reliability_report` as a table."""
+    """Render :func:`forewarn.learning.report.reliability_report` as a table."""
     table = Table(title=title)
     table.add_column("flow", overflow="fold")
     for header in _REPORT_COLUMNS.values():
@@ -103,7 +103,7 @@ def report(
     until: Annotated[Optional[str], typer.Option(help="Runs started before (ISO-8601).")] = None,  # noqa: UP045
 ) -> None:
     """Runs, success rate, ER, retries and fallbacks per flow, from the telemetry store."""
-    from forewarn.report import reliability_report
+    from forewarn.learning.report import reliability_report
 
     start, end = parse_time(since, "--since"), parse_time(until, "--until")
     store = open_store(db)
@@ -120,7 +120,7 @@ def report(
 @app.command()
 def info() -> None:
     """Show the settings in force (passwords masked) and where the store and models are."""
-    from forewarn import __version__
+    from forewarn._version import __version__
     from forewarn.redaction import mask_url
     from forewarn.settings import get_settings
 
@@ -178,9 +178,9 @@ def train(
     folds: Annotated[int, typer.Option(min=1, help="Walk-forward test windows for the manifest's figures.")] = 5,
 ) -> None:
     """Backtest, then fit and save the failure-warning model on the store's history."""
+    from forewarn.learning.summary import metrics_rows
+    from forewarn.learning.training import train_and_save
     from forewarn.settings import get_settings
-    from forewarn.summary import metrics_rows
-    from forewarn.training import train_and_save
 
     _, runs, attempts = _history(db)
     target = model_dir or str(get_settings().model_dir)
@@ -191,7 +191,7 @@ def train(
     except ForewarnError as exc:
         raise _fail(exc) from None
     manifest = result.manifest
-    _print_metrics(metrics_rows(manifest.backtest_metrics or {}), "walk-forward backtest (held-out runs)")
+    print_metrics(metrics_rows(manifest.backtest_metrics or {}), "walk-forward backtest (held-out runs)")
     console.print(
         f"saved model [bold]{manifest.version}[/] to {result.path} "
         f"(threshold {manifest.threshold:.3f}, {manifest.n_train_runs:,} runs, "
@@ -208,7 +208,14 @@ _METRIC_HEADERS = ("system", "PR-AUC", "ROC-AUC", "Brier", "WR", "prec.", "FAR",
 _WARNINGS_CELL = 7  # the warning count is in the JSON; the table keeps the rates
 
 
-def _print_metrics(rows: list[list[str]], title: str) -> None:
+def print_metrics(rows: list[list[str]], title: str) -> None:
+    """Print backtest metric rows (from :func:`forewarn.learning.summary.metrics_rows`) as one table.
+
+    Example::
+
+        >>> from forewarn.learning.summary import metrics_rows
+        >>> print_metrics(metrics_rows({}), "walk-forward backtest")  # doctest: +SKIP
+    """
     from rich import box
 
     table = Table(
@@ -243,8 +250,8 @@ def backtest(
     import json
     from datetime import timedelta
 
-    from forewarn.backtest import PREDICTION_COLUMNS, walk_forward_backtest
-    from forewarn.summary import metrics_rows
+    from forewarn.learning.backtest import PREDICTION_COLUMNS, walk_forward_backtest
+    from forewarn.learning.summary import metrics_rows
 
     _, runs, attempts = _history(db)
     bar, progress = _progress_bar("backtest folds")
@@ -255,7 +262,7 @@ def backtest(
             )
     except ForewarnError as exc:
         raise _fail(exc) from None
-    _print_metrics(metrics_rows(result.overall), f"walk-forward backtest, {folds} folds")
+    print_metrics(metrics_rows(result.overall), f"walk-forward backtest, {folds} folds")
     escape = result.overall.get("escape") or {}
     if escape.get("ER") is not None:
         console.print(
@@ -302,7 +309,7 @@ def _import_failed(exc: Exception) -> typer.Exit:
 def _import(kind: str, path: Path, db: str | None, skip_invalid: Path | None, assume_utc: bool) -> None:
     from rich.markup import escape
 
-    from forewarn.importer import import_attempts, import_runs
+    from forewarn.history.importer import import_attempts, import_runs
 
     store = open_store(db)
     load = import_runs if kind == "runs" else import_attempts
@@ -369,7 +376,7 @@ def simulate(
     """Write a synthetic run history in the import format, with documented failure mechanisms."""
     from rich.markup import escape
 
-    from forewarn.simulate import simulate_history, simulated_attempts, write_simulated_history
+    from forewarn.history.simulate import simulate_history, simulated_attempts, write_simulated_history
 
     try:
         if attempts_out is None:
@@ -398,7 +405,7 @@ def forecast(
     """Score the scheduled flow runs of the next hours (from the Prefect API) and list those at risk."""
     from datetime import timedelta
 
-    from forewarn.forecast import forecast_rows, forecast_upcoming_runs
+    from forewarn.orchestration.forecast import forecast_rows, forecast_upcoming_runs
 
     store = open_store(db)
     try:
@@ -422,4 +429,4 @@ def main() -> None:
     app()
 
 
-__all__ = ["app", "main"]
+__all__ = ["app", "main", "print_metrics", "print_report"]

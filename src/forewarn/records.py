@@ -69,6 +69,18 @@ class RunState(str, enum.Enum):
         return self not in (RunState.SCHEDULED, RunState.RUNNING)
 
 
+FAILURE_STATES: frozenset[str] = frozenset(s.value for s in RunState if s.is_failure)
+"""The run states that count as a failure (``FAILED``, ``CRASHED``, ``TIMEDOUT``): what the model predicts."""
+
+FINAL_STATES: frozenset[str] = frozenset(s.value for s in RunState if s.is_final)
+"""The run states that mean the run has ended, whatever its outcome."""
+
+FAILED_ATTEMPT_OUTCOMES: frozenset[str] = frozenset(o.value for o in AttemptOutcome if o.is_failure)
+"""The attempt outcomes that mean the task's own call did not produce a result (``failure``, ``timeout``)."""
+
+FEATURE_PREFIX = "feature_"
+"""A run's pre-run attribute ``x`` travels as the column ``feature_x`` (import CSV, store reads, features)."""
+
 HOSTNAME = socket.gethostname()
 
 
@@ -191,6 +203,10 @@ class PredictionRecord:
 
 
 __all__ = [
+    "FAILED_ATTEMPT_OUTCOMES",
+    "FAILURE_STATES",
+    "FEATURE_PREFIX",
+    "FINAL_STATES",
     "HOSTNAME",
     "PREDICTION_SOURCES",
     "AttemptOutcome",

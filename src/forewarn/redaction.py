@@ -2,7 +2,8 @@
 
 :class:`Redactor` replaces whatever its regular expressions match with ``***`` and cuts the message to a
 maximum length; the telemetry writer runs every exception message through one before storing it.
-:func:`mask_url` hides the password in a URL, e.g. a database URL shown in an error or a log line.
+:func:`mask_url` (defined in :mod:`forewarn.masking`) hides the password in a URL, e.g. a database URL shown
+in an error or a log line.
 
 Example::
 
@@ -17,16 +18,12 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
-from urllib.parse import unquote
 
 from forewarn.errors import ConfigurationError
-from forewarn.settings import DEFAULT_REDACT_PATTERNS
+from forewarn.masking import DEFAULT_REDACT_PATTERNS, MASK, mask_url
 
 if TYPE_CHECKING:
     from forewarn.settings import ForewarnSettings
-
-MASK = "***"
-"""What a redacted secret is replaced with."""
 
 TRUNCATION_MARKER = "…"
 """Ends a message that was cut to ``max_chars``."""
@@ -151,61 +148,4 @@ class Redactor:
         return redacted
 
 
-_SCHEME = r"[A-Za-z][A-Za-z0-9+.-]*://"
-# user:password@ right after the scheme; the password runs to the last @ before the path, so an
-# unescaped @ inside it is still hidden.
-_URL_USERINFO = re.compile(rf"(?P<head>{_SCHEME}[^:/?#@\s]*):(?P<password>[^\s/?#]*)@")
-_QUERY_SECRET = re.compile(
-    r"(?i)(?P<head>[?&;](?:password|passwd|pwd|secret|token|access[_-]?token|api[_-]?key|auth|"
-    r"authorization|sig|signature)=)[^&#;\s]+"
-)
-
-
-def _render_with_sqlalchemy(url: str) -> str | None:
-    """SQLAlchemy's masked form, but only when it parses ``url`` losslessly (else None).
-
-    SQLAlchemy's parser is made for database URLs: it splits ``user:p@ss@host`` at the first ``@`` and
-    rewrites ``#fragment`` as ``%23fragment``, so its rendering is used only when it found the same
-    password as :data:`_URL_USERINFO` and rendering without masking gives back exactly the input.
-    """
-    userinfo = _URL_USERINFO.match(url)
-    try:
-        from sqlalchemy.engine import make_url
-
-        parsed = make_url(url)
-        if (
-            parsed.password is None
-            or userinfo is None
-            or unquote(userinfo["password"]) != parsed.password
-            or parsed.render_as_string(hide_password=False) != url
-        ):
-            return None
-        return parsed.render_as_string(hide_password=True)
-    except Exception:  # ArgumentError, or ValueError for a port that is not a number
-        return None
-
-
-def mask_url(url: str) -> str:
-    """``url`` with its password replaced by ``***``; everything else is left as it was.
-
-    Database URLs go through SQLAlchemy's own ``render_as_string(hide_password=True)``; anything it cannot
-    parse exactly (other schemes, odd characters) is masked with a regular expression. Secret-looking
-    query parameters (``?password=``, ``&token=``, ``&api_key=``, ...) are masked too.
-
-    Example::
-
-        >>> mask_url("redis://:hunter2@cache:6379/0")
-        'redis://:***@cache:6379/0'
-        >>> mask_url("https://api.example.com/v1?api_key=abc&page=2")
-        'https://api.example.com/v1?api_key=***&page=2'
-        >>> mask_url("sqlite:///telemetry.db")
-        'sqlite:///telemetry.db'
-    """
-    text = str(url)
-    masked = _render_with_sqlalchemy(text)
-    if masked is None:
-        masked = _URL_USERINFO.sub(lambda m: f"{m['head']}:{MASK}@" if m["password"] else m[0], text)
-    return _QUERY_SECRET.sub(lambda m: f"{m['head']}{MASK}", masked)
-
-
-__all__ = ["MASK", "TRUNCATION_MARKER", "Redactor", "mask_url"]
+__all__ = ["DEFAULT_REDACT_PATTERNS", "MASK", "TRUNCATION_MARKER", "Redactor", "mask_url"]

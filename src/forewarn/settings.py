@@ -24,6 +24,7 @@ from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from forewarn.errors import ConfigurationError
+from forewarn.masking import DEFAULT_REDACT_PATTERNS, mask_url
 
 ENV_PREFIX = "FOREWARN_"
 
@@ -49,20 +50,6 @@ def default_cache_dir() -> Path:
     """
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "forewarn"
-
-
-DEFAULT_REDACT_PATTERNS: tuple[str, ...] = (
-    # key=value secrets: password=..., token: ..., api_key=...
-    r"(?i)\b(password|passwd|pwd|secret|token|api[_-]?key|authorization)\b(\s*[=:]\s*)(\S+)",
-    # bearer tokens in headers copied into messages
-    r"(?i)\bbearer\s+[A-Za-z0-9._~+/=-]+",
-    # credentials inside URLs: scheme://user:password@host
-    r"(?<=://)[^:/@\s]*:[^\s/]*(?=@)",
-    # payment card numbers (13-19 digits, optionally grouped)
-    r"\b(?:\d[ -]?){12,18}\d\b",
-    # e-mail addresses
-    r"(?<![\w.+-])[\w.+-]+@[\w-]+\.[\w.-]+",
-)
 
 
 class ForewarnSettings(BaseSettings):
@@ -172,20 +159,13 @@ def load_settings(_environ: dict[str, str] | None = None, **values: Any) -> Fore
         name = str(error["loc"][0]) if error["loc"] else "settings"
         given = values.get(name, environ.get(ENV_PREFIX + name.upper(), error.get("input")))
         if name == "db_url":
-            given = _mask_url(str(given))
+            given = mask_url(str(given))
         message = str(error["msg"]).removeprefix("Value error, ")
         if name in ForewarnSettings.model_fields:
             setting, expected = ENV_PREFIX + name.upper(), f"{message} ({_expected_form(name)})"
         else:
             setting, expected = name, message
         raise ConfigurationError(setting, given, expected) from None
-
-
-def _mask_url(value: str) -> str:
-    """Hide a password in something that looks like a URL, even one SQLAlchemy cannot parse."""
-    from forewarn.redaction import mask_url  # redaction imports this module
-
-    return mask_url(value)
 
 
 @functools.lru_cache(maxsize=1)

@@ -1,7 +1,7 @@
 """The telemetry store: :class:`TelemetryStore`, the only class in forewarn that talks SQL.
 
 It writes :class:`~forewarn.records.FlowRunRecord`, :class:`~forewarn.records.AttemptRecord` and
-:class:`~forewarn.records.PredictionRecord` rows into the tables of :mod:`forewarn.schema` (one at a time,
+:class:`~forewarn.records.PredictionRecord` rows into the tables of :mod:`forewarn.store.schema` (one at a time,
 or a whole imported history per transaction from a DataFrame) and reads them back as pandas DataFrames.
 It runs on an embedded SQLite file (the default, ``~/.local/share/forewarn/telemetry.db``) or on PostgreSQL
 (``postgresql+psycopg://``); ``docs/store.md`` describes both.
@@ -39,8 +39,9 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 from sqlalchemy.pool import StaticPool
 
 from forewarn.errors import ConfigurationError, StoreError, StoreUnreachableError
-from forewarn.migrations import ensure_schema, read_version, write_transaction
 from forewarn.records import (
+    FAILURE_STATES,
+    FEATURE_PREFIX,
     PREDICTION_SOURCES,
     AttemptOutcome,
     AttemptRecord,
@@ -49,7 +50,8 @@ from forewarn.records import (
     RunState,
     parameters_hash,
 )
-from forewarn.schema import flow_runs, predictions, string_lengths, task_attempts
+from forewarn.store.migrations import ensure_schema, read_version, write_transaction
+from forewarn.store.schema import flow_runs, predictions, string_lengths, task_attempts
 
 if TYPE_CHECKING:
     import numpy as np
@@ -78,11 +80,8 @@ ATTEMPT_COLUMNS: tuple[str, ...] = (*task_attempts.c.keys(), "flow_name")
 PREDICTION_COLUMNS: tuple[str, ...] = tuple(predictions.c.keys())
 """Columns of :meth:`TelemetryStore.predictions`, in table order."""
 
-FEATURE_PREFIX = "feature_"
-"""Prefix of the pre-run feature columns of a runs frame (``feature_input_rows`` ↔ ``{"input_rows": …}``)."""
-
 _TIME_COLUMNS = frozenset({"scheduled_start", "start_time", "end_time", "predicted_at"})
-_FAILURE_STATES = tuple(s.value for s in RunState if s.is_failure)
+_FAILURE_STATES = tuple(sorted(FAILURE_STATES))
 _RUN_STATES = frozenset(s.value for s in RunState)
 _OUTCOMES = frozenset(o.value for o in AttemptOutcome)
 _FALLBACK_OUTCOMES = (AttemptOutcome.FALLBACK.value, AttemptOutcome.FALLBACK_FAILURE.value)
@@ -172,7 +171,7 @@ def _check_chunk_rows(chunk_rows: int) -> None:
 
 
 def _forewarn_version() -> str:
-    from forewarn import __version__
+    from forewarn._version import __version__
 
     return __version__
 
@@ -333,7 +332,7 @@ def _encode_feature_columns(runs: pd.DataFrame) -> np.ndarray:
 class _Bulk:
     """Columns of many rows made ready for the DBAPI once, then handed out in ``executemany`` chunks.
 
-    Times become exactly what :class:`~forewarn.schema.UTCDateTime` binds (on SQLite the text
+    Times become exactly what :class:`~forewarn.store.schema.UTCDateTime` binds (on SQLite the text
     ``2026-01-01 10:00:00.000000``, computed for the whole column at once; elsewhere aware UTC datetimes),
     so rows written in bulk compare and read back like rows written one at a time.
     """
@@ -420,7 +419,7 @@ class TelemetryStore:
 
     ``url`` is a SQLAlchemy URL, ``sqlite:///PATH`` or ``postgresql+psycopg://USER:PASSWORD@HOST:PORT/DB``
     (default: ``FOREWARN_DB_URL``, see :func:`forewarn.settings.get_settings`). Opening creates the SQLite
-    file's directory, connects, and creates or upgrades the schema (see :mod:`forewarn.migrations`);
+    file's directory, connects, and creates or upgrades the schema (see :mod:`forewarn.store.migrations`);
     ``create=False`` refuses to create a store in an empty database. ``sleep`` is the pause between
     retries of a write that hit a locked SQLite database (tests pass a fake).
 
@@ -583,7 +582,7 @@ class TelemetryStore:
 
     @property
     def engine(self) -> sa.Engine:
-        """The SQLAlchemy ``Engine`` (AUTOCOMMIT; use :func:`~forewarn.migrations.write_transaction`).
+        """The SQLAlchemy ``Engine`` (AUTOCOMMIT; use :func:`~forewarn.store.migrations.write_transaction`).
 
         Example::
 
@@ -1077,7 +1076,7 @@ class TelemetryStore:
         has state ``RUNNING`` and no ``end_time``.
 
         Each pre-run feature found in the selected rows' ``features`` becomes a ``feature_<name>`` column after
-        the table columns, sorted by name, as :func:`forewarn.features.build_features` expects: numbers stay
+        the table columns, sorted by name, as :func:`forewarn.learning.features.build_features` expects: numbers stay
         numbers (``int64``, or ``float64`` with NaN where a run lacks the feature), text stays text (object,
         ``None`` where missing). :meth:`last_runs` and :meth:`recent_failures` return the same shape.
 
@@ -1354,7 +1353,7 @@ class TelemetryStore:
             f"{action} failed on the telemetry store {self._url}{after}: {self._reason(exc)}", url=self._url
         )
 
-    # -- lean reads for live scoring (forewarn.scoring) ----------------------------------------------
+    # -- lean reads for live scoring (forewarn.scoring.live) ----------------------------------------------
 
     ENDED_RUN_COLUMNS: tuple[str, ...] = (
         "flow_run_id",
@@ -1366,7 +1365,7 @@ class TelemetryStore:
         "end_time",
         "state",
     )
-    """Columns of :meth:`ended_runs`: what :func:`forewarn.features.build_features` reads from history."""
+    """Columns of :meth:`ended_runs`: what :func:`forewarn.learning.features.build_features` reads from history."""
 
     ENDED_ATTEMPT_COLUMNS: tuple[str, ...] = (
         "flow_run_id",
@@ -1382,7 +1381,7 @@ class TelemetryStore:
     def ended_runs(self, since: datetime, until: datetime | None = None) -> pd.DataFrame:
         """Runs whose ``end_time`` is in ``[since, until)``, with only the columns features read from history.
 
-        The history read of live scoring (:mod:`forewarn.scoring`): one parameterised query on the indexed
+        The history read of live scoring (:mod:`forewarn.scoring.live`): one parameterised query on the indexed
         ``end_time`` that selects :attr:`ENDED_RUN_COLUMNS` (no parameters JSON, no feature JSON), fetches
         the rows without per-value type conversion and decodes each time column at once (SQLite keeps
         times as ``YYYY-MM-DD HH:MM:SS.ffffff`` text, which pandas parses in C). For the same rows it costs
@@ -1419,7 +1418,7 @@ class TelemetryStore:
     def count_ended(self, table: str, since: datetime, until: datetime) -> int:
         """How many rows of ``table`` (``"flow_runs"`` or ``"task_attempts"``) ended in ``[since, until)``.
 
-        An index-only count on ``end_time``: :class:`forewarn.scoring.HistoryCache` compares it with the rows
+        An index-only count on ``end_time``: :class:`forewarn.scoring.live.HistoryCache` compares it with the rows
         it holds to notice history written or rewritten behind it.
 
         Example::
@@ -1440,8 +1439,8 @@ class TelemetryStore:
         numpy columns: text as object arrays with ``None`` for missing, times as naive-UTC
         ``datetime64[ns]`` arrays.
 
-        The read of live scoring's cache (:class:`forewarn.scoring.HistoryCache`), which prepares the rows at
-        once (:class:`forewarn.features.RunIndex`): for the few rows that ended since its last look, building
+        The read of live scoring's cache (:class:`forewarn.scoring.live.HistoryCache`), which prepares the rows at
+        once (:class:`forewarn.learning.features.RunIndex`): for the few rows that ended since its last look, building
         a DataFrame would cost several times the query.
 
         Example::

@@ -1,8 +1,8 @@
 """The failure-warning model: one calibrated scikit-learn Pipeline, a threshold, a manifest.
 
 :class:`FailureWarningModel` follows scikit-learn's estimator contract. ``fit(X, y)`` takes the feature
-frame from :func:`forewarn.features.build_features` (rows in time order) and the labels from
-:func:`forewarn.features.failure_labels`, and learns
+frame from :func:`forewarn.learning.features.build_features` (rows in time order) and the labels from
+:func:`forewarn.learning.features.failure_labels`, and learns
 
 * ``pipeline_`` - one :class:`~sklearn.pipeline.Pipeline` from *raw* feature rows to a calibrated failure
   probability (column encoding, classifier and calibration all inside it; nothing is re-implemented at
@@ -63,8 +63,8 @@ from forewarn.errors import (
     InsufficientHistoryError,
     ModelError,
 )
-from forewarn.features import NONE, FeatureSpec, feature_spec
-from forewarn.metrics import _jsonable
+from forewarn.learning._json import jsonable
+from forewarn.learning.features import NONE, FeatureSpec, feature_spec
 
 FAMILIES: tuple[str, ...] = ("hgb", "logreg")
 """Classifier families :func:`make_pipeline` knows: HistGradientBoosting and logistic regression."""
@@ -140,7 +140,7 @@ class FrameEncoder(TransformerMixin, BaseEstimator):
     Each categorical column's values seen at least ``min_frequency`` times in training (at most
     ``max_categories - 1`` of them, most frequent first) get codes ``0..k-1``; rarer training values
     share code ``k`` ("infrequent"); values never seen in training become NaN ("missing"). Missing input
-    is the category ``"<none>"``, as :func:`forewarn.features.build_features` writes it.
+    is the category ``"<none>"``, as :func:`forewarn.learning.features.build_features` writes it.
 
     This is :class:`~sklearn.compose.ColumnTransformer` plus
     :class:`~sklearn.preprocessing.OrdinalEncoder` specialised to one job, because scoring one row
@@ -273,7 +273,7 @@ def make_pipeline(
 
     Example::
 
-        >>> from forewarn.features import FeatureSpec
+        >>> from forewarn.learning.features import FeatureSpec
         >>> make_pipeline(FeatureSpec(numeric=("age",), categorical=("flow_name",)), "logreg").steps[-1][0]
         'classifier'
     """
@@ -840,7 +840,7 @@ class ModelManifest:
 
     @property
     def feature_spec(self) -> FeatureSpec:
-        """The :class:`~forewarn.features.FeatureSpec` the model was trained on, rebuilt from the manifest."""
+        """The :class:`~forewarn.learning.features.FeatureSpec` the model was trained on, rebuilt from the manifest."""
         kinds = self.feature_types.items()
         return FeatureSpec(
             numeric=tuple(n for n, t in kinds if t == "numeric"),
@@ -849,7 +849,7 @@ class ModelManifest:
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-serialisable dict (times as ISO 8601 text, NaN as ``None``)."""
-        return _jsonable(
+        return jsonable(
             {
                 "format": self.format,
                 "version": self.version,
@@ -998,8 +998,8 @@ def save_model(
         },
         sha256=digest,
         library_versions=library_versions(),
-        backtest_metrics=_jsonable(dict(backtest_metrics)) if backtest_metrics is not None else None,
-        extra=_jsonable(dict(extra or {})),
+        backtest_metrics=jsonable(dict(backtest_metrics)) if backtest_metrics is not None else None,
+        extra=jsonable(dict(extra or {})),
     )
     staging = directory / f".staging-{uuid.uuid4().hex}"
     staging.mkdir()

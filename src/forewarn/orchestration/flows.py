@@ -7,7 +7,7 @@ appended after any hooks you pass. A process killed with SIGKILL runs no hook: i
 ``RUNNING`` and no end time, which is exactly what is known about it.
 
 Before the body runs, the flow scores its own run against the current failure-warning model, when one is
-installed and ``score=True`` (see :mod:`forewarn.warning`); scoring is fail-open.
+installed and ``score=True`` (see :mod:`forewarn.orchestration.warning`); scoring is fail-open.
 
 Example::
 
@@ -31,10 +31,10 @@ from typing import Any, Literal, TypeVar
 import prefect
 from prefect.context import FlowRunContext
 
-from forewarn.attempts import utc_now
 from forewarn.errors import ConfigurationError
-from forewarn.recorder import default_recorder
+from forewarn.orchestration.recorder import default_recorder
 from forewarn.records import FlowRunRecord, RunState, parameters_hash
+from forewarn.timeutil import utc_now
 
 R = TypeVar("R")
 WarningPolicy = Literal["warn", "harden", "pause"]
@@ -70,7 +70,7 @@ def current_flow_run_record(
     ``features`` turns the run's parameters into its pre-run attributes (``{"input_rows": 1200}``), recorded
     with the run and used by the failure-warning model like the ``feature_*`` columns of an import.
     """
-    from forewarn import __version__
+    from forewarn._version import __version__
 
     ctx = FlowRunContext.get()
     if ctx is None or ctx.flow_run is None:
@@ -208,9 +208,9 @@ class _run_started:
 
 
 def _score_and_warn(record: FlowRunRecord, policy: WarningPolicy | None) -> Any:
-    """Pre-run scoring (fail-open, see :mod:`forewarn.warning`). Returns a context to exit after the body."""
+    """Pre-run scoring (fail-open, see :mod:`forewarn.orchestration.warning`); returns a context to exit after."""
     # Imported here: the warning module pulls in pandas and scikit-learn only when a run is scored.
-    from forewarn.warning import warn_before_run
+    from forewarn.orchestration.warning import warn_before_run
 
     return warn_before_run(record, policy=policy)
 

@@ -2,11 +2,11 @@
 
 :func:`forecast_upcoming_runs` reads the ``SCHEDULED`` flow runs whose expected start lies in
 ``[now, now + horizon]`` from the Prefect API, describes each as a run of its flow and deployment with its
-parameters, and scores it with :func:`forewarn.scoring.score_runs` at ``now``: every run's features use
+parameters, and scores it with :func:`forewarn.scoring.live.score_runs` at ``now``: every run's features use
 only the history that ended before ``now`` (its cutoff), so a run eighteen hours ahead is described with
 ``lead = 18 h``. Each score is recorded as a ``predictions`` row (``source="forecast"``, ``lead_seconds =
 scheduled_start - now``), and each run at or above the threshold gets the same Prefect event as the
-pre-run hook (:data:`forewarn.warning.EVENT_NAME`). :func:`publish_forecast` writes the at-risk runs as a
+pre-run hook (:data:`forewarn.orchestration.warning.EVENT_NAME`). :func:`publish_forecast` writes the at-risk runs as a
 Prefect table artifact.
 
 A scheduled run carries no code version yet; it is described with its flow's latest version in the store
@@ -14,7 +14,7 @@ A scheduled run carries no code version yet; it is described with its flow's lat
 
 Example::
 
-    from forewarn.forecast import forecast_upcoming_runs, publish_forecast
+    from forewarn.orchestration.forecast import forecast_upcoming_runs, publish_forecast
     from forewarn.store import TelemetryStore
 
     table = forecast_upcoming_runs(TelemetryStore())      # the next 24 hours
@@ -34,7 +34,8 @@ import pandas as pd
 
 from forewarn.errors import ConfigurationError, ModelError
 from forewarn.records import parameters_hash
-from forewarn.scoring import SCORE_COLUMNS, load_current_model, prediction_records, score_runs, utc
+from forewarn.scoring.live import SCORE_COLUMNS, load_current_model, prediction_records, score_runs
+from forewarn.timeutil import utc
 
 if TYPE_CHECKING:
     from forewarn.store import TelemetryStore
@@ -95,7 +96,7 @@ def _names(client: Any, runs: Iterable[Any]) -> tuple[dict[UUID, str], dict[UUID
 
 
 def upcoming_runs_frame(runs: Iterable[Any], flows: dict[UUID, str], deployments: dict[UUID, str]) -> pd.DataFrame:
-    """Prefect flow runs as the targets frame :func:`~forewarn.scoring.score_runs` takes.
+    """Prefect flow runs as the targets frame :func:`~forewarn.scoring.live.score_runs` takes.
 
     ``flow_name`` comes from the run's flow, ``deployment`` is the deployment's name (as ``forewarn.flow``
     records it), ``parameters``/``parameters_hash`` as the run will receive them, ``scheduled_start`` the
@@ -168,8 +169,8 @@ def forecast_upcoming_runs(
     Reads the runs from the Prefect API (``client``: a sync Prefect client, default
     ``get_client(sync_client=True)``), scores them with the model in ``model_dir`` (default
     ``FOREWARN_MODEL_DIR``) and the store's history up to ``now``, records one ``predictions`` row per run
-    (``record``) and emits :data:`forewarn.warning.EVENT_NAME` for each run at risk (``emit_events``).
-    Returns the :data:`~forewarn.scoring.SCORE_COLUMNS` table, earliest start first; ``lead_seconds`` is
+    (``record``) and emits :data:`forewarn.orchestration.warning.EVENT_NAME` for each run at risk (``emit_events``).
+    Returns the :data:`~forewarn.scoring.live.SCORE_COLUMNS` table, earliest start first; ``lead_seconds`` is
     ``scheduled_start - now``.
 
     Raises :class:`~forewarn.errors.ModelError` when no usable model is installed (the forecast is an
@@ -209,7 +210,7 @@ def forecast_upcoming_runs(
     if record:
         store.record_predictions(prediction_records(table, source="forecast", predicted_at=moment))
     if emit_events:
-        from forewarn.warning import emit_at_risk_event
+        from forewarn.orchestration.warning import emit_at_risk_event
 
         for _, row in table.loc[table["warned"]].iterrows():
             emit_at_risk_event(row, source="forecast")

@@ -10,7 +10,7 @@ check → attempt under its own timeout → record → retry or stop → fallbac
 Example::
 
     >>> from datetime import datetime, timezone
-    >>> from forewarn.retry import RetryPolicy
+    >>> from forewarn.resilience.retry import RetryPolicy
     >>> rows, waits = [], []
     >>> calls = iter([ConnectionError("reset"), "ok"])
     >>> def flaky():
@@ -33,23 +33,23 @@ import contextvars
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
 
-from forewarn.breaker import CircuitBreaker
 from forewarn.errors import AttemptTimeoutError, CircuitOpenError, FallbackError
 from forewarn.records import AttemptOutcome, AttemptRecord
 from forewarn.redaction import Redactor
-from forewarn.retry import RetryPolicy
-from forewarn.timeout import acall_with_timeout, call_with_timeout
+from forewarn.resilience.breaker import CircuitBreaker
+from forewarn.resilience.retry import RetryPolicy
+from forewarn.resilience.timeout import acall_with_timeout, call_with_timeout
+from forewarn.timeutil import utc_now
 
 Sink = Callable[[AttemptRecord], object]
 Fallback = Callable[..., Any]
 
 
-def utc_now() -> datetime:
-    """The default clock: the current time, timezone-aware UTC."""
-    return datetime.now(timezone.utc)
+DEFAULT_EXTRA_ATTEMPTS = 2
+"""Attempts a hardened run adds to every task's retry policy unless told otherwise (the ``"harden"`` policy)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +59,7 @@ class Hardening:
     ``extra_attempts`` are added to every task's retry policy.
     """
 
-    extra_attempts: int = 2
+    extra_attempts: int = DEFAULT_EXTRA_ATTEMPTS
 
 
 _hardening: contextvars.ContextVar[Hardening | None] = contextvars.ContextVar("forewarn_hardening", default=None)
@@ -95,11 +95,11 @@ class AttemptRunner:
 
     Args:
         task_name: recorded with every attempt.
-        policy: the :class:`~forewarn.retry.RetryPolicy` (attempts, waits, which errors to retry).
+        policy: the :class:`~forewarn.resilience.retry.RetryPolicy` (attempts, waits, which errors to retry).
         fallback: called as ``fallback(exc, *args, **kwargs)`` after the last failed attempt, or at once
             for an error that is not retryable; its result becomes the task's result.
-        timeout_seconds: limit for each attempt (see :mod:`forewarn.timeout` for what a sync limit can do).
-        breaker: an optional :class:`~forewarn.breaker.CircuitBreaker` shared by the task's calls.
+        timeout_seconds: limit for each attempt (see :mod:`forewarn.resilience.timeout` for what a sync limit can do).
+        breaker: an optional :class:`~forewarn.resilience.breaker.CircuitBreaker` shared by the task's calls.
         sink: receives each :class:`~forewarn.records.AttemptRecord`; it must not raise (the recorder
             swallows its own errors).
         sleep / asleep / clock: injectable for tests; real defaults.
@@ -272,4 +272,4 @@ class AttemptRunner:
         return result
 
 
-__all__ = ["AttemptRunner", "Hardening", "current_hardening", "hardened", "utc_now"]
+__all__ = ["DEFAULT_EXTRA_ATTEMPTS", "AttemptRunner", "Hardening", "current_hardening", "hardened"]

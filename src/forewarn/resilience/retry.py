@@ -26,8 +26,8 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeAlias
 
-from forewarn.chaos import PermanentFault
 from forewarn.errors import CircuitOpenError, ConfigurationError
+from forewarn.resilience.chaos import PermanentFault
 
 if TYPE_CHECKING:
     from forewarn.settings import ForewarnSettings
@@ -70,7 +70,7 @@ def default_retry_on(exc: BaseException) -> bool:
       Prefect's control-flow signals);
     - the types in :data:`NON_RETRYABLE` (``ValueError``, ``TypeError``, ``LookupError``,
       ``AttributeError``, ``NotImplementedError``, ``AssertionError``, ``PermissionError``,
-      :class:`~forewarn.chaos.PermanentFault`, :class:`~forewarn.errors.CircuitOpenError`);
+      :class:`~forewarn.resilience.chaos.PermanentFault`, :class:`~forewarn.errors.CircuitOpenError`);
     - an error whose ``.response.status_code`` is 400-499, except 408, 425 and 429. The check is
       duck-typed, so httpx's and requests' HTTP errors work without importing either.
 

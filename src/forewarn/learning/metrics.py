@@ -34,19 +34,13 @@ Example::
 
 from __future__ import annotations
 
-import math
-from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-FAILED_ATTEMPT_OUTCOMES: frozenset[str] = frozenset({"failure", "timeout"})
-"""Attempt outcomes that count as "the run met a failed attempt" for :func:`escape_rate`."""
-
-FINAL_STATES: frozenset[str] = frozenset({"COMPLETED", "FAILED", "CRASHED", "CANCELLED", "TIMEDOUT"})
-"""Run states that mean the run has ended."""
+from forewarn.records import FAILED_ATTEMPT_OUTCOMES, FINAL_STATES
 
 
 def _ratio(num: float, den: float) -> float | None:
@@ -143,30 +137,6 @@ def escape_rate(runs: pd.DataFrame, attempts: pd.DataFrame | None) -> dict[str, 
         "escaped_runs": escaped,
         "ER": _ratio(escaped, len(hit)) if with_attempts else None,
     }
-
-
-def _jsonable(value: Any) -> Any:
-    """``value`` with NaN/inf turned into ``None``, numpy scalars into Python ones, times into ISO text."""
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return [_jsonable(v) for v in value.tolist()]
-    if isinstance(value, (bool, np.bool_)):
-        return bool(value)
-    if isinstance(value, (int, np.integer)):
-        return int(value)
-    if isinstance(value, (float, np.floating)):
-        v = float(value)
-        return v if math.isfinite(v) else None
-    if value is None or value is pd.NaT or (isinstance(value, type(pd.NA)) and value is pd.NA):
-        return None
-    if isinstance(value, pd.Timedelta):
-        return value.total_seconds()
-    if hasattr(value, "isoformat"):
-        return value.isoformat()
-    return value
 
 
 __all__ = ["FAILED_ATTEMPT_OUTCOMES", "FINAL_STATES", "escape_rate", "warning_metrics"]

@@ -14,7 +14,7 @@ feature list, and why each one should hold for real schedulers, is in ``docs/fea
 
 Example::
 
-    >>> from forewarn.simulate import simulate_history, history_to_runs_frame
+    >>> from forewarn.history.simulate import simulate_history, history_to_runs_frame
     >>> runs = history_to_runs_frame(simulate_history(3_000, seed=0))
     >>> X = build_features(runs)
     >>> X.index.name, len(X) == len(runs)
@@ -37,7 +37,14 @@ import numpy as np
 import pandas as pd
 
 from forewarn.errors import ConfigurationError, FeatureSchemaError
-from forewarn.records import AttemptOutcome, RunState, parameters_hash
+from forewarn.records import (
+    FAILED_ATTEMPT_OUTCOMES,
+    FAILURE_STATES,
+    FEATURE_PREFIX,
+    AttemptOutcome,
+    RunState,
+    parameters_hash,
+)
 
 NONE = "<none>"
 """The category that stands for a missing text value."""
@@ -91,9 +98,8 @@ EXCEPTION_FAMILIES: dict[str, str] = {
 }
 """Regular expressions (case-insensitive, on ``exception_type``) for the exception families counted."""
 
-FAILURE_STATES: frozenset[str] = frozenset(s.value for s in RunState if s.is_failure)
 SUCCESS_STATE = RunState.COMPLETED.value
-_FAILED_OUTCOMES = [o.value for o in AttemptOutcome if o.is_failure]
+_FAILED_OUTCOMES = sorted(FAILED_ATTEMPT_OUTCOMES)
 _NAT = np.iinfo(np.int64).min
 _HOUR = 3600 * 10**9
 _DAY = 24 * _HOUR
@@ -208,7 +214,7 @@ class FeatureSpec:
         if missing:
             raise FeatureSchemaError(
                 f"the features lack column(s) {', '.join(missing)} that the model was trained on; build them "
-                "with forewarn.features.build_features using the same feature_* columns as in training"
+                "with forewarn.learning.features.build_features using the same feature_* columns as in training"
             )
         out = {c: pd.to_numeric(features[c], errors="coerce").astype(np.float64) for c in self.numeric}
         for c in self.categorical:
@@ -312,7 +318,7 @@ def _require(frame: Frame, columns: tuple[str, ...], what: str) -> None:
     if missing:
         raise FeatureSchemaError(
             f"{what} lack column(s) {', '.join(missing)}; a runs frame has flow_run_id, flow_name, "
-            "scheduled_start, start_time, end_time, state (see forewarn.simulate.history_to_runs_frame)"
+            "scheduled_start, start_time, end_time, state (see forewarn.history.simulate.history_to_runs_frame)"
         )
 
 
@@ -396,7 +402,7 @@ def _params(value: Any) -> Any:
     except json.JSONDecodeError as exc:
         raise FeatureSchemaError(
             f"parameters {value[:40]!r} is neither a dict nor JSON text ({exc.msg}); parse the history with "
-            "forewarn.simulate.history_to_runs_frame"
+            "forewarn.history.simulate.history_to_runs_frame"
         ) from exc
 
 
@@ -606,7 +612,7 @@ class RunIndex(_Arrays):
     scheduled start, then by run id - the total order every feature uses. Flows, versions and parameter
     sets are integer codes in :attr:`vocab`. Building one does the per-row work a history needs (text,
     hashing, sorting); :func:`build_features` then only searches it, so a process that scores runs one at
-    a time (:class:`forewarn.scoring.HistoryCache`) keeps one index and :meth:`extend` s it with the rows
+    a time (:class:`forewarn.scoring.live.HistoryCache`) keeps one index and :meth:`extend` s it with the rows
     that ended since, instead of re-deriving a 30-day window for every score. Features from an index
     equal features from the frame it was built from, exactly.
 
@@ -664,7 +670,7 @@ class RunIndex(_Arrays):
         """Index the ended runs of a runs frame known in ``[since, until)`` (int64 ns; None: unbounded).
 
         ``history`` is a runs frame or its columns as numpy arrays (times as naive-UTC ``datetime64``), as
-        :meth:`forewarn.store.TelemetryStore.ended_rows` returns them.
+        :meth:`forewarn.store.telemetry.TelemetryStore.ended_rows` returns them.
 
         ``vocab`` is the vocabulary of an index this one will :meth:`extend` (or be extended by).
         Raises :class:`~forewarn.errors.FeatureSchemaError` for missing columns or a repeated run id.
@@ -747,7 +753,7 @@ class AttemptIndex(_Arrays):
 
     An attempt is known at its end, never before its run's scheduled start: the run is looked up in the
     runs given to :meth:`from_frame`, else read from the attempt's own ``run_scheduled_start`` /
-    ``run_start_time`` columns (what :meth:`forewarn.store.TelemetryStore.ended_attempts` returns).
+    ``run_start_time`` columns (what :meth:`forewarn.store.telemetry.TelemetryStore.ended_attempts` returns).
     Rows are in no particular order.
 
     Example::
@@ -950,7 +956,7 @@ def build_features(
         (np.float64(1.0), np.float64(1.0), np.float64(0.9166666666666666))
     """
     if not isinstance(config, FeatureConfig):
-        raise ConfigurationError("config", config, "a forewarn.features.FeatureConfig")
+        raise ConfigurationError("config", config, "a forewarn.learning.features.FeatureConfig")
     lead_ns = _lead_ns(lead)
     if history is None:
         history = targets
@@ -1124,7 +1130,7 @@ def _describe(
     }
     columns = [("flow_name", t_flow), ("deployment", _optional_text(targets, "deployment"))]
     columns += [(name, np.asarray(numeric[name], dtype=np.float64)) for name in NUMERIC_FEATURES]
-    columns += [(str(c), _passthrough(targets[c])) for c in targets.columns if str(c).startswith("feature_")]
+    columns += [(str(c), _passthrough(targets[c])) for c in targets.columns if str(c).startswith(FEATURE_PREFIX)]
     return _frame(columns, pd.Index(ids, name="flow_run_id", dtype=object))
 
 
@@ -1153,7 +1159,7 @@ def _empty(targets: pd.DataFrame) -> pd.DataFrame:
     columns = {name: pd.Series(dtype=object) for name in CATEGORICAL_FEATURES}
     columns.update({name: pd.Series(dtype=np.float64) for name in NUMERIC_FEATURES})
     for name in targets.columns:
-        if str(name).startswith("feature_"):
+        if str(name).startswith(FEATURE_PREFIX):
             numeric = pd.api.types.is_numeric_dtype(targets[name].dtype)
             columns[str(name)] = pd.Series(dtype=np.float64 if numeric else object)
     return pd.DataFrame(columns, index=pd.Index([], name="flow_run_id", dtype=object))

@@ -1,9 +1,9 @@
 """Schema versioning for the telemetry store: create an empty store, upgrade an older one, refuse a newer one.
 
 The version lives in ``forewarn_meta`` under the key ``schema_version``. :func:`ensure_schema`, which
-:class:`~forewarn.store.TelemetryStore` calls when it opens a store, does one of four things:
+:class:`~forewarn.store.telemetry.TelemetryStore` calls when it opens a store, does one of four things:
 
-* the version is :data:`~forewarn.schema.SCHEMA_VERSION` → nothing (one indexed read, no lock);
+* the version is :data:`~forewarn.store.schema.SCHEMA_VERSION` → nothing (one indexed read, no lock);
 * the database is empty → ``metadata.create_all`` and write the version;
 * the version is older → run the steps of :data:`MIGRATIONS` from that version up, each through Alembic's
   :class:`~alembic.operations.Operations` in batch mode (so SQLite can alter tables), and bump the version
@@ -21,7 +21,7 @@ The versions so far:
 1. ``forewarn_meta``, ``flow_runs``, ``task_attempts``.
 2. ``flow_runs.features`` (JSON text, nullable) and the ``predictions`` table (:func:`_v2_features_and_predictions`).
 
-Adding schema version 3 means: change the tables in :mod:`forewarn.schema`, set ``SCHEMA_VERSION = 3``
+Adding schema version 3 means: change the tables in :mod:`forewarn.store.schema`, set ``SCHEMA_VERSION = 3``
 and append a step that turns a version-2 store into a version-3 one::
 
     def _v3_add_queue_column(op: Operations) -> None:
@@ -52,8 +52,8 @@ import sqlalchemy as sa
 from alembic.migration import MigrationContext
 from alembic.operations import Operations
 
-from forewarn import schema
 from forewarn.errors import SchemaVersionError, StoreError
+from forewarn.store import schema
 
 Migration = Callable[[Operations], None]
 """One upgrade step: gets Alembic ``Operations`` bound to the store's connection, inside its transaction."""
@@ -63,7 +63,7 @@ def _v2_features_and_predictions(op: Operations) -> None:
     """Version 1 → 2: ``flow_runs.features`` and the ``predictions`` table with its three indexes.
 
     The column is added last (SQLite's ``ALTER TABLE ADD COLUMN``; batch mode does not rebuild the table
-    for it), which is where :data:`forewarn.schema.flow_runs` declares it, so migrated and new stores match.
+    for it), which is where :data:`forewarn.store.schema.flow_runs` declares it, so migrated and new stores match.
     """
     with op.batch_alter_table("flow_runs") as batch:
         batch.add_column(
@@ -126,7 +126,7 @@ def read_version(conn: sa.Connection) -> int | None:
 def write_transaction(conn: sa.Connection) -> Iterator[sa.Connection]:
     """Run a block in one explicit transaction that holds the store's write lock from its first statement.
 
-    ``conn`` must be in ``AUTOCOMMIT`` mode (as every :class:`~forewarn.store.TelemetryStore` connection
+    ``conn`` must be in ``AUTOCOMMIT`` mode (as every :class:`~forewarn.store.telemetry.TelemetryStore` connection
     is); the transaction is started and ended here with plain SQL. SQLite gets ``BEGIN IMMEDIATE`` (the
     write lock is taken now, waiting up to ``busy_timeout``, instead of failing later when a read turns
     into a write); PostgreSQL gets ``BEGIN``.
@@ -156,18 +156,18 @@ def check_migrations(migrations: Sequence[tuple[int, Migration]], target: int) -
         >>> check_migrations([], 2)
         Traceback (most recent call last):
         ...
-        forewarn.errors.StoreError: forewarn.migrations.MIGRATIONS has no step for schema version(s) [2] ...
+        forewarn.errors.StoreError: forewarn.store.migrations.MIGRATIONS has no step for schema version(s) [2] ...
     """
     steps: dict[int, Migration] = {}
     for version, step in migrations:
         if version in steps:
-            raise StoreError(f"forewarn.migrations.MIGRATIONS has two steps for schema version {version}")
+            raise StoreError(f"forewarn.store.migrations.MIGRATIONS has two steps for schema version {version}")
         steps[version] = step
     missing = [v for v in range(2, target + 1) if v not in steps]
     extra = sorted(v for v in steps if not 2 <= v <= target)
     if missing or extra:
         raise StoreError(
-            f"forewarn.migrations.MIGRATIONS has no step for schema version(s) {missing} "
+            f"forewarn.store.migrations.MIGRATIONS has no step for schema version(s) {missing} "
             f"or steps beyond SCHEMA_VERSION={target}: {extra}; each version n in 2..{target} needs one "
             "step (n, upgrade_from_n_minus_1)"
         )
@@ -186,7 +186,7 @@ def ensure_schema(
 
     ``url`` (already masked) only names the store in errors. ``create=False`` refuses to create a store
     in an empty database (an older store is still upgraded: this forewarn cannot read it otherwise).
-    ``target`` and ``migrations`` default to :data:`~forewarn.schema.SCHEMA_VERSION` and
+    ``target`` and ``migrations`` default to :data:`~forewarn.store.schema.SCHEMA_VERSION` and
     :data:`MIGRATIONS`, read when called.
 
     Raises :class:`~forewarn.errors.SchemaVersionError` for a store written by a newer forewarn and

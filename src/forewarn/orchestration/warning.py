@@ -1,7 +1,7 @@
 """Warnings before runs: the pre-run hook that ``forewarn.flow`` calls as its run starts.
 
 :func:`warn_before_run` scores the starting run against the current model (features from the telemetry
-store, see :mod:`forewarn.scoring`), records the score as a ``predictions`` row (``source="hook"``), and,
+store, see :mod:`forewarn.scoring.live`), records the score as a ``predictions`` row (``source="hook"``), and,
 when the risk is at or above the model's threshold,
 
 * logs one WARNING line on the flow run's logger with the risk, the threshold and the top reasons;
@@ -33,7 +33,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
-from forewarn.attempts import Hardening, hardened, utc_now
 from forewarn.errors import (
     ChecksumMismatchError,
     ConfigurationError,
@@ -42,6 +41,8 @@ from forewarn.errors import (
     StoreError,
 )
 from forewarn.records import FlowRunRecord
+from forewarn.resilience.attempts import DEFAULT_EXTRA_ATTEMPTS, Hardening, hardened
+from forewarn.timeutil import utc_now
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -57,8 +58,9 @@ ARTIFACT_KEY = "forewarn-risk"
 POLICIES: tuple[str, ...] = ("warn", "harden", "pause")
 """Warning policies, set per flow with ``forewarn.flow(warning_policy=...)`` or ``FOREWARN_WARNING_POLICY``."""
 
-HARDEN_EXTRA_ATTEMPTS = 2
-"""Attempts added to every forewarn task of a run hardened by the ``"harden"`` policy."""
+HARDEN_EXTRA_ATTEMPTS = DEFAULT_EXTRA_ATTEMPTS
+"""Attempts added to every forewarn task of a run hardened by the ``"harden"`` policy (the resilience
+layer's :data:`~forewarn.resilience.attempts.DEFAULT_EXTRA_ATTEMPTS`)."""
 
 PAUSE_TIMEOUT_SECONDS = 3600
 """How long a run paused by the ``"pause"`` policy waits to be resumed before it fails."""
@@ -105,7 +107,7 @@ def _policy(policy: str | None) -> str:
 
 def _store() -> TelemetryStore:
     """The process's store: the telemetry recorder's when telemetry is on (one connection pool)."""
-    from forewarn.recorder import default_recorder
+    from forewarn.orchestration.recorder import default_recorder
 
     recorder = default_recorder()
     if recorder is not None:
@@ -192,7 +194,7 @@ def _score(
     """Score one run and record the prediction; on any problem, log one line and return None."""
     where = f"the model in {model_dir}"
     try:
-        from forewarn.scoring import load_current_model, prediction_records, record_targets, score_runs
+        from forewarn.scoring.live import load_current_model, prediction_records, record_targets, score_runs
 
         loaded = load_current_model(model_dir)
         if loaded is None:  # removed since the check above

@@ -30,7 +30,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from forewarn.metrics import FINAL_STATES, escape_rate
+from forewarn.learning.metrics import escape_rate
+from forewarn.records import FINAL_STATES
 
 FALLBACK_OUTCOMES = ("fallback", "fallback_failure")
 OVERALL = "ALL"

@@ -1,9 +1,10 @@
-"""History snapshots: a :class:`~forewarn.scoring.HistoryCache`'s stable part in a file, so a new process starts warm.
+"""History snapshots: a history cache's stable part in a file, so a new process starts warm.
 
 Prefect's process, Docker and Kubernetes workers start a Python process per flow run, so each pre-run hook
 score is the first of its process: without a snapshot it reads and prepares the whole 30-day window. A
 snapshot holds, per table, what a cache keeps between reads - the prepared rows that ended in
-``[lo, stable_hi)`` (a :class:`~forewarn.features.RunIndex`, an :class:`~forewarn.features.AttemptIndex`)
+``[lo, stable_hi)`` (a :class:`~forewarn.learning.features.RunIndex`, an
+:class:`~forewarn.learning.features.AttemptIndex`)
 and when that range was last read in full (``loaded_at``) - so the next process reads only the rows that
 ended since ``stable_hi``. The cache then checks it exactly as it checks itself: the store's count of
 rows in ``[lo, stable_hi)`` must equal the snapshot's, or the window is read in full.
@@ -16,16 +17,16 @@ stored together, because each member of an ``.npz`` costs about 0.1 ms to read. 
     :data:`SNAPSHOT_FORMAT`, an int64 scalar, read first.
 ``header``
     text: the forewarn version that wrote it (another may prepare rows otherwise), the
-    :func:`store_identity` of its store, then the names of :data:`~forewarn.features.EXCEPTION_FAMILIES`
+    :func:`store_identity` of its store, then the names of :data:`~forewarn.learning.features.EXCEPTION_FAMILIES`
     (the columns of ``AttemptIndex.families``).
 ``runs.meta``, ``attempts.meta``
     int64: ``lo``, ``stable_hi`` and ``loaded_at`` (ns since the epoch, UTC), the number of rows, then
     the size of each vocabulary (runs: flows, versions, parameter sets; attempts: flows).
 ``runs.ids``, ``runs.int64``, ``runs.bool``, ``runs.vocab``
-    the :class:`~forewarn.features.RunIndex`: run ids (text), the rows of :data:`RUN_INT64` and of
+    the :class:`~forewarn.learning.features.RunIndex`: run ids (text), the rows of :data:`RUN_INT64` and of
     :data:`RUN_BOOL` (one row per array), and its vocabularies' names one after the other.
 ``attempts.run``, ``attempts.int64``, ``attempts.bool``, ``attempts.vocab``
-    the :class:`~forewarn.features.AttemptIndex` likewise (:data:`ATTEMPT_INT64`, then :data:`ATTEMPT_BOOL`
+    the :class:`~forewarn.learning.features.AttemptIndex` likewise (:data:`ATTEMPT_INT64`, then :data:`ATTEMPT_BOOL`
     and one row per exception family).
 
 :func:`load_snapshot` returns None - and logs why at DEBUG - for anything it cannot trust: a missing,
@@ -59,7 +60,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 import numpy as np
 import pandas as pd
 
-from forewarn.features import EXCEPTION_FAMILIES, AttemptIndex, RunIndex, RunVocabulary, Vocabulary
+from forewarn.learning.features import EXCEPTION_FAMILIES, AttemptIndex, RunIndex, RunVocabulary, Vocabulary
 
 if TYPE_CHECKING:
     from forewarn.store import TelemetryStore
@@ -72,11 +73,11 @@ logger = logging.getLogger("forewarn.snapshot")
 _Part = TypeVar("_Part", RunIndex, AttemptIndex)
 
 RUN_INT64: tuple[str, ...] = ("known", "ref", "end", "flow", "version", "params", "dur_us")
-"""The int64 arrays of a :class:`~forewarn.features.RunIndex`, in the order of ``runs.int64``."""
+"""The int64 arrays of a :class:`~forewarn.learning.features.RunIndex`, in the order of ``runs.int64``."""
 RUN_BOOL: tuple[str, ...] = ("fail", "succ", "has_dur")
 """Its boolean arrays, in the order of ``runs.bool``."""
 ATTEMPT_INT64: tuple[str, ...] = ("end", "known", "flow")
-"""The int64 arrays of an :class:`~forewarn.features.AttemptIndex`, in the order of ``attempts.int64``."""
+"""The int64 arrays of an :class:`~forewarn.learning.features.AttemptIndex`, in the order of ``attempts.int64``."""
 ATTEMPT_BOOL: tuple[str, ...] = ("failed", "own_flow")
 """Its boolean arrays, in the order of ``attempts.bool`` (its ``families`` columns follow)."""
 
@@ -107,7 +108,7 @@ class StablePart(Generic[_Part]):
 
 @dataclass(frozen=True, slots=True)
 class HistorySnapshot:
-    """What a :class:`~forewarn.scoring.HistoryCache` saves: its stable runs and attempts, and whose they are.
+    """What a :class:`~forewarn.scoring.live.HistoryCache` saves: its stable runs and attempts, and whose they are.
 
     ``identity`` is the :func:`store_identity` of the store they were read from.
 
@@ -334,7 +335,7 @@ def _expect(found: Any, wanted: Any, what: str) -> None:
 
 
 def _forewarn_version() -> str:
-    from forewarn import __version__
+    from forewarn._version import __version__
 
     return __version__
 

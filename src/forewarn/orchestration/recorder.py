@@ -5,7 +5,7 @@ A business task must never fail because telemetry did: every write goes through 
 
 Example::
 
-    >>> from forewarn.recorder import TelemetryRecorder
+    >>> from forewarn.orchestration.recorder import TelemetryRecorder
     >>> recorder = TelemetryRecorder(url="sqlite:///:memory:")
     >>> recorder.errors
     0
@@ -31,7 +31,7 @@ logger = logging.getLogger("forewarn.telemetry")
 
 
 class TelemetryRecorder:
-    """Writes records to a :class:`~forewarn.store.TelemetryStore`, swallowing and counting failures.
+    """Writes records to a :class:`~forewarn.store.telemetry.TelemetryStore`, swallowing and counting failures.
 
     The store is opened lazily on the first write, so importing a flow module never touches the
     database, and a store that cannot be opened costs one logged line, not a failed flow.

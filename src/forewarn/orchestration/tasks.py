@@ -35,12 +35,13 @@ from typing import Any, TypeVar, overload
 import prefect
 from prefect.context import TaskRunContext
 
-from forewarn.attempts import AttemptRunner, Fallback, utc_now
-from forewarn.breaker import CircuitBreaker
 from forewarn.errors import ConfigurationError
-from forewarn.recorder import default_recorder
+from forewarn.orchestration.recorder import default_recorder
 from forewarn.records import AttemptRecord
-from forewarn.retry import RetryOn, RetryPolicy
+from forewarn.resilience.attempts import AttemptRunner, Fallback
+from forewarn.resilience.breaker import CircuitBreaker
+from forewarn.resilience.retry import RetryOn, RetryPolicy
+from forewarn.timeutil import utc_now
 
 R = TypeVar("R")
 logger = logging.getLogger("forewarn.tasks")
@@ -139,13 +140,13 @@ def task(
 
     Args:
         retries: attempts after the first (Prefect's meaning); default ``FOREWARN_RETRIES``.
-        retry: a full :class:`~forewarn.retry.RetryPolicy` (exclusive with ``retries``).
+        retry: a full :class:`~forewarn.resilience.retry.RetryPolicy` (exclusive with ``retries``).
         retry_on: which errors are transient: an exception type, a tuple of them, or a predicate.
-            Default: everything but permanent errors such as ``ValueError`` (see ``forewarn.retry``).
+            Default: everything but permanent errors such as ``ValueError`` (see ``forewarn.resilience.retry``).
         fallback: ``fallback(exc, *args, **kwargs)`` produces the result once the task has finally failed.
         timeout_seconds: limit for *each* attempt. Async tasks are really cancelled; a sync task's call
             cannot be interrupted in a thread, so forewarn stops waiting for it and it runs on unobserved.
-        circuit_breaker: a :class:`~forewarn.breaker.CircuitBreaker`, usually shared by the tasks that call
+        circuit_breaker: a :class:`~forewarn.resilience.breaker.CircuitBreaker`, usually shared by the tasks that call
             one service; while open, calls fail fast and go to the fallback.
         on_attempt: callables receiving each :class:`~forewarn.records.AttemptRecord` as it is written.
         sleep / clock: injectable for tests (``sleep=waits.append``).
@@ -240,7 +241,7 @@ def _unrecorded(runner: AttemptRunner) -> AttemptRunner:
 
 
 def runner_of(task_: prefect.Task[..., Any]) -> AttemptRunner:
-    """The :class:`~forewarn.attempts.AttemptRunner` behind a ``forewarn.task`` (for tests and tooling)."""
+    """The :class:`~forewarn.resilience.attempts.AttemptRunner` behind a ``forewarn.task`` (for tests and tooling)."""
     try:
         return task_.forewarn_runner  # type: ignore[attr-defined, no-any-return]
     except AttributeError:

@@ -6,7 +6,7 @@ log-normal durations, and failures produced by mechanisms that real schedulers' 
 output is in the **import CSV format** (``run_id, flow_name, deployment, flow_version, scheduled_start,
 start_time, end_time, state, parameters, feature_*``), so the same file exercises the importer, the feature
 builder and the model end to end. :func:`history_to_runs_frame` parses that format into the runs-frame
-contract that :mod:`forewarn.features` reads, with the importer's rules (:mod:`forewarn.importer`): a
+contract that :mod:`forewarn.learning.features` reads, with the importer's rules (:mod:`forewarn.history.importer`): a
 simulated history is checked exactly as a user's CSV is.
 
 Failure mechanisms (each run draws each mechanism independently; the first one that fires, in this order,
@@ -57,7 +57,7 @@ import numpy as np
 import pandas as pd
 
 from forewarn.errors import ConfigurationError
-from forewarn.importer import ATTEMPT_OPTIONAL, ATTEMPT_REQUIRED, RUN_REQUIRED, check_attempts, check_runs
+from forewarn.history.importer import ATTEMPT_OPTIONAL, ATTEMPT_REQUIRED, RUN_REQUIRED, check_attempts, check_runs
 from forewarn.records import AttemptOutcome, RunState, parameters_hash
 
 SECOND = 10**9
@@ -80,11 +80,11 @@ RUN_COLUMNS: tuple[str, ...] = (
     "parameters",
 )
 """Every column of the run import format, in the order :func:`simulate_history` writes them; its
-``feature_<name>`` columns follow. (:data:`forewarn.importer.RUN_REQUIRED` and ``RUN_OPTIONAL`` say which
+``feature_<name>`` columns follow. (:data:`forewarn.history.importer.RUN_REQUIRED` and ``RUN_OPTIONAL`` say which
 are required.)"""
 
 REQUIRED_RUN_COLUMNS: tuple[str, ...] = RUN_REQUIRED
-"""Import columns that must be present: :data:`forewarn.importer.RUN_REQUIRED`."""
+"""Import columns that must be present: :data:`forewarn.history.importer.RUN_REQUIRED`."""
 
 ATTEMPT_COLUMNS: tuple[str, ...] = (*ATTEMPT_REQUIRED, *ATTEMPT_OPTIONAL)
 """Columns of the attempts import format, in order (:func:`simulated_attempts` writes :class:`AttemptOutcome`
@@ -609,9 +609,9 @@ def simulated_attempts(history: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
 def history_to_runs_frame(
     df: pd.DataFrame, *, source: Path | str = "<DataFrame>", assume_utc: bool = False
 ) -> pd.DataFrame:
-    """Parse a history in the import format into the runs frame that :mod:`forewarn.features` reads.
+    """Parse a history in the import format into the runs frame that :mod:`forewarn.learning.features` reads.
 
-    The rules are exactly those of a run-history CSV (:func:`forewarn.importer.check_runs`,
+    The rules are exactly those of a run-history CSV (:func:`forewarn.history.importer.check_runs`,
     ``docs/import.md``): any problem rejects the frame whole with
     :class:`~forewarn.errors.ImportValidationError` (``.problems`` as ``(line, reason)``; line 1 is the
     header, row ``i`` is line ``i + 2`` as in the CSV ``source``). Rows repeated identically are one run.
@@ -638,9 +638,9 @@ def history_to_runs_frame(
 def history_to_attempts_frame(
     df: pd.DataFrame, *, source: Path | str = "<DataFrame>", assume_utc: bool = False
 ) -> pd.DataFrame:
-    """Parse task attempts in the import format into the attempts frame :mod:`forewarn.features` reads.
+    """Parse task attempts in the import format into the attempts frame :mod:`forewarn.learning.features` reads.
 
-    The rules are those of a task-attempt CSV (:func:`forewarn.importer.check_attempts`), and any problem
+    The rules are those of a task-attempt CSV (:func:`forewarn.history.importer.check_attempts`), and any problem
     rejects the frame like :func:`history_to_runs_frame`. Output columns: ``flow_run_id, task_name,
     attempt, start_time, end_time, outcome, exception_type``.
 

@@ -2,13 +2,13 @@
 
 The backtest replays history in time order, the way the model would have lived:
 
-1. Labelled runs (:func:`forewarn.features.failure_labels` is 1 or 0) are sorted by ``scheduled_start``
-   and their features are computed *once* with :func:`forewarn.features.build_features`, which only uses
+1. Labelled runs (:func:`forewarn.learning.features.failure_labels` is 1 or 0) are sorted by ``scheduled_start``
+   and their features are computed *once* with :func:`forewarn.learning.features.build_features`, which only uses
    history that ended before each run's ``scheduled_start - lead`` (leakage-free per row).
 2. The first ``min_train_fraction`` of the labelled runs (in ``scheduled_start`` order) is never tested;
    the rest is split into ``n_folds`` consecutive test windows holding equal numbers of runs, so a gap in
    the history (a pause, a migrated scheduler) cannot leave a window empty.
-3. For each window ``[start, end)`` a :class:`~forewarn.model.FailureWarningModel` is trained on the
+3. For each window ``[start, end)`` a :class:`~forewarn.learning.model.FailureWarningModel` is trained on the
    labelled runs that *ended* before ``start - lead`` (the moment the window's first warning is issued),
    never on runs merely scheduled before it; its threshold is chosen inside that training data. Then it
    scores every run scheduled in the window.
@@ -22,7 +22,7 @@ recorded), and ``median_lead_time_seconds`` is the median over warned failures.
 
 Example::
 
-    >>> from forewarn.simulate import history_to_runs_frame, simulate_history
+    >>> from forewarn.history.simulate import history_to_runs_frame, simulate_history
     >>> runs = history_to_runs_frame(simulate_history(20_000, seed=1))  # doctest: +SKIP
     >>> result = walk_forward_backtest(runs, n_folds=3)  # doctest: +SKIP
     >>> result.overall["model"]["pr_auc"] > result.overall["last_failed"]["pr_auc"]  # doctest: +SKIP
@@ -41,8 +41,9 @@ import numpy as np
 import pandas as pd
 
 from forewarn.errors import ConfigurationError, InsufficientHistoryError
-from forewarn.metrics import _jsonable, escape_rate, warning_metrics
-from forewarn.model import DEFAULT_FAMILY, FailureWarningModel, choose_threshold
+from forewarn.learning._json import jsonable
+from forewarn.learning.metrics import escape_rate, warning_metrics
+from forewarn.learning.model import DEFAULT_FAMILY, FailureWarningModel, choose_threshold
 
 PREDICTION_COLUMNS: tuple[str, ...] = (
     "run_id",
@@ -69,8 +70,8 @@ class BacktestResult:
     """What a walk-forward backtest found.
 
     * ``overall``: ``{"model": metrics, "last_failed": metrics, "smoothed_rate": metrics, "escape": ER}``
-      over all test runs of all folds (metrics as :func:`forewarn.metrics.warning_metrics`, ER as
-      :func:`forewarn.metrics.escape_rate`).
+      over all test runs of all folds (metrics as :func:`forewarn.learning.metrics.warning_metrics`, ER as
+      :func:`forewarn.learning.metrics.escape_rate`).
     * ``per_flow``: one row per flow name with its runs, failures and each system's PR-AUC, WR, precision.
     * ``folds``: one dict per test window: bounds, training counts, thresholds, timings, per-fold PR-AUC,
       and ``skipped`` (``None``, or why the fold could not be trained).
@@ -101,7 +102,7 @@ class BacktestResult:
         }
         if include_predictions:
             out["predictions"] = self.predictions.to_dict(orient="records")
-        return _jsonable(out)
+        return jsonable(out)
 
 
 @dataclass(frozen=True)
@@ -136,10 +137,10 @@ def prepare_history(
 ) -> PreparedHistory:
     """The labelled runs sorted by ``scheduled_start`` (``start_time`` when missing), with their features.
 
-    The backtest's folds and the final training fit (:func:`forewarn.training.train_and_save`) both start
+    The backtest's folds and the final training fit (:func:`forewarn.learning.training.train_and_save`) both start
     from this one table, so the features are computed once and both see the same rows in the same order.
     """
-    from forewarn.features import build_features, failure_labels
+    from forewarn.learning.features import build_features, failure_labels
 
     t0 = time.perf_counter()
     labels = failure_labels(runs)
@@ -188,7 +189,7 @@ def _run_folds(
     model_params: Mapping[str, Any] | None,
     progress: Callable[[int, int], None] | None,
 ) -> BacktestResult:
-    from forewarn.features import BASELINE_LAST_FAILED, BASELINE_SMOOTHED_RATE
+    from forewarn.learning.features import BASELINE_LAST_FAILED, BASELINE_SMOOTHED_RATE
 
     if n_folds < 1:
         raise ConfigurationError("n_folds", n_folds, "a whole number >= 1, e.g. n_folds=5")
@@ -350,7 +351,7 @@ def walk_forward_backtest(
 
     ``runs`` is a runs frame (``TelemetryStore.runs()`` or ``simulate.history_to_runs_frame``),
     ``attempts`` the matching attempts frame or ``None`` for run-level history (then ``ER`` is ``None``).
-    ``model_params`` go to :class:`~forewarn.model.FailureWarningModel` (e.g. ``{"threshold_rule":
+    ``model_params`` go to :class:`~forewarn.learning.model.FailureWarningModel` (e.g. ``{"threshold_rule":
     "budget", "alert_budget": 0.02}``); ``progress(done, total)`` is called as folds finish. See the
     module docstring for the exact procedure. A fold whose training data is too small is recorded with
     ``skipped`` set; if every fold is skipped, :class:`~forewarn.errors.InsufficientHistoryError` is raised.

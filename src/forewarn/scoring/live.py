@@ -1,6 +1,6 @@
 """Scoring flow runs for failure risk: the Prefect-free core of the pre-run hook and the forecast.
 
-:func:`score_runs` describes each target run with :func:`forewarn.features.build_features` - the same code
+:func:`score_runs` describes each target run with :func:`forewarn.learning.features.build_features` - the same code
 that builds the training and backtest tables - from the history in the telemetry store that was known at
 the run's **cutoff**, then asks the current model (:func:`load_current_model`) for its risk and its top
 reasons. The cutoff of a run scheduled at ``s`` and scored at ``now`` is ``min(s, now)``:
@@ -11,14 +11,15 @@ reasons. The cutoff of a run scheduled at ``s`` and scored at ``now`` is ``min(s
 * scored ahead of it (the forecast): the cutoff is ``now``, because nothing later is known yet; the run
   is described with ``lead = s - now``.
 
-Only the history the features can see is read: runs that ended in :func:`forewarn.features.history_window`
+Only the history the features can see is read: runs that ended in :func:`forewarn.learning.features.history_window`
 and task attempts that ended in its last ``global_window``, through the lean
-:meth:`~forewarn.store.TelemetryStore.ended_rows` query, and prepared once as a
-:class:`~forewarn.features.RunIndex` and an :class:`~forewarn.features.AttemptIndex`. A long-lived process
+:meth:`~forewarn.store.telemetry.TelemetryStore.ended_rows` query, and prepared once as a
+:class:`~forewarn.learning.features.RunIndex` and an :class:`~forewarn.learning.features.AttemptIndex`.
+A long-lived process
 (a worker serving many runs, the forecast) keeps them in a :class:`HistoryCache`, which reads and prepares
 only the rows that ended since its last read and extends the indexes with them ("warm" scoring); the first
 score of a process pays the window read ("cold") - unless the process-wide cache (:func:`history_cache`)
-finds the history snapshot an earlier process saved in ``FOREWARN_CACHE_DIR`` (:mod:`forewarn.snapshot`),
+finds the history snapshot an earlier process saved in ``FOREWARN_CACHE_DIR`` (:mod:`forewarn.scoring.snapshot`),
 as in a Prefect worker that starts a process per flow run. ``docs/warnings.md`` has the latency figures.
 
 Example::
@@ -38,7 +39,7 @@ import threading
 import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -46,7 +47,7 @@ import numpy as np
 import pandas as pd
 
 from forewarn.errors import FeatureSchemaError, StoreError
-from forewarn.features import (
+from forewarn.learning.features import (
     CATEGORICAL_FEATURES,
     NONE,
     NUMERIC_FEATURES,
@@ -57,8 +58,16 @@ from forewarn.features import (
     cutoff_window,
     reference_times,
 )
-from forewarn.model import LATEST_FILE, MANIFEST_FILE, FailureWarningModel, ModelManifest, load_model
-from forewarn.snapshot import HistorySnapshot, StablePart, load_snapshot, save_snapshot, snapshot_file, store_identity
+from forewarn.learning.model import LATEST_FILE, MANIFEST_FILE, FailureWarningModel, ModelManifest, load_model
+from forewarn.records import FEATURE_PREFIX
+from forewarn.scoring.snapshot import (
+    HistorySnapshot,
+    StablePart,
+    load_snapshot,
+    save_snapshot,
+    snapshot_file,
+    store_identity,
+)
 
 if TYPE_CHECKING:
     from forewarn.records import FlowRunRecord
@@ -78,7 +87,6 @@ SCORE_COLUMNS: tuple[str, ...] = (
 )
 """Columns of :func:`score_runs`' table, in order."""
 
-FEATURE_PREFIX = "feature_"
 TOP_REASONS = 3
 """How many reasons :func:`score_runs` gives per run."""
 
@@ -110,9 +118,9 @@ _models_lock = threading.Lock()
 def current_manifest_path(model_dir: Path | str) -> Path | None:
     """The ``manifest.json`` of the model installed in ``model_dir``, or None when none is installed.
 
-    ``model_dir`` holds ``latest.json`` (written by :func:`forewarn.model.save_model`) or is itself one
+    ``model_dir`` holds ``latest.json`` (written by :func:`forewarn.learning.model.save_model`) or is itself one
     version directory with a ``manifest.json``. A ``latest.json`` that cannot be read is returned as it is,
-    so that :func:`forewarn.model.load_model` explains what is wrong with it.
+    so that :func:`forewarn.learning.model.load_model` explains what is wrong with it.
 
     Example::
 
@@ -140,13 +148,13 @@ def _manifest_sha256(path: Path) -> str | None:
 def check_feature_schema(manifest: ModelManifest) -> None:
     """Refuse a model trained on features this forewarn does not build (before it is unpickled).
 
-    Every feature of the model must be one :func:`~forewarn.features.build_features` makes, with the same
+    Every feature of the model must be one :func:`~forewarn.learning.features.build_features` makes, with the same
     type, or a ``feature_*`` attribute (a run that lacks one is scored with it missing).
     Raises :class:`~forewarn.errors.FeatureSchemaError`.
 
     Example::
 
-        >>> from forewarn.model import ModelManifest
+        >>> from forewarn.learning.model import ModelManifest
         >>> check_feature_schema(manifest)  # doctest: +SKIP
     """
     unknown = [n for n in manifest.feature_types if n not in _ENGINEERED and not n.startswith(FEATURE_PREFIX)]
@@ -215,7 +223,7 @@ def clear_model_cache() -> None:
 
 
 def feature_config_of(manifest: ModelManifest) -> FeatureConfig:
-    """The :class:`~forewarn.features.FeatureConfig` a model was trained with (its manifest's ``extra``).
+    """The :class:`~forewarn.learning.features.FeatureConfig` a model was trained with (its manifest's ``extra``).
 
     ``manifest.extra["feature_config"]`` may hold ``lookback_seconds``, ``recent_runs``,
     ``global_window_seconds`` and ``prior_strength``; absent values take the defaults.
@@ -257,8 +265,8 @@ class _EndTimeCache(Generic[_Part]):
     rows with ``end_time >= stable_hi`` (the tail: what ended since, plus ``grace`` before, so a row written
     a little after its end time is not missed), prepares only those, and moves tail rows older than
     ``now - grace`` into the stable part. A window reaching before ``lo``, or a cache older than
-    ``max_age``, is read in full. Parts are :class:`~forewarn.features.RunIndex` or
-    :class:`~forewarn.features.AttemptIndex`; ``prepare(frame, like)`` builds one sharing ``like``'s codes.
+    ``max_age``, is read in full. Parts are :class:`~forewarn.learning.features.RunIndex` or
+    :class:`~forewarn.learning.features.AttemptIndex`; ``prepare(frame, like)`` builds one sharing ``like``'s codes.
     """
 
     def __init__(
@@ -386,7 +394,8 @@ class HistoryCache:
     by default: about 12,000 runs for 400 runs a day) and the attempts of the last ``global_window``.
     Reading that window costs tens of milliseconds, and preparing it for the features (text, hashing,
     sorting) about as much again; this cache reads and prepares it once - as a
-    :class:`~forewarn.features.RunIndex` and an :class:`~forewarn.features.AttemptIndex` - and then, at
+    :class:`~forewarn.learning.features.RunIndex` and an :class:`~forewarn.learning.features.AttemptIndex` -
+    and then, at
     each score, reads and prepares only the rows whose ``end_time`` is at or after the previous read minus
     ``grace``, and extends the indexes with them.
 
@@ -397,7 +406,7 @@ class HistoryCache:
     import overwriting a run's state) is seen at the next full read, at most ``max_age`` (default 24 hours)
     later.
 
-    ``snapshot`` is a file (see :mod:`forewarn.snapshot`) that carries the cache over to the next process:
+    ``snapshot`` is a file (see :mod:`forewarn.scoring.snapshot`) that carries the cache over to the next process:
     the first read adopts the prepared rows it holds when it was written for this store by this forewarn,
     reaches back to the window asked for, and was read in full at most ``max_age`` ago (the age travels
     with the rows, so a chain of processes still reads in full at least every ``max_age``); the count
@@ -568,7 +577,7 @@ _caches_lock = threading.Lock()
 def history_cache(store: TelemetryStore) -> HistoryCache:
     """The process-wide :class:`HistoryCache` of ``store`` (one per store object, dropped with it).
 
-    Its snapshot is ``store``'s file (:func:`forewarn.snapshot.snapshot_file`) in ``FOREWARN_CACHE_DIR``;
+    Its snapshot is ``store``'s file (:func:`forewarn.scoring.snapshot.snapshot_file`) in ``FOREWARN_CACHE_DIR``;
     none when the setting is empty or the store is an in-memory SQLite database.
 
     Example::
@@ -671,8 +680,8 @@ def score_runs(
 
     ``targets`` is a runs frame (``flow_run_id``, ``flow_name``, ``scheduled_start`` or ``start_time``,
     and optionally ``deployment``, ``parameters``, ``parameters_hash``, ``flow_version``, ``feature_*``).
-    The features come from :func:`~forewarn.features.build_features` over the runs that ended in the
-    store inside :func:`~forewarn.features.history_window` of the cutoffs and the attempts of its last
+    The features come from :func:`~forewarn.learning.features.build_features` over the runs that ended in the
+    store inside :func:`~forewarn.learning.features.history_window` of the cutoffs and the attempts of its last
     ``global_window``; a ``feature_*`` attribute the model knows but a target lacks is scored as missing.
     ``cache=True`` reads the window through the process's :class:`HistoryCache` of ``store`` (warm after
     the first call), ``False`` reads it afresh, or pass a cache. ``config`` defaults to the model's
@@ -681,7 +690,7 @@ def score_runs(
     Returns one row per target, in order, with :data:`SCORE_COLUMNS`: ``lead_seconds`` is
     ``scheduled_start - now`` (negative for a run scored after its scheduled start), ``warned`` is
     ``risk >= threshold`` (the model's ``threshold_``), ``reasons`` the ``top`` reasons of
-    :meth:`~forewarn.model.FailureWarningModel.explain` as sentences for a warned run, and an empty list
+    :meth:`~forewarn.learning.model.FailureWarningModel.explain` as sentences for a warned run, and an empty list
     for a run below the threshold (only warned runs are explained, so a quiet run's predictions row
     carries no reasons). Raises
     :class:`~forewarn.errors.FeatureSchemaError` when the model needs features that cannot be built and
@@ -763,6 +772,7 @@ def record_targets(records: Sequence[FlowRunRecord]) -> pd.DataFrame:
 
     Example::
 
+        >>> from datetime import datetime, timezone
         >>> from forewarn.records import FlowRunRecord
         >>> t0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
         >>> frame = record_targets([FlowRunRecord("r1", "etl", t0, scheduled_start=t0, features={"rows": 5})])
@@ -824,21 +834,6 @@ def prediction_records(table: pd.DataFrame, *, source: str, predicted_at: dateti
     return records
 
 
-def utc(value: datetime | None = None) -> datetime:
-    """``value`` as an aware UTC datetime (now when None); a naive value is refused.
-
-    Example::
-
-        >>> utc(datetime(2026, 1, 1, 12, tzinfo=timezone(timedelta(hours=2)))).hour
-        10
-    """
-    if value is None:
-        return datetime.now(timezone.utc)
-    if value.tzinfo is None or value.utcoffset() is None:
-        raise ValueError(f"now={value!r} is naive: pass a timezone-aware time, e.g. datetime.now(timezone.utc)")
-    return value.astimezone(timezone.utc)
-
-
 __all__ = [
     "SCORE_COLUMNS",
     "TOP_REASONS",
@@ -855,5 +850,4 @@ __all__ = [
     "read_history",
     "record_targets",
     "score_runs",
-    "utc",
 ]

@@ -189,7 +189,7 @@ class FaultInjector:
         >>> injector.maybe_fail("charge")
         Traceback (most recent call last):
         ...
-        forewarn.chaos.PermanentFault: injected permanent fault in 'charge' (call 1)
+        forewarn.resilience.chaos.PermanentFault: injected permanent fault in 'charge' (call 1)
     """
 
     def __init__(
@@ -296,7 +296,7 @@ class FaultInjector:
             >>> FaultInjector(seed=0, transient_rate=1.0).maybe_fail("fetch")
             Traceback (most recent call last):
             ...
-            forewarn.chaos.TransientFault: injected transient fault in 'fetch' (call 1)
+            forewarn.resilience.chaos.TransientFault: injected transient fault in 'fetch' (call 1)
         """
         decision = self._decide(operation, self._next_call(operation))
         if decision.latency > 0:
@@ -338,7 +338,7 @@ def inject_faults(injector: FaultInjector, operation: str | None = None) -> Call
         >>> fetch()
         Traceback (most recent call last):
         ...
-        forewarn.chaos.TransientFault: injected transient fault in 'fetch' (call 1)
+        forewarn.resilience.chaos.TransientFault: injected transient fault in 'fetch' (call 1)
     """
     if not isinstance(injector, FaultInjector):
         raise ConfigurationError(

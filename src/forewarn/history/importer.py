@@ -20,7 +20,7 @@ Run states, case-insensitive (:data:`RUN_STATES`): ``COMPLETED`` or ``SUCCESS`` 
 ``TIMEDOUT``/``TIMEOUT`` → ``timeout``, ``FALLBACK`` → ``fallback``, ``FALLBACK_FAILURE`` →
 ``fallback_failure``.
 
-This module is the one implementation of the import format's rules: :mod:`forewarn.simulate`, which
+This module is the one implementation of the import format's rules: :mod:`forewarn.history.simulate`, which
 writes histories in this format, parses them with :func:`check_runs` and :func:`check_attempts` too.
 
 Example::
@@ -54,9 +54,9 @@ import numpy as np
 import pandas as pd
 
 from forewarn.errors import ConfigurationError, ImportValidationError
-from forewarn.records import AttemptOutcome, RunState, parameters_hash
-from forewarn.schema import ID_LENGTH
-from forewarn.store import FEATURE_PREFIX, TelemetryStore
+from forewarn.records import FEATURE_PREFIX, AttemptOutcome, RunState, parameters_hash
+from forewarn.store import TelemetryStore
+from forewarn.store.schema import ID_LENGTH
 
 RUN_REQUIRED: tuple[str, ...] = ("run_id", "flow_name", "scheduled_start", "state")
 """Columns a run-history CSV must have."""
@@ -430,8 +430,8 @@ def check_runs(raw: pd.DataFrame, *, source: Path | str = "<DataFrame>", assume_
     ``parameters`` that are not a JSON object; a ``run_id`` repeated with different values. Rows repeated
     identically are one run.
 
-    ``frame`` is a runs frame as :func:`forewarn.features.build_features` and
-    :meth:`~forewarn.store.TelemetryStore.record_runs_frame` read it: ``flow_run_id, flow_name, deployment,
+    ``frame`` is a runs frame as :func:`forewarn.learning.features.build_features` and
+    :meth:`~forewarn.store.telemetry.TelemetryStore.record_runs_frame` read it: ``flow_run_id, flow_name, deployment,
     parameters`` (dict or ``None``), ``parameters_hash``, ``flow_version, scheduled_start, start_time,
     end_time`` (``datetime64[ns, UTC]``), ``state``, then the ``feature_*`` columns (numeric when every
     non-empty cell is a number, else text).
@@ -501,7 +501,7 @@ def check_attempts(
     ``start_time``; an unknown state (:data:`ATTEMPT_STATES`); ``run_id:task_name`` longer than 255
     characters; ``(run_id, task_name, attempt)`` repeated with different values.
 
-    ``frame`` is an attempts frame as :meth:`~forewarn.store.TelemetryStore.record_attempts_frame` reads
+    ``frame`` is an attempts frame as :meth:`~forewarn.store.telemetry.TelemetryStore.record_attempts_frame` reads
     it: ``flow_run_id, task_run_id`` (``"<run_id>:<task_name>"``), ``task_name, attempt, start_time,
     end_time, outcome, exception_type``.
 
@@ -683,7 +683,7 @@ def import_attempts(
     Rows are checked by :func:`check_attempts` and upserted on ``(task_run_id, attempt)`` with
     ``task_run_id = "<run_id>:<task_name>"``, ``flow_run_id = run_id`` and ``used_fallback`` true for the
     ``fallback`` and ``fallback_failure`` outcomes. The runs need not be imported first (attempts of a
-    run the store does not know have no ``flow_name`` in :meth:`~forewarn.store.TelemetryStore.attempts`).
+    run the store does not know have no ``flow_name`` in :meth:`~forewarn.store.telemetry.TelemetryStore.attempts`).
 
     Example::
 

@@ -1,14 +1,14 @@
 """Train the failure-warning model on run history and save it with its manifest.
 
 This is the whole training job, Prefect-free so a notebook can run it: build the leakage-free feature
-table (:func:`forewarn.features.build_features`), run a walk-forward backtest so the manifest carries
+table (:func:`forewarn.learning.features.build_features`), run a walk-forward backtest so the manifest carries
 quality figures measured on runs the model never trained on, fit the final model on every labelled run,
-and save it (:func:`forewarn.model.save_model`). ``flows/training.py`` and ``forewarn train`` are thin
+and save it (:func:`forewarn.learning.model.save_model`). ``flows/training.py`` and ``forewarn train`` are thin
 faces over :func:`train_and_save`.
 
 Example::
 
-    >>> from forewarn.simulate import simulate_history, history_to_runs_frame
+    >>> from forewarn.history.simulate import simulate_history, history_to_runs_frame
     >>> runs = history_to_runs_frame(simulate_history(6000, seed=1))
     >>> result = train_and_save(runs, model_dir=tmp_path, n_folds=2)  # doctest: +SKIP
     >>> result.manifest.version  # doctest: +SKIP
@@ -24,9 +24,9 @@ from typing import Any
 
 import pandas as pd
 
-from forewarn.backtest import BacktestResult, prepare_history, walk_forward_backtest
-from forewarn.features import FeatureConfig
-from forewarn.model import DEFAULT_FAMILY, FailureWarningModel, ModelManifest, save_model
+from forewarn.learning.backtest import BacktestResult, prepare_history, walk_forward_backtest
+from forewarn.learning.features import FeatureConfig
+from forewarn.learning.model import DEFAULT_FAMILY, FailureWarningModel, ModelManifest, save_model
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,7 +54,7 @@ def train_and_save(
 
     With ``backtest=True`` (the default) a walk-forward backtest runs first on the same history, and its
     overall figures (model and baselines) go into the manifest's ``backtest_metrics``. ``feature_config``
-    (default :class:`~forewarn.features.FeatureConfig`) is saved in the manifest, so live scoring computes
+    (default :class:`~forewarn.learning.features.FeatureConfig`) is saved in the manifest, so live scoring computes
     the features with the same windows.
     Raises :class:`~forewarn.errors.InsufficientHistoryError` when there are too few runs or failures.
     """

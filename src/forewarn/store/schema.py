@@ -1,6 +1,6 @@
 """The telemetry store's tables: every ``Table`` forewarn uses, on one :data:`metadata`.
 
-Schema version :data:`SCHEMA_VERSION` (stored in ``forewarn_meta``; see :mod:`forewarn.migrations`):
+Schema version :data:`SCHEMA_VERSION` (stored in ``forewarn_meta``; see :mod:`forewarn.store.migrations`):
 
 ``forewarn_meta``
     ``key`` → ``value``; today only ``schema_version``.
@@ -24,7 +24,7 @@ has no ``flow_runs`` row, and a forecast scores runs that have not started yet.
 
 Example::
 
-    >>> from forewarn.schema import metadata, task_attempts
+    >>> from forewarn.store.schema import metadata, task_attempts
     >>> sorted(metadata.tables)
     ['flow_runs', 'forewarn_meta', 'predictions', 'task_attempts']
     >>> task_attempts.c.outcome.type.length
