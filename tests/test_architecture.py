@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import importlib
+import importlib.util
 import pkgutil
 import shutil
 import subprocess
@@ -14,6 +15,7 @@ import grimp
 import pytest
 
 import forewarn
+from forewarn import _moved
 
 ROOT = Path(__file__).resolve().parents[1]
 SUBPACKAGES = ("resilience", "store", "learning", "scoring", "history", "orchestration")
@@ -87,7 +89,13 @@ class TestImportGraph:
             for path in sorted((ROOT / folder).rglob("*.py")):
                 for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
                     if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("forewarn"):
-                        private = [a.name for a in node.names if a.name.startswith("_") and not a.name.endswith("__")]
+                        private = [
+                            a.name
+                            for a in node.names
+                            if a.name.startswith("_")
+                            and not a.name.endswith("__")
+                            and importlib.util.find_spec(f"{node.module}.{a.name}") is None  # a private module
+                        ]
                         if private:
                             offenders.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.module} {private}")
         assert offenders == []
@@ -135,3 +143,27 @@ class TestPublicFace:
     def test_hardening_beside_hardened(self) -> None:
         with forewarn.hardened(forewarn.Hardening(extra_attempts=1)) as hardening:
             assert hardening.extra_attempts == 1
+
+
+class TestMovedPaths:
+    """forewarn 0.1's flat module paths still import for one release, with a DeprecationWarning."""
+
+    def test_old_paths_are_the_new_modules(self) -> None:
+        """Each old path gives the very module at its new path, and warns once (a fresh interpreter)."""
+        code = (
+            "import importlib, warnings\n"
+            "from forewarn._moved import MOVED\n"
+            "for old, new in sorted(MOVED.items()):\n"
+            "    with warnings.catch_warnings(record=True) as caught:\n"
+            "        warnings.simplefilter('always')\n"
+            "        module = importlib.import_module(old)\n"
+            "    kinds = [w.category.__name__ for w in caught if old in str(w.message)]\n"
+            "    print(old, module is importlib.import_module(new), module.__spec__.name == new, kinds)\n"
+        )
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+        lines = out.stdout.splitlines()
+        assert lines == [f"{old} True True ['DeprecationWarning']" for old in sorted(_moved.MOVED)]
+
+    def test_unknown_path_still_fails(self) -> None:
+        with pytest.raises(ModuleNotFoundError):
+            importlib.import_module("forewarn.no_such_module")

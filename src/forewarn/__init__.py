@@ -20,7 +20,10 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from forewarn import _moved
 from forewarn._version import __version__
+
+_moved.install()  # forewarn 0.1's flat module paths still import, with a DeprecationWarning
 
 # public name -> the subpackage or module that exports it
 _EXPORTS = {
