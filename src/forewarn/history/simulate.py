@@ -33,6 +33,10 @@ of random failure (``random``). About 30 % of failures are ``CRASHED`` or ``TIME
 ``FAILED``; 0.6 % of runs are ``CANCELLED`` (neither failure nor success); runs still going at the export
 time are ``RUNNING`` with no ``end_time``. The overall failure rate is about 8 %.
 
+The simulator's parts are private modules beside this one: the estate of flows and their schedules
+(``_estate``), the failure mechanisms and how runs end (``_mechanisms``), and the task attempts
+(``_task_attempts``).
+
 Example::
 
     >>> df = simulate_history(500, seed=1)
@@ -57,7 +61,6 @@ import pandas as pd
 
 from forewarn.errors import ConfigurationError
 from forewarn.history._estate import (
-    CATALOGUE,
     DAY,
     DEPENDENCIES,
     MINUTE,
@@ -82,8 +85,17 @@ from forewarn.history._mechanisms import (
     load_excess,
     outcomes,
 )
+from forewarn.history._task_attempts import (
+    attempt_outcomes,
+    attempt_plan,
+    attempt_times,
+    run_error_kinds,
+    task_names,
+    task_segments,
+    tasks_that_ran,
+)
 from forewarn.history.importer import ATTEMPT_OPTIONAL, ATTEMPT_REQUIRED, RUN_REQUIRED, check_attempts, check_runs
-from forewarn.records import AttemptOutcome, RunState, parameters_hash
+from forewarn.records import RunState, parameters_hash
 
 RUN_COLUMNS: tuple[str, ...] = (
     "run_id",
@@ -104,8 +116,8 @@ REQUIRED_RUN_COLUMNS: tuple[str, ...] = RUN_REQUIRED
 """Import columns that must be present: :data:`forewarn.history.importer.RUN_REQUIRED`."""
 
 ATTEMPT_COLUMNS: tuple[str, ...] = (*ATTEMPT_REQUIRED, *ATTEMPT_OPTIONAL)
-"""Columns of the attempts import format, in order (:func:`simulated_attempts` writes :class:`AttemptOutcome`
-values as ``state``)."""
+"""Columns of the attempts import format, in order (:func:`simulated_attempts` writes
+:class:`~forewarn.records.AttemptOutcome` values as ``state``)."""
 
 
 def simulate_history(
@@ -303,28 +315,6 @@ def write_simulated_history(path: Path | str, n_runs: int, **kw: Any) -> Path:
 
 # --- simulated task attempts ---------------------------------------------------------------------------
 
-_EXCEPTIONS: dict[str, tuple[tuple[str, ...], tuple[float, ...]]] = {
-    "dependency_outage": (("ConnectionError", "OperationalError", "TimeoutError"), (0.5, 0.3, 0.2)),
-    "maintenance": (("OperationalError", "ConnectionRefusedError"), (0.6, 0.4)),
-    "bad_deploy": (("KeyError", "AttributeError", "TypeError", "ValueError"), (0.3, 0.3, 0.2, 0.2)),
-    "input_size": (("MemoryError", "TimeoutError"), (0.5, 0.5)),
-    "load": (("TimeoutError", "ConnectionError", "OperationalError"), (0.6, 0.2, 0.2)),
-    "flaky_source": (("ConnectionResetError", "ValueError"), (0.5, 0.5)),
-    "random": (("ValueError", "RuntimeError", "ConnectionError", "KeyError"), (0.3, 0.3, 0.2, 0.2)),
-    "transient": (("ConnectionError", "TimeoutError", "ServiceUnavailable"), (0.5, 0.3, 0.2)),
-}
-_TASK_SHARE = np.asarray([0.3, 0.5, 0.2])
-
-
-def _pick(rng: np.random.Generator, kinds: np.ndarray) -> np.ndarray:
-    """One exception type name per row, drawn from the distribution named by each row's kind."""
-    out = np.empty(len(kinds), dtype=object)
-    for kind, (names, weights) in _EXCEPTIONS.items():
-        mask = kinds == kind
-        if mask.any():
-            out[mask] = rng.choice(np.asarray(names, dtype=object), size=int(mask.sum()), p=weights)
-    return out
-
 
 def simulated_attempts(history: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
     """Plausible task attempts for the ended runs of a simulated history, in the attempts import format.
@@ -346,88 +336,20 @@ def simulated_attempts(history: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
     runs = history.loc[history["end_time"].notna() & history["start_time"].notna()]
     if runs.empty:
         return pd.DataFrame({c: pd.Series(dtype=object) for c in ATTEMPT_COLUMNS})
-    start = pd.to_datetime(runs["start_time"], utc=True, format="ISO8601").astype("datetime64[ns, UTC]")
-    end = pd.to_datetime(runs["end_time"], utc=True, format="ISO8601").astype("datetime64[ns, UTC]")
-    s_ns = start.array.asi8
-    e_ns = end.array.asi8
+    start, end = _ns(runs["start_time"]), _ns(runs["end_time"])
     state = runs["state"].astype(str).str.upper().to_numpy()
-    cause_col = runs["failure_cause"].fillna("").astype(str).to_numpy() if "failure_cause" in runs else None
-    n = len(runs)
-    failing = np.isin(state, [RunState.FAILED.value, RunState.TIMEDOUT.value, RunState.CRASHED.value])
-    fail_task = np.where(failing, rng.integers(0, 3, n), 3)
-    cancel_task = np.where(state == RunState.CANCELLED.value, rng.integers(0, 3, n), 3)
-    last_task = np.minimum(fail_task, cancel_task)  # tasks after this one never ran
-
-    # one row per (run, task) that ran: tasks before the failing (or cancelled) one, and the failing task
-    # itself unless the run crashed while it was running
-    r_idx = np.repeat(np.arange(n), 3)
-    t_idx = np.tile(np.arange(3), n)
-    reported_fail = np.isin(state, [RunState.FAILED.value, RunState.TIMEDOUT.value])
-    ran = (t_idx < last_task[r_idx]) | ((t_idx == fail_task[r_idx]) & reported_fail[r_idx])
-    r_idx, t_idx = r_idx[ran], t_idx[ran]
-    m = len(r_idx)
-    is_fail_task = t_idx == fail_task[r_idx]
-    u = rng.random(m)
-    retried = ~is_fail_task & (u < 0.05)
-    fell_back = ~is_fail_task & (u >= 0.05) & (u < 0.06)
-    fallback_failed = is_fail_task & (rng.random(m) < 0.3)
-    n_rows = np.ones(m, dtype=np.int64)
-    n_rows[retried] = 2
-    n_rows[fell_back] = 4
-    n_rows[is_fail_task] = 3 + fallback_failed[is_fail_task]
-
-    # task time segments inside the run
-    bounds = np.concatenate([[0.0], np.cumsum(_TASK_SHARE)])
-    dur = (e_ns - s_ns)[r_idx].astype(float)
-    seg_s = s_ns[r_idx] + (dur * bounds[t_idx]).astype(np.int64)
-    seg_e = s_ns[r_idx] + (dur * bounds[t_idx + 1]).astype(np.int64)
-    seg_e = np.where((t_idx == 2) | is_fail_task, e_ns[r_idx], seg_e)  # the last task ends with the run
-
-    # expand to attempt rows
-    owner = np.repeat(np.arange(m), n_rows)
-    k = np.arange(len(owner)) - np.repeat(np.cumsum(n_rows) - n_rows, n_rows)
-    width = (seg_e - seg_s)[owner] / n_rows[owner]
-    a_start = seg_s[owner] + (width * k).astype(np.int64)
-    gap = np.minimum(width * 0.05, SECOND).astype(np.int64)  # the retry wait between attempts
-    a_end = seg_s[owner] + (width * (k + 1)).astype(np.int64) - gap
-    a_end = np.maximum(a_end, a_start)
-    last_row = k == n_rows[owner] - 1
-    outcome = np.full(len(owner), AttemptOutcome.SUCCESS.value, dtype=object)
-    kind = np.full(len(owner), "", dtype=object)
-    rs = r_idx[owner]
-    transient = (retried[owner] & ~last_row) | (fell_back[owner] & ~last_row)
-    outcome[transient] = AttemptOutcome.FAILURE.value
-    kind[transient] = "transient"
-    outcome[fell_back[owner] & last_row] = AttemptOutcome.FALLBACK.value
-    final_fail = is_fail_task[owner]
-    run_kind = np.where(state == RunState.TIMEDOUT.value, "input_size", "random").astype(object)
-    if cause_col is not None:
-        run_kind = np.where(cause_col != "", cause_col, run_kind).astype(object)
-    kind[final_fail] = run_kind[rs[final_fail]]
-    outcome[final_fail] = AttemptOutcome.FAILURE.value
-    outcome[final_fail & (state[rs] == RunState.TIMEDOUT.value)] = AttemptOutcome.TIMEOUT.value
-    fb_fail = final_fail & fallback_failed[owner] & last_row
-    outcome[fb_fail] = AttemptOutcome.FALLBACK_FAILURE.value
-    exc = _pick(rng, kind)
-    exc[outcome == AttemptOutcome.SUCCESS.value] = None
-    exc[outcome == AttemptOutcome.FALLBACK.value] = None
-    timeout_rows = outcome == AttemptOutcome.TIMEOUT.value
-    exc[timeout_rows] = "TimeoutError"
-    outcome[(kind == "transient") & (exc == "TimeoutError")] = AttemptOutcome.TIMEOUT.value
-
-    flow_tasks = {f.name: f.tasks for f in CATALOGUE}
-    names = runs["flow_name"].astype(str).to_numpy()
-    task_names = np.asarray(
-        [
-            flow_tasks.get(nm if nm in flow_tasks else nm.rsplit("-", 1)[0], ("extract", "transform", "load"))
-            for nm in names
-        ],
-        dtype=object,
-    )
+    cause = runs["failure_cause"].fillna("").astype(str).to_numpy() if "failure_cause" in runs else None
+    r_idx, t_idx, fails = tasks_that_ran(rng, state)
+    plan = attempt_plan(rng, fails)
+    seg_s, seg_e = task_segments(start, end, r_idx, t_idx, fails)
+    owner, k, a_start, a_end = attempt_times(seg_s, seg_e, plan.n_rows)
+    rs = r_idx[owner]  # each attempt's run
+    outcome, exc = attempt_outcomes(rng, plan, owner, k, state[rs], run_error_kinds(state, cause)[rs])
+    names = task_names(runs["flow_name"].astype(str).to_numpy())
     return pd.DataFrame(
         {
             "run_id": pd.Series(runs["run_id"].to_numpy(dtype=object)[rs], dtype=object),
-            "task_name": pd.Series(task_names[rs, t_idx[owner]], dtype=object),
+            "task_name": pd.Series(names[rs, t_idx[owner]], dtype=object),
             "attempt": (k + 1).astype(np.int64),
             "start_time": pd.Series(iso_text(a_start), dtype=object),
             "end_time": pd.Series(iso_text(a_end), dtype=object),
@@ -435,6 +357,11 @@ def simulated_attempts(history: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
             "exception_type": pd.Series(exc, dtype=object),
         }
     )
+
+
+def _ns(times: pd.Series) -> np.ndarray:
+    """ISO-8601 text as int64 ns since the epoch, UTC."""
+    return pd.to_datetime(times, utc=True, format="ISO8601").astype("datetime64[ns, UTC]").array.asi8
 
 
 # --- parsing the import format ---------------------------------------------------------------------------
