@@ -66,36 +66,49 @@ class EndTimeCache(Generic[_Part]):
     def read(self, since: pd.Timestamp, now: pd.Timestamp) -> _Part:
         """Every row with ``end_time >= since`` as far as the store knows now (rows after ``now`` too)."""
         fresh = self._stable is not None and since >= self._lo and abs(now - self._loaded_at) <= self._max_age
-        if fresh and since - self._lo > 2 * _TRIM_SLACK:  # the window moved on: drop what it left behind
-            assert self._stable is not None
-            self._lo = since - _TRIM_SLACK
-            self._stable = self._stable.take(self._stable.end >= self._lo.value)
-            self._last = None
         if not fresh:
             return self._read_all(since, now)
+        if since - self._lo > 2 * _TRIM_SLACK:  # the window moved on: drop what it left behind
+            self._trim(since - _TRIM_SLACK)
         assert self._stable is not None
         columns = self._read(self._stable_hi.to_pydatetime())
         self.tail_reads += 1
         if self._count(self._lo.to_pydatetime(), self._stable_hi.to_pydatetime()) != len(self._stable):
             # rows were written, removed or re-ended behind the cache (an import, a retried run)
             return self._read_all(since, now)
-        boundary = now - self._grace
+        return self._with_tail(columns, boundary=now - self._grace)
+
+    def _trim(self, lo: pd.Timestamp) -> None:
+        """Drop the stable rows that ended before ``lo``."""
+        assert self._stable is not None
+        self._lo = lo
+        self._stable = self._stable.take(self._stable.end >= lo.value)
+        self._last = None
+
+    def _with_tail(self, columns: dict[str, np.ndarray], boundary: pd.Timestamp) -> _Part:
+        """The stable part and the tail just read (``columns``); tail rows ended before ``boundary`` settle."""
+        assert self._stable is not None
         ids, ends = columns["flow_run_id"], columns["end_time"].view(np.int64)
         signature = (tuple(ids.tolist()), tuple(ends.tolist()))
         if boundary <= self._stable_hi and self._last is not None and self._last[0] == signature:
             return self._last[1]  # nothing ended since the last read: the same history
         tail = self._prepare(columns, self._stable)
         if boundary > self._stable_hi:  # rows that ended long enough ago are final: they become stable
-            final = tail.end < boundary.value
-            self._stable = self._merge(self._stable, tail.take(final))
-            self.settled += int(final.sum())
-            tail = tail.take(~final)
-            self._stable_hi = boundary
+            tail = self._settle(tail, boundary)
             later = ends >= boundary.value  # the rows the next read returns again, as it returns them
             signature = (tuple(ids[later].tolist()), tuple(ends[later].tolist()))
         combined = self._merge(self._stable, tail)
         self._last = (signature, combined)
         return combined
+
+    def _settle(self, tail: _Part, boundary: pd.Timestamp) -> _Part:
+        """Move the rows of ``tail`` that ended before ``boundary`` into the stable part; return the rest."""
+        assert self._stable is not None
+        final = tail.end < boundary.value
+        self._stable = self._merge(self._stable, tail.take(final))
+        self.settled += int(final.sum())
+        self._stable_hi = boundary
+        return tail.take(~final)
 
     def saved(self) -> StablePart[_Part] | None:
         """The stable part and its range, as a snapshot keeps them (None before the first read)."""

@@ -46,15 +46,14 @@ from forewarn.learning.features import (
 from forewarn.learning.model import FailureWarningModel, ModelManifest
 from forewarn.records import FEATURE_PREFIX
 from forewarn.scoring._time import utc_timestamp
-from forewarn.scoring.cache import HistoryCache, clear_history_caches, history_cache, read_history
-from forewarn.scoring.registry import (
-    check_feature_schema,
-    clear_model_cache,
-    current_manifest_path,
-    feature_config_dict,
-    feature_config_of,
-    load_current_model,
-)
+from forewarn.scoring.cache import HistoryCache, history_cache, read_history
+from forewarn.scoring.cache import clear_history_caches as clear_history_caches
+from forewarn.scoring.registry import check_feature_schema as check_feature_schema
+from forewarn.scoring.registry import clear_model_cache as clear_model_cache
+from forewarn.scoring.registry import current_manifest_path as current_manifest_path
+from forewarn.scoring.registry import feature_config_dict as feature_config_dict
+from forewarn.scoring.registry import feature_config_of
+from forewarn.scoring.registry import load_current_model as load_current_model
 
 if TYPE_CHECKING:
     from forewarn.records import FlowRunRecord
@@ -320,20 +319,5 @@ def prediction_records(table: pd.DataFrame, *, source: str, predicted_at: dateti
     return records
 
 
-__all__ = [  # with, for one release, the names that moved to forewarn.scoring.registry and forewarn.scoring.cache
-    "SCORE_COLUMNS",
-    "TOP_REASONS",
-    "HistoryCache",
-    "check_feature_schema",
-    "clear_history_caches",
-    "clear_model_cache",
-    "current_manifest_path",
-    "feature_config_dict",
-    "feature_config_of",
-    "history_cache",
-    "load_current_model",
-    "prediction_records",
-    "read_history",
-    "record_targets",
-    "score_runs",
-]
+# and, for one release, the names that moved to registry and cache (imported "as" themselves above)
+__all__ = ["SCORE_COLUMNS", "TOP_REASONS", "prediction_records", "record_targets", "score_runs"]
