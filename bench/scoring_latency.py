@@ -78,7 +78,7 @@ CHILD = """
 import json, sys, time
 t0 = time.perf_counter()
 import pandas as pd
-from forewarn.scoring.live import HistoryCache, load_current_model, score_runs
+from forewarn.scoring import HistoryCache, load_current_model, score_runs
 from forewarn.store import TelemetryStore
 t1 = time.perf_counter()
 url, model_dir, target_path, now, snapshot = sys.argv[1:]
@@ -133,7 +133,7 @@ def main() -> None:
 
     from forewarn.learning.features import build_features, failure_labels
     from forewarn.learning.model import FailureWarningModel, save_model
-    from forewarn.scoring.live import HistoryCache, clear_model_cache, load_current_model, score_runs
+    from forewarn.scoring import HistoryCache, clear_model_cache, load_current_model, score_runs
     from forewarn.store import TelemetryStore
 
     work = Path(args.dir)
@@ -194,6 +194,7 @@ def main() -> None:
 
     # where the warm time goes: time the stages of score_runs (build_features, the model, the cache)
     import forewarn.learning.features as features
+    import forewarn.scoring.cache as scoring_cache
     import forewarn.scoring.live as scoring
 
     stages: dict[str, dict[str, list[float]]] = {}
@@ -224,8 +225,8 @@ def main() -> None:
     store.count_ended = timed("  store.count_ended (each of 2)", store.count_ended)  # type: ignore[method-assign]
     features.RunIndex.from_frame = timed("  RunIndex.from_frame", features.RunIndex.from_frame)  # type: ignore[method-assign]
     features.AttemptIndex.from_frame = timed("  AttemptIndex.from_frame", features.AttemptIndex.from_frame)  # type: ignore[method-assign]
-    scoring.load_snapshot = timed("  load_snapshot", scoring.load_snapshot)  # type: ignore[assignment]
-    scoring.save_snapshot = timed("  save_snapshot", scoring.save_snapshot)  # type: ignore[assignment]
+    scoring_cache.load_snapshot = timed("  load_snapshot", scoring_cache.load_snapshot)  # type: ignore[assignment]
+    scoring_cache.save_snapshot = timed("  save_snapshot", scoring_cache.save_snapshot)  # type: ignore[assignment]
     model.risk = timed("model.risk", model.risk)  # type: ignore[method-assign]
     model.explain = timed("model.explain (top 3)", model.explain)  # type: ignore[method-assign]
 

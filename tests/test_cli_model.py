@@ -90,7 +90,7 @@ class TestTrainingManifest:
         from forewarn.history.simulate import history_to_runs_frame, simulate_history
         from forewarn.learning.features import FeatureConfig
         from forewarn.learning.training import train_and_save
-        from forewarn.scoring.live import feature_config_of
+        from forewarn.scoring.registry import feature_config_of
 
         runs = history_to_runs_frame(simulate_history(6000, seed=2))
         config = FeatureConfig(lookback=timedelta(days=10), recent_runs=5, global_window=timedelta(hours=3))

@@ -25,7 +25,7 @@ from forewarn.orchestration.forecast import (
 )
 from forewarn.orchestration.warning import EVENT_NAME
 from forewarn.records import FlowRunRecord, RunState
-from forewarn.scoring.live import SCORE_COLUMNS, clear_model_cache
+from forewarn.scoring import SCORE_COLUMNS, clear_model_cache
 from forewarn.settings import get_settings
 from forewarn.store import TelemetryStore
 from test_warning import DOOMED, FINE, fleet, train_small_model

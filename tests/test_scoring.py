@@ -1,4 +1,4 @@
-"""forewarn.scoring.live: the current model, the history window, and live scores equal to backtest scores."""
+"""forewarn.scoring: the current model, the history window, and live scores equal to backtest scores."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ from forewarn.history.simulate import (
 from forewarn.learning.features import AttemptIndex, FeatureConfig, RunIndex, build_features, failure_labels
 from forewarn.learning.model import FailureWarningModel, ModelManifest, save_model
 from forewarn.records import FlowRunRecord, RunState
-from forewarn.scoring.live import (
+from forewarn.scoring import (
     SCORE_COLUMNS,
     HistoryCache,
     clear_history_caches,
@@ -211,6 +211,16 @@ class TestLoadCurrentModel:
         config = FeatureConfig(lookback=timedelta(days=7), recent_runs=5, global_window=timedelta(hours=2))
         assert feature_config_of(SimpleNamespace(extra={"feature_config": feature_config_dict(config)})) == config  # type: ignore[arg-type]
         assert feature_config_of(SimpleNamespace(extra={})) == FeatureConfig()  # type: ignore[arg-type]
+
+
+class TestModuleLayout:
+    """The names forewarn.scoring.live had stay importable from it for one release, as the same objects."""
+
+    def test_live_re_exports_what_moved(self) -> None:
+        import forewarn.scoring
+        import forewarn.scoring.live
+
+        assert all(getattr(forewarn.scoring.live, n) is getattr(forewarn.scoring, n) for n in forewarn.scoring.__all__)
 
 
 class TestLiveEqualsBacktest:

@@ -23,7 +23,7 @@ from forewarn.learning.model import FailureWarningModel, save_model
 from forewarn.orchestration.flows import WarningPolicy
 from forewarn.orchestration.warning import ARTIFACT_KEY, EVENT_NAME, HARDEN_EXTRA_ATTEMPTS, PAUSE_KEY, warn_before_run
 from forewarn.records import FlowRunRecord, parameters_hash
-from forewarn.scoring.live import clear_model_cache
+from forewarn.scoring import clear_model_cache
 from forewarn.settings import get_settings
 from forewarn.store import TelemetryStore
 

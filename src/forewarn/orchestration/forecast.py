@@ -34,7 +34,7 @@ import pandas as pd
 
 from forewarn.errors import ConfigurationError, ModelError
 from forewarn.records import parameters_hash
-from forewarn.scoring.live import SCORE_COLUMNS, load_current_model, prediction_records, score_runs
+from forewarn.scoring import SCORE_COLUMNS, load_current_model, prediction_records, score_runs
 from forewarn.timeutil import utc
 
 if TYPE_CHECKING:

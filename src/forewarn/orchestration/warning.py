@@ -1,7 +1,7 @@
 """Warnings before runs: the pre-run hook that ``forewarn.flow`` calls as its run starts.
 
 :func:`warn_before_run` scores the starting run against the current model (features from the telemetry
-store, see :mod:`forewarn.scoring.live`), records the score as a ``predictions`` row (``source="hook"``), and,
+store, see :mod:`forewarn.scoring`), records the score as a ``predictions`` row (``source="hook"``), and,
 when the risk is at or above the model's threshold,
 
 * logs one WARNING line on the flow run's logger with the risk, the threshold and the top reasons;
@@ -194,7 +194,8 @@ def _score(
     """Score one run and record the prediction; on any problem, log one line and return None."""
     where = f"the model in {model_dir}"
     try:
-        from forewarn.scoring.live import load_current_model, prediction_records, record_targets, score_runs
+        from forewarn.scoring.live import prediction_records, record_targets, score_runs
+        from forewarn.scoring.registry import load_current_model
 
         loaded = load_current_model(model_dir)
         if loaded is None:  # removed since the check above

@@ -5,6 +5,13 @@ and its on-disk snapshot, and :func:`score_runs`, shared by the pre-run hook and
 the store and the learning core, and the shared modules at the package root. Never Prefect: the Prefect
 layer calls in here.
 
+Modules:
+
+* ``registry`` - the installed model: :func:`load_current_model`, its per-process cache, the feature check;
+* ``cache`` - the prepared-history cache (:class:`HistoryCache`, :func:`history_cache`, :func:`read_history`);
+* ``snapshot`` - the cache's stable rows in a file, so a new process starts warm;
+* ``live`` - :func:`score_runs` and the tables and records made from its scores.
+
 Example::
 
     >>> from forewarn.scoring import load_current_model
@@ -12,6 +19,31 @@ Example::
     True
 """
 
-from forewarn.scoring.live import HistoryCache, load_current_model, prediction_records, score_runs
+from forewarn.scoring.cache import HistoryCache, clear_history_caches, history_cache, read_history
+from forewarn.scoring.live import SCORE_COLUMNS, TOP_REASONS, prediction_records, record_targets, score_runs
+from forewarn.scoring.registry import (
+    check_feature_schema,
+    clear_model_cache,
+    current_manifest_path,
+    feature_config_dict,
+    feature_config_of,
+    load_current_model,
+)
 
-__all__ = ["HistoryCache", "load_current_model", "prediction_records", "score_runs"]
+__all__ = [
+    "SCORE_COLUMNS",
+    "TOP_REASONS",
+    "HistoryCache",
+    "check_feature_schema",
+    "clear_history_caches",
+    "clear_model_cache",
+    "current_manifest_path",
+    "feature_config_dict",
+    "feature_config_of",
+    "history_cache",
+    "load_current_model",
+    "prediction_records",
+    "read_history",
+    "record_targets",
+    "score_runs",
+]

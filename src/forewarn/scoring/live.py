@@ -11,16 +11,9 @@ reasons. The cutoff of a run scheduled at ``s`` and scored at ``now`` is ``min(s
 * scored ahead of it (the forecast): the cutoff is ``now``, because nothing later is known yet; the run
   is described with ``lead = s - now``.
 
-Only the history the features can see is read: runs that ended in :func:`forewarn.learning.features.history_window`
-and task attempts that ended in its last ``global_window``, through the lean
-:meth:`~forewarn.store.telemetry.TelemetryStore.ended_rows` query, and prepared once as a
-:class:`~forewarn.learning.features.RunIndex` and an :class:`~forewarn.learning.features.AttemptIndex`.
-A long-lived process
-(a worker serving many runs, the forecast) keeps them in a :class:`HistoryCache`, which reads and prepares
-only the rows that ended since its last read and extends the indexes with them ("warm" scoring); the first
-score of a process pays the window read ("cold") - unless the process-wide cache (:func:`history_cache`)
-finds the history snapshot an earlier process saved in ``FOREWARN_CACHE_DIR`` (:mod:`forewarn.scoring.snapshot`),
-as in a Prefect worker that starts a process per flow run. ``docs/warnings.md`` has the latency figures.
+The history comes from :mod:`forewarn.scoring.cache` (warm, through the process's
+:class:`~forewarn.scoring.cache.HistoryCache`, or read afresh) and the model from
+:mod:`forewarn.scoring.registry`. The names those modules own stay importable from here for one release.
 
 Example::
 
@@ -33,24 +26,16 @@ Example::
 
 from __future__ import annotations
 
-import json
-import logging
-import threading
-import weakref
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from collections.abc import Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
-from forewarn.errors import FeatureSchemaError, StoreError
+from forewarn.errors import FeatureSchemaError
 from forewarn.learning.features import (
-    CATEGORICAL_FEATURES,
     NONE,
-    NUMERIC_FEATURES,
     AttemptIndex,
     FeatureConfig,
     RunIndex,
@@ -58,16 +43,17 @@ from forewarn.learning.features import (
     cutoff_window,
     reference_times,
 )
-from forewarn.learning.model import LATEST_FILE, MANIFEST_FILE, FailureWarningModel, ModelManifest, load_model
+from forewarn.learning.model import FailureWarningModel, ModelManifest
 from forewarn.records import FEATURE_PREFIX
-from forewarn.scoring.snapshot import (
-    HistorySnapshot,
-    StablePart,
-    load_snapshot,
-    save_snapshot,
-    snapshot_file,
-    store_identity,
-)
+from forewarn.scoring._time import utc_timestamp
+from forewarn.scoring.cache import HistoryCache, history_cache, read_history
+from forewarn.scoring.cache import clear_history_caches as clear_history_caches
+from forewarn.scoring.registry import check_feature_schema as check_feature_schema
+from forewarn.scoring.registry import clear_model_cache as clear_model_cache
+from forewarn.scoring.registry import current_manifest_path as current_manifest_path
+from forewarn.scoring.registry import feature_config_dict as feature_config_dict
+from forewarn.scoring.registry import feature_config_of
+from forewarn.scoring.registry import load_current_model as load_current_model
 
 if TYPE_CHECKING:
     from forewarn.records import FlowRunRecord
@@ -90,535 +76,7 @@ SCORE_COLUMNS: tuple[str, ...] = (
 TOP_REASONS = 3
 """How many reasons :func:`score_runs` gives per run."""
 
-_TRIM_SLACK = pd.Timedelta(hours=1)
-"""A cached window keeps this much history before its latest start, for runs scored a little late."""
-
-_Part = TypeVar("_Part", RunIndex, AttemptIndex)
-logger = logging.getLogger("forewarn.scoring")
 _UTC_NS = pd.DatetimeTZDtype("ns", "UTC")
-
-_ENGINEERED = {**dict.fromkeys(NUMERIC_FEATURES, "numeric"), **dict.fromkeys(CATEGORICAL_FEATURES, "categorical")}
-
-
-# --------------------------------------------------------------------------------------------- the model
-
-
-@dataclass(frozen=True, slots=True)
-class _Loaded:
-    manifest_path: str
-    sha256: str
-    model: FailureWarningModel
-    manifest: ModelManifest
-
-
-_models: dict[str, _Loaded] = {}
-_models_lock = threading.Lock()
-
-
-def current_manifest_path(model_dir: Path | str) -> Path | None:
-    """The ``manifest.json`` of the model installed in ``model_dir``, or None when none is installed.
-
-    ``model_dir`` holds ``latest.json`` (written by :func:`forewarn.learning.model.save_model`) or is itself one
-    version directory with a ``manifest.json``. A ``latest.json`` that cannot be read is returned as it is,
-    so that :func:`forewarn.learning.model.load_model` explains what is wrong with it.
-
-    Example::
-
-        >>> current_manifest_path("/nonexistent/models") is None
-        True
-    """
-    directory = Path(model_dir)
-    pointer = directory / LATEST_FILE
-    if pointer.is_file():
-        try:
-            return directory / str(json.loads(pointer.read_text())["manifest"])
-        except (OSError, ValueError, KeyError, TypeError):
-            return pointer
-    manifest = directory / MANIFEST_FILE
-    return manifest if manifest.is_file() else None
-
-
-def _manifest_sha256(path: Path) -> str | None:
-    try:
-        return str(json.loads(path.read_text())["sha256"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-
-
-def check_feature_schema(manifest: ModelManifest) -> None:
-    """Refuse a model trained on features this forewarn does not build (before it is unpickled).
-
-    Every feature of the model must be one :func:`~forewarn.learning.features.build_features` makes, with the same
-    type, or a ``feature_*`` attribute (a run that lacks one is scored with it missing).
-    Raises :class:`~forewarn.errors.FeatureSchemaError`.
-
-    Example::
-
-        >>> from forewarn.learning.model import ModelManifest
-        >>> check_feature_schema(manifest)  # doctest: +SKIP
-    """
-    unknown = [n for n in manifest.feature_types if n not in _ENGINEERED and not n.startswith(FEATURE_PREFIX)]
-    changed = [
-        f"{n} ({_ENGINEERED[n]} here, {kind} in the model)"
-        for n, kind in manifest.feature_types.items()
-        if n in _ENGINEERED and _ENGINEERED[n] != kind
-    ]
-    if unknown or changed:
-        parts = ([f"unknown: {', '.join(unknown)}"] if unknown else []) + (
-            [f"changed: {', '.join(changed)}"] if changed else []
-        )
-        raise FeatureSchemaError(
-            f"model {manifest.version} was trained on features this forewarn does not build "
-            f"({'; '.join(parts)}); retrain it with `forewarn train`"
-        )
-
-
-def load_current_model(model_dir: Path | str | None = None) -> tuple[FailureWarningModel, ModelManifest] | None:
-    """The model installed in ``model_dir`` (default ``FOREWARN_MODEL_DIR``) and its manifest, or None.
-
-    None means no model is installed (no ``latest.json``/``manifest.json``). A model is loaded - its
-    SHA-256 verified before it is unpickled - once per process and version: the result is cached by
-    directory, manifest path and checksum, so a newly trained model is picked up at the next call while
-    scoring the same model again costs two small JSON reads. Raises
-    :class:`~forewarn.errors.ModelError` for a broken pointer or manifest,
-    :class:`~forewarn.errors.ChecksumMismatchError` for an artifact changed since it was saved, and
-    :class:`~forewarn.errors.FeatureSchemaError` for a model trained on features this forewarn does not
-    build (see :func:`check_feature_schema`).
-
-    Example::
-
-        >>> load_current_model("/nonexistent/models") is None
-        True
-    """
-    if model_dir is None:
-        from forewarn.settings import get_settings
-
-        model_dir = get_settings().model_dir
-    directory = Path(model_dir)
-    path = current_manifest_path(directory)
-    if path is None:
-        return None
-    key, sha = str(directory.resolve()), _manifest_sha256(path)
-    cached = _models.get(key)
-    if cached is not None and sha is not None and (cached.manifest_path, cached.sha256) == (str(path), sha):
-        return cached.model, cached.manifest
-    if sha is not None:  # a readable manifest: check the features before anything is unpickled
-        try:
-            early: ModelManifest | None = ModelManifest.from_json(path.read_text())
-        except (OSError, ValueError, KeyError, TypeError, AssertionError):
-            early = None  # load_model below explains what is wrong with it
-        if early is not None:
-            check_feature_schema(early)
-    model, manifest = load_model(path)
-    check_feature_schema(manifest)
-    with _models_lock:
-        _models[key] = _Loaded(str(path), manifest.sha256, model, manifest)
-    return model, manifest
-
-
-def clear_model_cache() -> None:
-    """Forget every loaded model (tests; a process that must re-verify its model files)."""
-    with _models_lock:
-        _models.clear()
-
-
-def feature_config_of(manifest: ModelManifest) -> FeatureConfig:
-    """The :class:`~forewarn.learning.features.FeatureConfig` a model was trained with (its manifest's ``extra``).
-
-    ``manifest.extra["feature_config"]`` may hold ``lookback_seconds``, ``recent_runs``,
-    ``global_window_seconds`` and ``prior_strength``; absent values take the defaults.
-
-    Example::
-
-        >>> from types import SimpleNamespace
-        >>> feature_config_of(SimpleNamespace(extra={"feature_config": {"recent_runs": 20}})).recent_runs
-        20
-    """
-    return FeatureConfig.from_dict((manifest.extra or {}).get("feature_config"))
-
-
-def feature_config_dict(config: FeatureConfig) -> dict[str, float | int]:
-    """What to store as ``extra["feature_config"]`` in a manifest (the inverse of :func:`feature_config_of`).
-
-    Example::
-
-        >>> feature_config_dict(FeatureConfig())["recent_runs"]
-        10
-    """
-    return config.to_dict()
-
-
-# ----------------------------------------------------------------------------------------- the history
-
-
-def _ts(value: datetime | pd.Timestamp) -> pd.Timestamp:
-    ts = pd.Timestamp(value)
-    if ts.tzinfo is None:
-        raise ValueError(f"{value!r} is a naive time: pass a timezone-aware UTC time")
-    return ts.tz_convert("UTC")
-
-
-class _EndTimeCache(Generic[_Part]):
-    """Rows of one table read by ``end_time`` and kept prepared: a stable part (never re-read) and a tail.
-
-    The stable part holds rows with ``end_time`` in ``[lo, stable_hi)``; every :meth:`read` re-reads the
-    rows with ``end_time >= stable_hi`` (the tail: what ended since, plus ``grace`` before, so a row written
-    a little after its end time is not missed), prepares only those, and moves tail rows older than
-    ``now - grace`` into the stable part. A window reaching before ``lo``, or a cache older than
-    ``max_age``, is read in full. Parts are :class:`~forewarn.learning.features.RunIndex` or
-    :class:`~forewarn.learning.features.AttemptIndex`; ``prepare(frame, like)`` builds one sharing ``like``'s codes.
-    """
-
-    def __init__(
-        self,
-        read: Callable[[datetime], dict[str, np.ndarray]],
-        count: Callable[[datetime, datetime], int],
-        prepare: Callable[[dict[str, np.ndarray], _Part | None], _Part],
-        again: Callable[[_Part, _Part], np.ndarray] | None,
-        grace: timedelta,
-        max_age: timedelta,
-    ) -> None:
-        self._read = read  # read(since) -> the columns of the rows with end_time >= since
-        self._count = count  # count(since, until) -> rows that ended in [since, until)
-        self._prepare: Callable[[dict[str, np.ndarray], _Part | None], _Part] = prepare
-        # again(stable, newer) -> mask of the stable rows newer ends again (a retried flow run), if rows can
-        self._again: Callable[[_Part, _Part], np.ndarray] | None = again
-        self._grace = pd.Timedelta(grace)
-        self._max_age = pd.Timedelta(max_age)
-        self._stable: _Part | None = None
-        self._lo = self._stable_hi = self._loaded_at = pd.Timestamp(0, tz="UTC")
-        self._last: tuple[Any, _Part] | None = None  # the tail last combined, and the result
-        self.full_reads = 0
-        self.tail_reads = 0
-        self.settled = 0  # rows tail reads have moved into the stable part
-
-    def read(self, since: pd.Timestamp, now: pd.Timestamp) -> _Part:
-        """Every row with ``end_time >= since`` as far as the store knows now (rows after ``now`` too)."""
-        fresh = self._stable is not None and since >= self._lo and abs(now - self._loaded_at) <= self._max_age
-        if fresh and since - self._lo > 2 * _TRIM_SLACK:  # the window moved on: drop what it left behind
-            assert self._stable is not None
-            self._lo = since - _TRIM_SLACK
-            self._stable = self._stable.take(self._stable.end >= self._lo.value)
-            self._last = None
-        if not fresh:
-            return self._read_all(since, now)
-        assert self._stable is not None
-        columns = self._read(self._stable_hi.to_pydatetime())
-        self.tail_reads += 1
-        if self._count(self._lo.to_pydatetime(), self._stable_hi.to_pydatetime()) != len(self._stable):
-            # rows were written, removed or re-ended behind the cache (an import, a retried run)
-            return self._read_all(since, now)
-        boundary = now - self._grace
-        ids, ends = columns["flow_run_id"], columns["end_time"].view(np.int64)
-        signature = (tuple(ids.tolist()), tuple(ends.tolist()))
-        if boundary <= self._stable_hi and self._last is not None and self._last[0] == signature:
-            return self._last[1]  # nothing ended since the last read: the same history
-        tail = self._prepare(columns, self._stable)
-        if boundary > self._stable_hi:  # rows that ended long enough ago are final: they become stable
-            final = tail.end < boundary.value
-            self._stable = self._merge(self._stable, tail.take(final))
-            self.settled += int(final.sum())
-            tail = tail.take(~final)
-            self._stable_hi = boundary
-            later = ends >= boundary.value  # the rows the next read returns again, as it returns them
-            signature = (tuple(ids[later].tolist()), tuple(ends[later].tolist()))
-        combined = self._merge(self._stable, tail)
-        self._last = (signature, combined)
-        return combined
-
-    def saved(self) -> StablePart[_Part] | None:
-        """The stable part and its range, as a snapshot keeps them (None before the first read)."""
-        if self._stable is None:
-            return None
-        return StablePart(self._stable, self._lo, self._stable_hi, self._loaded_at)
-
-    def adopt(self, saved: StablePart[_Part]) -> None:
-        """Take ``saved`` (from a snapshot) as the stable part; the next :meth:`read` checks it like its own."""
-        self._stable, self._lo, self._stable_hi, self._loaded_at = (
-            saved.part,
-            saved.lo,
-            saved.stable_hi,
-            saved.loaded_at,
-        )
-        self._last = None
-
-    def _read_all(self, since: pd.Timestamp, now: pd.Timestamp) -> _Part:
-        part = self._prepare(self._read(since.to_pydatetime()), None)
-        self.full_reads += 1
-        self._lo, self._loaded_at, self._last = since, now, None
-        self._stable_hi = max(now - self._grace, since)
-        self._stable = part.take(part.end < self._stable_hi.value)
-        return part
-
-    def _merge(self, stable: _Part, newer: _Part) -> _Part:
-        """``stable`` extended with ``newer``; a row that ``newer`` ends again is dropped from ``stable``."""
-        if len(newer) == 0:
-            return stable
-        if self._again is not None:
-            again = self._again(stable, newer)
-            if again.any():
-                stable = stable.take(~again)
-        return stable.extend(newer)  # type: ignore[arg-type]
-
-
-def _ended_again(stable: RunIndex, newer: RunIndex) -> np.ndarray:
-    """Mask of the rows of ``stable`` whose run ``newer`` holds too: it ended again, its newer row wins.
-
-    A safeguard: a run of the cached range that ends again leaves that range, so the count before the
-    merge already sends the cache to a full read - unless another row arriving in the range hides it. A
-    run that ends again (a Prefect flow-run retry) keeps its scheduled start, so only the stable rows with
-    a scheduled start of a newer row are candidates and just their ids are compared: no set of the
-    window's 12,000 ids is built, which a new process starting from a snapshot would pay at its only score.
-    """
-    mask = np.zeros(len(stable), dtype=bool)
-    rows = np.flatnonzero(np.isin(stable.ref, newer.ref))
-    if len(rows):
-        ids = set(newer.ids.tolist())
-        mask[rows] = [run in ids for run in stable.ids[rows].tolist()]
-    return mask
-
-
-def _prepare_runs(columns: dict[str, np.ndarray], like: RunIndex | None) -> RunIndex:
-    """Runs read from the store as a :class:`RunIndex` that extends ``like`` (sharing its codes and id type)."""
-    part = RunIndex.from_frame(columns, vocab=None if like is None else like.vocab)
-    if like is not None and like.ids.dtype.kind == "U" and len(part):
-        # ids read back from a snapshot stay fixed-width text (no 12,000 str objects to make); so do new ones
-        part = replace(part, ids=part.ids.astype(str))
-    return part
-
-
-class HistoryCache:
-    """A per-process cache of the store's recent history, refreshed by reading only what ended since.
-
-    Scoring one run needs every run that ended in the last ``lookback + global_window`` (30 days and 6 h
-    by default: about 12,000 runs for 400 runs a day) and the attempts of the last ``global_window``.
-    Reading that window costs tens of milliseconds, and preparing it for the features (text, hashing,
-    sorting) about as much again; this cache reads and prepares it once - as a
-    :class:`~forewarn.learning.features.RunIndex` and an :class:`~forewarn.learning.features.AttemptIndex` -
-    and then, at
-    each score, reads and prepares only the rows whose ``end_time`` is at or after the previous read minus
-    ``grace``, and extends the indexes with them.
-
-    What it assumes: a row's ``end_time`` is written within ``grace`` (default 10 minutes) of that time.
-    Each read also counts (index-only, ~0.3 ms) the rows the store holds in the cached range; when the
-    count differs from the cache's - old history imported, a run re-ended by a Prefect flow-run retry, rows
-    deleted - the window is read in full again. A row rewritten in place with the same ``end_time`` (an
-    import overwriting a run's state) is seen at the next full read, at most ``max_age`` (default 24 hours)
-    later.
-
-    ``snapshot`` is a file (see :mod:`forewarn.scoring.snapshot`) that carries the cache over to the next process:
-    the first read adopts the prepared rows it holds when it was written for this store by this forewarn,
-    reaches back to the window asked for, and was read in full at most ``max_age`` ago (the age travels
-    with the rows, so a chain of processes still reads in full at least every ``max_age``); the count
-    above then proves it still matches the store, or the window is read in full. Anything else - no file,
-    a damaged or foreign one - is ignored (logged at DEBUG). The cache saves the file after a full read,
-    and once ``save_rows`` (default 500) rows have become stable since it last saved or adopted it - so a
-    process that scores once, as in a process-per-run worker, refreshes a snapshot that has fallen that
-    far behind, and the next process reads at most about that many rows more. Rows, not minutes: a
-    score pays about 7 microseconds per row of its tail but 5-10 ms to save, and about five rows (a run
-    and its attempts) arrive per run, so one process in about a hundred saves. A save that fails (a
-    read-only directory, a full disk) is logged once and never fails a read. Without ``snapshot`` nothing
-    is read or written; :func:`history_cache` passes the file under ``FOREWARN_CACHE_DIR``.
-
-    Example::
-
-        >>> cache = HistoryCache(store, snapshot=Path("~/.cache/forewarn/history.npz").expanduser())  # doctest: +SKIP
-        >>> runs, attempts = cache.read(since, attempts_since, now=now)  # doctest: +SKIP
-        >>> build_features(upcoming, runs, attempts)  # doctest: +SKIP
-    """
-
-    def __init__(
-        self,
-        store: TelemetryStore,
-        *,
-        grace: timedelta = timedelta(minutes=10),
-        max_age: timedelta = timedelta(hours=24),
-        snapshot: Path | str | None = None,
-        save_rows: int = 500,
-    ) -> None:
-        self._store = weakref.ref(store)  # the process-wide caches must not keep stores alive
-        self._lock = threading.Lock()
-        self._max_age = pd.Timedelta(max_age)
-        self._runs: _EndTimeCache[RunIndex] = _EndTimeCache(
-            lambda since: self.store.ended_rows("flow_runs", since),
-            lambda a, b: self.store.count_ended("flow_runs", a, b),
-            _prepare_runs,
-            _ended_again,
-            grace,
-            max_age,
-        )
-        self._attempts: _EndTimeCache[AttemptIndex] = _EndTimeCache(
-            lambda since: self.store.ended_rows("task_attempts", since),
-            lambda a, b: self.store.count_ended("task_attempts", a, b),
-            lambda columns, like: AttemptIndex.from_frame(columns, flows=None if like is None else like.flows),
-            None,
-            grace,
-            max_age,
-        )
-        self._snapshot = None if snapshot is None else Path(snapshot)
-        self._save_rows = save_rows
-        self._first = True  # the snapshot is looked at by the first read only
-        self._settled_at_save: int | None = None  # rows settled when the snapshot was last saved or adopted
-        self._identity: str | None = None  # the store's, computed when the snapshot is first used
-        self._save_failed = False
-        self._adopted = self._saves = 0
-
-    @property
-    def store(self) -> TelemetryStore:
-        """The store this cache reads."""
-        store = self._store()
-        if store is None:
-            raise StoreError("the telemetry store of this HistoryCache is gone; open a store and a new cache")
-        return store
-
-    @property
-    def snapshot(self) -> Path | None:
-        """The snapshot file this cache starts from and saves to, or None."""
-        return self._snapshot
-
-    def read(self, since: datetime, attempts_since: datetime, *, now: datetime) -> tuple[RunIndex, AttemptIndex]:
-        """Runs ended at or after ``since`` and attempts ended at or after ``attempts_since``, as of ``now``.
-
-        The indexes may hold rows that ended after ``now`` (when the store has them); the features ignore
-        whatever ended after each run's cutoff. Raises :class:`~forewarn.errors.StoreError` when the store
-        cannot be read.
-        """
-        now_ts, since_ts, attempts_ts = _ts(now), _ts(since), _ts(attempts_since)
-        with self._lock:
-            if self._first and self._snapshot is not None:
-                self._adopt(self._snapshot, since_ts, attempts_ts, now_ts)
-            self._first = False
-            full = self._runs.full_reads + self._attempts.full_reads
-            runs = self._runs.read(since_ts, now_ts)
-            attempts = self._attempts.read(attempts_ts, now_ts)
-            if self._snapshot is not None and self._save_due(self._runs.full_reads + self._attempts.full_reads > full):
-                self._save(self._snapshot)
-        return runs, attempts
-
-    def _adopt(self, path: Path, since: pd.Timestamp, attempts_since: pd.Timestamp, now: pd.Timestamp) -> None:
-        """Start from the snapshot in ``path`` where it is usable; the reads that follow check it."""
-        snapshot = load_snapshot(path, self._store_identity())
-        if snapshot is None:
-            return
-        parts: tuple[tuple[str, Any, StablePart[Any], pd.Timestamp], ...] = (
-            ("runs", self._runs, snapshot.runs, since),
-            ("attempts", self._attempts, snapshot.attempts, attempts_since),
-        )
-        for name, cache, saved, wanted in parts:
-            if saved.lo > wanted:
-                logger.debug(
-                    "history snapshot %s: its %s start at %s, after %s: read in full", path, name, saved.lo, wanted
-                )
-            elif abs(now - saved.loaded_at) > self._max_age:
-                logger.debug(
-                    "history snapshot %s: its %s were read at %s, over max_age ago", path, name, saved.loaded_at
-                )
-            else:
-                cache.adopt(saved)
-                self._adopted += 1
-        self._settled_at_save = self._settled()
-
-    def _settled(self) -> int:
-        return self._runs.settled + self._attempts.settled
-
-    def _save_due(self, full_read: bool) -> bool:
-        """After a full read, or once ``save_rows`` rows have become stable since the last save or adoption."""
-        if full_read or self._settled_at_save is None:
-            return True
-        return self._settled() - self._settled_at_save >= self._save_rows
-
-    def _save(self, path: Path) -> None:
-        """Save the stable rows to ``path``; a failure is logged once and the cache goes on without it."""
-        runs, attempts = self._runs.saved(), self._attempts.saved()
-        if runs is None or attempts is None:
-            return
-        self._settled_at_save = self._settled()  # a failed save is retried as late as a good one
-        try:
-            save_snapshot(path, HistorySnapshot(self._store_identity(), runs, attempts))
-        # any failure (a read-only or full disk, a path that is a directory): scoring goes on without it
-        except Exception as exc:
-            if not self._save_failed:
-                logger.warning(
-                    "forewarn could not save its history snapshot %s (%s: %s); each new process will read the "
-                    "history window in full. Make FOREWARN_CACHE_DIR writable, or set it empty to stop saving",
-                    path,
-                    type(exc).__name__,
-                    exc,
-                )
-            self._save_failed = True
-            return
-        self._saves += 1
-
-    def _store_identity(self) -> str:
-        if self._identity is None:
-            self._identity = store_identity(self.store)
-        return self._identity
-
-    @property
-    def reads(self) -> dict[str, int]:
-        """How many full and tail reads each table took (for benchmarks and tests)."""
-        return {
-            "runs_full": self._runs.full_reads,
-            "runs_tail": self._runs.tail_reads,
-            "attempts_full": self._attempts.full_reads,
-            "attempts_tail": self._attempts.tail_reads,
-        }
-
-    @property
-    def snapshots(self) -> dict[str, int]:
-        """How many tables (0-2) the first read took from the snapshot, and how many times it was saved."""
-        return {"adopted": self._adopted, "saved": self._saves}
-
-
-_caches: weakref.WeakKeyDictionary[TelemetryStore, HistoryCache] = weakref.WeakKeyDictionary()
-_caches_lock = threading.Lock()
-
-
-def history_cache(store: TelemetryStore) -> HistoryCache:
-    """The process-wide :class:`HistoryCache` of ``store`` (one per store object, dropped with it).
-
-    Its snapshot is ``store``'s file (:func:`forewarn.scoring.snapshot.snapshot_file`) in ``FOREWARN_CACHE_DIR``;
-    none when the setting is empty or the store is an in-memory SQLite database.
-
-    Example::
-
-        >>> history_cache(store) is history_cache(store)  # doctest: +SKIP
-        True
-    """
-    with _caches_lock:
-        cache = _caches.get(store)
-        if cache is None:
-            cache = _caches[store] = HistoryCache(store, snapshot=_configured_snapshot(store))
-    return cache
-
-
-def _configured_snapshot(store: TelemetryStore) -> Path | None:
-    from forewarn.settings import get_settings
-
-    directory = get_settings().cache_dir
-    return None if directory is None else snapshot_file(directory, store)
-
-
-def clear_history_caches() -> None:
-    """Forget every cached history window (tests; after rewriting old history in place)."""
-    with _caches_lock:
-        _caches.clear()
-
-
-def read_history(
-    store: TelemetryStore, since: datetime, attempts_since: datetime, until: datetime | None = None
-) -> tuple[RunIndex, AttemptIndex]:
-    """Runs and attempts for a history window, read straight from the store and indexed (no cache: "cold").
-
-    Example::
-
-        >>> runs, attempts = read_history(store, since, attempts_since, until)  # doctest: +SKIP
-    """
-    runs = RunIndex.from_frame(store.ended_rows("flow_runs", since, until))
-    return runs, AttemptIndex.from_frame(store.ended_rows("task_attempts", attempts_since, until), failed_only=True)
-
-
-# ------------------------------------------------------------------------------------------- scoring
 
 
 def _target_frame(targets: pd.DataFrame, manifest: ModelManifest) -> pd.DataFrame:
@@ -701,49 +159,76 @@ def score_runs(
         >>> table = score_runs(store, upcoming, model, manifest, now=now)  # doctest: +SKIP
         >>> table.loc[table["warned"], ["flow_run_id", "risk", "reasons"]]  # doctest: +SKIP
     """
-    now_ts = _ts(now)
+    now_ts = utc_timestamp(now)
     frame = _target_frame(targets, manifest)
     if frame.empty:
         return pd.DataFrame({c: pd.Series(dtype=object) for c in SCORE_COLUMNS})
     config = config or feature_config_of(manifest)
     ref = reference_times(frame)
     cutoff = np.minimum(ref, now_ts.value)
-    lead = ref - cutoff
+    runs, attempts = _known_history(store, cutoff, config, cache, now_ts)
+    X = _for_model(_features(frame, ref - cutoff, runs, attempts, config), model)
+    risk = np.asarray(model.risk(X), dtype=np.float64)
+    threshold = float(model.threshold_)
+    warned = risk >= threshold
+    reasons = _reasons(model, X, warned, top)
+    return _score_table(frame, ref, now_ts, risk, threshold, warned, reasons, manifest.version)
+
+
+def _known_history(
+    store: TelemetryStore, cutoff: np.ndarray, config: FeatureConfig, cache: HistoryCache | bool, now: pd.Timestamp
+) -> tuple[RunIndex, AttemptIndex]:
+    """The history that runs with these cutoffs can see: through ``cache``, or read afresh when it is False."""
     since, until = cutoff_window(cutoff, config)
     attempts_since = since + pd.Timedelta(config.lookback)
     if cache is False:
-        runs, attempts = read_history(
-            store, since.to_pydatetime(), attempts_since.to_pydatetime(), until.to_pydatetime()
-        )
-    else:
-        reader = history_cache(store) if cache is True else cache
-        runs, attempts = reader.read(since.to_pydatetime(), attempts_since.to_pydatetime(), now=now_ts)
+        return read_history(store, since.to_pydatetime(), attempts_since.to_pydatetime(), until.to_pydatetime())
+    reader = history_cache(store) if cache is True else cache
+    return reader.read(since.to_pydatetime(), attempts_since.to_pydatetime(), now=now)
 
+
+def _features(
+    frame: pd.DataFrame, lead: np.ndarray, runs: RunIndex, attempts: AttemptIndex, config: FeatureConfig
+) -> pd.DataFrame:
+    """The features of ``frame``'s runs, in its order: one build_features call per distinct ``lead``."""
     parts, leads = [], np.unique(lead)
     for value in leads:
         part = frame if len(leads) == 1 else frame.iloc[np.flatnonzero(lead == value)]
         parts.append(build_features(part, runs, attempts, lead=pd.Timedelta(int(value)), config=config))
-    X = parts[0] if len(parts) == 1 else pd.concat(parts).reindex(pd.Index(frame["flow_run_id"], name="flow_run_id"))
-    X = _for_model(X, model)
-    risk = np.asarray(model.risk(X), dtype=np.float64)
-    threshold = float(model.threshold_)
-    warned = risk >= threshold
-    # only a warned run is explained: a run below the threshold gets no reasons (explain costs ~5 ms a row)
-    reasons: list[list[str]] = [
-        [r.text for r in model.explain(X.iloc[[i]], top=top)] if warned[i] else [] for i in range(len(X))
-    ]
+    if len(parts) == 1:
+        return parts[0]
+    return pd.concat(parts).reindex(pd.Index(frame["flow_run_id"], name="flow_run_id"))
+
+
+def _reasons(model: FailureWarningModel, X: pd.DataFrame, warned: np.ndarray, top: int) -> list[list[str]]:
+    """The ``top`` reasons of each warned run as sentences; none for a run below the threshold."""
+    # only a warned run is explained (explain costs ~5 ms a row)
+    return [[r.text for r in model.explain(X.iloc[[i]], top=top)] if warned[i] else [] for i in range(len(X))]
+
+
+def _score_table(
+    frame: pd.DataFrame,
+    ref: np.ndarray,
+    now: pd.Timestamp,
+    risk: np.ndarray,
+    threshold: float,
+    warned: np.ndarray,
+    reasons: list[list[str]],
+    model_version: str,
+) -> pd.DataFrame:
+    """The :data:`SCORE_COLUMNS` table: one row per run of ``frame``, scheduled at ``ref`` (ns)."""
     deployment = frame["deployment"].to_numpy(dtype=object) if "deployment" in frame.columns else None
     table = {
         "flow_run_id": frame["flow_run_id"].to_numpy(dtype=object),
         "flow_name": frame["flow_name"].to_numpy(dtype=object),
         "deployment": np.full(len(frame), None, dtype=object) if deployment is None else _none_for_missing(deployment),
         "scheduled_start": pd.DatetimeIndex(ref.view("datetime64[ns]")).tz_localize("UTC"),
-        "lead_seconds": (ref - now_ts.value) / 1e9,
+        "lead_seconds": (ref - now.value) / 1e9,
         "risk": risk,
         "threshold": np.full(len(frame), threshold),
         "warned": warned,
         "reasons": _object_array(reasons),
-        "model_version": np.full(len(frame), manifest.version, dtype=object),
+        "model_version": np.full(len(frame), model_version, dtype=object),
     }
     return pd.DataFrame(table, columns=list(SCORE_COLUMNS))
 
@@ -834,20 +319,5 @@ def prediction_records(table: pd.DataFrame, *, source: str, predicted_at: dateti
     return records
 
 
-__all__ = [
-    "SCORE_COLUMNS",
-    "TOP_REASONS",
-    "HistoryCache",
-    "check_feature_schema",
-    "clear_history_caches",
-    "clear_model_cache",
-    "current_manifest_path",
-    "feature_config_dict",
-    "feature_config_of",
-    "history_cache",
-    "load_current_model",
-    "prediction_records",
-    "read_history",
-    "record_targets",
-    "score_runs",
-]
+# and, for one release, the names that moved to registry and cache (imported "as" themselves above)
+__all__ = ["SCORE_COLUMNS", "TOP_REASONS", "prediction_records", "record_targets", "score_runs"]

@@ -108,7 +108,7 @@ class StablePart(Generic[_Part]):
 
 @dataclass(frozen=True, slots=True)
 class HistorySnapshot:
-    """What a :class:`~forewarn.scoring.live.HistoryCache` saves: its stable runs and attempts, and whose they are.
+    """What a :class:`~forewarn.scoring.cache.HistoryCache` saves: its stable runs and attempts, and whose they are.
 
     ``identity`` is the :func:`store_identity` of the store they were read from.
 
