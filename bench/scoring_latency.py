@@ -257,7 +257,7 @@ def main() -> None:
         cache: HistoryCache | bool = HistoryCache(store) if mode == "warm" else False
         snapshot.unlink(missing_ok=True)  # a fresh pass starts with no snapshot
         previous = first_now
-        samples: dict[str, list[float]] = {}
+        by_key: dict[str, list[float]] = {}
         gc.collect()
         for i in range(min(len(targets), args.processes) if mode == "process" else len(targets)):
             target = targets.iloc[[i]]
@@ -287,12 +287,12 @@ def main() -> None:
                 if mode != "cold" and i == 0:
                     first[key] = elapsed
                 else:
-                    samples.setdefault(key, []).append(elapsed)
+                    by_key.setdefault(key, []).append(elapsed)
                     if isinstance(cache, HistoryCache) and mode == "fresh" and path == paths[0]:
                         fresh_saved.append(cache.snapshots["saved"] > 0)
                 assert len(table) == 1
         sklearn_fast.ENABLED = fast_enabled
-        results.update(samples)
+        results.update(by_key)
         if isinstance(cache, HistoryCache):
             print(f"{mode} cache reads (the last cache): {cache.reads}, snapshot: {cache.snapshots}")
         if mode == "fresh":
