@@ -276,7 +276,8 @@ class FailureWarningModel(ClassifierMixin, BaseEstimator):
         (see :mod:`forewarn.learning.model._sklearn_fast`); the result is the pipeline's to the last bit,
         and anything unexpected takes the pipeline.
         """
-        proba = _sklearn_fast.proba(self.pipeline_, rows) if 0 < len(rows) <= SMALL_BATCH else None  # 0: its error
+        # 0 rows go to the Pipeline, whose error says what is wrong
+        proba = _sklearn_fast.proba(self.pipeline_, rows) if 0 < len(rows) <= SMALL_BATCH else None
         if proba is not None:
             return proba
         with _openmp_threads(self.n_threads):
