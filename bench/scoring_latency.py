@@ -29,6 +29,7 @@ for a warned run only, its top-3 reasons.
     .venv/bin/python bench/scoring_latency.py --modes warm,fresh      # skip the cold pass (--warm-only: warm)
     .venv/bin/python bench/scoring_latency.py --modes process --processes 40   # real new processes
     .venv/bin/python bench/scoring_latency.py --warm-only --profile 30   # cProfile the warm scores
+    .venv/bin/python bench/scoring_latency.py --warm-only --paths fast,public   # the model's two scoring paths
 
 Building the store takes about a minute the first time; later runs reuse it (``--rebuild`` to redo it).
 """
@@ -120,6 +121,13 @@ def main() -> None:
     )
     parser.add_argument("--processes", type=int, default=40, help="targets scored in new processes (process mode)")
     parser.add_argument(
+        "--paths",
+        default="fast",
+        help="the model's scoring paths, comma-separated: fast (on scikit-learn's private attributes, when the "
+        "installed release is one it was tested on), public (Pipeline.predict_proba); with both, each target "
+        "is scored once by each, in alternating order",
+    )
+    parser.add_argument(
         "--profile",
         metavar="N",
         type=int,
@@ -130,7 +138,13 @@ def main() -> None:
     modes = ["warm"] if args.warm_only else [m.strip() for m in args.modes.split(",") if m.strip()]
     if not modes or set(modes) - {"cold", "warm", "fresh", "process"}:
         parser.error(f"--modes {args.modes!r}: expected a comma-separated list of cold, warm, fresh, process")
+    paths = [p.strip() for p in args.paths.split(",") if p.strip()]
+    if not paths or set(paths) - {"fast", "public"} or len(set(paths)) < len(paths):
+        parser.error(f"--paths {args.paths!r}: expected fast, public or fast,public")
 
+    import sklearn
+
+    import forewarn.learning.model._sklearn_fast as sklearn_fast
     from forewarn.learning.features import build_features, failure_labels
     from forewarn.learning.model import FailureWarningModel, save_model
     from forewarn.scoring import HistoryCache, clear_model_cache, load_current_model, score_runs
@@ -232,7 +246,10 @@ def main() -> None:
 
     # one pass per mode over the same targets; the rows written during a pass are removed after it
     snapshot = work / "snapshot" / f"history-{args.runs}-{args.targets}.npz"
-    results: dict[str, list[float]] = {}
+    results: dict[str, list[float]] = {}  # by mode, or by "<mode>, <path> path" with several paths
+    fast_enabled = sklearn_fast.ENABLED
+    if "fast" in paths and not fast_enabled:
+        print(f"note: scikit-learn {sklearn.__version__} is outside the fast path's tested range: both are public")
     first: dict[str, float] = {}
     fresh_saved: list[bool] = []  # per fresh score after the first: did it save the snapshot
     snapshot_size = 0
@@ -241,7 +258,7 @@ def main() -> None:
         cache: HistoryCache | bool = HistoryCache(store) if mode == "warm" else False
         snapshot.unlink(missing_ok=True)  # a fresh pass starts with no snapshot
         previous = first_now
-        samples = []
+        by_key: dict[str, list[float]] = {}
         gc.collect()
         for i in range(min(len(targets), args.processes) if mode == "process" else len(targets)):
             target = targets.iloc[[i]]
@@ -253,25 +270,30 @@ def main() -> None:
                 timings = score_in_new_process(store.url, model_dir, target, now, use)
                 processes.append({**timings, "snapshot": float(use is not None), "first": float(i == 0)})
                 continue
-            stage_mode = mode if mode != "cold" and i > 0 else ""
-            if profiler is not None and mode == profiled and i > 0:
-                profiler.enable()
-            t0 = time.perf_counter()
-            if mode == "fresh":  # a new process: a new cache that starts from the snapshot
-                cache = HistoryCache(store, snapshot=snapshot)
-            table = score_runs(store, target, model, manifest, now=now.to_pydatetime(), cache=cache)
-            elapsed = time.perf_counter() - t0
-            if profiler is not None:
-                profiler.disable()
-            stage_mode = ""
-            if mode != "cold" and i == 0:
-                first[mode] = elapsed
-            else:
-                samples.append(elapsed)
-                if isinstance(cache, HistoryCache) and mode == "fresh":
-                    fresh_saved.append(cache.snapshots["saved"] > 0)
-            assert len(table) == 1
-        results[mode] = samples
+            order = paths if i % 2 == 0 else paths[::-1]  # alternate which path scores first
+            for path in order:
+                key = mode if len(paths) == 1 else f"{mode}, {path} path"
+                sklearn_fast.ENABLED = fast_enabled and path == "fast"
+                stage_mode = key if mode != "cold" and i > 0 else ""
+                if profiler is not None and mode == profiled and i > 0:
+                    profiler.enable()
+                t0 = time.perf_counter()
+                if mode == "fresh":  # a new process: a new cache that starts from the snapshot
+                    cache = HistoryCache(store, snapshot=snapshot)
+                table = score_runs(store, target, model, manifest, now=now.to_pydatetime(), cache=cache)
+                elapsed = time.perf_counter() - t0
+                if profiler is not None:
+                    profiler.disable()
+                stage_mode = ""
+                if mode != "cold" and i == 0:
+                    first[key] = elapsed
+                else:
+                    by_key.setdefault(key, []).append(elapsed)
+                    if isinstance(cache, HistoryCache) and mode == "fresh" and path == paths[0]:
+                        fresh_saved.append(cache.snapshots["saved"] > 0)
+                assert len(table) == 1
+        sklearn_fast.ENABLED = fast_enabled
+        results.update(by_key)
         if isinstance(cache, HistoryCache):
             print(f"{mode} cache reads (the last cache): {cache.reads}, snapshot: {cache.snapshots}")
         if mode == "fresh":
@@ -288,9 +310,9 @@ def main() -> None:
         "warm": "warm (HistoryCache, delta reads)",
         "fresh": "fresh (new HistoryCache + snapshot)",
     }
-    for mode in modes:
-        if mode != "process":
-            print(f"  {labels[mode]:38s} {percentiles(results[mode])}")
+    for key, samples_of in results.items():
+        mode, _, path = key.partition(", ")
+        print(f"  {labels[mode] + (', ' + path if path else ''):38s} {percentiles(samples_of)}")
     if "fresh" in results:
         saved = np.asarray(fresh_saved)
         fresh = np.asarray(results["fresh"])
@@ -320,6 +342,17 @@ def main() -> None:
         if "cold" in results and mode in results:
             ratio = statistics.median(results["cold"]) / statistics.median(results[mode])
             print(f"  median cold/{mode}: {ratio:.1f}x")
+    if len(paths) == 2:
+        for mode in modes:
+            fast_key, public_key = f"{mode}, fast path", f"{mode}, public path"
+            if fast_key in results and public_key in results:
+                ratio = statistics.median(results[public_key]) / statistics.median(results[fast_key])
+                print(f"  median public/fast, {mode}, score_runs: {ratio:.2f}x")
+            for stage in ("model.risk", "model.explain (top 3)"):
+                fast_s, public_s = stages.get(fast_key, {}).get(stage), stages.get(public_key, {}).get(stage)
+                if fast_s and public_s:
+                    ratio = statistics.median(public_s) / statistics.median(fast_s)
+                    print(f"  median public/fast, {mode}, {stage}: {ratio:.2f}x")
     if args.profile:
         print()
         pstats.Stats(profiler).sort_stats("tottime").print_stats(args.profile)

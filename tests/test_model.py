@@ -10,13 +10,14 @@ import joblib
 import numpy as np
 import pandas as pd
 import pytest
+import sklearn
 from sklearn.base import clone
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.exceptions import NotFittedError
 from sklearn.pipeline import Pipeline
 from threadpoolctl import threadpool_limits
 
-import forewarn.learning.model as model_module
+import forewarn.learning.model._sklearn_fast as sklearn_fast
 from forewarn.errors import (
     ChecksumMismatchError,
     ConfigurationError,
@@ -400,13 +401,13 @@ class TestExplain:
         model = fitted if family == "hgb" else fitted_logreg
         calls: list[int] = []
         if family == "hgb":
-            real_proba = model_module._calibrated_proba
+            real_proba = sklearn_fast.calibrated_proba
 
             def counting(calibrated: Any, Xt: np.ndarray) -> np.ndarray | None:
                 calls.append(len(Xt))
                 return real_proba(calibrated, Xt)
 
-            monkeypatch.setattr(model_module, "_calibrated_proba", counting)
+            monkeypatch.setattr(sklearn_fast, "calibrated_proba", counting)
         else:
             real = type(model.pipeline_).predict_proba
 
@@ -479,9 +480,37 @@ class TestFastScoring:
         self, fitted: FailureWarningModel, fitted_logreg: FailureWarningModel
     ) -> None:
         """Otherwise the equality tests below would compare the Pipeline with itself."""
-        assert model_module._hgb_parts(fitted.pipeline_) is not None
-        assert model_module._hgb_parts(fitted_logreg.pipeline_) is None
-        assert model_module._hgb_parts(Pipeline([("classifier", CalibratedClassifierCV())])) is None
+        assert sklearn_fast.hgb_parts(fitted.pipeline_) is not None
+        assert sklearn_fast.hgb_parts(fitted_logreg.pipeline_) is None
+        assert sklearn_fast.hgb_parts(Pipeline([("classifier", CalibratedClassifierCV())])) is None
+
+    @pytest.mark.parametrize(
+        ("version", "tested"),
+        [("1.4.2", False), (sklearn_fast.TESTED_SKLEARN_VERSIONS[0], True), ("1.10.0", False), ("2.0.dev0", False)],
+    )
+    def test_only_tested_sklearn_releases_take_it(self, version: str, tested: bool) -> None:
+        """The fast path is declared for a range of scikit-learn releases, the installed one among them."""
+        assert sklearn_fast.in_tested_range(version) is tested
+        assert sklearn_fast.ENABLED is sklearn_fast.in_tested_range(sklearn.__version__)
+
+    def test_outside_the_tested_range_the_pipeline_scores(
+        self, fitted: FailureWarningModel, data: Data, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """With another scikit-learn release, one row and explain() go through Pipeline.predict_proba."""
+        monkeypatch.setattr(sklearn_fast, "ENABLED", sklearn_fast.in_tested_range("1.10.0"))
+        calls: list[int] = []
+        real = Pipeline.predict_proba
+
+        def counting(self: Pipeline, X: pd.DataFrame, **kw: Any) -> np.ndarray:
+            calls.append(len(X))
+            return real(self, X, **kw)
+
+        monkeypatch.setattr(Pipeline, "predict_proba", counting)
+        row = data[0].iloc[[3]]
+        assert sklearn_fast.hgb_parts(fitted.pipeline_) is None
+        fitted.risk(row)
+        fitted.explain(row)
+        assert calls == [1, len(fitted.feature_spec_.names) + 1]
 
     def test_one_row_does_not_call_the_pipeline(
         self, fitted: FailureWarningModel, data: Data, monkeypatch: pytest.MonkeyPatch
@@ -526,7 +555,7 @@ class TestFastScoring:
             pipe.set_params(classifier__ensemble=True)
             model.pipeline_ = pipe.fit(X, y.to_numpy(dtype=int))
             assert len(model.pipeline_.named_steps["classifier"].calibrated_classifiers_) == 3
-        assert model_module._hgb_parts(model.pipeline_) is not None
+        assert sklearn_fast.hgb_parts(model.pipeline_) is not None
         for rows in [X.iloc[[i]] for i in range(0, 400, 20)] + [X.iloc[:50]]:
             np.testing.assert_allclose(
                 model.predict_proba(rows), model.pipeline_.predict_proba(rows), rtol=0, atol=1e-12

@@ -174,6 +174,21 @@ def prepare_history(
     )
 
 
+@dataclass(frozen=True)
+class _Baselines:
+    """The two baselines' risks for every prepared run (same order as :attr:`PreparedHistory.X`)."""
+
+    last_failed: np.ndarray  # the run's flow_last_ended_failed feature
+    smoothed_rate: np.ndarray  # the run's flow_failure_rate_smoothed feature
+
+    @classmethod
+    def of(cls, X: pd.DataFrame) -> _Baselines:
+        """Read both from the feature frame (absent or non-numeric values count as 0)."""
+        from forewarn.learning.features import BASELINE_LAST_FAILED, BASELINE_SMOOTHED_RATE
+
+        return cls(_baseline(X, BASELINE_LAST_FAILED), _baseline(X, BASELINE_SMOOTHED_RATE))
+
+
 def _baseline(X: pd.DataFrame, name: str) -> np.ndarray:
     if name not in X.columns:
         return np.zeros(len(X))
@@ -189,8 +204,7 @@ def _run_folds(
     model_params: Mapping[str, Any] | None,
     progress: Callable[[int, int], None] | None,
 ) -> BacktestResult:
-    from forewarn.learning.features import BASELINE_LAST_FAILED, BASELINE_SMOOTHED_RATE
-
+    """Train and score one model per test window, beside the baselines, and sum it all up."""
     if n_folds < 1:
         raise ConfigurationError("n_folds", n_folds, "a whole number >= 1, e.g. n_folds=5")
     if not 0.0 < min_train_fraction < 1.0:
@@ -198,100 +212,27 @@ def _run_folds(
     started = time.perf_counter()
     params = {"family": family, **dict(model_params or {})}
     template = FailureWarningModel(**params)
-    lead_ns = int(prep.lead.total_seconds() * 1e9)
-    n = len(prep.sched)
-    split = int(n * min_train_fraction)
-    edges = [int(prep.sched[split + (n - split) * i // n_folds]) for i in range(n_folds)] + [int(prep.sched[-1])]
-    last_failed = _baseline(prep.X, BASELINE_LAST_FAILED)
-    smoothed = _baseline(prep.X, BASELINE_SMOOTHED_RATE)
-    cutoff = prep.sched - lead_ns
-    lead_seconds = np.where(prep.end == _NEVER, np.nan, (prep.end - cutoff) / 1e9)
-
+    edges = _window_edges(prep.sched, n_folds, min_train_fraction)
+    baselines = _Baselines.of(prep.X)
     folds: list[dict[str, Any]] = []
-    parts: list[pd.DataFrame] = []
-    test_rows: list[np.ndarray] = []
+    scored: list[tuple[pd.DataFrame, np.ndarray]] = []  # per trained fold: its prediction rows, its test rows
     fit_total = 0.0
     if progress is not None:
         progress(0, n_folds)
     for i in range(n_folds):
-        lo, hi = edges[i], edges[i + 1]
-        in_window = (prep.sched >= lo) & ((prep.sched < hi) if i < n_folds - 1 else (prep.sched <= hi))
-        test = np.flatnonzero(in_window)
-        train = np.flatnonzero(prep.end < lo - lead_ns)
-        record: dict[str, Any] = {
-            "fold": i,
-            "test_start": pd.Timestamp(lo, tz="UTC"),
-            "test_end": pd.Timestamp(hi, tz="UTC"),
-            "train_cutoff": pd.Timestamp(lo - lead_ns, tz="UTC"),
-            "n_train_runs": len(train),
-            "n_train_failures": int(prep.y[train].sum()),
-            "train_last_end": pd.Timestamp(int(prep.end[train].max()), tz="UTC") if len(train) else None,
-            "n_test_runs": len(test),
-            "n_test_failures": int(prep.y[test].sum()),
-            "skipped": None,
-        }
+        record, part = _run_fold(prep, template, baselines, i, edges[i], edges[i + 1], last=i == n_folds - 1)
         folds.append(record)
-        if len(test) == 0:
-            record["skipped"] = "no runs scheduled in this window"
-        else:
-            model = FailureWarningModel(**template.get_params())
-            t0 = time.perf_counter()
-            try:
-                model.fit(prep.X.iloc[train], prep.y[train])
-            except InsufficientHistoryError as exc:
-                record["skipped"] = str(exc)
-            record["fit_seconds"] = time.perf_counter() - t0
-            fit_total += record["fit_seconds"]
-        if record["skipped"] is None:
-            t0 = time.perf_counter()
-            risk = model.risk(prep.X.iloc[test])
-            record["score_seconds"] = time.perf_counter() - t0
-            smooth_thr = choose_threshold(
-                prep.y[train],
-                smoothed[train],
-                model.threshold_rule,
-                target_precision=model.target_precision,
-                alert_budget=model.alert_budget,
-            )
-            record.update(
-                threshold=model.threshold_,
-                threshold_source=model.threshold_source_,
-                smoothed_rate_threshold=smooth_thr,
-            )
-            part = pd.DataFrame(
-                {
-                    "run_id": prep.runs["flow_run_id"].to_numpy()[test],
-                    "flow_name": prep.runs["flow_name"].to_numpy()[test],
-                    "scheduled_start": prep.runs["_sched"].iloc[test].to_numpy(),
-                    "fold": i,
-                    "risk": risk,
-                    "threshold": model.threshold_,
-                    "warned": risk >= model.threshold_,
-                    "failed": prep.y[test],
-                    "last_failed_risk": last_failed[test],
-                    "last_failed_warned": last_failed[test] >= LAST_FAILED_THRESHOLD,
-                    "smoothed_rate_risk": smoothed[test],
-                    "smoothed_rate_warned": smoothed[test] >= smooth_thr,
-                }
-            )
-            for system in SYSTEMS:
-                rk, wk = _columns(system)
-                record[f"{system}_pr_auc"] = warning_metrics(part["failed"], part[wk], part[rk])["pr_auc"]
-            parts.append(part)
-            test_rows.append(test)
+        fit_total += record.get("fit_seconds", 0.0)
+        if part is not None:
+            scored.append(part)
         if progress is not None:
             progress(i + 1, n_folds)
-
-    if not parts:
+    if not scored:
         reasons = "; ".join(f"fold {f['fold']}: {f['skipped']}" for f in folds)
         raise InsufficientHistoryError(f"no backtest fold could be trained ({reasons})")
-    predictions = pd.concat(parts, ignore_index=True)
-    predictions["scheduled_start"] = pd.to_datetime(predictions["scheduled_start"], utc=True)
-    rows = np.concatenate(test_rows)
-    overall: dict[str, Any] = {system: _metrics(predictions, system, lead_seconds[rows]) for system in SYSTEMS}
-    overall["escape"] = escape_rate(prep.runs.iloc[rows], prep.attempts)
+    predictions, rows = _predictions(scored)
     return BacktestResult(
-        overall=overall,
+        overall=_overall(prep, predictions, rows),
         per_flow=_per_flow(predictions),
         folds=folds,
         predictions=predictions,
@@ -310,6 +251,138 @@ def _run_folds(
             "folds_seconds": time.perf_counter() - started,
         },
     )
+
+
+def _window_edges(sched: np.ndarray, n_folds: int, min_train_fraction: float) -> list[int]:
+    """The bounds of the ``n_folds`` test windows (ns): equal numbers of runs after the first share."""
+    n = len(sched)
+    split = int(n * min_train_fraction)
+    return [int(sched[split + (n - split) * i // n_folds]) for i in range(n_folds)] + [int(sched[-1])]
+
+
+def _lead_ns(prep: PreparedHistory) -> int:
+    return int(prep.lead.total_seconds() * 1e9)
+
+
+def _run_fold(
+    prep: PreparedHistory,
+    template: FailureWarningModel,
+    baselines: _Baselines,
+    fold: int,
+    lo: int,
+    hi: int,
+    *,
+    last: bool,
+) -> tuple[dict[str, Any], tuple[pd.DataFrame, np.ndarray] | None]:
+    """One test window ``[lo, hi)`` (the last one closed): its record, and its scored rows unless skipped."""
+    in_window = (prep.sched >= lo) & ((prep.sched <= hi) if last else (prep.sched < hi))
+    test = np.flatnonzero(in_window)
+    train = np.flatnonzero(prep.end < lo - _lead_ns(prep))
+    record = _fold_record(prep, fold, lo, hi, train, test)
+    if len(test) == 0:
+        record["skipped"] = "no runs scheduled in this window"
+        return record, None
+    model = _fit_fold(prep, template, train, record)
+    if model is None:
+        return record, None
+    part = _score_fold(prep, model, baselines, fold, train, test, record)
+    return record, (part, test)
+
+
+def _fold_record(
+    prep: PreparedHistory, fold: int, lo: int, hi: int, train: np.ndarray, test: np.ndarray
+) -> dict[str, Any]:
+    """What :attr:`BacktestResult.folds` says about a window before its model is trained."""
+    return {
+        "fold": fold,
+        "test_start": pd.Timestamp(lo, tz="UTC"),
+        "test_end": pd.Timestamp(hi, tz="UTC"),
+        "train_cutoff": pd.Timestamp(lo - _lead_ns(prep), tz="UTC"),
+        "n_train_runs": len(train),
+        "n_train_failures": int(prep.y[train].sum()),
+        "train_last_end": pd.Timestamp(int(prep.end[train].max()), tz="UTC") if len(train) else None,
+        "n_test_runs": len(test),
+        "n_test_failures": int(prep.y[test].sum()),
+        "skipped": None,
+    }
+
+
+def _fit_fold(
+    prep: PreparedHistory, template: FailureWarningModel, train: np.ndarray, record: dict[str, Any]
+) -> FailureWarningModel | None:
+    """A fresh copy of ``template`` fitted on the training rows; ``None`` (and ``skipped`` said) if too few."""
+    model = FailureWarningModel(**template.get_params())
+    t0 = time.perf_counter()
+    try:
+        model.fit(prep.X.iloc[train], prep.y[train])
+    except InsufficientHistoryError as exc:
+        record["skipped"] = str(exc)
+    record["fit_seconds"] = time.perf_counter() - t0
+    return model if record["skipped"] is None else None
+
+
+def _score_fold(
+    prep: PreparedHistory,
+    model: FailureWarningModel,
+    baselines: _Baselines,
+    fold: int,
+    train: np.ndarray,
+    test: np.ndarray,
+    record: dict[str, Any],
+) -> pd.DataFrame:
+    """Score the window's runs with the model and both baselines; record thresholds, timing and PR-AUCs."""
+    t0 = time.perf_counter()
+    risk = model.risk(prep.X.iloc[test])
+    record["score_seconds"] = time.perf_counter() - t0
+    smooth_thr = choose_threshold(
+        prep.y[train],
+        baselines.smoothed_rate[train],
+        model.threshold_rule,
+        target_precision=model.target_precision,
+        alert_budget=model.alert_budget,
+    )
+    record.update(
+        threshold=model.threshold_,
+        threshold_source=model.threshold_source_,
+        smoothed_rate_threshold=smooth_thr,
+    )
+    last_failed, smoothed = baselines.last_failed[test], baselines.smoothed_rate[test]
+    part = pd.DataFrame(
+        {
+            "run_id": prep.runs["flow_run_id"].to_numpy()[test],
+            "flow_name": prep.runs["flow_name"].to_numpy()[test],
+            "scheduled_start": prep.runs["_sched"].iloc[test].to_numpy(),
+            "fold": fold,
+            "risk": risk,
+            "threshold": model.threshold_,
+            "warned": risk >= model.threshold_,
+            "failed": prep.y[test],
+            "last_failed_risk": last_failed,
+            "last_failed_warned": last_failed >= LAST_FAILED_THRESHOLD,
+            "smoothed_rate_risk": smoothed,
+            "smoothed_rate_warned": smoothed >= smooth_thr,
+        }
+    )
+    for system in SYSTEMS:
+        rk, wk = _columns(system)
+        record[f"{system}_pr_auc"] = warning_metrics(part["failed"], part[wk], part[rk])["pr_auc"]
+    return part
+
+
+def _predictions(scored: list[tuple[pd.DataFrame, np.ndarray]]) -> tuple[pd.DataFrame, np.ndarray]:
+    """All folds' prediction rows as one frame, and the prepared rows they score, in the same order."""
+    predictions = pd.concat([part for part, _ in scored], ignore_index=True)
+    predictions["scheduled_start"] = pd.to_datetime(predictions["scheduled_start"], utc=True)
+    return predictions, np.concatenate([test for _, test in scored])
+
+
+def _overall(prep: PreparedHistory, predictions: pd.DataFrame, rows: np.ndarray) -> dict[str, Any]:
+    """Each system's metrics over every test run (with lead times), and the escape rate of those runs."""
+    cutoff = prep.sched - _lead_ns(prep)
+    lead_seconds = np.where(prep.end == _NEVER, np.nan, (prep.end - cutoff) / 1e9)
+    overall: dict[str, Any] = {system: _metrics(predictions, system, lead_seconds[rows]) for system in SYSTEMS}
+    overall["escape"] = escape_rate(prep.runs.iloc[rows], prep.attempts)
+    return overall
 
 
 def _columns(system: str) -> tuple[str, str]:

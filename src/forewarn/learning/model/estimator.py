@@ -1,0 +1,373 @@
+"""The failure-warning estimator: calibrated failure risk, a warning threshold, and the reasons behind a risk.
+
+:class:`FailureWarningModel` follows scikit-learn's estimator contract. ``fit(X, y)`` takes the feature
+frame from :func:`forewarn.learning.features.build_features` (rows in time order) and the labels from
+:func:`forewarn.learning.features.failure_labels`, and learns
+
+* ``pipeline_`` - one :class:`~sklearn.pipeline.Pipeline` from *raw* feature rows to a calibrated failure
+  probability (column encoding, classifier and calibration all inside it; nothing is re-implemented at
+  scoring time, see :func:`~forewarn.learning.model.pipeline.make_pipeline`);
+* ``threshold_`` - the risk at or above which a run is warned, chosen on the training data alone from
+  out-of-fold risks (see :func:`~forewarn.learning.model.threshold.choose_threshold` and ``fit``).
+
+Example::
+
+    >>> model = FailureWarningModel(family="hgb", threshold_rule="precision", target_precision=0.5)
+    >>> model.get_params()["alert_budget"]
+    0.05
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.model_selection import StratifiedKFold, cross_val_predict
+from sklearn.pipeline import Pipeline
+from sklearn.utils.validation import check_is_fitted
+from threadpoolctl import ThreadpoolController
+
+import forewarn.learning.model._sklearn_fast as _sklearn_fast
+from forewarn.errors import ConfigurationError, FeatureSchemaError, InsufficientHistoryError
+from forewarn.learning.features import FeatureSpec, feature_spec
+from forewarn.learning.model.encoder import PICKLED_MODULE, SMALL_BATCH, numeric_block
+from forewarn.learning.model.pipeline import DEFAULT_FAMILY, FAMILIES, make_pipeline
+from forewarn.learning.model.threshold import THRESHOLD_RULES, choose_threshold
+
+_OPENMP: Any = None
+
+
+def _openmp_threads(n: int | None) -> Any:
+    """A context manager limiting OpenMP (HistGradientBoosting's threads) to ``n``; ``None``: no limit.
+
+    Uses one cached OpenMP-only controller, so entering it costs microseconds, not the milliseconds of a
+    fresh ``threadpool_limits`` (which scans every loaded library). The limit is process-wide.
+    """
+    global _OPENMP
+    if n is None:
+        return contextlib.nullcontext()
+    if _OPENMP is None:
+        _OPENMP = ThreadpoolController().select(user_api="openmp")
+    return _OPENMP.limit(limits=n)
+
+
+@dataclass(frozen=True, slots=True)
+class Reason:
+    """One reason behind a risk: how much ``feature`` at ``value`` moves risk versus its usual value."""
+
+    feature: str
+    value: Any
+    baseline: Any
+    contribution: float
+    text: str
+
+    def __str__(self) -> str:
+        return self.text
+
+
+def _fmt(value: Any) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA:
+        return "missing"
+    if isinstance(value, (bool, np.bool_)):
+        return str(int(value))
+    if isinstance(value, (int, float, np.integer, np.floating)):
+        v = float(value)
+        if v.is_integer() and abs(v) < 1e15:
+            return str(int(v))
+        return f"{v:.3g}" if abs(v) >= 0.01 else f"{v:.2g}"
+    return str(value)
+
+
+class FailureWarningModel(ClassifierMixin, BaseEstimator):
+    """Warns before a flow run fails: calibrated failure risk plus a threshold chosen on training data.
+
+    Hyperparameters (stored untouched by ``__init__``, per the estimator contract):
+
+    * ``family``: ``"hgb"`` (default) or ``"logreg"``, see :func:`make_pipeline`.
+    * ``threshold_rule``: ``"precision"`` (lowest threshold reaching ``target_precision`` out of fold,
+      falling back to the budget rule) or ``"budget"`` (warn the riskiest ``alert_budget`` share of runs).
+    * ``min_failures`` / ``min_runs``: fewer labelled failures or runs than this raise
+      :class:`~forewarn.errors.InsufficientHistoryError`.
+    * ``threshold_holdout``: share of the (time-ordered) training rows, taken from the end, whose
+      out-of-fold risks choose the threshold.
+    * ``calibration``: ``"sigmoid"`` (Platt; keeps the ranking) or ``"isotonic"``.
+    * ``n_threads``: OpenMP threads for fitting and scoring (``None``: all cores). The default is 1:
+      on a machine whose cores are busy with other work, OpenMP's spin-waiting made a 200,000-row HGB
+      fit take 37 s on two threads against 5.8 s on one; on an idle machine two threads gain little.
+
+    Learned attributes: ``pipeline_``, ``threshold_``, ``threshold_source_``, ``feature_spec_``,
+    ``feature_baseline_``, ``n_train_runs_``, ``n_train_failures_``, ``classes_``.
+
+    Example::
+
+        >>> from sklearn.base import clone
+        >>> clone(FailureWarningModel(family="logreg")).family
+        'logreg'
+    """
+
+    def __init__(
+        self,
+        family: str = DEFAULT_FAMILY,
+        threshold_rule: str = "precision",
+        target_precision: float = 0.5,
+        alert_budget: float = 0.05,
+        min_failures: int = 20,
+        min_runs: int = 200,
+        threshold_holdout: float = 0.25,
+        calibration: str = "sigmoid",
+        n_threads: int | None = 1,
+        random_state: int = 0,
+    ) -> None:
+        self.family = family
+        self.threshold_rule = threshold_rule
+        self.target_precision = target_precision
+        self.alert_budget = alert_budget
+        self.min_failures = min_failures
+        self.min_runs = min_runs
+        self.threshold_holdout = threshold_holdout
+        self.calibration = calibration
+        self.n_threads = n_threads
+        self.random_state = random_state
+
+    # -- fitting
+
+    def _check_params(self) -> None:
+        if self.family not in FAMILIES:
+            raise ConfigurationError("family", self.family, f"one of {', '.join(map(repr, FAMILIES))}")
+        if self.threshold_rule not in THRESHOLD_RULES:
+            raise ConfigurationError(
+                "threshold_rule", self.threshold_rule, f"one of {', '.join(map(repr, THRESHOLD_RULES))}"
+            )
+        if self.calibration not in ("sigmoid", "isotonic"):
+            raise ConfigurationError("calibration", self.calibration, "'sigmoid' or 'isotonic'")
+        if not 0.0 < self.threshold_holdout < 1.0:
+            raise ConfigurationError("threshold_holdout", self.threshold_holdout, "a share in (0, 1), e.g. 0.25")
+        choose_threshold(
+            [], [], self.threshold_rule, target_precision=self.target_precision, alert_budget=self.alert_budget
+        )  # validates both values
+
+    def _pipeline(self, spec: FeatureSpec, n_minority: int) -> Pipeline:
+        return make_pipeline(
+            spec,
+            self.family,
+            random_state=self.random_state,
+            calibration=self.calibration,
+            calibration_cv=max(2, min(3, n_minority)),
+        )
+
+    def fit(self, X: pd.DataFrame, y: Any) -> FailureWarningModel:
+        """Learn from feature rows ``X`` (in time order) and labels ``y`` (1 failed, 0 succeeded, NaN skip).
+
+        Rows with a NaN label are dropped. The threshold is chosen honestly on the training data alone:
+        a copy of the pipeline is fitted on the earliest ``1 - threshold_holdout`` of the rows, risks are
+        computed for the latest ``threshold_holdout`` (out of fold, later in time), and
+        :func:`choose_threshold` applies ``threshold_rule`` to them (``threshold_source_ = "time_holdout"``).
+        If the earliest part holds fewer than 3 failures, shuffled stratified 3-fold out-of-fold risks
+        over all rows are used instead (``"kfold"``), and with fewer than 6 failures in all the final
+        model's own in-sample risks (``"in_sample"``, optimistic). Then the pipeline is fitted on all rows.
+
+        Raises :class:`~forewarn.errors.InsufficientHistoryError` with fewer than ``min_failures``
+        failures, fewer than ``min_runs`` runs, or fewer than 2 runs of either outcome.
+        """
+        self._check_params()
+        if not isinstance(X, pd.DataFrame):
+            raise TypeError(f"X must be the pandas DataFrame from build_features, not {type(X).__name__}")
+        if isinstance(y, pd.Series) and not y.index.equals(X.index):
+            y = y.reindex(X.index)
+        labels = np.asarray(y, dtype=float)
+        if len(labels) != len(X):
+            raise ValueError(f"X has {len(X)} rows but y has {len(labels)} labels")
+        keep = ~np.isnan(labels)
+        if not set(np.unique(labels[keep])) <= {0.0, 1.0}:
+            raise ValueError("y must hold 1 (failed), 0 (succeeded) or NaN (unlabelled)")
+        X, labels = X.loc[keep], labels[keep].astype(int)
+        n_runs, n_failures = len(labels), int(labels.sum())
+        need_failures = max(self.min_failures, 2)
+        if n_failures < need_failures or n_runs < self.min_runs or n_runs - n_failures < 2:
+            raise InsufficientHistoryError(
+                f"too little history to train: {n_runs} labelled run(s) with {n_failures} failure(s); "
+                f"training needs at least {self.min_runs} runs and {need_failures} failures (and 2 "
+                "successful runs). Collect more history (forewarn records every run of a decorated flow, "
+                "or `forewarn import` older history), or run `forewarn simulate` to try forewarn out on "
+                "simulated history."
+            )
+        spec = feature_spec(X)
+        X = X.loc[:, list(spec.names)]
+        n_minority = min(n_failures, n_runs - n_failures)
+
+        with _openmp_threads(self.n_threads):
+            oof = self._out_of_fold(X, labels, spec)
+            self.pipeline_ = self._pipeline(spec, n_minority).fit(X, labels)
+            if oof is None:  # too few failures to hold any out: in-sample risks, optimistic
+                oof = (labels, self.pipeline_.predict_proba(X)[:, 1], "in_sample")
+        self.threshold_ = choose_threshold(
+            oof[0],
+            oof[1],
+            self.threshold_rule,
+            target_precision=self.target_precision,
+            alert_budget=self.alert_budget,
+        )
+        self.threshold_source_ = oof[2]
+        self.feature_spec_ = spec
+        self.feature_baseline_ = {
+            **{c: float(np.nanmedian(numeric_block(X[[c]]))) if X[c].notna().any() else math.nan for c in spec.numeric},
+            **{c: _mode(X[c]) for c in spec.categorical},
+        }
+        self.n_train_runs_ = n_runs
+        self.n_train_failures_ = n_failures
+        self.classes_ = np.array([0, 1])
+        self.n_features_in_ = len(spec.names)
+        self.feature_names_in_ = np.asarray(spec.names, dtype=object)
+        return self
+
+    def _out_of_fold(
+        self, X: pd.DataFrame, y: np.ndarray, spec: FeatureSpec
+    ) -> tuple[np.ndarray, np.ndarray, str] | None:
+        """Honest risks to choose the threshold on, with where they came from; ``None``: use in-sample."""
+        n = len(y)
+        n_hold = max(1, round(n * self.threshold_holdout))
+        early_y = y[: n - n_hold]
+        early_fail = int(early_y.sum())
+        early_minority = min(early_fail, len(early_y) - early_fail)
+        if early_minority >= 3:
+            pipe = self._pipeline(spec, early_minority).fit(X.iloc[: n - n_hold], early_y)
+            return y[n - n_hold :], pipe.predict_proba(X.iloc[n - n_hold :])[:, 1], "time_holdout"
+        if min(int(y.sum()), n - int(y.sum())) >= 6:
+            pipe = self._pipeline(spec, 3)
+            folds = StratifiedKFold(3, shuffle=True, random_state=self.random_state)
+            risk = cross_val_predict(pipe, X, y, cv=folds, method="predict_proba")[:, 1]
+            return y, risk, "kfold"
+        return None
+
+    # -- scoring
+
+    def _features(self, X: Any) -> pd.DataFrame:
+        check_is_fitted(self, "pipeline_")
+        if isinstance(X, pd.Series):
+            X = X.to_frame().T
+        elif isinstance(X, Mapping):
+            X = pd.DataFrame([X])
+        if not isinstance(X, pd.DataFrame):
+            raise TypeError(f"X must be a pandas DataFrame of feature rows, not {type(X).__name__}")
+        names = list(self.feature_spec_.names)
+        missing = [c for c in names if c not in X.columns]
+        if missing:
+            raise FeatureSchemaError(
+                f"the feature rows lack {len(missing)} feature(s) this model was trained on: "
+                f"{', '.join(missing)}; build them with the same forewarn version, or retrain with "
+                "`forewarn train`"
+            )
+        return X  # the pipeline selects its columns by name
+
+    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+        """Calibrated probabilities, shape ``(n, 2)``: column 1 is the failure risk."""
+        return self._proba(self._features(X))
+
+    def _proba(self, rows: pd.DataFrame) -> np.ndarray:
+        """``pipeline_.predict_proba(rows)``; up to ``SMALL_BATCH`` rows of an hgb model without its overhead.
+
+        Live scoring scores one row at a time, where sklearn's per-call checks cost ~6x the model itself
+        (see :mod:`forewarn.learning.model._sklearn_fast`); the result is the pipeline's to the last bit,
+        and anything unexpected takes the pipeline.
+        """
+        # 0 rows go to the Pipeline, whose error says what is wrong
+        proba = _sklearn_fast.proba(self.pipeline_, rows) if 0 < len(rows) <= SMALL_BATCH else None
+        if proba is not None:
+            return proba
+        with _openmp_threads(self.n_threads):
+            return self.pipeline_.predict_proba(rows)
+
+    def risk(self, X: pd.DataFrame) -> np.ndarray:
+        """The failure risk of each row, ``predict_proba(X)[:, 1]``."""
+        return self.predict_proba(X)[:, 1]
+
+    def predict(self, X: pd.DataFrame) -> np.ndarray:
+        """1 where a warning is due (``risk >= threshold_``), else 0."""
+        return (self.risk(X) >= self.threshold_).astype(int)
+
+    def explain(self, X_row: pd.DataFrame | pd.Series | Mapping[str, Any], top: int = 3) -> list[Reason]:
+        """The ``top`` features that move this run's risk most, model-agnostically, largest first.
+
+        For each feature the row is copied with that feature set to its training baseline (median for
+        numeric, most frequent for categorical features); ``contribution = risk(row) - risk(copy)``, so a
+        positive contribution means the actual value raises risk. The row and all copies are scored as one
+        batch (see :meth:`_variant_risks`). Features at their baseline value (contribution 0) are left out.
+
+        Example::
+
+            >>> reasons = model.explain(features.iloc[[-1]])  # doctest: +SKIP
+            >>> print(reasons[0])  # doctest: +SKIP
+            flow_failure_rate_smoothed = 0.42 (usual 0.05) raises risk by 0.18
+        """
+        row = self._features(X_row)
+        if len(row) != 1:
+            raise ValueError(f"explain() takes one feature row, got {len(row)}")
+        names = list(self.feature_spec_.names)
+        first = row.iloc[0]
+        values = [first[name] for name in names]
+        risks = self._variant_risks(self._variant_columns(values))
+        contributions = risks[0] - risks[1:]
+        order = np.argsort(-np.abs(contributions), kind="stable")
+        reasons: list[Reason] = []
+        for i in order[: max(0, top)]:
+            c = float(contributions[i])
+            if abs(c) < 1e-9:
+                break
+            name = names[i]
+            value, base = values[i], self.feature_baseline_[name]
+            verb = "raises" if c > 0 else "lowers"
+            text = f"{name} = {_fmt(value)} (usual {_fmt(base)}) {verb} risk by {abs(c):.2g}"
+            reasons.append(Reason(feature=name, value=value, baseline=base, contribution=c, text=text))
+        return reasons
+
+    def _variant_columns(self, values: Sequence[Any]) -> dict[str, np.ndarray]:
+        """explain()'s batch, column by column: the row, then one copy per feature with it at its baseline.
+
+        Numeric columns hold what ``pd.to_numeric(errors="coerce")`` makes of the values; for plain floats
+        (every value build_features writes) that is the floats themselves, written directly because
+        ~35 ``to_numeric`` calls cost ~1.5 ms.
+        """
+        k = len(values)
+        numeric = set(self.feature_spec_.numeric)
+        columns: dict[str, np.ndarray] = {}
+        for i, (name, value) in enumerate(zip(self.feature_spec_.names, values, strict=True)):
+            base = self.feature_baseline_[name]
+            plain = name in numeric and isinstance(value, float) and isinstance(base, float)
+            col = np.full(k + 1, value, dtype=float) if plain else np.empty(k + 1, dtype=object)
+            if not plain:
+                col[:] = [value]
+            col[i + 1] = base
+            if name in numeric and not plain:
+                col = pd.to_numeric(pd.Series(col), errors="coerce").to_numpy(dtype=float)
+            columns[name] = col
+        return columns
+
+    def _variant_risks(self, columns: dict[str, np.ndarray]) -> np.ndarray:
+        """The risk of each row of ``pd.DataFrame(columns)``, scored as one batch.
+
+        An hgb model encodes the columns straight into its matrix (no DataFrame: building one and taking
+        it apart again cost ~1 ms); otherwise, or where the encoder's small path refuses a value, the
+        frame goes through :meth:`_proba`.
+        """
+        n = len(next(iter(columns.values()), ()))
+        proba = _sklearn_fast.proba_of_columns(self.pipeline_, columns) if n <= SMALL_BATCH else None
+        if proba is None:  # transform() would not take its small path either
+            proba = self._proba(pd.DataFrame(columns))
+        return proba[:, 1]
+
+
+def _mode(s: pd.Series) -> Any:
+    counts = s.dropna().value_counts()
+    return counts.index[0] if len(counts) else None
+
+
+# Saved models pickle this class by its module: the package's path, as before the package was split.
+FailureWarningModel.__module__ = PICKLED_MODULE
+
+__all__ = ["FailureWarningModel", "Reason"]
