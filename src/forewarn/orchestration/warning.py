@@ -40,6 +40,7 @@ from forewarn.errors import (
     ModelError,
     StoreError,
 )
+from forewarn.model_files import model_installed
 from forewarn.records import FlowRunRecord
 from forewarn.resilience.attempts import DEFAULT_EXTRA_ATTEMPTS, Hardening, hardened
 from forewarn.timeutil import utc_now
@@ -79,20 +80,6 @@ def _run_logger() -> logging.Logger | logging.LoggerAdapter[Any]:
         return get_run_logger()
     except Exception:  # outside a run context: the module's own logger
         return logger
-
-
-def model_installed(model_dir: Path | str) -> bool:
-    """True when ``model_dir`` holds a model pointer (``latest.json``) or is a model's version directory.
-
-    The hook's first step: a stat or two, no import of pandas or scikit-learn.
-
-    Example::
-
-        >>> model_installed("/nonexistent/models")
-        False
-    """
-    directory = Path(model_dir)
-    return (directory / "latest.json").is_file() or (directory / "manifest.json").is_file()
 
 
 def _policy(policy: str | None) -> str:

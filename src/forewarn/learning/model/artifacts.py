@@ -1,6 +1,6 @@
-"""Saved models: the directory layout, the manifest, and saving and loading with a verified checksum.
+"""Saved models: the manifest, and saving and loading with a verified checksum.
 
-The layout of a models directory is defined here once::
+The directory layout is defined once, in :mod:`forewarn.model_files` (re-exported here)::
 
     <dir>/<version>/model.joblib     the pickled FailureWarningModel (MODEL_FILE)
     <dir>/<version>/manifest.json    what it is, how it was trained, its SHA-256 (MANIFEST_FILE)
@@ -42,32 +42,9 @@ from forewarn.errors import ChecksumMismatchError, FeatureSchemaError, ModelErro
 from forewarn.learning._json import jsonable
 from forewarn.learning.features import FeatureSpec
 from forewarn.learning.model.estimator import FailureWarningModel
-
-MODEL_FILE = "model.joblib"
-"""The pickled model inside a version directory."""
-
-MANIFEST_FILE = "manifest.json"
-"""The manifest inside a version directory."""
-
-LATEST_FILE = "latest.json"
-"""The pointer to the installed version, in the models directory."""
+from forewarn.model_files import LATEST_FILE, MANIFEST_FILE, MODEL_FILE, latest_file, latest_pointer, version_dir
 
 MANIFEST_FORMAT = 1
-
-
-def version_dir(models_dir: Path | str, version: str) -> Path:
-    """The directory that holds saved model ``version``: ``<models_dir>/<version>``."""
-    return Path(models_dir) / version
-
-
-def latest_file(models_dir: Path | str) -> Path:
-    """The pointer to the installed model: ``<models_dir>/latest.json``."""
-    return Path(models_dir) / LATEST_FILE
-
-
-def latest_pointer(version: str, updated_at: datetime) -> dict[str, str]:
-    """What ``latest.json`` holds when it points at ``version``: the manifest's path relative to the directory."""
-    return {"version": version, "manifest": f"{version}/{MANIFEST_FILE}", "updated_at": updated_at.isoformat()}
 
 
 def spec_types(spec: FeatureSpec) -> dict[str, str]:
