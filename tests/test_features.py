@@ -19,6 +19,7 @@ from forewarn.history.simulate import (
     simulate_history,
     simulated_attempts,
 )
+from forewarn.learning import _pandas_fast
 from forewarn.learning.features import (
     BASELINE_LAST_FAILED,
     BASELINE_SMOOTHED_RATE,
@@ -809,3 +810,48 @@ class TestConfigAndSpec:
         start, end = history_window(targets, lead=timedelta(hours=1))
         assert start == T0 + 99 * H - pd.Timedelta(days=30) - 6 * H
         assert end == T0 + 109 * H
+
+
+class TestPandasFastPath:
+    """The frame is built through pandas' private DataFrame._from_arrays only where that was tested."""
+
+    @staticmethod
+    def columns_of(frame: pd.DataFrame) -> list[tuple[str, np.ndarray]]:
+        return [(str(name), frame[name].to_numpy()) for name in frame.columns]
+
+    def test_fast_and_public_paths_give_equal_frames(self, simulated: tuple[pd.DataFrame, pd.DataFrame]) -> None:
+        """Float64 and object text columns come out equal, dtypes included, whichever path builds them."""
+        runs, attempts = simulated
+        columns = self.columns_of(build_features(runs.iloc[:50], runs, attempts))
+        index = pd.Index(runs["flow_run_id"].iloc[:50].to_numpy(dtype=object), name="flow_run_id", dtype=object)
+        fast = _pandas_fast.frame_from_arrays(columns, index)
+        public = _pandas_fast.frame_from_arrays_public(columns, index)
+        pd.testing.assert_frame_equal(fast, public, check_exact=True)
+        assert fast["flow_name"].dtype == object and fast["flow_runs_seen"].dtype == np.float64
+
+    def test_the_fast_path_is_taken_on_a_tested_pandas(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """In the tested range the private constructor is called; the installed pandas is in that range."""
+        oldest, newest = _pandas_fast.FAST_PATH_PANDAS
+        assert oldest <= _pandas_fast.pandas_version() <= newest, "re-run the equality tests, then widen the range"
+        calls: list[int] = []
+        private = pd.DataFrame._from_arrays  # type: ignore[attr-defined]
+
+        def spy(*args: object, **kwargs: object) -> pd.DataFrame:
+            calls.append(1)
+            return private(*args, **kwargs)
+
+        monkeypatch.setattr(pd.DataFrame, "_from_arrays", spy)
+        _pandas_fast.frame_from_arrays([("x", np.array([1.0]))], pd.Index(["r"]))
+        assert calls == [1]
+
+    def test_an_untested_pandas_takes_the_public_path(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """Outside the tested range the private constructor is never called, and the frame is the same."""
+
+        def refuse(*args: object, **kwargs: object) -> pd.DataFrame:
+            raise AssertionError("DataFrame._from_arrays called on an untested pandas")
+
+        columns = [("x", np.array([1.5, 2.0])), ("c", np.array(["a", None], dtype=object))]
+        expected = _pandas_fast.frame_from_arrays(columns, pd.Index(["r", "s"]))
+        monkeypatch.setattr(_pandas_fast, "FAST_PATH_PANDAS", ((0, 0, 0), (1, 0, 0)))
+        monkeypatch.setattr(pd.DataFrame, "_from_arrays", refuse)
+        pd.testing.assert_frame_equal(_pandas_fast.frame_from_arrays(columns, pd.Index(["r", "s"])), expected)
