@@ -1,0 +1,119 @@
+"""Running the store's reads and writes on pooled connections, retrying transient write failures.
+
+A write that meets SQLite locked past ``busy_timeout``, or a connection that dropped, is tried again up to
+:data:`WRITE_RETRIES` times, waiting :func:`forewarn.resilience.retry.backoff_seconds` (0.05 s doubling,
+capped at 1 s, no jitter) with the store's injectable ``sleep``. Every write is an idempotent upsert or
+runs in one transaction, so trying it again is safe. Any database error that remains becomes a
+:class:`~forewarn.errors.StoreError` built by :meth:`~forewarn.store._engine.Database.error`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+
+from forewarn.resilience.retry import backoff_seconds
+from forewarn.store._bulk import PreparedInsert
+from forewarn.store._engine import Database
+from forewarn.store.migrations import write_transaction
+
+T = TypeVar("T")
+
+WRITE_RETRIES = 5
+"""Extra tries of a write that failed with a transient error (SQLite locked/busy, dropped connection)."""
+
+WRITE_WAIT_INITIAL = 0.05
+"""Seconds before the first retry of a write; each further retry waits twice as long."""
+
+WRITE_WAIT_MAX = 1.0
+"""The longest wait between two tries of a write."""
+
+
+def retry_wait(retries: int) -> float:
+    """Seconds to wait before retry number ``retries + 1`` of a write: 0.05, 0.1, 0.2, 0.4, 0.8.
+
+    Example::
+
+        >>> [retry_wait(n) for n in range(WRITE_RETRIES)]
+        [0.05, 0.1, 0.2, 0.4, 0.8]
+    """
+    return backoff_seconds(retries + 1, initial=WRITE_WAIT_INITIAL, maximum=WRITE_WAIT_MAX)
+
+
+def write(
+    db: Database,
+    work: Callable[[sa.Connection], T],
+    action: str,
+    *,
+    sleep: Callable[[float], None],
+    atomic: bool = False,
+) -> T:
+    """Run ``work`` on a pooled connection, retrying transient failures; ``atomic`` makes it one transaction."""
+    tries = 0
+    while True:
+        try:
+            with db.engine.connect() as conn:
+                if not atomic:
+                    return work(conn)
+                with write_transaction(conn):
+                    return work(conn)
+        except DBAPIError as exc:
+            if tries < WRITE_RETRIES and db.is_transient(exc):
+                sleep(retry_wait(tries))
+                tries += 1
+                continue
+            raise db.error(exc, action, tries) from exc
+        except SQLAlchemyError as exc:
+            raise db.error(exc, action, tries) from exc
+
+
+def write_prepared(
+    db: Database, prepared: PreparedInsert, params: dict[str, Any], action: str, *, sleep: Callable[[float], None]
+) -> None:
+    """Execute one prepared single-row write (autocommit: one statement, one commit), retried as :func:`write`.
+
+    It runs on the raw DBAPI connection, so a connection the driver reports as gone is invalidated here
+    (SQLAlchemy would do it in ``Connection.execute``) and the write tried again on a fresh one.
+    """
+    bound = prepared.bind(params)
+    dialect = db.engine.dialect
+    dbapi_error = dialect.loaded_dbapi.Error
+    tries = 0
+    while True:
+        invalidated = False
+        try:
+            raw = db.engine.raw_connection()  # pooled; pre-pinged on PostgreSQL
+            try:
+                cursor = raw.cursor()
+                try:
+                    cursor.execute(prepared.sql, bound)
+                finally:
+                    cursor.close()
+            except dbapi_error as exc:
+                if dialect.is_disconnect(exc, raw.dbapi_connection, None):
+                    raw.invalidate(exc)
+                    invalidated = True
+                raise
+            finally:
+                raw.close()  # back to the pool
+            return
+        except (dbapi_error, DBAPIError) as exc:
+            if tries < WRITE_RETRIES and (invalidated or db.is_transient(exc)):
+                sleep(retry_wait(tries))
+                tries += 1
+                continue
+            raise db.error(exc, action, tries) from exc
+        except SQLAlchemyError as exc:
+            raise db.error(exc, action, tries) from exc
+
+
+def read(db: Database, work: Callable[[sa.Connection], T], action: str) -> T:
+    """Run ``work`` on a pooled connection once; a database error becomes a StoreError naming ``action``."""
+    try:
+        with db.engine.connect() as conn:
+            return work(conn)
+    except SQLAlchemyError as exc:
+        raise db.error(exc, action, 0) from exc
