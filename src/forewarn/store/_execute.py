@@ -43,7 +43,7 @@ def retry_wait(retries: int) -> float:
     return backoff_seconds(retries + 1, initial=WRITE_WAIT_INITIAL, maximum=WRITE_WAIT_MAX)
 
 
-def write(
+def write_retrying(
     db: Database,
     work: Callable[[sa.Connection], T],
     action: str,
@@ -70,10 +70,10 @@ def write(
             raise db.error(exc, action, tries) from exc
 
 
-def write_prepared(
+def write_prepared_retrying(
     db: Database, prepared: PreparedInsert, params: dict[str, Any], action: str, *, sleep: Callable[[float], None]
 ) -> None:
-    """Execute one prepared single-row write (autocommit: one statement, one commit), retried as :func:`write`.
+    """Execute one prepared single-row write (autocommit: one statement, one commit), retried as :func:`write_retrying`.
 
     It runs on the raw DBAPI connection, so a connection the driver reports as gone is invalidated here
     (SQLAlchemy would do it in ``Connection.execute``) and the write tried again on a fresh one.
@@ -110,7 +110,7 @@ def write_prepared(
             raise db.error(exc, action, tries) from exc
 
 
-def read(db: Database, work: Callable[[sa.Connection], T], action: str) -> T:
+def read_once(db: Database, work: Callable[[sa.Connection], T], action: str) -> T:
     """Run ``work`` on a pooled connection once; a database error becomes a StoreError naming ``action``."""
     try:
         with db.engine.connect() as conn:

@@ -38,10 +38,10 @@ from forewarn.records import (
     PredictionRecord,
     RunState,
 )
-from forewarn.store import _execute
 from forewarn.store._bulk import BulkColumns, WriteStatements, attempts_bulk, check_chunk_rows, runs_bulk, write_chunks
 from forewarn.store._codec import aware, encode_features, encode_parameters, state_value
 from forewarn.store._engine import Database
+from forewarn.store._execute import read_once, write_prepared_retrying, write_retrying
 from forewarn.store._frames import ended_columns, ended_frame, rows_frame
 from forewarn.store._queries import (
     ATTEMPT_COLUMNS,
@@ -272,7 +272,7 @@ class TelemetryStore:
         params = attempt_row(rec)
         self._check_open()
         prepared = self._statements.prepared_attempt
-        _execute.write_prepared(self._db, prepared, params, "record_attempt", sleep=self._sleep)
+        write_prepared_retrying(self._db, prepared, params, "record_attempt", sleep=self._sleep)
 
     def record_attempts(self, recs: Iterable[AttemptRecord]) -> int:
         """Write many attempts in one transaction (one ``executemany``); return how many.
@@ -639,11 +639,11 @@ class TelemetryStore:
     def _write(self, work: Callable[[sa.Connection], T], action: str, *, atomic: bool = False) -> T:
         """Run ``work`` on a pooled connection, retrying transient failures (see :mod:`forewarn.store._execute`)."""
         self._check_open()
-        return _execute.write(self._db, work, action, sleep=self._sleep, atomic=atomic)
+        return write_retrying(self._db, work, action, sleep=self._sleep, atomic=atomic)
 
     def _read(self, work: Callable[[sa.Connection], T], action: str) -> T:
         self._check_open()
-        return _execute.read(self._db, work, action)
+        return read_once(self._db, work, action)
 
     def _check_open(self) -> None:
         if self._db.closed:
