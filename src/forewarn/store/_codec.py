@@ -62,22 +62,20 @@ def cut(value: str | None, length: int) -> str | None:
 
 def state_value(state: RunState | str) -> str:
     """The stored text of a run state; an :class:`InvalidRecordError` listing the states for anything else."""
-    try:
-        return RunState(state).value
-    except ValueError:
-        raise InvalidRecordError(
-            f"state={state!r} is not a run state: expected one of {', '.join(s.value for s in RunState)}"
-        ) from None
+    return _member_value(RunState, state, "state", "a run state")
 
 
 def outcome_value(outcome: AttemptOutcome | str) -> str:
     """The stored text of an attempt outcome; an :class:`InvalidRecordError` listing them for anything else."""
+    return _member_value(AttemptOutcome, outcome, "outcome", "an attempt outcome")
+
+
+def _member_value(kind: type[RunState] | type[AttemptOutcome], value: str, name: str, noun: str) -> str:
     try:
-        return AttemptOutcome(outcome).value
+        return kind(value).value
     except ValueError:
         raise InvalidRecordError(
-            f"outcome={outcome!r} is not an attempt outcome: expected one of "
-            f"{', '.join(o.value for o in AttemptOutcome)}"
+            f"{name}={value!r} is not {noun}: expected one of {', '.join(member.value for member in kind)}"
         ) from None
 
 

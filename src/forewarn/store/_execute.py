@@ -52,62 +52,25 @@ def write_retrying(
     atomic: bool = False,
 ) -> T:
     """Run ``work`` on a pooled connection, retrying transient failures; ``atomic`` makes it one transaction."""
-    tries = 0
-    while True:
-        try:
-            with db.engine.connect() as conn:
-                if not atomic:
-                    return work(conn)
-                with write_transaction(conn):
-                    return work(conn)
-        except DBAPIError as exc:
-            if tries < WRITE_RETRIES and db.is_transient(exc):
-                sleep(retry_wait(tries))
-                tries += 1
-                continue
-            raise db.error(exc, action, tries) from exc
-        except SQLAlchemyError as exc:
-            raise db.error(exc, action, tries) from exc
+
+    def once() -> T:
+        with db.engine.connect() as conn:
+            if not atomic:
+                return work(conn)
+            with write_transaction(conn):
+                return work(conn)
+
+    return _retrying(once, db, action, sleep=sleep, errors=(DBAPIError,), transient=db.is_transient)
 
 
 def write_prepared_retrying(
     db: Database, prepared: PreparedInsert, params: dict[str, Any], action: str, *, sleep: Callable[[float], None]
 ) -> None:
-    """Execute one prepared single-row write (autocommit: one statement, one commit), retried as :func:`write_retrying`.
-
-    It runs on the raw DBAPI connection, so a connection the driver reports as gone is invalidated here
-    (SQLAlchemy would do it in ``Connection.execute``) and the write tried again on a fresh one.
-    """
-    bound = prepared.bind(params)
-    dialect = db.engine.dialect
-    dbapi_error = dialect.loaded_dbapi.Error
-    tries = 0
-    while True:
-        invalidated = False
-        try:
-            raw = db.engine.raw_connection()  # pooled; pre-pinged on PostgreSQL
-            try:
-                cursor = raw.cursor()
-                try:
-                    cursor.execute(prepared.sql, bound)
-                finally:
-                    cursor.close()
-            except dbapi_error as exc:
-                if dialect.is_disconnect(exc, raw.dbapi_connection, None):
-                    raw.invalidate(exc)
-                    invalidated = True
-                raise
-            finally:
-                raw.close()  # back to the pool
-            return
-        except (dbapi_error, DBAPIError) as exc:
-            if tries < WRITE_RETRIES and (invalidated or db.is_transient(exc)):
-                sleep(retry_wait(tries))
-                tries += 1
-                continue
-            raise db.error(exc, action, tries) from exc
-        except SQLAlchemyError as exc:
-            raise db.error(exc, action, tries) from exc
+    """Execute one prepared single-row write (autocommit: one statement, one commit), retried as
+    :func:`write_retrying`."""
+    raw_write = _RawWrite(db, prepared.sql, prepared.bind(params))
+    errors = (raw_write.driver_error, DBAPIError)
+    _retrying(raw_write, db, action, sleep=sleep, errors=errors, transient=raw_write.transient)
 
 
 def read_once(db: Database, work: Callable[[sa.Connection], T], action: str) -> T:
@@ -117,3 +80,64 @@ def read_once(db: Database, work: Callable[[sa.Connection], T], action: str) -> 
             return work(conn)
     except SQLAlchemyError as exc:
         raise db.error(exc, action, 0) from exc
+
+
+class _RawWrite:
+    """One statement run straight on a pooled DBAPI connection, skipping ``Connection.execute``.
+
+    A connection the driver reports as gone is invalidated here (``Connection.execute`` would do it), and
+    the write counts as transient, so it is tried again on a fresh connection.
+    """
+
+    def __init__(self, db: Database, sql: str, params: tuple[Any, ...] | dict[str, Any]) -> None:
+        self.db = db
+        self.sql = sql
+        self.params = params
+        self.driver_error: type[Exception] = db.engine.dialect.loaded_dbapi.Error
+        self.invalidated = False
+
+    def __call__(self) -> None:
+        self.invalidated = False
+        raw = self.db.engine.raw_connection()  # pooled; pre-pinged on PostgreSQL
+        try:
+            cursor = raw.cursor()
+            try:
+                cursor.execute(self.sql, self.params)
+            finally:
+                cursor.close()
+        except self.driver_error as exc:
+            if self.db.engine.dialect.is_disconnect(exc, raw.dbapi_connection, None):
+                raw.invalidate(exc)
+                self.invalidated = True
+            raise
+        finally:
+            raw.close()  # back to the pool
+
+    def transient(self, exc: BaseException) -> bool:
+        """The last try dropped its connection, or failed with a transient error."""
+        return self.invalidated or self.db.is_transient(exc)
+
+
+def _retrying(
+    once: Callable[[], T],
+    db: Database,
+    action: str,
+    *,
+    sleep: Callable[[float], None],
+    errors: tuple[type[BaseException], ...],
+    transient: Callable[[BaseException], bool],
+) -> T:
+    """``once()``, tried again after :func:`retry_wait` while it raises one of ``errors`` that is transient,
+    at most :data:`WRITE_RETRIES` times; any database error left becomes a StoreError naming ``action``."""
+    tries = 0
+    while True:
+        try:
+            return once()
+        except errors as exc:
+            if tries < WRITE_RETRIES and transient(exc):
+                sleep(retry_wait(tries))
+                tries += 1
+                continue
+            raise db.error(exc, action, tries) from exc
+        except SQLAlchemyError as exc:
+            raise db.error(exc, action, tries) from exc

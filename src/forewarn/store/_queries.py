@@ -70,10 +70,7 @@ def runs_query(
     c = flow_runs.c
     where = _where((c.flow_name, _one_or_many(flow_name)), (c.state, _one_or_many(state)))
     stmt = sa.select(flow_runs).where(*where, *_window(c.start_time, since, until))
-    if limit is None:
-        return stmt.order_by(c.start_time.asc().nulls_last(), c.flow_run_id.asc())
-    _check_count(limit, "limit")
-    return stmt.order_by(c.start_time.desc().nulls_first(), c.flow_run_id.desc()).limit(limit)
+    return _ordered(stmt, limit, c.start_time, c.flow_run_id, nulls_last=True)
 
 
 def attempts_query(
@@ -98,10 +95,7 @@ def attempts_query(
         .select_from(joined)
         .where(*where, *_window(a.end_time, since, until))
     )
-    if limit is None:
-        return stmt.order_by(a.start_time.asc(), a.id.asc())
-    _check_count(limit, "limit")
-    return stmt.order_by(a.start_time.desc(), a.id.desc()).limit(limit)
+    return _ordered(stmt, limit, a.start_time, a.id)
 
 
 def predictions_query(
@@ -121,10 +115,7 @@ def predictions_query(
         (c.source, _one_or_many(source)),
     )
     stmt = sa.select(predictions).where(*where, *_window(c.predicted_at, since, until))
-    if limit is None:
-        return stmt.order_by(c.predicted_at.asc(), c.id.asc())
-    _check_count(limit, "limit")
-    return stmt.order_by(c.predicted_at.desc(), c.id.desc()).limit(limit)
+    return _ordered(stmt, limit, c.predicted_at, c.id)
 
 
 def last_runs_query(flow_name: str, ended_before: datetime, n: int) -> sa.Select[Any]:
@@ -233,7 +224,25 @@ def _ended_statement(kind: str, *, bounded: bool) -> sa.Select[Any]:
     return stmt
 
 
-# --- filters --------------------------------------------------------------------------------------------
+# --- filters and order ----------------------------------------------------------------------------------
+
+
+def _ordered(
+    stmt: sa.Select[Any],
+    limit: int | None,
+    time: sa.ColumnElement[Any],
+    tie_break: sa.ColumnElement[Any],
+    *,
+    nulls_last: bool = False,
+) -> sa.Select[Any]:
+    """``stmt`` oldest first; with a ``limit``, newest first so ``LIMIT`` keeps the newest (the reader turns
+    the rows around). ``nulls_last`` puts rows without a time after the others either way round."""
+    if limit is None:
+        oldest = time.asc().nulls_last() if nulls_last else time.asc()
+        return stmt.order_by(oldest, tie_break.asc())
+    _check_count(limit, "limit")
+    newest = time.desc().nulls_first() if nulls_last else time.desc()
+    return stmt.order_by(newest, tie_break.desc()).limit(limit)
 
 
 def _one_or_many(value: str | Sequence[str] | None) -> list[str] | None:
