@@ -15,7 +15,14 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from forewarn.errors import ConfigurationError, SchemaVersionError, StoreError, StoreUnreachableError
+from forewarn.errors import (
+    ConfigurationError,
+    ForewarnError,
+    InvalidRecordError,
+    SchemaVersionError,
+    StoreError,
+    StoreUnreachableError,
+)
 from forewarn.records import AttemptOutcome, AttemptRecord, FlowRunRecord, PredictionRecord, RunState, parameters_hash
 from forewarn.store import _queries as queries
 from forewarn.store import migrations, schema
@@ -450,6 +457,31 @@ class TestAttempts:
             assert str(frame["duration_seconds"].dtype) == "float64"
             assert str(frame["used_fallback"].dtype) == "bool"
             assert str(frame["retryable"].dtype) == "boolean"
+
+
+class TestInvalidRecords:
+    """Bad records and arguments raise forewarn's InvalidRecordError, still a ValueError and a TypeError."""
+
+    @pytest.mark.parametrize(
+        "call",
+        [
+            lambda s: s.record_flow_run_end("r1", "DONE", at(1)),
+            lambda s: s.record_attempt(attempt(start_time="yesterday")),
+            lambda s: s.record_flow_run_start(run(), source="cron"),
+            lambda s: s.record_prediction(prediction(reasons="one reason")),
+            lambda s: s.runs(limit=-1),
+            lambda s: s.count_ended("predictions", T0, T0),
+            lambda s: s.record_runs_frame(pd.DataFrame({"flow_run_id": ["r1"]})),
+            lambda s: s.record_attempts_frame(pd.DataFrame(), chunk_rows=0),
+        ],
+        ids=["state", "time type", "source", "reasons", "limit", "table", "frame column", "chunk_rows"],
+    )
+    def test_invalid_record_error(self, store: TelemetryStore, call: Any) -> None:
+        """The error is refused before anything is written, and every old ``except`` still catches it."""
+        with pytest.raises(InvalidRecordError) as info:
+            call(store)
+        assert all(isinstance(info.value, kind) for kind in (ForewarnError, ValueError, TypeError))
+        assert store.runs().empty and store.attempts().empty and store.predictions().empty
 
 
 class TestNaiveDatetimes:
