@@ -55,7 +55,7 @@ class Database:
         self._secrets = _secrets(sa_url)
         self.engine = _sqlite_engine(sa_url, self.url) if self.is_sqlite else _postgres_engine(sa_url)
 
-    def open(self, setup: Callable[[sa.Connection], None]) -> None:
+    def open(self, setup: Callable[[sa.Connection], object]) -> None:
         """Connect and run ``setup`` (creating or upgrading the schema) on that first connection.
 
         On failure the engine is disposed and a :class:`~forewarn.errors.StoreError` raised: a connection

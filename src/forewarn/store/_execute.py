@@ -93,7 +93,7 @@ class _RawWrite:
         self.db = db
         self.sql = sql
         self.params = params
-        self.driver_error: type[Exception] = db.engine.dialect.loaded_dbapi.Error
+        self.driver_error = db.engine.dialect.loaded_dbapi.Error  # the driver's own base error class
         self.invalidated = False
 
     def __call__(self) -> None:
