@@ -15,8 +15,16 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from forewarn.errors import ConfigurationError, SchemaVersionError, StoreError, StoreUnreachableError
+from forewarn.errors import (
+    ConfigurationError,
+    ForewarnError,
+    InvalidRecordError,
+    SchemaVersionError,
+    StoreError,
+    StoreUnreachableError,
+)
 from forewarn.records import AttemptOutcome, AttemptRecord, FlowRunRecord, PredictionRecord, RunState, parameters_hash
+from forewarn.store import _queries as queries
 from forewarn.store import migrations, schema
 from forewarn.store.telemetry import (
     ATTEMPT_COLUMNS,
@@ -451,6 +459,31 @@ class TestAttempts:
             assert str(frame["retryable"].dtype) == "boolean"
 
 
+class TestInvalidRecords:
+    """Bad records and arguments raise forewarn's InvalidRecordError, still a ValueError and a TypeError."""
+
+    @pytest.mark.parametrize(
+        "call",
+        [
+            lambda s: s.record_flow_run_end("r1", "DONE", at(1)),
+            lambda s: s.record_attempt(attempt(start_time="yesterday")),
+            lambda s: s.record_flow_run_start(run(), source="cron"),
+            lambda s: s.record_prediction(prediction(reasons="one reason")),
+            lambda s: s.runs(limit=-1),
+            lambda s: s.count_ended("predictions", T0, T0),
+            lambda s: s.record_runs_frame(pd.DataFrame({"flow_run_id": ["r1"]})),
+            lambda s: s.record_attempts_frame(pd.DataFrame(), chunk_rows=0),
+        ],
+        ids=["state", "time type", "source", "reasons", "limit", "table", "frame column", "chunk_rows"],
+    )
+    def test_invalid_record_error(self, store: TelemetryStore, call: Any) -> None:
+        """The error is refused before anything is written, and every old ``except`` still catches it."""
+        with pytest.raises(InvalidRecordError) as info:
+            call(store)
+        assert all(isinstance(info.value, kind) for kind in (ForewarnError, ValueError, TypeError))
+        assert store.runs().empty and store.attempts().empty and store.predictions().empty
+
+
 class TestNaiveDatetimes:
     naive = datetime(2026, 3, 1, 12, 0)
 
@@ -620,20 +653,20 @@ class TestQueryPlans:
 
     def test_last_runs_uses_the_flow_name_end_time_index(self, sqlite_store: TelemetryStore) -> None:
         """'Last N runs of flow F that ended before T' is an index search, no table scan, no sort."""
-        plan = self.plan(sqlite_store, sqlite_store._last_runs_query("f1", T0, 5))
+        plan = self.plan(sqlite_store, queries.last_runs_query("f1", T0, 5))
         assert "USING INDEX ix_flow_runs_flow_name_end_time (flow_name=? AND end_time<?)" in plan
         # the flow_run_id tie-break only sorts runs that ended at the same instant ("RIGHT PART")
         assert "SCAN flow_runs" not in plan and "USE TEMP B-TREE FOR ORDER BY" not in plan
 
     def test_recent_failures_uses_the_state_end_time_index(self, sqlite_store: TelemetryStore) -> None:
         """'Recent failures across all flows' searches the (state, end_time) index."""
-        plan = self.plan(sqlite_store, sqlite_store._recent_failures_query(T0, None))
+        plan = self.plan(sqlite_store, queries.recent_failures_query(T0, None))
         assert "USING INDEX ix_flow_runs_state_end_time (state=? AND end_time>?)" in plan
         assert "SCAN flow_runs" not in plan
 
     def test_recent_failed_attempts_use_the_outcome_end_time_index(self, sqlite_store: TelemetryStore) -> None:
         """Failed attempts in a time window search the (outcome, end_time) index."""
-        stmt = sqlite_store._attempts_query(
+        stmt = queries.attempts_query(
             flow_name=None, flow_run_id=None, since=T0, until=None, outcome=["failure", "timeout"], limit=None
         )
         plan = self.plan(sqlite_store, stmt)
@@ -776,7 +809,7 @@ class TestLockedSqlite:
     @pytest.fixture
     def locked(self, sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> Any:
         """A store with busy_timeout=0 and a second connection holding the write lock."""
-        monkeypatch.setattr("forewarn.store.telemetry.SQLITE_BUSY_TIMEOUT_MS", 0)
+        monkeypatch.setattr("forewarn.store._engine.SQLITE_BUSY_TIMEOUT_MS", 0)
         store = TelemetryStore(sqlite_url, sleep=lambda s: None)
         store.record_flow_run_start(run())
         blocker = sa.create_engine(sqlite_url, isolation_level="AUTOCOMMIT").connect()
@@ -1116,13 +1149,13 @@ class TestPredictions:
             store.record_predictions(prediction(f"r{i}", i) for i in range(50))
             for stmt, index in [
                 (
-                    store._predictions_query(
+                    queries.predictions_query(
                         flow_name=None, flow_run_id="r1", since=None, until=None, source=None, limit=None
                     ),
                     "ix_predictions_flow_run_id",
                 ),
                 (
-                    store._predictions_query(
+                    queries.predictions_query(
                         flow_name=None, flow_run_id=None, since=T0, until=None, source=None, limit=None
                     ),
                     "ix_predictions_predicted_at",
@@ -1311,7 +1344,7 @@ class TestUpgradeToVersion2:
 class TestWalSwitch:
     def test_locked_wal_switch_is_retried_with_backoff(self) -> None:
         """A 'database is locked' from PRAGMA journal_mode is retried (the busy handler does not cover it)."""
-        from forewarn.store.telemetry import _switch_to_wal
+        from forewarn.store._engine import switch_to_wal
 
         class Cursor:
             calls = 0
@@ -1322,19 +1355,19 @@ class TestWalSwitch:
                     raise sqlite3.OperationalError("database is locked")
 
         waits: list[float] = []
-        _switch_to_wal(Cursor(), sleep=waits.append)
+        switch_to_wal(Cursor(), sleep=waits.append)
         assert Cursor.calls == 3 and waits == [0.005, 0.01]
 
     def test_other_errors_are_not_retried(self) -> None:
         """Anything but a lock is raised at once."""
-        from forewarn.store.telemetry import _switch_to_wal
+        from forewarn.store._engine import switch_to_wal
 
         class Cursor:
             def execute(self, sql: str) -> None:
                 raise sqlite3.OperationalError("disk I/O error")
 
         with pytest.raises(sqlite3.OperationalError, match="disk I/O"):
-            _switch_to_wal(Cursor(), sleep=lambda s: None)
+            switch_to_wal(Cursor(), sleep=lambda s: None)
 
 
 class TestHistory:

@@ -8,6 +8,8 @@ input or configuration also derive from :class:`ValueError`, so ``except ValueEr
     ├── StoreError                            the telemetry store cannot be opened or used
     │   ├── StoreUnreachableError             the database URL does not answer
     │   └── SchemaVersionError                the store was written by a newer forewarn
+    ├── InvalidRecordError (ValueError, TypeError)
+    │                                         a record, frame or argument the store cannot take
     ├── FallbackError                         a task failed and its fallback failed too
     ├── AttemptTimeoutError (TimeoutError)    one attempt ran past its timeout_seconds
     ├── CircuitOpenError                      a circuit breaker refused the call without trying it
@@ -76,6 +78,16 @@ class StoreUnreachableError(StoreError):
 
 class SchemaVersionError(StoreError):
     """The store's schema was written by a newer forewarn than this one."""
+
+
+class InvalidRecordError(ForewarnError, ValueError, TypeError):
+    """A record, frame or argument given to the telemetry store cannot be written or used.
+
+    A naive datetime, an unknown state, a frame without a required column, a negative ``limit``: the
+    message names the argument and shows an accepted value. It is a ``ValueError`` *and* a ``TypeError``
+    because the store raised one or the other for these before, so ``except ValueError`` and
+    ``except TypeError`` both keep catching it. Nothing was written.
+    """
 
 
 class FallbackError(ForewarnError):
@@ -174,6 +186,7 @@ __all__ = [
     "ForewarnError",
     "ImportValidationError",
     "InsufficientHistoryError",
+    "InvalidRecordError",
     "ModelError",
     "SchemaVersionError",
     "StoreError",

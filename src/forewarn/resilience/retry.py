@@ -162,6 +162,34 @@ def is_testing() -> bool:
 # --- the policy -----------------------------------------------------------------------------------------
 
 
+def backoff_seconds(
+    attempt: int, *, initial: float, maximum: float, exp_base: float = 2.0, jitter: float = 0.0, u: float = 0.0
+) -> float:
+    """Seconds to wait after failed attempt ``attempt`` (1-based): exponential backoff, capped.
+
+    The one backoff formula in forewarn, a pure function of its arguments::
+
+        backoff_seconds(n) = min(maximum, initial * exp_base ** (n - 1) + jitter * u)
+
+    ``u`` is the jitter draw, uniform in ``[0, 1)`` (:meth:`RetryPolicy.wait` draws it). Unlike
+    :meth:`RetryPolicy.wait` it ignores :func:`set_testing` and does not check ``attempt``.
+
+    Example::
+
+        >>> [backoff_seconds(n, initial=0.05, maximum=1.0) for n in range(1, 6)]
+        [0.05, 0.1, 0.2, 0.4, 0.8]
+        >>> backoff_seconds(2, initial=1.0, maximum=30.0, jitter=0.5, u=0.5)
+        2.25
+    """
+    try:
+        backoff = initial * float(exp_base) ** (attempt - 1)
+    except OverflowError:  # base ** (n - 1) past the float range: the cap applies anyway
+        backoff = math.inf if initial > 0 else 0.0
+    if math.isnan(backoff):  # 0 * inf
+        backoff = 0.0
+    return float(min(maximum, backoff + jitter * u))
+
+
 def _is_number(value: object) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and not math.isnan(value)
 
@@ -259,13 +287,14 @@ class RetryPolicy:
             )
         if _testing:
             return 0.0
-        try:
-            backoff = self.wait_initial * float(self.wait_exp_base) ** (attempt - 1)
-        except OverflowError:  # base ** (n - 1) past the float range: the cap applies anyway
-            backoff = math.inf if self.wait_initial > 0 else 0.0
-        if math.isnan(backoff):  # 0 * inf
-            backoff = 0.0
-        return float(min(self.wait_max, backoff + self.wait_jitter * rand()))
+        return backoff_seconds(
+            attempt,
+            initial=self.wait_initial,
+            maximum=self.wait_max,
+            exp_base=self.wait_exp_base,
+            jitter=self.wait_jitter,
+            u=rand(),
+        )
 
     def is_retryable(self, exc: BaseException) -> bool:
         """Whether this policy retries ``exc``: ``isinstance`` for types and tuples, else the predicate.
@@ -334,6 +363,7 @@ __all__ = [
     "RETRYABLE_CLIENT_STATUS",
     "RetryOn",
     "RetryPolicy",
+    "backoff_seconds",
     "default_retry_on",
     "is_testing",
     "set_testing",

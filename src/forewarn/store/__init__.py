@@ -1,8 +1,10 @@
 """The telemetry store: the only code that speaks SQL.
 
 Owns: the schema (``schema``: every ``Table``), its upgrades (``migrations``) and :class:`TelemetryStore`,
-the typed facade every other layer reads and writes through. May import: SQLAlchemy, pandas/numpy and the
-shared modules at the package root. Never Prefect or scikit-learn.
+the typed facade every other layer reads and writes through, over private modules (``_engine``,
+``_execute``, ``_codec``, ``_rows``, ``_bulk``, ``_queries``, ``_frames``). May import: SQLAlchemy,
+pandas/numpy, the shared modules at the package root, and :mod:`forewarn.resilience.retry` for its backoff
+formula. Never Prefect or scikit-learn.
 
 Example::
 

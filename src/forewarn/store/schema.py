@@ -39,6 +39,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
 
+from forewarn.errors import InvalidRecordError
+
 SCHEMA_VERSION = 2
 """The schema this forewarn writes and reads. Bump it together with a step in ``migrations.MIGRATIONS``."""
 
@@ -68,7 +70,7 @@ class UTCDateTime(sa.types.TypeDecorator[datetime]):
         if value is None:
             return None
         if value.tzinfo is None or value.utcoffset() is None:
-            raise ValueError(
+            raise InvalidRecordError(
                 f"naive datetime {value!r}: forewarn stores UTC and needs timezone-aware times, "
                 "e.g. datetime(2026, 1, 1, tzinfo=timezone.utc)"
             )

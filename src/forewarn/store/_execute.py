@@ -1,0 +1,143 @@
+"""Running the store's reads and writes on pooled connections, retrying transient write failures.
+
+A write that meets SQLite locked past ``busy_timeout``, or a connection that dropped, is tried again up to
+:data:`WRITE_RETRIES` times, waiting :func:`forewarn.resilience.retry.backoff_seconds` (0.05 s doubling,
+capped at 1 s, no jitter) with the store's injectable ``sleep``. Every write is an idempotent upsert or
+runs in one transaction, so trying it again is safe. Any database error that remains becomes a
+:class:`~forewarn.errors.StoreError` built by :meth:`~forewarn.store._engine.Database.error`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+
+from forewarn.resilience.retry import backoff_seconds
+from forewarn.store._bulk import PreparedInsert
+from forewarn.store._engine import Database
+from forewarn.store.migrations import write_transaction
+
+T = TypeVar("T")
+
+WRITE_RETRIES = 5
+"""Extra tries of a write that failed with a transient error (SQLite locked/busy, dropped connection)."""
+
+WRITE_WAIT_INITIAL = 0.05
+"""Seconds before the first retry of a write; each further retry waits twice as long."""
+
+WRITE_WAIT_MAX = 1.0
+"""The longest wait between two tries of a write."""
+
+
+def retry_wait(retries: int) -> float:
+    """Seconds to wait before retry number ``retries + 1`` of a write: 0.05, 0.1, 0.2, 0.4, 0.8.
+
+    Example::
+
+        >>> [retry_wait(n) for n in range(WRITE_RETRIES)]
+        [0.05, 0.1, 0.2, 0.4, 0.8]
+    """
+    return backoff_seconds(retries + 1, initial=WRITE_WAIT_INITIAL, maximum=WRITE_WAIT_MAX)
+
+
+def write_retrying(
+    db: Database,
+    work: Callable[[sa.Connection], T],
+    action: str,
+    *,
+    sleep: Callable[[float], None],
+    atomic: bool = False,
+) -> T:
+    """Run ``work`` on a pooled connection, retrying transient failures; ``atomic`` makes it one transaction."""
+
+    def once() -> T:
+        with db.engine.connect() as conn:
+            if not atomic:
+                return work(conn)
+            with write_transaction(conn):
+                return work(conn)
+
+    return _retrying(once, db, action, sleep=sleep, errors=(DBAPIError,), transient=db.is_transient)
+
+
+def write_prepared_retrying(
+    db: Database, prepared: PreparedInsert, params: dict[str, Any], action: str, *, sleep: Callable[[float], None]
+) -> None:
+    """Execute one prepared single-row write (autocommit: one statement, one commit), retried as
+    :func:`write_retrying`."""
+    raw_write = _RawWrite(db, prepared.sql, prepared.bind(params))
+    errors = (raw_write.driver_error, DBAPIError)
+    _retrying(raw_write, db, action, sleep=sleep, errors=errors, transient=raw_write.transient)
+
+
+def read_once(db: Database, work: Callable[[sa.Connection], T], action: str) -> T:
+    """Run ``work`` on a pooled connection once; a database error becomes a StoreError naming ``action``."""
+    try:
+        with db.engine.connect() as conn:
+            return work(conn)
+    except SQLAlchemyError as exc:
+        raise db.error(exc, action, 0) from exc
+
+
+class _RawWrite:
+    """One statement run straight on a pooled DBAPI connection, skipping ``Connection.execute``.
+
+    A connection the driver reports as gone is invalidated here (``Connection.execute`` would do it), and
+    the write counts as transient, so it is tried again on a fresh connection.
+    """
+
+    def __init__(self, db: Database, sql: str, params: tuple[Any, ...] | dict[str, Any]) -> None:
+        self.db = db
+        self.sql = sql
+        self.params = params
+        self.driver_error = db.engine.dialect.loaded_dbapi.Error  # the driver's own base error class
+        self.invalidated = False
+
+    def __call__(self) -> None:
+        self.invalidated = False
+        raw = self.db.engine.raw_connection()  # pooled; pre-pinged on PostgreSQL
+        try:
+            cursor = raw.cursor()
+            try:
+                cursor.execute(self.sql, self.params)
+            finally:
+                cursor.close()
+        except self.driver_error as exc:
+            if self.db.engine.dialect.is_disconnect(exc, raw.dbapi_connection, None):
+                raw.invalidate(exc)
+                self.invalidated = True
+            raise
+        finally:
+            raw.close()  # back to the pool
+
+    def transient(self, exc: BaseException) -> bool:
+        """The last try dropped its connection, or failed with a transient error."""
+        return self.invalidated or self.db.is_transient(exc)
+
+
+def _retrying(
+    once: Callable[[], T],
+    db: Database,
+    action: str,
+    *,
+    sleep: Callable[[float], None],
+    errors: tuple[type[BaseException], ...],
+    transient: Callable[[BaseException], bool],
+) -> T:
+    """``once()``, tried again after :func:`retry_wait` while it raises one of ``errors`` that is transient,
+    at most :data:`WRITE_RETRIES` times; any database error left becomes a StoreError naming ``action``."""
+    tries = 0
+    while True:
+        try:
+            return once()
+        except errors as exc:
+            if tries < WRITE_RETRIES and transient(exc):
+                sleep(retry_wait(tries))
+                tries += 1
+                continue
+            raise db.error(exc, action, tries) from exc
+        except SQLAlchemyError as exc:
+            raise db.error(exc, action, tries) from exc
