@@ -33,7 +33,6 @@ import pandas as pd
 from forewarn.errors import StoreError
 from forewarn.learning.features import AttemptIndex, RunIndex
 from forewarn.scoring._end_time import EndTimeCache
-from forewarn.scoring._time import utc_timestamp
 from forewarn.scoring.snapshot import (
     HistorySnapshot,
     StablePart,
@@ -42,6 +41,7 @@ from forewarn.scoring.snapshot import (
     snapshot_file,
     store_identity,
 )
+from forewarn.timeutil import utc_timestamp
 
 if TYPE_CHECKING:
     from forewarn.store import TelemetryStore

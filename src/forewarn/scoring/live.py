@@ -45,7 +45,6 @@ from forewarn.learning.features import (
 )
 from forewarn.learning.model import FailureWarningModel, ModelManifest
 from forewarn.records import FEATURE_PREFIX
-from forewarn.scoring._time import utc_timestamp
 from forewarn.scoring.cache import HistoryCache, history_cache, read_history
 from forewarn.scoring.cache import clear_history_caches as clear_history_caches
 from forewarn.scoring.registry import check_feature_schema as check_feature_schema
@@ -54,6 +53,7 @@ from forewarn.scoring.registry import current_manifest_path as current_manifest_
 from forewarn.scoring.registry import feature_config_dict as feature_config_dict
 from forewarn.scoring.registry import feature_config_of
 from forewarn.scoring.registry import load_current_model as load_current_model
+from forewarn.timeutil import utc_timestamp
 
 if TYPE_CHECKING:
     from forewarn.records import FlowRunRecord
