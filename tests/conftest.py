@@ -1,10 +1,12 @@
-"""Shared fixtures: isolated settings, a SQLite store URL, a real PostgreSQL database, a Prefect harness."""
+"""Shared fixtures: isolated settings and terminal, a SQLite store URL, a PostgreSQL database, a Prefect harness."""
 
 from __future__ import annotations
 
 import os
+import re
+import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -17,10 +19,25 @@ os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 PG_ADMIN_URL = os.environ.get("FOREWARN_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
+# Each test runs in its own directory (see _isolated_settings), so a relative PYTHONPATH such as
+# PYTHONPATH=src would send the test's subprocesses to whatever forewarn is installed; anchor it here.
+if os.environ.get("PYTHONPATH"):
+    os.environ["PYTHONPATH"] = os.pathsep.join(os.path.abspath(p) for p in os.environ["PYTHONPATH"].split(os.pathsep))
+
+# The width every test's terminal has, whatever COLUMNS the machine running the suite has.
+TERMINAL_COLUMNS = 100
+# Rich's box drawing (U+2500-U+257F) and the ellipsis it cuts text with: not part of what a test checks.
+_TERMINAL_DECORATION = re.compile(r"[\u2500-\u257f\u2026]")
+
 
 @pytest.fixture(autouse=True)
 def _isolated_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Every test starts from default settings with its own SQLite store, model and cache directory."""
+    """Every test starts from default settings with its own SQLite store, model and cache directory.
+
+    It also runs in its own empty working directory: settings read ``./.env``, and a developer's ``.env`` in
+    the checkout must not reach the tests (nor the processes they start).
+    """
+    monkeypatch.chdir(tmp_path)
     for key in list(os.environ):
         if key.startswith("FOREWARN_") and key != "FOREWARN_TEST_PG_URL":
             monkeypatch.delenv(key)
@@ -32,6 +49,40 @@ def _isolated_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Itera
     get_settings.cache_clear()
     yield
     get_settings.cache_clear()
+
+
+@pytest.fixture(autouse=True)
+def terminal_columns(monkeypatch: pytest.MonkeyPatch) -> Callable[[int], None]:
+    """Every test sees a terminal TERMINAL_COLUMNS wide; call the fixture's value to give it another width.
+
+    rich reads COLUMNS when a console is built (typer builds one for each usage error), but forewarn's CLI
+    builds its consoles at import, so those are resized here too.
+    """
+
+    def resize(columns: int) -> None:
+        monkeypatch.setenv("COLUMNS", str(columns))
+        if "typer.rich_utils" in sys.modules:  # typer reads TERMINAL_WIDTH once, at import
+            monkeypatch.setattr(sys.modules["typer.rich_utils"], "MAX_WIDTH", columns)
+        cli = sys.modules.get("forewarn.cli")
+        for console in (getattr(cli, "console", None), getattr(cli, "err_console", None)):
+            if console is not None:
+                monkeypatch.setattr(console, "width", columns)
+
+    resize(TERMINAL_COLUMNS)
+    return resize
+
+
+@pytest.fixture
+def normalize() -> Callable[[str], str]:
+    """A function that drops rich's box drawing from terminal text and collapses all whitespace to one space.
+
+    Check CLI output through it when a line may wrap whatever the width, e.g. around a long temporary path.
+    """
+
+    def normalized(text: str) -> str:
+        return " ".join(_TERMINAL_DECORATION.sub(" ", text).split())
+
+    return normalized
 
 
 @pytest.fixture
