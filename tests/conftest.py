@@ -30,6 +30,14 @@ TERMINAL_COLUMNS = 100
 _TERMINAL_DECORATION = re.compile(r"[\u2500-\u257f\u2026]")
 
 
+@pytest.hookimpl(tryfirst=True)  # before -m "not slow" deselects
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test that needs the Prefect server is slow: starting the server alone takes 20-50 s here."""
+    for item in items:
+        if "prefect_harness" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(autouse=True)
 def _isolated_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Every test starts from default settings with its own SQLite store, model and cache directory.
