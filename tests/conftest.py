@@ -19,15 +19,10 @@ os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 PG_ADMIN_URL = os.environ.get("FOREWARN_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
-# Each test runs in its own directory (see _isolated_settings), so a relative PYTHONPATH such as
-# PYTHONPATH=src would send the test's subprocesses to whatever forewarn is installed; anchor it here.
-if os.environ.get("PYTHONPATH"):
-    os.environ["PYTHONPATH"] = os.pathsep.join(os.path.abspath(p) for p in os.environ["PYTHONPATH"].split(os.pathsep))
-
 # The width every test's terminal has, whatever COLUMNS the machine running the suite has.
 TERMINAL_COLUMNS = 100
-# Rich's box drawing (U+2500-U+257F) and the ellipsis it cuts text with: not part of what a test checks.
-_TERMINAL_DECORATION = re.compile(r"[\u2500-\u257f\u2026]")
+# rich's box drawing (U+2500-U+257F): the frame around a message, not part of what a test checks.
+_BOX_DRAWING = re.compile(r"[\u2500-\u257f]")
 
 
 @pytest.hookimpl(tryfirst=True)  # before -m "not slow" deselects
@@ -42,13 +37,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def _isolated_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Every test starts from default settings with its own SQLite store, model and cache directory.
 
-    It also runs in its own empty working directory: settings read ``./.env``, and a developer's ``.env`` in
-    the checkout must not reach the tests (nor the processes they start).
+    It already runs in its own empty directory with no FOREWARN_* variable of the caller's (../conftest.py).
     """
-    monkeypatch.chdir(tmp_path)
-    for key in list(os.environ):
-        if key.startswith("FOREWARN_") and key != "FOREWARN_TEST_PG_URL":
-            monkeypatch.delenv(key)
     monkeypatch.setenv("FOREWARN_DB_URL", f"sqlite:///{tmp_path / 'telemetry.db'}")
     monkeypatch.setenv("FOREWARN_MODEL_DIR", str(tmp_path / "models"))
     monkeypatch.setenv("FOREWARN_CACHE_DIR", str(tmp_path / "cache"))  # never the user's ~/.cache
@@ -69,6 +59,7 @@ def terminal_columns(monkeypatch: pytest.MonkeyPatch) -> Callable[[int], None]:
 
     def resize(columns: int) -> None:
         monkeypatch.setenv("COLUMNS", str(columns))
+        monkeypatch.setenv("TERMINAL_WIDTH", str(columns))
         if "typer.rich_utils" in sys.modules:  # typer reads TERMINAL_WIDTH once, at import
             monkeypatch.setattr(sys.modules["typer.rich_utils"], "MAX_WIDTH", columns)
         cli = sys.modules.get("forewarn.cli")
@@ -88,7 +79,7 @@ def normalize() -> Callable[[str], str]:
     """
 
     def normalized(text: str) -> str:
-        return " ".join(_TERMINAL_DECORATION.sub(" ", text).split())
+        return " ".join(_BOX_DRAWING.sub(" ", text).split())
 
     return normalized
 
