@@ -1,12 +1,14 @@
 """Isolation for everything pytest runs here, the doctests in src/ included (tests/conftest.py adds the rest).
 
-settings read ``FOREWARN_*`` variables and ``./.env``; neither may come from the shell or the checkout.
+settings read ``FOREWARN_*`` variables and ``./.env``, and rich and pandas lay text out for the terminal's
+width; none of these may come from the shell or the checkout.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -15,6 +17,9 @@ import pytest
 # processes a test starts to whatever forewarn is installed; anchor it to where pytest was started.
 if os.environ.get("PYTHONPATH"):
     os.environ["PYTHONPATH"] = os.pathsep.join(os.path.abspath(p) for p in os.environ["PYTHONPATH"].split(os.pathsep))
+
+# The width every test's terminal has, whatever COLUMNS the machine running the suite has.
+TERMINAL_COLUMNS = 100
 
 
 @pytest.fixture(autouse=True)
@@ -33,3 +38,25 @@ def _isolated_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> It
     get_settings.cache_clear()
     yield
     get_settings.cache_clear()
+
+
+@pytest.fixture(autouse=True)
+def terminal_columns(monkeypatch: pytest.MonkeyPatch) -> Callable[[int], None]:
+    """Every test sees a terminal TERMINAL_COLUMNS wide; call the fixture's value to give it another width.
+
+    rich reads COLUMNS when a console is built (typer builds one for each usage error) and pandas each time
+    it prints a frame, but forewarn's CLI builds its consoles at import, so those are resized here too.
+    """
+
+    def resize(columns: int) -> None:
+        monkeypatch.setenv("COLUMNS", str(columns))
+        monkeypatch.setenv("TERMINAL_WIDTH", str(columns))
+        if "typer.rich_utils" in sys.modules:  # typer reads TERMINAL_WIDTH once, at import
+            monkeypatch.setattr(sys.modules["typer.rich_utils"], "MAX_WIDTH", columns)
+        cli = sys.modules.get("forewarn.cli")
+        for console in (getattr(cli, "console", None), getattr(cli, "err_console", None)):
+            if console is not None:
+                monkeypatch.setattr(console, "width", columns)
+
+    resize(TERMINAL_COLUMNS)
+    return resize

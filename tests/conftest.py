@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import sys
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -19,8 +18,6 @@ os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 PG_ADMIN_URL = os.environ.get("FOREWARN_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
-# The width every test's terminal has, whatever COLUMNS the machine running the suite has.
-TERMINAL_COLUMNS = 100
 # rich's box drawing (U+2500-U+257F): the frame around a message, not part of what a test checks.
 _BOX_DRAWING = re.compile(r"[\u2500-\u257f]")
 
@@ -47,28 +44,6 @@ def _isolated_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Itera
     get_settings.cache_clear()
     yield
     get_settings.cache_clear()
-
-
-@pytest.fixture(autouse=True)
-def terminal_columns(monkeypatch: pytest.MonkeyPatch) -> Callable[[int], None]:
-    """Every test sees a terminal TERMINAL_COLUMNS wide; call the fixture's value to give it another width.
-
-    rich reads COLUMNS when a console is built (typer builds one for each usage error), but forewarn's CLI
-    builds its consoles at import, so those are resized here too.
-    """
-
-    def resize(columns: int) -> None:
-        monkeypatch.setenv("COLUMNS", str(columns))
-        monkeypatch.setenv("TERMINAL_WIDTH", str(columns))
-        if "typer.rich_utils" in sys.modules:  # typer reads TERMINAL_WIDTH once, at import
-            monkeypatch.setattr(sys.modules["typer.rich_utils"], "MAX_WIDTH", columns)
-        cli = sys.modules.get("forewarn.cli")
-        for console in (getattr(cli, "console", None), getattr(cli, "err_console", None)):
-            if console is not None:
-                monkeypatch.setattr(console, "width", columns)
-
-    resize(TERMINAL_COLUMNS)
-    return resize
 
 
 @pytest.fixture
