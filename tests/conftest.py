@@ -1,10 +1,11 @@
-"""Shared fixtures: isolated settings, a SQLite store URL, a real PostgreSQL database, a Prefect harness."""
+"""Shared fixtures: isolated settings and terminal, a SQLite store URL, a PostgreSQL database, a Prefect harness."""
 
 from __future__ import annotations
 
 import os
+import re
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -17,13 +18,24 @@ os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 PG_ADMIN_URL = os.environ.get("FOREWARN_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
+# rich's box drawing (U+2500-U+257F): the frame around a message, not part of what a test checks.
+_BOX_DRAWING = re.compile(r"[\u2500-\u257f]")
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m "not slow" deselects
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test that needs the Prefect server is slow: starting the server alone takes 20-50 s here."""
+    for item in items:
+        if "prefect_harness" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)
+
 
 @pytest.fixture(autouse=True)
 def _isolated_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Every test starts from default settings with its own SQLite store, model and cache directory."""
-    for key in list(os.environ):
-        if key.startswith("FOREWARN_") and key != "FOREWARN_TEST_PG_URL":
-            monkeypatch.delenv(key)
+    """Every test starts from default settings with its own SQLite store, model and cache directory.
+
+    It already runs in its own empty directory with no FOREWARN_* variable of the caller's (../conftest.py).
+    """
     monkeypatch.setenv("FOREWARN_DB_URL", f"sqlite:///{tmp_path / 'telemetry.db'}")
     monkeypatch.setenv("FOREWARN_MODEL_DIR", str(tmp_path / "models"))
     monkeypatch.setenv("FOREWARN_CACHE_DIR", str(tmp_path / "cache"))  # never the user's ~/.cache
@@ -32,6 +44,19 @@ def _isolated_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Itera
     get_settings.cache_clear()
     yield
     get_settings.cache_clear()
+
+
+@pytest.fixture
+def normalize() -> Callable[[str], str]:
+    """A function that drops rich's box drawing from terminal text and collapses all whitespace to one space.
+
+    Check CLI output through it when a line may wrap whatever the width, e.g. around a long temporary path.
+    """
+
+    def normalized(text: str) -> str:
+        return " ".join(_BOX_DRAWING.sub(" ", text).split())
+
+    return normalized
 
 
 @pytest.fixture

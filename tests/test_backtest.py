@@ -46,6 +46,7 @@ def _labelled(runs: pd.DataFrame) -> pd.DataFrame:
     return runs[runs["flow_run_id"].map(failure_labels(runs)).notna()]
 
 
+@pytest.mark.slow  # a walk-forward backtest on simulated history: 10-20 s each here
 class TestModelBeatsBaselines:
     """On held-out windows the model ranks failures better than both simple rules."""
 
@@ -82,6 +83,7 @@ class TestModelBeatsBaselines:
         assert result.overall["model"]["median_lead_time_seconds"] > 0
 
 
+@pytest.mark.slow  # a walk-forward backtest on simulated history: 10-20 s each here
 class TestFoldsAreHonest:
     """No fold learns from a run that had not ended when its window began."""
 
@@ -137,6 +139,7 @@ class TestFoldsAreHonest:
         assert res.params["lead_seconds"] == 1800.0
 
 
+@pytest.mark.slow  # a walk-forward backtest on simulated history: 10-20 s each here
 class TestOutputs:
     """The result has exactly the documented shape and serialises to JSON."""
 
@@ -192,6 +195,7 @@ class TestOutputs:
         assert calls == [(0, 2), (1, 2), (2, 2)]
 
 
+@pytest.mark.slow  # a walk-forward backtest on simulated history: 10-20 s each here
 class TestCompareFamilies:
     """compare_families() puts families and baselines side by side on the same folds."""
 

@@ -29,6 +29,7 @@ def filled_store(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 
 class TestTrainAndBacktest:
+    @pytest.mark.slow  # trains on a simulated history
     def test_train_saves_a_verified_model_with_its_manifest(self, filled_store: str, tmp_path: Path) -> None:
         """forewarn train writes model.joblib + manifest.json with backtest figures and points latest at it."""
         result = runner.invoke(app, ["train", "--db", filled_store, "--model-dir", str(tmp_path), "--folds", "2"])
@@ -40,6 +41,7 @@ class TestTrainAndBacktest:
         assert 0 < manifest.threshold < 1
         assert json.loads((tmp_path / "latest.json").read_text())["version"] == manifest.version
 
+    @pytest.mark.slow  # trains on a simulated history
     def test_backtest_writes_json_and_predictions(self, filled_store: str, tmp_path: Path) -> None:
         """--json holds the figures of the model and both baselines; --predictions-out every scored run."""
         out_json, out_csv = tmp_path / "bt.json", tmp_path / "scored.csv"
@@ -83,6 +85,7 @@ class TestTrainAndBacktest:
 
 
 class TestTrainingManifest:
+    @pytest.mark.slow  # trains on a simulated history
     def test_feature_windows_travel_with_the_model(self, tmp_path: Path) -> None:
         """train_and_save stores its FeatureConfig in the manifest; live scoring reads the same windows."""
         from datetime import timedelta

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -90,6 +91,36 @@ class TestCli:
         assert result.exit_code == 0, result.output
         assert "orders" in result.output and "billing" in result.output
         assert "66.7%" in result.output  # overall ER
+
+    @pytest.mark.parametrize("columns", [60, 80, 200])
+    def test_report_shows_the_flow_names_at_any_width(
+        self, sqlite_url: str, terminal_columns: Callable[[int], None], columns: int
+    ) -> None:
+        """On a 60-column terminal as on a 200-column one the flow names are in the table and no line is cut."""
+        fill(TelemetryStore(sqlite_url))
+        terminal_columns(columns)
+        result = runner.invoke(app, ["report", "--db", sqlite_url])
+        assert result.exit_code == 0, result.output
+        lines = result.output.splitlines()
+        assert any("│ orders " in line for line in lines) and any("│ billing " in line for line in lines)
+        assert max(map(len, lines)) <= columns
+
+    def test_long_flow_names_fold_rather_than_vanish(
+        self, terminal_columns: Callable[[int], None], capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """A name too long for a narrow terminal is folded over lines in its own column; the figures stay whole."""
+        from forewarn.cli import print_report
+
+        name = "nightly-warehouse-reconciliation"
+        runs = pd.DataFrame({"flow_run_id": ["r"], "flow_name": [name], "state": ["COMPLETED"]})
+        attempts = pd.DataFrame({"flow_run_id": ["r"], "task_run_id": ["t"], "attempt": [1], "outcome": ["success"]})
+        terminal_columns(60)
+        print_report(reliability_report(runs, attempts))
+        rows = [line.split("│") for line in capsys.readouterr().out.splitlines() if line.startswith("│")]
+        assert name in "".join(row[1].strip() for row in rows)
+        first_line = rows[1][1].strip()  # rows[0] is ALL
+        assert name.startswith(first_line) and len(first_line) >= 8  # a readable piece of the name, not a sliver
+        assert "100.0%" in "".join("".join(row) for row in rows)  # success rate of the one run, unbroken
 
     def test_report_bad_time_is_a_clear_error(self, sqlite_url: str) -> None:
         """A malformed --since names the option and the expected form."""

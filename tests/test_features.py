@@ -233,6 +233,7 @@ def reference(
     }
 
 
+@pytest.mark.slow  # the brute-force reference reads every target one at a time
 class TestReference:
     """The vectorised features equal a direct, one-target-at-a-time reading of their definitions."""
 

@@ -136,6 +136,7 @@ class TestChooseThreshold:
 class TestMakePipeline:
     """make_pipeline() builds one calibrated Pipeline from raw feature rows to a probability."""
 
+    @pytest.mark.slow  # fits a pipeline per family
     @pytest.mark.parametrize("family", ["hgb", "logreg"])
     def test_families_fit_and_score_raw_rows(self, family: str, data: Data) -> None:
         """Both families take the raw frame, including unseen categories and missing values."""
@@ -221,6 +222,7 @@ class TestEstimatorContract:
         assert model.get_params()["family"] == "nonsense"
         assert not [k for k in vars(model) if k.endswith("_")]
 
+    @pytest.mark.slow  # fits its own model
     def test_fit_returns_self_and_learns_underscored_attributes(self, data: Data) -> None:
         """fit() returns the estimator, with pipeline_, threshold_, feature_spec_ and counts."""
         X, y = data
@@ -253,6 +255,7 @@ class TestEstimatorContract:
         np.testing.assert_allclose(proba.sum(axis=1), 1.0)
         np.testing.assert_array_equal(fitted.predict(X), (proba[:, 1] >= fitted.threshold_).astype(int))
 
+    @pytest.mark.slow  # fits its own model
     @pytest.mark.parametrize("family", ["hgb", "logreg"])
     def test_columns_are_matched_by_name(self, family: str, data: Data) -> None:
         """Reordered columns and extra columns give the same risks."""
@@ -266,6 +269,7 @@ class TestEstimatorContract:
         with pytest.raises(FeatureSchemaError, match="feature_input_rows"):
             fitted.predict_proba(data[0].drop(columns=["feature_input_rows"]))
 
+    @pytest.mark.slow  # fits its own model
     def test_unlabelled_rows_are_dropped(self, data: Data) -> None:
         """NaN labels (unfinished or cancelled runs) are not training rows."""
         X, y = data
@@ -274,6 +278,7 @@ class TestEstimatorContract:
         model = FailureWarningModel(family="logreg").fit(X, y)
         assert model.n_train_runs_ == len(X) - 100
 
+    @pytest.mark.slow  # fits two models
     def test_labels_align_by_index(self, data: Data) -> None:
         """A label Series in another order is aligned on flow_run_id."""
         X, y = data
@@ -281,6 +286,7 @@ class TestEstimatorContract:
         b = FailureWarningModel(family="logreg").fit(X, y.iloc[::-1])
         np.testing.assert_allclose(a.predict_proba(X.iloc[:20]), b.predict_proba(X.iloc[:20]))
 
+    @pytest.mark.slow  # fits two models
     def test_same_random_state_same_model(self, data: Data) -> None:
         """Randomness goes through random_state only."""
         X, y = data
@@ -326,6 +332,7 @@ class TestThreshold:
         assert warned.sum() > 20
         assert 0.3 <= new_y[warned].mean() <= 0.8
 
+    @pytest.mark.slow  # fits its own model
     @pytest.mark.parametrize(("late_failures", "source"), [(12, "kfold"), (5, "in_sample")])
     def test_fallbacks_when_failures_are_all_recent(self, data: Data, late_failures: int, source: str) -> None:
         """Too few failures before the holdout: shuffled out-of-fold risks, or in-sample ones as a last resort."""
@@ -525,6 +532,7 @@ class TestFastScoring:
         fitted.risk(row)
         fitted.explain(row)
 
+    @pytest.mark.slow  # 20 batches through both scoring paths, for each of 10 cases
     @pytest.mark.parametrize("family", ["hgb", "logreg"])
     @pytest.mark.parametrize("n_rows", [1, 2, 37, 64, 65])
     def test_risk_equals_the_pipeline(
@@ -545,6 +553,7 @@ class TestFastScoring:
         for row in rows:
             np.testing.assert_allclose(fitted.risk(row), fitted.pipeline_.predict_proba(row)[:, 1], rtol=0, atol=1e-12)
 
+    @pytest.mark.slow  # fits a model per calibration
     @pytest.mark.parametrize("kind", ["isotonic", "ensemble"])
     def test_other_calibrations_score_as_in_the_pipeline(self, kind: str, data: Data) -> None:
         """Isotonic calibrators and several calibrated members (ensemble=True) are averaged as sklearn does."""
@@ -562,6 +571,7 @@ class TestFastScoring:
             )
         _assert_reasons(model, X.iloc[[5]])
 
+    @pytest.mark.slow  # a brute-force reference, one feature at a time
     @pytest.mark.parametrize("family", ["hgb", "logreg"])
     def test_explain_matches_the_per_feature_reference(
         self, family: str, fitted: FailureWarningModel, fitted_logreg: FailureWarningModel, data: Data

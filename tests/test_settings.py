@@ -108,6 +108,32 @@ class TestValidation:
         assert get_settings().retries == 9
 
 
+class TestDotEnv:
+    """A ``.env`` file in the working directory is read like the environment (each test runs in its tmp_path)."""
+
+    def test_dotenv_in_the_working_directory_is_read(self, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+        """Its FOREWARN_* values are settings; a variable in the environment wins over the file."""
+        (tmp_path / ".env").write_text("FOREWARN_RETRIES=7\nFOREWARN_WARNING_POLICY=harden\n")
+        settings = load_settings()
+        assert (settings.retries, settings.warning_policy) == (7, "harden")
+        monkeypatch.setenv("FOREWARN_RETRIES", "2")
+        assert load_settings().retries == 2
+
+    def test_unknown_variable_in_dotenv_is_an_error(self, tmp_path: Path) -> None:
+        """A typo in .env is refused as it is in the environment, not silently ignored."""
+        (tmp_path / ".env").write_text("FOREWARN_DB_ULR=sqlite:///x.db\n")
+        with pytest.raises(ConfigurationError) as info:
+            load_settings()
+        assert info.value.setting.upper() == "FOREWARN_DB_ULR"
+
+    def test_bad_value_in_dotenv_names_the_variable(self, tmp_path: Path) -> None:
+        """A value in .env is validated like one from the environment."""
+        (tmp_path / ".env").write_text("FOREWARN_RETRIES=lots\n")
+        with pytest.raises(ConfigurationError) as info:
+            load_settings()
+        assert info.value.setting == "FOREWARN_RETRIES"
+
+
 class TestErrors:
     @pytest.mark.parametrize(
         "error",

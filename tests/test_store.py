@@ -198,7 +198,8 @@ class TestOpening:
         started = time.monotonic()
         with pytest.raises(StoreUnreachableError) as info:
             TelemetryStore(url)
-        assert time.monotonic() - started < 6
+        # a refused connection fails at once; the generous bound catches a retry loop, not a slow machine
+        assert time.monotonic() - started < 30
         message = str(info.value)
         assert "postgresql+psycopg://forewarn:***@127.0.0.1:1/telemetry" in message
         assert "127.0.0.1:1" in message and "Check that PostgreSQL is running" in message

@@ -16,6 +16,7 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
+from rich.measure import Measurement
 from rich.table import Table
 
 from forewarn.errors import ForewarnError
@@ -83,16 +84,37 @@ def _cell(column: str, value: float) -> str:
     return f"{int(value):,}"
 
 
+_UNBOUNDED_WIDTH = 10_000  # wide enough to measure any report table at its natural width
+_FOLDED_HEADER_MIN = 4  # a folded header keeps at least this many characters a line, e.g. "succ" / "ess"
+
+
 def print_report(report, title: str = "forewarn reliability report") -> None:  # type: ignore[no-untyped-def]
-    """Render :func:`forewarn.learning.report.reliability_report` as a table."""
-    table = Table(title=title)
-    table.add_column("flow", overflow="fold")
-    for header in _REPORT_COLUMNS.values():
-        table.add_column(header, justify="right", no_wrap=True)
-    for name, row in report.iterrows():
-        table.add_row(str(name), *(_cell(column, row[column]) for column in _REPORT_COLUMNS))
+    """Render :func:`forewarn.learning.report.reliability_report` as a table.
+
+    The flow names are what a reader looks up, so on a terminal too narrow for the whole table the headers
+    of the figures fold onto more lines first (the figures themselves stay whole) and the names keep the
+    room that is left; names longer than that fold too.
+    """
+    rows = [(str(name), [_cell(column, row[column]) for column in _REPORT_COLUMNS]) for name, row in report.iterrows()]
+    table = _report_table(rows, title, fold_headers=False)
+    unbounded = console.options.update_width(_UNBOUNDED_WIDTH)  # the table's own width, not the terminal's
+    if Measurement.get(console, unbounded, table).maximum > console.width:
+        table = _report_table(rows, title, fold_headers=True)
     console.print(table)
     console.print("ER = runs that met a failed attempt and still completed / runs that met a failed attempt")
+
+
+def _report_table(rows: list[tuple[str, list[str]]], title: str, fold_headers: bool) -> Table:
+    """The report table; with ``fold_headers`` each figure column is only as wide as its widest figure."""
+    table = Table(title=title)
+    table.add_column("flow", overflow="fold")
+    for index, header in enumerate(_REPORT_COLUMNS.values()):
+        widest = max((len(cells[index]) for _, cells in rows), default=0)
+        width = max(widest, _FOLDED_HEADER_MIN) if fold_headers else None
+        table.add_column(header, justify="right", no_wrap=not fold_headers, overflow="fold", max_width=width)
+    for name, cells in rows:
+        table.add_row(name, *cells)
+    return table
 
 
 @app.command()
