@@ -1,20 +1,27 @@
 """The store's database: its URL, its SQLAlchemy engine, and the errors it raises.
 
 :class:`Database` parses and checks a store URL (SQLite or PostgreSQL through psycopg 3), creates the
-engine with each backend's settings (SQLite pragmas and the WAL switch, PostgreSQL's connect timeout and
-asynchronous commits), opens it once, tells transient failures (a lock, a dropped connection) from the
-rest, and turns database errors into :class:`~forewarn.errors.StoreError` messages whose URL and text are
-masked by :func:`forewarn.masking.mask_url`, as everywhere in forewarn. A forked child drops the pooled
-connections it inherited from its parent.
+engine with each backend's settings (SQLite pragmas and the WAL switch; PostgreSQL's connect, statement,
+lock and socket timeouts of :mod:`forewarn.store._timeouts` and asynchronous commits), opens it once,
+tells transient failures (a lock, a dropped connection) from the rest, and turns database errors into
+:class:`~forewarn.errors.StoreError` messages whose URL and text are masked by
+:func:`forewarn.masking.mask_url`, as everywhere in forewarn. A forked child drops the pooled connections
+it inherited from its parent.
+
+On PostgreSQL it also guards every use of the network: a connection that cannot be made, or an operation
+cut off by its client-side deadline (:mod:`forewarn.store._deadline`), opens the store's circuit breaker,
+and until :attr:`~forewarn.store._timeouts.StoreTimeouts.retry_interval` has passed every call is refused
+with :class:`~forewarn.errors.StoreUnreachableError` without touching the network.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,14 +31,20 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 from sqlalchemy.pool import StaticPool
 
-from forewarn.errors import ConfigurationError, StoreError, StoreUnreachableError
+from forewarn.errors import CircuitOpenError, ConfigurationError, StoreError, StoreUnreachableError
 from forewarn.masking import MASK, mask_url
+from forewarn.resilience.breaker import CircuitBreaker
+from forewarn.store._deadline import SocketDeadline
+from forewarn.store._timeouts import StoreTimeouts, postgres_connect_args, postgres_session_sql
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
-"""How long a SQLite writer waits for another writer's lock before SQLite reports "database is locked"."""
+"""How long a SQLite writer waits for another writer's lock before SQLite reports "database is locked".
 
-PG_CONNECT_TIMEOUT_S = 5
-"""Seconds before an unanswered PostgreSQL connection attempt fails (``StoreUnreachableError`` at open)."""
+Deliberately long: SQLite is local, so a lock is always another forewarn writer that will finish (an
+import's transaction, a WAL checkpoint), never a dead peer; giving up early would lose the row, waiting
+costs only this writer. With :data:`~forewarn.store._execute.WRITE_RETRIES` retries on top, a write gives
+up only when the file stays locked for minutes (a stuck process holding it).
+"""
 
 _TRANSIENT_SQLITE = re.compile(r"locked|busy", re.IGNORECASE)
 _EXPECTED_URL = (
@@ -46,14 +59,30 @@ class Database:
     :meth:`open`. :attr:`url` is the URL as shown, password masked.
     """
 
-    def __init__(self, url: str, setting: str) -> None:
+    def __init__(
+        self,
+        url: str,
+        setting: str,
+        *,
+        timeouts: StoreTimeouts | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         sa_url = parse_url(url, setting)
         self.url = mask_url(sa_url.render_as_string(hide_password=False))
         self.is_sqlite = sa_url.get_backend_name() == "sqlite"
+        self.timeouts = timeouts or StoreTimeouts()
         self.closed = False
         self._address = f"{sa_url.host or 'localhost'}:{sa_url.port or 5432}"
         self._secrets = _secrets(sa_url)
-        self.engine = _sqlite_engine(sa_url, self.url) if self.is_sqlite else _postgres_engine(sa_url)
+        self._deadline = SocketDeadline()
+        # One failure opens it: that failure already cost a whole timeout, and the next would cost another.
+        self._breaker = CircuitBreaker(
+            "telemetry store", failure_threshold=1, reset_timeout=self.timeouts.retry_interval, clock=clock
+        )
+        if self.is_sqlite:
+            self.engine = _sqlite_engine(sa_url, self.url)
+        else:
+            self.engine = _postgres_engine(sa_url, self.timeouts, self._on_postgres_connect)
 
     def open(self, setup: Callable[[sa.Connection], object]) -> None:
         """Connect and run ``setup`` (creating or upgrading the schema) on that first connection.
@@ -77,6 +106,68 @@ class Database:
             self.engine.dispose()
             raise self.error(exc, "creating or upgrading the schema", 0) from exc
         _OPEN_DATABASES.add(self)
+
+    def admit(self) -> None:
+        """Return if the database may be tried now; :class:`~forewarn.errors.StoreUnreachableError` at once if
+        it did not answer less than ``retry_interval`` seconds ago (nothing touches the network)."""
+        if self.is_sqlite:
+            return
+        try:
+            self._breaker.before_call()
+        except CircuitOpenError as exc:
+            raise StoreUnreachableError(
+                f"the telemetry store {self.url} did not answer a moment ago; not trying again for another "
+                f"{exc.retry_after:.1f}s (StoreTimeouts.retry_interval={self.timeouts.retry_interval:g}s)",
+                url=self.url,
+            ) from None
+
+    def reached(self) -> None:
+        """Record that the database answered: the store stops refusing calls."""
+        if not self.is_sqlite:
+            self._breaker.record_success()
+
+    def connect(self) -> sa.Connection:
+        """A pooled connection; on PostgreSQL, failing to connect is :meth:`unreachable`."""
+        if self.is_sqlite:
+            return self.engine.connect()
+        try:
+            return self.engine.connect()
+        except DBAPIError as exc:
+            raise self.unreachable(exc) from exc
+
+    def raw_connection(self) -> Any:
+        """A pooled DBAPI connection (SQLAlchemy's proxy); on PostgreSQL, failing to connect is :meth:`unreachable`."""
+        if self.is_sqlite:
+            return self.engine.raw_connection()
+        try:
+            return self.engine.raw_connection()
+        except DBAPIError as exc:
+            raise self.unreachable(exc) from exc
+
+    @contextlib.contextmanager
+    def bounded(self, dbapi_connection: Any, seconds: float | None, action: str) -> Iterator[None]:
+        """Run the block under a client-side deadline of ``seconds`` on ``dbapi_connection``'s socket.
+
+        ``None`` or SQLite: no deadline. If the deadline cuts the block off, the socket is shut down, the
+        driver's error is replaced by :meth:`unreachable`'s and the store refuses calls for a while.
+        """
+        if self.is_sqlite or seconds is None:
+            yield
+            return
+        try:
+            with self._deadline.guard(dbapi_connection.fileno(), seconds):
+                yield
+        except Exception as exc:
+            if not self._deadline.expired():
+                raise
+            raise self.unreachable(exc, f"{action} got no answer within {seconds:g}s") from exc
+
+    def unreachable(self, exc: BaseException, what: str | None = None) -> StoreUnreachableError:
+        """The database did not answer: open the breaker and describe it (``what`` happened, else ``exc``)."""
+        self._breaker.record_failure()
+        error = self._open_error(exc, what)
+        assert isinstance(error, StoreUnreachableError)
+        return error
 
     def close(self) -> None:
         """Close every pooled connection; closing twice is fine."""
@@ -102,8 +193,18 @@ class Database:
             f"{action} failed on the telemetry store {self.url}{after}: {self._reason(exc)}", url=self.url
         )
 
-    def _open_error(self, exc: BaseException) -> StoreError:
-        reason = self._reason(exc)
+    def _on_postgres_connect(self, dbapi_connection: Any, _record: Any) -> None:
+        """Set the session's timeouts (:func:`~forewarn.store._timeouts.postgres_session_sql`), under the
+        write deadline: a server that completes the handshake and then stalls is cut off here too."""
+        with self._deadline.guard(dbapi_connection.fileno(), self.timeouts.write):
+            cursor = dbapi_connection.cursor()
+            cursor.execute(postgres_session_sql(self.timeouts))
+            cursor.close()
+            if not dbapi_connection.autocommit:
+                dbapi_connection.commit()
+
+    def _open_error(self, exc: BaseException, what: str | None = None) -> StoreError:
+        reason = what or self._reason(exc)
         if self.is_sqlite:
             return StoreError(
                 f"cannot open the SQLite store {self.url}: {reason}; check that the file and its "
@@ -185,19 +286,18 @@ def _sqlite_engine(url: URL, shown: str) -> sa.Engine:
     return engine
 
 
-def _postgres_engine(url: URL) -> sa.Engine:
-    connect_args: dict[str, Any] = {}
-    if "connect_timeout" not in url.query:
-        connect_args["connect_timeout"] = PG_CONNECT_TIMEOUT_S
+def _postgres_engine(url: URL, timeouts: StoreTimeouts, on_connect: Callable[[Any, Any], None]) -> sa.Engine:
     engine = sa.create_engine(
         url,
-        pool_pre_ping=True,
+        # No pre-ping: it would cost a round trip per write and could hang on a stalled server outside any
+        # deadline. A pooled connection found dead by its statement is invalidated and the write retried.
+        pool_pre_ping=False,
         # One statement per write is its own transaction: one round trip, one commit. Multi-statement
         # writes open an explicit transaction (write_transaction).
         isolation_level="AUTOCOMMIT",
-        connect_args=connect_args,
+        connect_args=postgres_connect_args(timeouts, url.query),
     )
-    event.listen(engine, "connect", _postgres_on_connect)
+    event.listen(engine, "connect", on_connect)
     return engine
 
 
@@ -231,18 +331,6 @@ def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA synchronous = NORMAL")
     cursor.execute("PRAGMA foreign_keys = ON")
     cursor.close()
-
-
-def _postgres_on_connect(dbapi_connection: Any, _record: Any) -> None:
-    # Telemetry writes do not wait for the WAL flush: COMMIT returns once the server has the row in memory.
-    # A crash of the *client* (a flow process) loses nothing the server acknowledged; only a crash of the
-    # PostgreSQL server itself can lose the last few hundred milliseconds of commits (3 x wal_writer_delay)
-    # — never corrupt them. In exchange each commit skips an fsync, which cuts write latency several-fold.
-    cursor = dbapi_connection.cursor()
-    cursor.execute("SET synchronous_commit TO OFF")
-    cursor.close()
-    if not dbapi_connection.autocommit:
-        dbapi_connection.commit()
 
 
 _OPEN_DATABASES: weakref.WeakSet[Database] = weakref.WeakSet()

@@ -5,6 +5,13 @@ A write that meets SQLite locked past ``busy_timeout``, or a connection that dro
 capped at 1 s, no jitter) with the store's injectable ``sleep``. Every write is an idempotent upsert or
 runs in one transaction, so trying it again is safe. Any database error that remains becomes a
 :class:`~forewarn.errors.StoreError` built by :meth:`~forewarn.store._engine.Database.error`.
+
+Each try first asks :meth:`~forewarn.store._engine.Database.admit`: once PostgreSQL did not answer (a
+connection that could not be made, an operation past its deadline) the store raises
+:class:`~forewarn.errors.StoreUnreachableError` at once, without retrying, until its retry interval passed.
+Single-row writes and reads run under the client-side deadlines of
+:class:`~forewarn.store._timeouts.StoreTimeouts`; multi-row writes, which may import a whole history in
+one transaction, are bounded by the server's ``statement_timeout`` and the socket timeouts instead.
 """
 
 from __future__ import annotations
@@ -51,12 +58,16 @@ def write_retrying(
     sleep: Callable[[float], None],
     atomic: bool = False,
 ) -> T:
-    """Run ``work`` on a pooled connection, retrying transient failures; ``atomic`` makes it one transaction."""
+    """Run ``work`` on a pooled connection, retrying transient failures; ``atomic`` makes it one transaction.
+
+    A non-atomic write is one statement and runs under the write deadline; an atomic one has none.
+    """
 
     def once() -> T:
-        with db.engine.connect() as conn:
+        with db.connect() as conn:
             if not atomic:
-                return work(conn)
+                with db.bounded(conn.connection.dbapi_connection, db.timeouts.write, action):
+                    return work(conn)
             with write_transaction(conn):
                 return work(conn)
 
@@ -68,18 +79,23 @@ def write_prepared_retrying(
 ) -> None:
     """Execute one prepared single-row write (autocommit: one statement, one commit), retried as
     :func:`write_retrying`."""
-    raw_write = _RawWrite(db, prepared.sql, prepared.bind(params))
+    raw_write = _RawWrite(db, prepared.sql, prepared.bind(params), action)
     errors = (raw_write.driver_error, DBAPIError)
     _retrying(raw_write, db, action, sleep=sleep, errors=errors, transient=raw_write.transient)
 
 
 def read_once(db: Database, work: Callable[[sa.Connection], T], action: str) -> T:
-    """Run ``work`` on a pooled connection once; a database error becomes a StoreError naming ``action``."""
-    try:
-        with db.engine.connect() as conn:
+    """Run ``work`` on a pooled connection under the read deadline; a database error becomes a StoreError
+    naming ``action``. A pooled connection found dead is replaced and the read tried once more."""
+
+    def once() -> T:
+        with db.connect() as conn, db.bounded(conn.connection.dbapi_connection, db.timeouts.read, action):
             return work(conn)
-    except SQLAlchemyError as exc:
-        raise db.error(exc, action, 0) from exc
+
+    def dropped(exc: BaseException) -> bool:
+        return isinstance(exc, DBAPIError) and exc.connection_invalidated
+
+    return _retrying(once, db, action, sleep=lambda _: None, errors=(DBAPIError,), transient=dropped, retries=1)
 
 
 class _RawWrite:
@@ -89,16 +105,24 @@ class _RawWrite:
     the write counts as transient, so it is tried again on a fresh connection.
     """
 
-    def __init__(self, db: Database, sql: str, params: tuple[Any, ...] | dict[str, Any]) -> None:
+    def __init__(self, db: Database, sql: str, params: tuple[Any, ...] | dict[str, Any], action: str) -> None:
         self.db = db
         self.sql = sql
         self.params = params
+        self.action = action
         self.driver_error = db.engine.dialect.loaded_dbapi.Error  # the driver's own base error class
         self.invalidated = False
 
     def __call__(self) -> None:
         self.invalidated = False
-        raw = self.db.engine.raw_connection()  # pooled; pre-pinged on PostgreSQL
+        raw = self.db.raw_connection()  # pooled
+        try:
+            with self.db.bounded(raw.dbapi_connection, self.db.timeouts.write, self.action):
+                self._execute(raw)
+        finally:
+            raw.close()  # back to the pool
+
+    def _execute(self, raw: Any) -> None:
         try:
             cursor = raw.cursor()
             try:
@@ -110,8 +134,6 @@ class _RawWrite:
                 raw.invalidate(exc)
                 self.invalidated = True
             raise
-        finally:
-            raw.close()  # back to the pool
 
     def transient(self, exc: BaseException) -> bool:
         """The last try dropped its connection, or failed with a transient error."""
@@ -126,18 +148,29 @@ def _retrying(
     sleep: Callable[[float], None],
     errors: tuple[type[BaseException], ...],
     transient: Callable[[BaseException], bool],
+    retries: int = WRITE_RETRIES,
 ) -> T:
     """``once()``, tried again after :func:`retry_wait` while it raises one of ``errors`` that is transient,
-    at most :data:`WRITE_RETRIES` times; any database error left becomes a StoreError naming ``action``."""
+    at most ``retries`` times; any database error left becomes a StoreError naming ``action``.
+
+    Each try is first admitted by the store's breaker; a try the database answered, even with an error,
+    closes it. :class:`~forewarn.errors.StoreUnreachableError` (connect failed, deadline expired, breaker
+    open) goes up at once: another try would cost another timeout.
+    """
     tries = 0
     while True:
+        db.admit()
         try:
-            return once()
+            result = once()
         except errors as exc:
-            if tries < WRITE_RETRIES and transient(exc):
+            if tries < retries and transient(exc):
                 sleep(retry_wait(tries))
                 tries += 1
                 continue
+            db.reached()
             raise db.error(exc, action, tries) from exc
         except SQLAlchemyError as exc:
+            db.reached()
             raise db.error(exc, action, tries) from exc
+        db.reached()
+        return result

@@ -60,6 +60,7 @@ from forewarn.store._queries import (
     with_raw_times,
 )
 from forewarn.store._rows import attempt_row, check_source, prediction_row, run_row
+from forewarn.store._timeouts import StoreTimeouts
 from forewarn.store.migrations import ensure_schema, read_version
 
 if TYPE_CHECKING:
@@ -77,7 +78,10 @@ class TelemetryStore:
     (default: ``FOREWARN_DB_URL``, see :func:`forewarn.settings.get_settings`). Opening creates the SQLite
     file's directory, connects, and creates or upgrades the schema (see :mod:`forewarn.store.migrations`);
     ``create=False`` refuses to create a store in an empty database. ``sleep`` is the pause between
-    retries of a write that hit a locked SQLite database (tests pass a fake).
+    retries of a write that hit a locked SQLite database (tests pass a fake). ``timeouts``
+    (:class:`~forewarn.store.StoreTimeouts`) bounds every wait on PostgreSQL; after the database did not
+    answer, calls raise :class:`~forewarn.errors.StoreUnreachableError` at once until
+    ``timeouts.retry_interval`` seconds of ``clock`` have passed (docs/store.md, "Timeouts").
 
     Raises :class:`~forewarn.errors.StoreUnreachableError` when the database does not answer,
     :class:`~forewarn.errors.SchemaVersionError` when a newer forewarn wrote it,
@@ -110,6 +114,8 @@ class TelemetryStore:
         *,
         create: bool = True,
         sleep: Callable[[float], None] = time.sleep,
+        timeouts: StoreTimeouts | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if url is None:
             from forewarn.settings import get_settings
@@ -117,7 +123,7 @@ class TelemetryStore:
             url, setting = get_settings().db_url, "FOREWARN_DB_URL"
         else:
             setting = "url"
-        self._db = Database(url, setting)
+        self._db = Database(url, setting, timeouts=timeouts, clock=clock)
         self._sleep = sleep
         self._db.open(lambda conn: ensure_schema(conn, url=self._db.url, create=create))
         self._statements = WriteStatements(self._db.engine.dialect, sqlite=self._db.is_sqlite)
