@@ -3,9 +3,9 @@
 Owns: the schema (``schema``: every ``Table``), its upgrades (``migrations``) and :class:`TelemetryStore`,
 the typed facade every other layer reads and writes through, over private modules (``_engine``,
 ``_execute``, ``_deadline``, ``_timeouts``, ``_codec``, ``_rows``, ``_bulk``, ``_queries``, ``_frames``).
-May import: SQLAlchemy, pandas/numpy, the shared modules at the package root, :mod:`forewarn.resilience.retry` for its backoff
-formula and :mod:`forewarn.resilience.breaker` for refusing calls while the database does not answer.
-Never Prefect or scikit-learn.
+May import: SQLAlchemy, pandas/numpy, the shared modules at the package root,
+:mod:`forewarn.resilience.retry` for its backoff formula and :mod:`forewarn.resilience.breaker` for
+refusing calls while the database does not answer. Never Prefect or scikit-learn.
 
 Example::
 

@@ -3,7 +3,8 @@
 Times going in must be timezone-aware (:func:`aware`) and come out as one naive-UTC ``datetime64[ns]``
 array per column (:func:`parse_times`); parameters and pre-run features are stored as canonical JSON,
 one record at a time or a whole frame column at once, and read back into ``feature_<name>`` columns;
-strings are cut to their column; states and outcomes are checked. No SQL here: the statements live in
+strings are cut to their column and a NUL character in them is replaced (:data:`NUL_REPLACEMENT`); states
+and outcomes are checked. No SQL here: the statements live in
 :mod:`forewarn.store._queries` and :mod:`forewarn.store._bulk`.
 """
 
@@ -25,6 +26,15 @@ TIME_COLUMNS = frozenset({"scheduled_start", "start_time", "end_time", "predicte
 """Table columns that hold times."""
 
 _RUN_TIME_COLUMNS = frozenset({"run_scheduled_start", "run_start_time"})
+
+NUL_REPLACEMENT = "\ufffd"
+"""What a NUL (``\\x00``) in a text value is stored as: U+FFFD, the Unicode replacement character.
+
+PostgreSQL text cannot hold NUL and refuses the whole row, so an exception message carrying one would
+lose its attempt. U+FFFD is one character for one (a value cut to its column stays within it), cannot
+be confused with text that really said ``\\0``, and is done on SQLite too, so a store reads the same
+whichever database holds it. JSON columns need nothing: ``json.dumps`` writes NUL as ``\\u0000``.
+"""
 
 
 def is_time(name: str) -> bool:
@@ -56,8 +66,29 @@ def aware_or_none(value: datetime | None, name: str) -> datetime | None:
 
 
 def cut(value: str | None, length: int) -> str | None:
-    """``value`` cut to ``length`` characters, so a long string fits its column instead of failing the write."""
-    return value if value is None or len(value) <= length else value[:length]
+    """``value`` cut to ``length`` characters, so a long string fits its column instead of failing the write,
+    with NUL replaced by :data:`NUL_REPLACEMENT`.
+
+    Example::
+
+        >>> cut("disk\\x00full", 6) == "disk" + NUL_REPLACEMENT + "f"
+        True
+    """
+    if value is None:
+        return None
+    value = without_nul(value)
+    return value if len(value) <= length else value[:length]
+
+
+def without_nul(value: str) -> str:
+    """``value`` with each NUL replaced by :data:`NUL_REPLACEMENT`, which PostgreSQL text can hold.
+
+    Example::
+
+        >>> without_nul("a\\x00b") == "a\\ufffdb"
+        True
+    """
+    return value.replace("\x00", NUL_REPLACEMENT) if "\x00" in value else value
 
 
 def state_value(state: RunState | str) -> str:
@@ -124,7 +155,8 @@ def encode_features(features: Mapping[str, Any]) -> str | None:
 def object_values(frame: pd.DataFrame, name: str, *, length: int | None = None) -> np.ndarray:
     """A column as an object array of ``str`` (or the value as is, when not text) with ``None`` for missing.
 
-    An absent column is all ``None``. Strings longer than ``length`` are cut to it.
+    An absent column is all ``None``. Given a ``length`` (a text column), strings longer than it are cut
+    to it and NUL is replaced as :func:`cut` does.
     """
     import numpy as np
     import pandas as pd
@@ -141,7 +173,20 @@ def object_values(frame: pd.DataFrame, name: str, *, length: int | None = None) 
         long = np.flatnonzero(lengths > length)
         for i in long:
             values[i] = values[i][:length]
+        _replace_nul(values)
     return values
+
+
+def _replace_nul(values: np.ndarray) -> None:
+    """Replace NUL in the strings of ``values`` in place; one C-speed scan when there is none (the rule)."""
+    try:
+        found = "\x00" in "\x01".join(values.tolist())
+    except TypeError:  # not all text (None, numbers): look at each value
+        found = any(isinstance(v, str) and "\x00" in v for v in values.tolist())
+    if found:
+        for i, value in enumerate(values.tolist()):
+            if isinstance(value, str):
+                values[i] = without_nul(value)
 
 
 def encode_parameter_column(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -83,6 +83,7 @@ class Database:
             self.engine = _sqlite_engine(sa_url, self.url)
         else:
             self.engine = _postgres_engine(sa_url, self.timeouts, self._on_postgres_connect)
+        self._driver_error: type[Exception] = self.engine.dialect.loaded_dbapi.Error
 
     def open(self, setup: Callable[[sa.Connection], object]) -> None:
         """Connect and run ``setup`` (creating or upgrading the schema) on that first connection.
@@ -132,7 +133,7 @@ class Database:
             return self.engine.connect()
         try:
             return self.engine.connect()
-        except DBAPIError as exc:
+        except (DBAPIError, self._driver_error) as exc:
             raise self.unreachable(exc) from exc
 
     def raw_connection(self) -> Any:
@@ -141,7 +142,7 @@ class Database:
             return self.engine.raw_connection()
         try:
             return self.engine.raw_connection()
-        except DBAPIError as exc:
+        except (DBAPIError, self._driver_error) as exc:  # the pool raises the driver's own error unwrapped
             raise self.unreachable(exc) from exc
 
     @contextlib.contextmanager

@@ -39,7 +39,7 @@ from forewarn.records import (
     RunState,
 )
 from forewarn.store._bulk import BulkColumns, WriteStatements, attempts_bulk, check_chunk_rows, runs_bulk, write_chunks
-from forewarn.store._codec import aware, encode_features, encode_parameters, state_value
+from forewarn.store._codec import aware, cut, encode_features, encode_parameters, state_value
 from forewarn.store._engine import Database
 from forewarn.store._execute import read_once, write_prepared_retrying, write_retrying
 from forewarn.store._frames import ended_columns, ended_frame, rows_frame
@@ -59,7 +59,7 @@ from forewarn.store._queries import (
     runs_query,
     with_raw_times,
 )
-from forewarn.store._rows import attempt_row, check_source, prediction_row, run_row
+from forewarn.store._rows import RUN_LENGTHS, attempt_row, check_source, prediction_row, run_row
 from forewarn.store._timeouts import StoreTimeouts
 from forewarn.store.migrations import ensure_schema, read_version
 
@@ -247,7 +247,7 @@ class TelemetryStore:
             'FAILED'
         """
         params = {
-            "b_flow_run_id": flow_run_id,
+            "b_flow_run_id": cut(flow_run_id, RUN_LENGTHS["flow_run_id"]),  # the id as record_flow_run_start stored it
             "b_state": state_value(state),
             "b_end_time": aware(end_time, "end_time"),
         }
