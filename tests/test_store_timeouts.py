@@ -181,11 +181,11 @@ def test_connecting_to_a_silent_server_fails_in_bound_then_is_refused_without_co
 
 @pytest.mark.postgres
 def test_sessions_carry_the_server_and_socket_timeouts(pg_url: str) -> None:
-    with TelemetryStore(pg_url, timeouts=StoreTimeouts(statement=7, lock=3)) as store:
-        with store.engine.connect() as conn:
-            assert conn.exec_driver_sql("SHOW statement_timeout").scalar_one() == "7s"
-            assert conn.exec_driver_sql("SHOW lock_timeout").scalar_one() == "3s"
-            params = conn.connection.dbapi_connection.info.get_parameters()
+    store = TelemetryStore(pg_url, timeouts=StoreTimeouts(statement=7, lock=3))
+    with store, store.engine.connect() as conn:
+        assert conn.exec_driver_sql("SHOW statement_timeout").scalar_one() == "7s"
+        assert conn.exec_driver_sql("SHOW lock_timeout").scalar_one() == "3s"
+        params = conn.connection.dbapi_connection.info.get_parameters()
     assert params["keepalives"] == "1"
     assert params["tcp_user_timeout"] == "10000"
     assert params["connect_timeout"] == "5"

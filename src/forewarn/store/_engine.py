@@ -91,6 +91,11 @@ class Database:
         On failure the engine is disposed and a :class:`~forewarn.errors.StoreError` raised: a connection
         that fails is the database not answering (:class:`~forewarn.errors.StoreUnreachableError` on
         PostgreSQL), a ``StoreError`` from ``setup`` goes up as it is, other database errors name the step.
+
+        On PostgreSQL ``setup`` runs without the session's statement and lock timeouts: an upgrade may build
+        an index over a long history, and a second opener waits on the first one's migration lock. A dead
+        peer is still caught by the socket timeouts, a silent one by the connect timeout and the deadline
+        on the connection's first statement.
         """
         try:
             conn = self.engine.connect()
@@ -99,7 +104,11 @@ class Database:
             raise self._open_error(exc) from None
         try:
             with conn:
+                if not self.is_sqlite:
+                    conn.exec_driver_sql(postgres_session_sql(self.timeouts, bounded=False))
                 setup(conn)
+                if not self.is_sqlite:
+                    conn.exec_driver_sql(postgres_session_sql(self.timeouts))
         except StoreError:
             self.engine.dispose()
             raise

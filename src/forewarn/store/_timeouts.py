@@ -93,8 +93,9 @@ def postgres_connect_args(timeouts: StoreTimeouts, query: Any) -> dict[str, Any]
     return {name: value for name, value in wanted.items() if name not in query}
 
 
-def postgres_session_sql(timeouts: StoreTimeouts) -> str:
-    """The ``SET`` statements run once on each new PostgreSQL connection.
+def postgres_session_sql(timeouts: StoreTimeouts, *, bounded: bool = True) -> str:
+    """The ``SET`` statements run once on each new PostgreSQL connection; ``bounded=False`` lifts the
+    statement and lock timeouts (0: none) for creating or upgrading the schema.
 
     ``synchronous_commit`` is off: telemetry writes do not wait for the WAL flush. COMMIT returns once
     the server has the row in memory; a crash of a flow process loses nothing the server acknowledged,
@@ -105,12 +106,11 @@ def postgres_session_sql(timeouts: StoreTimeouts) -> str:
 
         >>> postgres_session_sql(StoreTimeouts(statement=30, lock=5))
         'SET synchronous_commit TO OFF; SET statement_timeout = 30000; SET lock_timeout = 5000'
+        >>> postgres_session_sql(StoreTimeouts(), bounded=False)
+        'SET synchronous_commit TO OFF; SET statement_timeout = 0; SET lock_timeout = 0'
     """
-    return (
-        "SET synchronous_commit TO OFF; "
-        f"SET statement_timeout = {_milliseconds(timeouts.statement)}; "
-        f"SET lock_timeout = {_milliseconds(timeouts.lock)}"
-    )
+    statement, lock = (_milliseconds(timeouts.statement), _milliseconds(timeouts.lock)) if bounded else (0, 0)
+    return f"SET synchronous_commit TO OFF; SET statement_timeout = {statement}; SET lock_timeout = {lock}"
 
 
 def _milliseconds(seconds: float) -> int:
