@@ -241,6 +241,22 @@ def test_a_read_frozen_mid_stream_is_cut_off_by_the_read_deadline(proxy: tuple[L
         assert time.monotonic() - started < BOUND
 
 
+@pytest.mark.postgres
+def test_a_dropped_connection_is_replaced_without_opening_the_breaker(pg_url: str, pg_server: str) -> None:
+    now = [0.0]
+    database = sa.engine.make_url(pg_url).database
+    admin = sa.create_engine(pg_server, isolation_level="AUTOCOMMIT")
+    kill = sa.text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :db")
+    with TelemetryStore(pg_url, timeouts=FAST, clock=lambda: now[0]) as store:
+        store.record_attempt(attempt("before"))
+        for call in (lambda: store.record_attempt(attempt("after")), store.runs):
+            with admin.connect() as conn:
+                assert conn.execute(kill, {"db": database}).all()  # the store's pooled connection is gone
+            call()  # tried again on a new connection, with no wait
+        assert set(store.attempts()["task_run_id"]) == {"before", "after"}
+    admin.dispose()
+
+
 # --- NUL bytes ---------------------------------------------------------------------------------------------
 
 
