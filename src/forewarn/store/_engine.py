@@ -347,10 +347,15 @@ _OPEN_DATABASES: weakref.WeakSet[Database] = weakref.WeakSet()
 
 
 def _dispose_after_fork() -> None:
-    """Drop (without closing) pooled connections a forked child inherited: they belong to the parent."""
+    """Drop (without closing) pooled connections a forked child inherited: they belong to the parent.
+
+    The deadline's watchdog thread did not survive the fork, and its lock may have been held when it
+    happened, so the child starts a new one.
+    """
     for database in list(_OPEN_DATABASES):
         if not database.closed:
             database.engine.dispose(close=False)
+            database._deadline = SocketDeadline()
 
 
 if hasattr(os, "register_at_fork"):
