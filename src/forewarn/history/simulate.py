@@ -94,7 +94,7 @@ from forewarn.history._task_attempts import (
     task_segments,
     tasks_that_ran,
 )
-from forewarn.history.importer import ATTEMPT_OPTIONAL, ATTEMPT_REQUIRED, RUN_REQUIRED, check_attempts, check_runs
+from forewarn.history.validation import ATTEMPT_OPTIONAL, ATTEMPT_REQUIRED, RUN_REQUIRED, check_attempts, check_runs
 from forewarn.records import RunState, parameters_hash
 
 RUN_COLUMNS: tuple[str, ...] = (
