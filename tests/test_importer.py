@@ -711,6 +711,21 @@ class TestRowShape:
         ((line, reason),) = problems(path, store)
         assert line == 3 and reason.startswith("the file is not UTF-8 text")
 
+    def test_a_column_named_twice_is_an_error(self, tmp_path: Path, store: TelemetryStore) -> None:
+        """One of two ``state`` columns would silently hide the other."""
+        path = csv_file(
+            tmp_path, "run_id,flow_name,scheduled_start,state,state", "r1,etl,2026-01-01T00:00:00Z,FAILED,OK"
+        )
+        assert problems(path, store) == [(1, "column(s) state appear more than once; keep one of each")]
+
+    def test_byte_order_mark_crlf_and_unusual_line_breaks_in_cells(self, tmp_path: Path, store: TelemetryStore) -> None:
+        """Windows line ends and a BOM are fine; a U+2028 or form feed inside a cell stays in the cell."""
+        path = tmp_path / "windows.csv"
+        rows = [RUNS_HEADER + ",flow_version", GOOD_RUN + ",v1\u2028v2\x0cv3", GOOD_RUN.replace("r1", "r2", 1) + ",v4"]
+        path.write_bytes(b"\xef\xbb\xbf" + "\r\n".join(rows).encode() + b"\r\n")
+        assert import_runs(store, path).imported == 2
+        assert store.runs()["flow_version"].tolist() == ["v1\u2028v2\x0cv3", "v4"]
+
 
 class TestAttemptIdentity:
     """Attempt keys cannot collide, and importing again still gives one row per attempt."""

@@ -158,10 +158,13 @@ def whole_numbers(raw: pd.DataFrame, name: str, found: Problems, blank: np.ndarr
 
     Cells are read as text, never through a float, so ``99999999999999999999`` is refused, not wrapped.
     """
-    text = optional_text(raw, name)
+    text = optional_text(raw, name).to_numpy()
     values = np.zeros(len(text), dtype=np.int64)
+    plain = pd.Series(text, dtype=object).str.fullmatch(r"[0-9]{1,9}").fillna(False).to_numpy(dtype=bool)
+    if plain.any():  # the usual case: short digit strings, converted at once
+        values[plain] = pd.to_numeric(pd.Series(text[plain], dtype=object)).to_numpy(dtype=np.int64)
     reasons: dict[int, str] = {}
-    for i in np.flatnonzero(~blank):
+    for i in np.flatnonzero(~blank & (~plain | (values < 1) | (values > upto))):
         cell = text[i]
         number = _whole(cell)
         if cell is None:
@@ -172,7 +175,10 @@ def whole_numbers(raw: pd.DataFrame, name: str, found: Problems, blank: np.ndarr
             reasons[int(i)] = f"{name} {cell!r} is larger than {upto:,}, the largest the store keeps"
         else:
             values[i] = number
-    found.add(np.isin(np.arange(len(text)), list(reasons)), lambda i: reasons[i])
+    rejected = np.zeros(len(text), dtype=bool)
+    rejected[list(reasons)] = True
+    values[rejected] = 0
+    found.add(rejected, lambda i: reasons[i])
     return pd.Series(values, dtype=np.int64)
 
 
