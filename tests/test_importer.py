@@ -12,17 +12,9 @@ from typer.testing import CliRunner
 
 from forewarn.cli import app
 from forewarn.errors import ConfigurationError, ImportValidationError
-from forewarn.history.importer import (
-    ATTEMPT_STATES,
-    RUN_STATES,
-    ImportResult,
-    check_runs,
-    import_attempts,
-    import_runs,
-    read_history_csv,
-    task_run_key,
-)
+from forewarn.history.importer import ImportResult, check_runs, import_attempts, import_runs, read_history_csv
 from forewarn.history.simulate import history_to_runs_frame, simulate_history, simulated_attempts
+from forewarn.history.validation import ATTEMPT_STATES, RUN_STATES, task_run_key
 from forewarn.store import TelemetryStore
 
 RUNS_HEADER = "run_id,flow_name,scheduled_start,state,start_time,end_time,parameters"

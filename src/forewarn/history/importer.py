@@ -9,22 +9,22 @@ task-attempt CSV into ``task_attempts`` (``docs/import.md`` has both formats, wi
 * are **all-or-nothing**: the valid rows are written in one transaction, so a failure half-way leaves the
   store as it was;
 * are **idempotent**: rows are upserted on ``run_id`` (attempts on ``(task_run_id, attempt)``, with the
-  unambiguous :func:`~forewarn.history.validation.task_run_key`), so
-  importing a file twice gives the same rows;
+  unambiguous :func:`~forewarn.history.validation.task_run_key`), so importing a file twice gives the same rows;
 * read the file **streaming**, with a cap on each cell and line (:mod:`forewarn.history._reading`), so memory
   grows with the file's size and a hostile cell is refused with its line number;
 * are **fast**: checks are vectorised with pandas and rows go to the store in ``executemany`` chunks
   (400,000 runs in about 10 s on SQLite on a 2-core machine, see ``bench/import_runs.py``).
 
-Run states, case-insensitive (:data:`RUN_STATES`): ``COMPLETED`` or ``SUCCESS`` → ``COMPLETED``;
-``FAILED``, ``CRASHED``, ``TIMEDOUT`` (failures); ``CANCELLED`` (kept, neither failure nor success);
-``RUNNING`` and ``SCHEDULED`` (unfinished, as forewarn records them). Attempt states map to outcomes
-(:data:`ATTEMPT_STATES`): ``COMPLETED``/``SUCCESS`` → ``success``, ``FAILED``/``FAILURE`` → ``failure``,
-``TIMEDOUT``/``TIMEOUT`` → ``timeout``, ``FALLBACK`` → ``fallback``, ``FALLBACK_FAILURE`` →
-``fallback_failure``.
+Run states, case-insensitive (:data:`~forewarn.history.validation.RUN_STATES`): ``COMPLETED`` or
+``SUCCESS`` → ``COMPLETED``; ``FAILED``, ``CRASHED``, ``TIMEDOUT`` (failures); ``CANCELLED`` (kept, neither
+failure nor success); ``RUNNING`` and ``SCHEDULED`` (unfinished, as forewarn records them). Attempt states
+map to outcomes (:data:`~forewarn.history.validation.ATTEMPT_STATES`): ``COMPLETED``/``SUCCESS`` →
+``success``, ``FAILED``/``FAILURE`` → ``failure``, ``TIMEDOUT``/``TIMEOUT`` → ``timeout``, ``FALLBACK`` →
+``fallback``, ``FALLBACK_FAILURE`` → ``fallback_failure``.
 
-The format's rules live in :mod:`forewarn.history.validation` (re-exported here); :mod:`forewarn.history.simulate`,
-which writes histories in this format, parses them with the same :func:`check_runs` and :func:`check_attempts`.
+The format's rules live in :mod:`forewarn.history.validation` (its :func:`check_runs` and :func:`check_attempts`
+are re-exported here); :mod:`forewarn.history.simulate`, which writes histories in this format, parses them
+with the same checks.
 
 Example::
 
@@ -52,19 +52,7 @@ from pathlib import Path
 
 from forewarn.history._reading import MAX_CELL_CHARS, MAX_LINE_BYTES, read_history_csv
 from forewarn.history._rejects import refuse_the_imported_file, write_rejects
-from forewarn.history.validation import (
-    ATTEMPT_LIMIT,
-    ATTEMPT_OPTIONAL,
-    ATTEMPT_REQUIRED,
-    ATTEMPT_STATES,
-    RUN_OPTIONAL,
-    RUN_REQUIRED,
-    RUN_STATES,
-    CheckedHistory,
-    check_attempts,
-    check_runs,
-    task_run_key,
-)
+from forewarn.history.validation import CheckedHistory, check_attempts, check_runs
 from forewarn.store import TelemetryStore
 
 Progress = Callable[[int, int], None]
@@ -178,9 +166,10 @@ def import_attempts(
     """Import a task-attempt CSV into ``store``'s ``task_attempts``, all rows or none, like :func:`import_runs`.
 
     Rows are checked by :func:`check_attempts` and upserted on ``(task_run_id, attempt)`` with
-    ``task_run_id = "<len(run_id)>:<run_id>:<task_name>"`` (:func:`task_run_key`), ``flow_run_id = run_id``
-    and ``used_fallback`` true for the ``fallback`` and ``fallback_failure`` outcomes. The runs need not be
-    imported first (attempts of a run the store does not know have no ``flow_name`` in
+    ``task_run_id = "<len(run_id)>:<run_id>:<task_name>"`` (:func:`~forewarn.history.validation.task_run_key`),
+    ``flow_run_id = run_id`` and ``used_fallback`` true for the ``fallback`` and ``fallback_failure``
+    outcomes. The runs need not be imported first (attempts of a run the store does not know have no
+    ``flow_name`` in
     :meth:`~forewarn.store.telemetry.TelemetryStore.attempts`).
 
     Example::
@@ -209,14 +198,6 @@ def import_attempts(
 
 
 __all__ = [
-    "ATTEMPT_LIMIT",
-    "ATTEMPT_OPTIONAL",
-    "ATTEMPT_REQUIRED",
-    "ATTEMPT_STATES",
-    "RUN_OPTIONAL",
-    "RUN_REQUIRED",
-    "RUN_STATES",
-    "CheckedHistory",
     "MAX_CELL_CHARS",
     "MAX_LINE_BYTES",
     "ImportResult",
@@ -226,5 +207,4 @@ __all__ = [
     "import_attempts",
     "import_runs",
     "read_history_csv",
-    "task_run_key",
 ]
