@@ -12,16 +12,9 @@ from typer.testing import CliRunner
 
 from forewarn.cli import app
 from forewarn.errors import ConfigurationError, ImportValidationError
-from forewarn.history.importer import (
-    ATTEMPT_STATES,
-    RUN_STATES,
-    ImportResult,
-    check_runs,
-    import_attempts,
-    import_runs,
-    read_history_csv,
-)
+from forewarn.history.importer import ImportResult, check_runs, import_attempts, import_runs, read_history_csv
 from forewarn.history.simulate import history_to_runs_frame, simulate_history, simulated_attempts
+from forewarn.history.validation import ATTEMPT_STATES, RUN_STATES, task_run_key
 from forewarn.store import TelemetryStore
 
 RUNS_HEADER = "run_id,flow_name,scheduled_start,state,start_time,end_time,parameters"
@@ -180,8 +173,7 @@ class TestRunValidation:
         assert problems(path, store) == [
             (
                 3,
-                "cannot split the file into columns here (Expected 7 fields in line 3, saw 9); quote cells that "
-                "contain commas",
+                "the row has 9 cells but the header has 7 columns; quote cells that contain commas",
             )
         ]
         with pytest.raises(ImportValidationError):
@@ -385,7 +377,7 @@ class TestSkipInvalid:
         """Writing the rejects over the history would destroy it."""
         path = csv_file(tmp_path, RUNS_HEADER, GOOD_RUN)
         with pytest.raises(
-            ConfigurationError, match=r"a file other than the one imported, e\.g\. history\.rejects\.csv"
+            ConfigurationError, match=r"a file other than the one imported .*, e\.g\. history\.rejects\.csv"
         ):
             import_runs(store, path, skip_invalid=path)
         assert store.runs().empty
@@ -485,7 +477,8 @@ class TestSimulatedImport:
         assert import_attempts(any_store, tmp_path / "attempts.csv").imported == len(attempts)
         stored = any_store.attempts()
         assert len(stored) == len(attempts) and stored["flow_name"].notna().all()
-        assert (stored["task_run_id"] == stored["flow_run_id"] + ":" + stored["task_name"]).all()
+        keys = [task_run_key(r, t) for r, t in zip(stored["flow_run_id"], stored["task_name"], strict=True)]
+        assert stored["task_run_id"].tolist() == keys
         assert stored["used_fallback"].tolist() == stored["outcome"].isin(["fallback", "fallback_failure"]).tolist()
         assert sorted(any_store.runs()["state"].unique()) == sorted(history["state"].unique())
 
@@ -499,7 +492,7 @@ class TestAttemptStates:
         frame = store.attempts()
         assert frame["outcome"].tolist() == [outcome]
         assert frame["used_fallback"].tolist() == [outcome.startswith("fallback")]
-        assert frame["task_run_id"].tolist() == ["r1:load"]
+        assert frame["task_run_id"].tolist() == ["2:r1:load"]
 
 
 class TestCli:
@@ -564,3 +557,229 @@ class TestCli:
         done = runner.invoke(app, ["import-attempts", str(tmp_path / "nope.csv"), "--db", sqlite_url])
         assert done.exit_code == 2
         assert "does not exist" in normalize(done.output)  # typer's error box wraps around a long path
+
+
+MEMORY_PROBE = """
+import resource, sys
+from forewarn.errors import ImportValidationError
+from forewarn.history.importer import import_runs
+from forewarn.store import TelemetryStore
+
+store = TelemetryStore("sqlite://")
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+try:
+    result = import_runs(store, sys.argv[1])
+    outcome = f"imported {result.imported}"
+except ImportValidationError as exc:
+    outcome = repr(exc.problems)
+grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+print(f"{grown_mb:.1f}")
+print(outcome)
+"""
+
+
+def peak_growth(path: Path) -> tuple[float, str]:
+    """Import ``path`` in a fresh process: how many MB its peak RSS grew by, and what the import said."""
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", MEMORY_PROBE, str(path)], capture_output=True, text=True, check=True, timeout=300
+    )
+    grown, outcome = done.stdout.strip().split("\n", 1)
+    return float(grown), outcome
+
+
+def write_big_cell(path: Path, size: int, *, quoted: bool) -> None:
+    """A run file whose second row's ``parameters`` cell is ``size`` characters (in lines of 1,000 when quoted)."""
+    with path.open("w") as out:
+        out.write(RUNS_HEADER + "\n" + GOOD_RUN + "\n" + GOOD_RUN.replace("r1", "r2", 1))
+        piece = ("x" * 999 + "\n") if quoted else "x" * 1000
+        out.write('"' if quoted else "")
+        for _ in range(size // 1000):
+            out.write(piece)
+        out.write('"\n' if quoted else "\n")
+
+
+class TestBoundedMemory:
+    """Memory follows the file's size: a hostile cell is refused with its line, never read whole."""
+
+    @pytest.mark.parametrize(
+        ("quoted", "reason"),
+        [
+            (False, "a line is longer than 4,000,000 bytes; history lines are far shorter"),
+            (True, "a cell is longer than 1,000,000 characters; history cells are far shorter"),
+        ],
+    )
+    def test_a_50_mb_cell_is_refused_with_its_line(self, tmp_path: Path, quoted: bool, reason: str) -> None:
+        """One line of 50 MB, or a quoted 50 MB cell over many lines: refused at line 3, the peak RSS bounded."""
+        path = tmp_path / "big.csv"
+        write_big_cell(path, 50_000_000, quoted=quoted)
+        grown, outcome = peak_growth(path)
+        assert outcome == repr([(3, reason)])
+        assert grown < 40, f"peak RSS grew by {grown:.0f} MB reading a 50 MB file"
+
+    def test_one_23_kb_cell_among_many_rows(self, tmp_path: Path) -> None:
+        """20,000 rows and one 23 KB parameters cell: imported, in far less than rows x longest cell (1.8 GB)."""
+        big = '"{""blob"": ""' + "y" * 23_000 + '""}"'
+        rows = [f"r{i},etl,2026-01-01T00:00:00Z,COMPLETED,,," for i in range(20_000)]
+        rows[7] += big
+        path = csv_file(tmp_path, RUNS_HEADER, *rows)
+        grown, outcome = peak_growth(path)
+        assert outcome == "imported 20000"
+        assert grown < 300, f"peak RSS grew by {grown:.0f} MB for a {path.stat().st_size / 1e6:.1f} MB file"
+
+
+class TestOutOfRange:
+    """Values the store cannot hold are rejected with their line and column, never wrapped or crashed on."""
+
+    @pytest.mark.parametrize("when", ["0001-01-01T00:00:00Z", "9999-12-31T00:00:00Z"])
+    def test_times_outside_the_store_range(self, tmp_path: Path, store: TelemetryStore, when: str) -> None:
+        """Years 1 and 9999 are reported, with or without --skip-invalid, and the other rows import."""
+        path = csv_file(tmp_path, RUNS_HEADER, GOOD_RUN, f"r2,etl,{when},FAILED,,,")
+        reason = f"scheduled_start '{when}' is outside the times the store keeps, 1678-01-01 to 2261-12-31"
+        assert problems(path, store) == [(3, reason)]
+        result = import_runs(store, path, skip_invalid=tmp_path / "rejects.csv")
+        assert (result.imported, result.rejected) == (1, 1)
+        assert store.runs()["flow_run_id"].tolist() == ["r1"]
+
+    @pytest.mark.parametrize(
+        ("attempt", "reason"),
+        [
+            ("99999999999999999999", "attempt '99999999999999999999' is larger than 2,147,483,647, the largest"),
+            ("2147483648", "attempt '2147483648' is larger than 2,147,483,647, the largest"),
+            ("1e3", "attempt '1e3' is not a whole number >= 1"),
+            ("9" * 5000, "is not a whole number >= 1"),
+        ],
+    )
+    def test_attempt_numbers_the_store_cannot_hold(
+        self, tmp_path: Path, store: TelemetryStore, attempt: str, reason: str
+    ) -> None:
+        """Attempt numbers are read as text, never through a float that wraps to -2**63."""
+        row = f"r1,load,{attempt},2026-01-01T00:00:00Z,2026-01-01T00:00:05Z,FAILED,"
+        (found,) = problems(csv_file(tmp_path, ATTEMPTS_HEADER, row), store, import_attempts)
+        assert found[0] == 2 and reason in found[1]
+
+    def test_the_largest_attempt_is_stored_exactly(self, tmp_path: Path, any_store: TelemetryStore) -> None:
+        """2**31 - 1 fits the attempt column on SQLite and PostgreSQL."""
+        row = "r1,load,2147483647.0,2026-01-01T00:00:00Z,2026-01-01T00:00:05Z,FAILED,"
+        import_attempts(any_store, csv_file(tmp_path, ATTEMPTS_HEADER, row))
+        assert any_store.attempts()["attempt"].tolist() == [2**31 - 1]
+
+    @pytest.mark.parametrize("cell", ["99999999999999999999", "inf", "-1e400"])
+    def test_feature_numbers_out_of_range(self, tmp_path: Path, store: TelemetryStore, cell: str) -> None:
+        """A feature number JSON or int64 cannot hold is a problem of its line and column."""
+        path = csv_file(
+            tmp_path, RUNS_HEADER + ",feature_rows", GOOD_RUN + ",12", GOOD_RUN.replace("r1", "r2", 1) + f",{cell}"
+        )
+        reason = f"feature_rows {cell!r} is out of range; numbers must be finite and below 2**63 in size"
+        assert problems(path, store) == [(3, reason)]
+        import_runs(store, path, skip_invalid=tmp_path / "rejects.csv")
+        assert store.runs()["feature_rows"].tolist() == [12]
+
+
+class TestRowShape:
+    """A row must fit the header."""
+
+    def test_an_extra_cell_in_every_row_is_an_error_naming_the_line(
+        self, tmp_path: Path, store: TelemetryStore
+    ) -> None:
+        """pandas took the first column as an index when every row had one cell more; now line 2 is named."""
+        path = csv_file(tmp_path, "run_id,flow_name,scheduled_start,state", "x,r1,etl,2026-01-01T00:00:00Z,COMPLETED")
+        assert problems(path, store) == [
+            (2, "the row has 5 cells but the header has 4 columns; quote cells that contain commas")
+        ]
+
+    def test_an_unclosed_quote_names_its_line(self, tmp_path: Path, store: TelemetryStore) -> None:
+        path = csv_file(tmp_path, RUNS_HEADER, GOOD_RUN, 'r2,etl,2026-01-01T00:00:00Z,FAILED,,,"{')
+        ((line, reason),) = problems(path, store)
+        assert line == 3 and reason.startswith("cannot split the file into columns here")
+
+    def test_not_utf8_names_its_line(self, tmp_path: Path, store: TelemetryStore) -> None:
+        path = tmp_path / "latin1.csv"
+        path.write_bytes(
+            (RUNS_HEADER + "\n" + GOOD_RUN + "\nr2,\xe9tl,2026-01-01T00:00:00Z,FAILED,,,\n").encode("latin-1")
+        )
+        ((line, reason),) = problems(path, store)
+        assert line == 3 and reason.startswith("the file is not UTF-8 text")
+
+    def test_a_column_named_twice_is_an_error(self, tmp_path: Path, store: TelemetryStore) -> None:
+        """One of two ``state`` columns would silently hide the other."""
+        path = csv_file(
+            tmp_path, "run_id,flow_name,scheduled_start,state,state", "r1,etl,2026-01-01T00:00:00Z,FAILED,OK"
+        )
+        assert problems(path, store) == [(1, "column(s) state appear more than once; keep one of each")]
+
+    def test_byte_order_mark_crlf_and_unusual_line_breaks_in_cells(self, tmp_path: Path, store: TelemetryStore) -> None:
+        """Windows line ends and a BOM are fine; a U+2028 or form feed inside a cell stays in the cell."""
+        path = tmp_path / "windows.csv"
+        rows = [RUNS_HEADER + ",flow_version", GOOD_RUN + ",v1\u2028v2\x0cv3", GOOD_RUN.replace("r1", "r2", 1) + ",v4"]
+        path.write_bytes(b"\xef\xbb\xbf" + "\r\n".join(rows).encode() + b"\r\n")
+        assert import_runs(store, path).imported == 2
+        assert store.runs()["flow_version"].tolist() == ["v1\u2028v2\x0cv3", "v4"]
+
+
+class TestAttemptIdentity:
+    """Attempt keys cannot collide, and importing again still gives one row per attempt."""
+
+    def test_colons_in_ids_do_not_collide(self, tmp_path: Path, any_store: TelemetryStore) -> None:
+        """``g2:x`` + ``t`` and ``g2`` + ``x:t`` were one key; they are two task runs now, on every re-import."""
+        path = csv_file(
+            tmp_path,
+            ATTEMPTS_HEADER,
+            "g2:x,t,1,2026-01-01T00:00:00Z,2026-01-01T00:00:05Z,FAILED,",
+            "g2,x:t,1,2026-01-01T00:00:00Z,2026-01-01T00:00:05Z,COMPLETED,",
+        )
+        for _ in range(2):
+            assert import_attempts(any_store, path).imported == 2
+        stored = any_store.attempts().sort_values("flow_run_id")
+        assert stored[["flow_run_id", "task_name", "task_run_id", "outcome"]].to_dict("list") == {
+            "flow_run_id": ["g2", "g2:x"],
+            "task_name": ["x:t", "t"],
+            "task_run_id": ["2:g2:x:t", "4:g2:x:t"],
+            "outcome": ["success", "failure"],
+        }
+
+    def test_the_key_counts_the_length_prefix(self, tmp_path: Path, store: TelemetryStore) -> None:
+        """The id limit applies to the key as stored."""
+        row = f"{'r' * 250},load,1,2026-01-01T00:00:00Z,2026-01-01T00:00:05Z,FAILED,"
+        ((line, reason),) = problems(csv_file(tmp_path, ATTEMPTS_HEADER, row), store, import_attempts)
+        assert line == 2 and "is 259 characters long; the store keeps ids of at most 255" in reason
+
+
+class TestRejectsFileSafety:
+    """--skip-invalid never writes over the imported file and never leaves a half-written rejects file."""
+
+    @pytest.mark.parametrize("link", ["hard", "symbolic"])
+    def test_a_link_to_the_imported_file_is_refused(self, tmp_path: Path, store: TelemetryStore, link: str) -> None:
+        path = csv_file(tmp_path, RUNS_HEADER, GOOD_RUN, "r2,etl,tomorrow,FAILED,,,")
+        before = path.read_bytes()
+        alias = tmp_path / "elsewhere" / "rejects.csv"
+        alias.parent.mkdir()
+        if link == "hard":
+            alias.hardlink_to(path)
+        else:
+            alias.symlink_to(path)
+        with pytest.raises(ConfigurationError, match=r"a file other than the one imported \(this is .* or a link"):
+            import_runs(store, path, skip_invalid=alias)
+        assert path.read_bytes() == before and store.runs().empty
+
+    def test_the_cli_refuses_a_hard_link_with_exit_2(self, tmp_path: Path, sqlite_url: str) -> None:
+        path = csv_file(tmp_path, RUNS_HEADER, GOOD_RUN)
+        (tmp_path / "alias.csv").hardlink_to(path)
+        result = runner.invoke(
+            app, ["import-runs", str(path), "--db", sqlite_url, "--skip-invalid", str(tmp_path / "alias.csv")]
+        )
+        assert result.exit_code == 2
+        assert "a file other than the one imported" in result.output
+        assert path.read_text().splitlines() == [RUNS_HEADER, GOOD_RUN]
+
+    def test_rejects_replace_an_old_file_whole_and_leave_no_temporary(
+        self, tmp_path: Path, store: TelemetryStore
+    ) -> None:
+        path = csv_file(tmp_path, RUNS_HEADER, GOOD_RUN, "r2,etl,tomorrow,FAILED,,,")
+        rejects = tmp_path / "rejects.csv"
+        rejects.write_text("stale\n" * 1000)
+        import_runs(store, path, skip_invalid=rejects)
+        assert [line.split(",")[0] for line in rejects.read_text().splitlines()] == ["run_id", "r2"]
+        assert [p.name for p in tmp_path.iterdir() if "rejects" in p.name] == ["rejects.csv"]

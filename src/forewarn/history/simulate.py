@@ -94,7 +94,7 @@ from forewarn.history._task_attempts import (
     task_segments,
     tasks_that_ran,
 )
-from forewarn.history.importer import ATTEMPT_OPTIONAL, ATTEMPT_REQUIRED, RUN_REQUIRED, check_attempts, check_runs
+from forewarn.history.validation import ATTEMPT_OPTIONAL, ATTEMPT_REQUIRED, RUN_REQUIRED, check_attempts, check_runs
 from forewarn.records import RunState, parameters_hash
 
 RUN_COLUMNS: tuple[str, ...] = (
@@ -109,11 +109,11 @@ RUN_COLUMNS: tuple[str, ...] = (
     "parameters",
 )
 """Every column of the run import format, in the order :func:`simulate_history` writes them; its
-``feature_<name>`` columns follow. (:data:`forewarn.history.importer.RUN_REQUIRED` and ``RUN_OPTIONAL`` say which
+``feature_<name>`` columns follow. (:data:`forewarn.history.validation.RUN_REQUIRED` and ``RUN_OPTIONAL`` say which
 are required.)"""
 
 REQUIRED_RUN_COLUMNS: tuple[str, ...] = RUN_REQUIRED
-"""Import columns that must be present: :data:`forewarn.history.importer.RUN_REQUIRED`."""
+"""Import columns that must be present: :data:`forewarn.history.validation.RUN_REQUIRED`."""
 
 ATTEMPT_COLUMNS: tuple[str, ...] = (*ATTEMPT_REQUIRED, *ATTEMPT_OPTIONAL)
 """Columns of the attempts import format, in order (:func:`simulated_attempts` writes
