@@ -11,16 +11,21 @@ applies under its lock. PostgreSQL needs no such look: connecting changes nothin
 
 from __future__ import annotations
 
+import sqlite3
+from contextlib import closing
 from pathlib import Path
 from urllib.parse import quote
-
-import sqlalchemy as sa
-from sqlalchemy.exc import SQLAlchemyError
 
 from forewarn.errors import StoreError
 from forewarn.masking import mask_url
 from forewarn.store._engine import parse_url
-from forewarn.store.migrations import check_openable, read_version
+from forewarn.store.migrations import VERSION_KEY, check_openable, parse_version
+from forewarn.store.schema import forewarn_meta
+
+# the standard library's sqlite3, not an engine: about 2 ms a look on the 2-core VM, against 7 ms with a fresh engine
+_TABLES_AND_VIEWS = (
+    "select name from sqlite_master where type in ('table', 'view') and name not like 'sqlite~_%' escape '~'"
+)
 
 
 def check_sqlite_file(url: str, setting: str, *, create: bool) -> None:
@@ -55,16 +60,20 @@ def check_sqlite_file(url: str, setting: str, *, create: bool) -> None:
 
 def _check_existing(path: Path, shown: str, *, create: bool) -> None:
     """Open ``path`` read-only and refuse it if it is no SQLite database or not forewarn's to write."""
-    engine = sa.create_engine(f"sqlite:///file:{quote(str(path.resolve()))}?mode=ro&uri=true")
     try:
-        with engine.connect() as conn:
-            check_openable(conn, read_version(conn, url=shown), url=shown, create=create)
-    except SQLAlchemyError as exc:
-        reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+        with closing(sqlite3.connect(f"file:{quote(str(path.resolve()))}?mode=ro", uri=True)) as db:
+            names = sorted(row[0] for row in db.execute(_TABLES_AND_VIEWS))
+            value = None
+            if forewarn_meta.name in names:
+                query = f"select value from {forewarn_meta.name} where key = ?"
+                row = db.execute(query, (VERSION_KEY,)).fetchone()
+                value = None if row is None else row[0]
+    except sqlite3.Error as exc:
         raise StoreError(
-            f"cannot open the SQLite store {shown}: {reason}; point FOREWARN_DB_URL at a forewarn store, "
+            f"cannot open the SQLite store {shown}: {exc}; point FOREWARN_DB_URL at a forewarn store, "
             "or at a path where none exists yet",
             url=shown,
         ) from None
-    finally:
-        engine.dispose()
+    version = parse_version(value, url=shown)
+    foreign = [name for name in names if name != forewarn_meta.name] if version is None else []
+    check_openable(version, foreign, url=shown, create=create)

@@ -131,17 +131,36 @@ def read_version(conn: sa.Connection, *, url: str = "the telemetry store") -> in
         return None
     meta = schema.forewarn_meta
     value = conn.execute(sa.select(meta.c.value).where(meta.c.key == VERSION_KEY)).scalar_one_or_none()
+    return parse_version(value, url=url)
+
+
+def parse_version(value: object, *, url: str = "the telemetry store") -> int | None:
+    """The schema version that ``forewarn_meta.schema_version`` holds as text (``None``: no row).
+
+    The column is text, but SQLite keeps whatever another program stored in it: any value is read as
+    its text, and only ASCII digits making a number from 1 up are a version.
+
+    Example::
+
+        >>> parse_version("2"), parse_version(None)
+        (2, None)
+        >>> parse_version("2b", url="sqlite:///t.db")
+        Traceback (most recent call last):
+        ...
+        forewarn.errors.SchemaVersionError: sqlite:///t.db: forewarn_meta.schema_version is '2b', not a ...
+    """
     if value is None:
         return None
+    text = str(value)
     # fullmatch on ASCII digits: int() would also take " 2", "2_0" and other scripts' digits
-    if not _VERSION_TEXT.fullmatch(value) or int(value) < 1:
+    if not _VERSION_TEXT.fullmatch(text) or int(text) < 1:
         raise SchemaVersionError(
-            f"{url}: forewarn_meta.schema_version is {value[:40]!r}, not a schema version (a whole number "
+            f"{url}: forewarn_meta.schema_version is {text[:40]!r}, not a schema version (a whole number "
             f"such as {schema.SCHEMA_VERSION}); the store was not written by forewarn or was damaged. Point "
             "FOREWARN_DB_URL at another store, or restore this one from a backup",
             url=url,
         )
-    return int(value)
+    return int(text)
 
 
 def foreign_tables(conn: sa.Connection) -> list[str]:
@@ -247,7 +266,7 @@ def ensure_schema(
     version = read_version(conn, url=url)  # fast path: an up-to-date store takes no lock
     if version == target:
         return version
-    check_openable(conn, version, url=url, create=create, target=target)
+    check_openable(version, _foreign_if_unversioned(conn, version), url=url, create=create, target=target)
     steps = check_migrations(MIGRATIONS if migrations is None else migrations, target)
     with write_transaction(conn):
         if conn.dialect.name == "postgresql":
@@ -255,7 +274,7 @@ def ensure_schema(
         version = read_version(conn, url=url)  # again, under the lock: another opener may have done the work
         if version == target:
             return version
-        check_openable(conn, version, url=url, create=create, target=target)
+        check_openable(version, _foreign_if_unversioned(conn, version), url=url, create=create, target=target)
         if version is None:
             schema.metadata.create_all(conn)
             _write_version(conn, target)
@@ -265,27 +284,23 @@ def ensure_schema(
 
 
 def check_openable(
-    conn: sa.Connection, version: int | None, *, url: str, create: bool, target: int | None = None
+    version: int | None, foreign: Sequence[str], *, url: str, create: bool, target: int | None = None
 ) -> None:
-    """Refuse, without writing anything, what :func:`ensure_schema` must not touch: a database with
-    another application's tables and no forewarn version marker, an empty one when ``create`` is false,
-    and a store written by a newer forewarn. ``version`` is :func:`read_version`'s answer.
+    """Refuse what :func:`ensure_schema` must not touch: a database with other tables (``foreign``, from
+    :func:`foreign_tables`) and no forewarn version marker, an empty one when ``create`` is false, and a
+    store written by a newer forewarn. ``version`` is :func:`read_version`'s answer. Writes nothing.
 
     Example::
 
-        >>> engine = sa.create_engine("sqlite://")
-        >>> with engine.connect() as conn:
-        ...     _ = conn.exec_driver_sql("create table orders (id int)")
-        ...     check_openable(conn, None, url="sqlite:///shop.db", create=True)
+        >>> check_openable(None, ["orders"], url="sqlite:///shop.db", create=True)
         Traceback (most recent call last):
         ...
         forewarn.errors.StoreError: sqlite:///shop.db is not a forewarn store: it holds 1 table(s) ('orders') ...
     """
     target = schema.SCHEMA_VERSION if target is None else target
     if version is None:
-        found = foreign_tables(conn)
-        if found:
-            raise StoreError(_foreign_message(url, found), url=url)
+        if foreign:
+            raise StoreError(_foreign_message(url, foreign), url=url)
         if not create:
             raise StoreError(
                 f"{url} holds no forewarn telemetry store (no forewarn_meta table); open it with create=True "
@@ -301,7 +316,11 @@ def check_openable(
         )
 
 
-def _foreign_message(url: str, found: list[str]) -> str:
+def _foreign_if_unversioned(conn: sa.Connection, version: int | None) -> list[str]:
+    return foreign_tables(conn) if version is None else []
+
+
+def _foreign_message(url: str, found: Sequence[str]) -> str:
     # Table names are another program's text: shown quoted and cut, a few of them, never all.
     shown = ", ".join(repr(name[:40]) for name in found[:_TABLES_SHOWN])
     more = f" and {len(found) - _TABLES_SHOWN} more" if len(found) > _TABLES_SHOWN else ""
@@ -345,6 +364,7 @@ __all__ = [
     "check_openable",
     "ensure_schema",
     "foreign_tables",
+    "parse_version",
     "read_version",
     "write_transaction",
 ]
