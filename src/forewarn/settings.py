@@ -57,6 +57,17 @@ def default_cache_dir() -> Path:
     return Path(base) / "forewarn"
 
 
+def _wait_seconds(default: float, what: str) -> Any:
+    """A backoff wait field: finite seconds within :mod:`forewarn.limits`' one-day bound."""
+    return Field(
+        default=default,
+        ge=0,
+        le=MAX_WAIT_SECONDS,
+        allow_inf_nan=False,
+        description=f"{what}, in seconds, from 0 to {MAX_WAIT_SECONDS:g} (one day).",
+    )
+
+
 class ForewarnSettings(BaseSettings):
     """forewarn's configuration. Each field reads ``FOREWARN_<FIELD NAME IN UPPER CASE>``."""
 
@@ -82,20 +93,8 @@ class ForewarnSettings(BaseSettings):
         default=500, ge=20, le=10_000, description="Recorded exception messages are cut to this length."
     )
     retries: int = Field(default=3, ge=0, le=100, description="Default retries after the first attempt.")
-    wait_initial: float = Field(
-        default=0.5,
-        ge=0,
-        le=MAX_WAIT_SECONDS,
-        allow_inf_nan=False,
-        description=f"Default first backoff wait, in seconds, from 0 to {MAX_WAIT_SECONDS:g} (one day).",
-    )
-    wait_max: float = Field(
-        default=30.0,
-        ge=0,
-        le=MAX_WAIT_SECONDS,
-        allow_inf_nan=False,
-        description=f"Default cap on one backoff wait, in seconds, from 0 to {MAX_WAIT_SECONDS:g} (one day).",
-    )
+    wait_initial: float = _wait_seconds(0.5, "Default first backoff wait")
+    wait_max: float = _wait_seconds(30.0, "Default cap on one backoff wait")
     wait_exp_base: float = Field(
         default=2.0,
         ge=1,
@@ -103,13 +102,7 @@ class ForewarnSettings(BaseSettings):
         allow_inf_nan=False,
         description=f"Default growth factor between waits, from 1 to {MAX_WAIT_EXP_BASE:g}.",
     )
-    wait_jitter: float = Field(
-        default=0.5,
-        ge=0,
-        le=MAX_WAIT_SECONDS,
-        allow_inf_nan=False,
-        description=f"Default maximum random seconds added to each wait, from 0 to {MAX_WAIT_SECONDS:g}.",
-    )
+    wait_jitter: float = _wait_seconds(0.5, "Default maximum random time added to each wait")
     warning_policy: Literal["warn", "harden", "pause"] = Field(
         default="warn", description="What a forewarn.flow does when its run is scored at risk."
     )
