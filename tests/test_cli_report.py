@@ -174,6 +174,16 @@ class TestReadersNeverCreate:
         assert "is not a forewarn store" in normalize(result.output)
         assert "'[red]orders'" in result.output
 
+    def test_the_training_flow_reads_without_creating(self, tmp_path: Path) -> None:
+        """flows/training.py's load_history is a reader too: a missing store is an error, not an empty history."""
+        from flows.training import load_history
+
+        from forewarn.errors import StoreError
+
+        with pytest.raises(StoreError, match="no forewarn store at"):
+            load_history.fn(f"sqlite:///{tmp_path / 'missing.db'}")
+        assert not (tmp_path / "missing.db").exists()
+
     def test_info_opens_no_store(self, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
         """forewarn info shows where the store is without creating it."""
         from forewarn.settings import get_settings
