@@ -29,8 +29,13 @@ from forewarn.store import TelemetryStore
 
 @task(cache_policy=NO_CACHE)
 def load_history(db_url: str | None = None) -> tuple[pd.DataFrame, pd.DataFrame | None]:
-    """All runs and attempts in the store (attempts None when the history is run-level only)."""
-    return TelemetryStore(db_url).history()
+    """All runs and attempts in the store (attempts None when the history is run-level only).
+
+    Training only reads: a mistyped URL fails as "no forewarn store at PATH" instead of training on a new,
+    empty store.
+    """
+    with TelemetryStore(db_url, create=False) as store:
+        return store.history()
 
 
 @flow(name="forewarn-train")

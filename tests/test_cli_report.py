@@ -145,6 +145,66 @@ class TestCli:
         assert "FOREWARN_DB_URL" in result.output and "s3cret" not in result.output
 
 
+class TestReadersNeverCreate:
+    """Commands that only read refuse a missing store instead of creating an empty one."""
+
+    @pytest.mark.parametrize("command", [["report"], ["backtest"], ["train"]])
+    def test_a_mistyped_path_is_no_store(
+        self, tmp_path: Path, normalize: Callable[[str], str], command: list[str]
+    ) -> None:
+        """report, backtest and train on a missing SQLite file: exit 2, 'no forewarn store at PATH', no file."""
+        path = tmp_path / "typo" / "telemtry.db"
+        result = runner.invoke(app, [*command, "--db", f"sqlite:///{path}"])
+        assert result.exit_code == 2, result.output
+        assert f"no forewarn store at {path}: the file does not exist" in normalize(result.output)
+        assert "No runs" not in result.output
+        assert not (tmp_path / "typo").exists()
+
+    def test_report_on_another_apps_database_names_its_tables(
+        self, tmp_path: Path, normalize: Callable[[str], str]
+    ) -> None:
+        """A foreign database is refused with its table names printed literally, never read as markup."""
+        import sqlite3
+
+        path = tmp_path / "shop.db"
+        with sqlite3.connect(path) as conn:
+            conn.execute('create table "[red]orders" (id int)')
+        result = runner.invoke(app, ["report", "--db", f"sqlite:///{path}"])
+        assert result.exit_code == 2, result.output
+        assert "is not a forewarn store" in normalize(result.output)
+        assert "'[red]orders'" in result.output
+
+    def test_the_training_flow_reads_without_creating(self, tmp_path: Path) -> None:
+        """flows/training.py's load_history is a reader too: a missing store is an error, not an empty history."""
+        from flows.training import load_history
+
+        from forewarn.errors import StoreError
+
+        with pytest.raises(StoreError, match="no forewarn store at"):
+            load_history.fn(f"sqlite:///{tmp_path / 'missing.db'}")
+        assert not (tmp_path / "missing.db").exists()
+
+    def test_info_opens_no_store(self, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+        """forewarn info shows where the store is without creating it."""
+        from forewarn.settings import get_settings
+
+        monkeypatch.setenv("FOREWARN_DB_URL", f"sqlite:///{tmp_path / 'data' / 'telemetry.db'}")
+        get_settings.cache_clear()
+        result = runner.invoke(app, ["info"])
+        assert result.exit_code == 0, result.output
+        assert not (tmp_path / "data").exists()
+
+    def test_import_still_creates_the_store(self, tmp_path: Path) -> None:
+        """A writer (import-runs) creates a new store at a new path, as before."""
+        csv = tmp_path / "runs.csv"
+        csv.write_text("run_id,flow_name,scheduled_start,state\nr1,etl,2026-01-01T00:00:00Z,COMPLETED\n")
+        path = tmp_path / "new" / "store.db"
+        result = runner.invoke(app, ["import-runs", str(csv), "--db", f"sqlite:///{path}"])
+        assert result.exit_code == 0, result.output
+        with TelemetryStore(f"sqlite:///{path}", create=False) as store:
+            assert store.runs()["flow_run_id"].tolist() == ["r1"]
+
+
 @pytest.mark.usefixtures("prefect_harness")
 class TestDemo:
     def test_demo_runs_orders_and_reports(self, capsys: pytest.CaptureFixture[str]) -> None:

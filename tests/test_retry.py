@@ -11,6 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from forewarn.errors import AttemptTimeoutError, CircuitOpenError, ConfigurationError
+from forewarn.limits import MAX_WAIT_EXP_BASE, MAX_WAIT_SECONDS
 from forewarn.resilience.chaos import PermanentFault, TransientFault
 from forewarn.resilience.retry import (
     NON_RETRYABLE,
@@ -89,10 +90,11 @@ class TestWait:
         policy = RetryPolicy(wait_initial=0.0, wait_exp_base=10.0, wait_jitter=0.25)
         assert policy.wait(10_000, rand=one) == 0.25
 
-    def test_infinite_wait_max_is_allowed(self) -> None:
-        """wait_max=inf means no cap."""
-        policy = RetryPolicy(wait_initial=1.0, wait_max=math.inf, wait_jitter=0.0)
+    def test_the_largest_cap_bounds_every_wait(self) -> None:
+        """With wait_max at its bound (one day) even a 200th attempt waits a day, never an unsleepable time."""
+        policy = RetryPolicy(attempts=200, wait_initial=1.0, wait_max=MAX_WAIT_SECONDS, wait_jitter=0.0)
         assert policy.wait(11) == 1024.0
+        assert policy.wait(199) == MAX_WAIT_SECONDS
 
     def test_default_rand_stays_within_jitter(self) -> None:
         """The real random draw adds between 0 and wait_jitter seconds."""
@@ -112,9 +114,9 @@ class TestWait:
 
     @given(
         attempts=st.integers(min_value=1, max_value=200),
-        wait_initial=st.floats(min_value=0, max_value=1e6),
-        wait_max=st.floats(min_value=0, max_value=1e6),
-        wait_exp_base=st.floats(min_value=1, max_value=100),
+        wait_initial=st.floats(min_value=0, max_value=MAX_WAIT_SECONDS),
+        wait_max=st.floats(min_value=0, max_value=MAX_WAIT_SECONDS),
+        wait_exp_base=st.floats(min_value=1, max_value=MAX_WAIT_EXP_BASE),
         wait_jitter=st.floats(min_value=0, max_value=1e3),
         draw=st.floats(min_value=0, max_value=1, exclude_max=True),
     )
@@ -134,9 +136,9 @@ class TestWait:
         assert 0.0 <= policy.wait(attempts, rand=lambda: draw) <= wait_max
 
     @given(
-        wait_initial=st.floats(min_value=0, max_value=1e6),
-        wait_max=st.floats(min_value=0, max_value=1e6),
-        wait_exp_base=st.floats(min_value=1, max_value=100),
+        wait_initial=st.floats(min_value=0, max_value=MAX_WAIT_SECONDS),
+        wait_max=st.floats(min_value=0, max_value=MAX_WAIT_SECONDS),
+        wait_exp_base=st.floats(min_value=1, max_value=MAX_WAIT_EXP_BASE),
     )
     def test_non_decreasing_without_jitter(self, wait_initial: float, wait_max: float, wait_exp_base: float) -> None:
         """Without jitter, later waits are never shorter than earlier ones."""
@@ -163,6 +165,16 @@ class TestValidation:
             ("wait_exp_base", 0),
             ("wait_jitter", -1),
             ("wait_jitter", math.inf),
+            ("wait_initial", math.inf),
+            ("wait_initial", MAX_WAIT_SECONDS + 1),
+            ("wait_max", math.inf),
+            ("wait_max", math.nan),
+            ("wait_max", 1e300),
+            ("wait_exp_base", math.inf),
+            ("wait_exp_base", math.nan),
+            ("wait_exp_base", MAX_WAIT_EXP_BASE * 2),
+            ("wait_jitter", math.nan),
+            ("wait_jitter", MAX_WAIT_SECONDS * 2),
         ],
     )
     def test_bad_numbers(self, field: str, value: Any) -> None:
@@ -173,6 +185,16 @@ class TestValidation:
         assert info.value.value is value
         assert f"RetryPolicy({field}=" in info.value.expected
         assert isinstance(info.value, ValueError)
+
+    @pytest.mark.parametrize("field", ["wait_initial", "wait_max", "wait_jitter"])
+    def test_a_wait_of_one_day_is_the_largest_accepted(self, field: str) -> None:
+        """The bound itself is accepted, so a policy at the limit still builds and sleeps a finite time."""
+        assert getattr(RetryPolicy(**{field: MAX_WAIT_SECONDS}), field) == MAX_WAIT_SECONDS
+
+    def test_the_message_names_the_bounds(self) -> None:
+        """An infinite wait is refused with the accepted range, not an OverflowError at the first retry."""
+        with pytest.raises(ConfigurationError, match=r"RetryPolicy\.wait_initial=inf .*from 0 to 86400"):
+            RetryPolicy(wait_initial=math.inf)
 
     @pytest.mark.parametrize("retry_on", [42, "ValueError", int, (ValueError, "x"), (int,), None])
     def test_bad_retry_on(self, retry_on: Any) -> None:

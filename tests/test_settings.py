@@ -66,6 +66,16 @@ class TestValidation:
             ("FOREWARN_WARNING_POLICY", "panic", "warn"),
             ("FOREWARN_REDACT_PATTERNS", '["(unclosed"]', "regular expressions"),
             ("FOREWARN_WAIT_INITIAL", "-0.5", "greater than or equal to 0"),
+            # waits are finite and bounded: inf would fail the flow with OverflowError at its first retry
+            ("FOREWARN_WAIT_INITIAL", "inf", "finite number (Default first backoff wait, in seconds, from 0 to"),
+            ("FOREWARN_WAIT_INITIAL", "nan", "finite number"),
+            ("FOREWARN_WAIT_INITIAL", "-inf", "finite number"),
+            ("FOREWARN_WAIT_MAX", "Infinity", "finite number"),
+            ("FOREWARN_WAIT_MAX", "1e9", "less than or equal to 86400"),
+            ("FOREWARN_WAIT_JITTER", "NaN", "finite number"),
+            ("FOREWARN_WAIT_JITTER", "86401", "less than or equal to 86400"),
+            ("FOREWARN_WAIT_EXP_BASE", "inf", "finite number"),
+            ("FOREWARN_WAIT_EXP_BASE", "1000", "less than or equal to 100"),
         ],
     )
     def test_bad_value_names_the_variable_and_the_form(
@@ -77,6 +87,108 @@ class TestValidation:
             load_settings()
         assert info.value.setting == variable
         assert expected_words in str(info.value)
+
+    def test_the_largest_waits_build_a_policy(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """Every value the settings accept is one RetryPolicy accepts too: the bounds are shared."""
+        from forewarn.limits import MAX_WAIT_EXP_BASE, MAX_WAIT_SECONDS
+        from forewarn.resilience.retry import RetryPolicy
+
+        for name in ("WAIT_INITIAL", "WAIT_MAX", "WAIT_JITTER"):
+            monkeypatch.setenv(f"FOREWARN_{name}", str(MAX_WAIT_SECONDS))
+        monkeypatch.setenv("FOREWARN_WAIT_EXP_BASE", str(MAX_WAIT_EXP_BASE))
+        policy = RetryPolicy.from_settings(load_settings())
+        assert policy.wait(50, rand=lambda: 1.0) == MAX_WAIT_SECONDS
+
+    @pytest.mark.parametrize(
+        "url",
+        [
+            "postgresql+asyncpg://u:pw@h/db",
+            "postgresql+psycopg2://u:pw@h/db",
+            "postgresql+pg8000://u:pw@h/db",
+            "sqlite+aiosqlite:///x.db",
+            "mysql+pymysql://u:pw@h/db",
+        ],
+    )
+    def test_only_drivers_the_store_opens(self, monkeypatch: pytest.MonkeyPatch, url: str) -> None:
+        """A driver the store would refuse is refused at start, naming the accepted forms."""
+        monkeypatch.setenv("FOREWARN_DB_URL", url)
+        with pytest.raises(ConfigurationError) as info:
+            load_settings()
+        assert info.value.setting == "FOREWARN_DB_URL"
+        assert f"not a {url.split('://')[0]} URL" in str(info.value)
+        assert "sqlite:///PATH" in str(info.value) and "postgresql+psycopg://" in str(info.value)
+        assert "pw" not in str(info.value.value)
+
+    @pytest.mark.parametrize(
+        "url",
+        [
+            "sqlite:///x.db",
+            "sqlite+pysqlite:///x.db",
+            "sqlite://",
+            "postgresql://u:pw@h/db",
+            "postgresql+psycopg://u:pw@h/db",
+            "postgresql+asyncpg://u:pw@h/db",
+            "postgresql+psycopg2://u:pw@h/db",
+            "mysql://u:pw@h/db",
+            "sqlite+aiosqlite:///x.db",
+        ],
+    )
+    def test_settings_accept_exactly_what_the_store_opens(self, url: str) -> None:
+        """The settings' driver list and the store's URL check agree, one URL at a time."""
+        from forewarn.store._engine import parse_url
+
+        try:
+            parse_url(url, "url")
+            store_opens = True
+        except ConfigurationError:
+            store_opens = False
+        try:
+            load_settings(db_url=url, _environ={})
+            settings_accept = True
+        except ConfigurationError:
+            settings_accept = False
+        assert settings_accept == store_opens
+
+    @pytest.mark.parametrize(
+        ("value", "expected_words"),
+        [
+            ("secret-\\w+", "not JSON"),
+            ("['single quotes']", "not JSON"),
+            ('{"password": 1}', "not a JSON dict"),
+            ('"one pattern"', "not a JSON str"),
+            ('["ok", 3]', "item 1 is 3"),
+            ('["(unclosed"]', "regular expressions"),
+        ],
+    )
+    def test_redact_patterns_must_be_a_json_list_of_regexes(
+        self, monkeypatch: pytest.MonkeyPatch, value: str, expected_words: str
+    ) -> None:
+        """A malformed FOREWARN_REDACT_PATTERNS names the variable and the JSON form, not a pydantic traceback."""
+        monkeypatch.setenv("FOREWARN_REDACT_PATTERNS", value)
+        with pytest.raises(ConfigurationError) as info:
+            load_settings()
+        assert info.value.setting == "FOREWARN_REDACT_PATTERNS"
+        assert expected_words in str(info.value)
+        assert "JSON list" in str(info.value)
+
+    def test_redact_patterns_json_is_read(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """A JSON list in the variable becomes the patterns; a Python list passed in stays one."""
+        monkeypatch.setenv("FOREWARN_REDACT_PATTERNS", '["secret-\\\\w+", "token=\\\\S+"]')
+        assert load_settings().redact_patterns == ["secret-\\w+", "token=\\S+"]
+        assert load_settings(redact_patterns=["x+"]).redact_patterns == ["x+"]
+
+    def test_a_list_setting_pydantic_cannot_decode_names_the_variable(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """Any JSON-valued setting (e.g. one added later) that fails to decode is a ConfigurationError naming it."""
+        import forewarn.settings
+
+        class WithMapping(ForewarnSettings):
+            limits_by_flow: dict[str, int] = {}
+
+        monkeypatch.setattr(forewarn.settings, "ForewarnSettings", WithMapping)
+        monkeypatch.setenv("FOREWARN_LIMITS_BY_FLOW", "{not json")
+        with pytest.raises(ConfigurationError) as info:
+            load_settings()
+        assert (info.value.setting, info.value.value) == ("FOREWARN_LIMITS_BY_FLOW", "{not json")
 
     def test_unknown_variable_is_an_error(self, monkeypatch: pytest.MonkeyPatch) -> None:
         """A typo such as FOREWARN_DB_ULR does not silently fall back to the default."""
@@ -125,6 +237,14 @@ class TestDotEnv:
         with pytest.raises(ConfigurationError) as info:
             load_settings()
         assert info.value.setting.upper() == "FOREWARN_DB_ULR"
+
+    def test_bad_json_in_dotenv_names_the_variable(self, tmp_path: Path) -> None:
+        """A non-JSON FOREWARN_REDACT_PATTERNS in .env is a ConfigurationError too."""
+        (tmp_path / ".env").write_text("FOREWARN_REDACT_PATTERNS=password\n")
+        with pytest.raises(ConfigurationError) as info:
+            load_settings()
+        assert info.value.setting == "FOREWARN_REDACT_PATTERNS"
+        assert "not JSON" in str(info.value)
 
     def test_bad_value_in_dotenv_names_the_variable(self, tmp_path: Path) -> None:
         """A value in .env is validated like one from the environment."""

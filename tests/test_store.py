@@ -143,8 +143,8 @@ class TestOpening:
             assert second.schema_version == 2
 
     def test_create_false_refuses_an_empty_database(self, store_url: str) -> None:
-        """create=False opens existing stores only."""
-        with pytest.raises(StoreError, match="holds no forewarn telemetry store"):
+        """create=False opens existing stores only (on SQLite the file is missing, elsewhere the database empty)."""
+        with pytest.raises(StoreError, match=r"no forewarn (telemetry )?store"):
             TelemetryStore(store_url, create=False)
         TelemetryStore(store_url).close()
         with TelemetryStore(store_url, create=False) as store:
@@ -802,6 +802,125 @@ class TestSchemaVersions:
         assert errors == []
         with TelemetryStore(store_url) as store:
             assert store.schema_version == 2
+
+
+class TestForeignDatabases:
+    """A store never writes into another application's database, and a reader never creates one."""
+
+    @staticmethod
+    def make_foreign(url: str, *tables: str) -> None:
+        engine = sa.create_engine(url)
+        with engine.begin() as conn:
+            for table in tables:
+                conn.exec_driver_sql(f'create table "{table}" (id integer primary key, note text)')
+            conn.exec_driver_sql(f"insert into \"{tables[0]}\" (id, note) values (1, 'keep me')")
+        engine.dispose()
+
+    @pytest.mark.parametrize("create", [True, False])
+    def test_another_apps_database_is_refused_naming_its_tables(self, store_url: str, create: bool) -> None:
+        """Tables but no forewarn_meta.schema_version: StoreError naming them and the fix; nothing created."""
+        self.make_foreign(store_url, "orders", "customers")
+        with pytest.raises(StoreError) as info:
+            TelemetryStore(store_url, create=create)
+        message = str(info.value)
+        assert "is not a forewarn store" in message
+        assert "2 table(s) ('customers', 'orders')" in message
+        assert "forewarn_meta.schema_version" in message
+        assert "Point FOREWARN_DB_URL at an empty database or at a forewarn store" in message
+        assert not isinstance(info.value, SchemaVersionError)
+        engine = sa.create_engine(store_url)
+        with engine.connect() as conn:
+            assert sorted(sa.inspect(conn).get_table_names()) == ["customers", "orders"]
+            assert conn.exec_driver_sql("select note from orders").scalar() == "keep me"
+        engine.dispose()
+
+    def test_a_foreign_sqlite_file_is_left_byte_for_byte(self, tmp_path: Path) -> None:
+        """Not even the journal mode changes: the refusal comes before the engine's WAL switch."""
+        path = tmp_path / "shop.db"
+        with sqlite3.connect(path) as conn:
+            conn.execute("create table orders (id integer primary key)")
+        before = path.read_bytes()
+        with pytest.raises(StoreError, match="orders"):
+            TelemetryStore(f"sqlite:///{path}")
+        assert path.read_bytes() == before
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["shop.db"]
+
+    def test_many_tables_are_summarised_and_quoted(self, sqlite_url: str) -> None:
+        """Five names, quoted and cut, then a count: a table name is another program's text."""
+        names = [f"t{i:02d}" for i in range(12)] + ["[bold]x\nforged line" + "y" * 80]
+        engine = sa.create_engine(sqlite_url)
+        with engine.begin() as conn:
+            for name in names:
+                conn.exec_driver_sql(f'create table "{name}" (id int)')
+        engine.dispose()
+        with pytest.raises(StoreError) as info:
+            TelemetryStore(sqlite_url)
+        message = str(info.value)
+        assert "13 table(s) ('[bold]x\\nforged line" in message  # sorted first, shown as repr
+        assert "and 8 more" in message
+        assert "\n" not in message and "y" * 41 not in message
+
+    def test_a_view_counts_as_foreign(self, sqlite_url: str) -> None:
+        """A database holding only a view is still somebody's."""
+        engine = sa.create_engine(sqlite_url)
+        with engine.begin() as conn:
+            conn.exec_driver_sql("create view answer as select 42 as n")
+        engine.dispose()
+        with pytest.raises(StoreError, match=r"1 table\(s\) \('answer'\)"):
+            TelemetryStore(sqlite_url)
+
+    def test_writers_still_create_a_store_in_an_empty_database(self, store_url: str) -> None:
+        """An empty or missing database becomes a store for a writer, as before."""
+        with TelemetryStore(store_url) as store:
+            assert store.schema_version == 2
+
+    def test_a_reader_on_a_missing_path_creates_nothing(self, tmp_path: Path) -> None:
+        """create=False on a mistyped SQLite path: 'no forewarn store at PATH', no file, no directory."""
+        path = tmp_path / "typo" / "telemtry.db"
+        with pytest.raises(StoreError) as info:
+            TelemetryStore(f"sqlite:///{path}", create=False)
+        assert f"no forewarn store at {path}: the file does not exist" in str(info.value)
+        assert "url" in str(info.value)  # the setting the path came from
+        assert not (tmp_path / "typo").exists()
+
+    def test_a_reader_names_the_setting_it_read(self, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+        """Without a URL the error points at FOREWARN_DB_URL."""
+        from forewarn.settings import get_settings
+
+        monkeypatch.setenv("FOREWARN_DB_URL", f"sqlite:///{tmp_path / 'missing.db'}")
+        get_settings.cache_clear()
+        with pytest.raises(StoreError, match="Check the path in FOREWARN_DB_URL"):
+            TelemetryStore(create=False)
+        assert not (tmp_path / "missing.db").exists()
+
+    def test_a_reader_on_an_empty_file_leaves_it_empty(self, tmp_path: Path) -> None:
+        """An existing empty file is no store for a reader, and stays zero bytes."""
+        path = tmp_path / "empty.db"
+        path.touch()
+        with pytest.raises(StoreError, match="holds no forewarn telemetry store"):
+            TelemetryStore(f"sqlite:///{path}", create=False)
+        assert path.stat().st_size == 0
+
+    def test_a_file_that_is_not_sqlite_is_refused_unchanged(self, tmp_path: Path) -> None:
+        """A text file at the store path: a StoreError with SQLite's reason; the file is not touched."""
+        path = tmp_path / "notes.db"
+        path.write_text("dear diary, " * 100)
+        with pytest.raises(StoreError, match=r"cannot open the SQLite store .*file is not a database"):
+            TelemetryStore(f"sqlite:///{path}")
+        assert path.read_text() == "dear diary, " * 100
+
+    @pytest.mark.parametrize("value", ["2b", "", " 2", "2_0", "0", "-1", "\u0662", "9" * 50])
+    def test_a_version_that_is_not_one_is_a_schema_version_error(self, store_url: str, value: str) -> None:
+        """forewarn_meta.schema_version '2b' raises SchemaVersionError naming the value, not ValueError."""
+        TelemetryStore(store_url).close()
+        engine = sa.create_engine(store_url)
+        with engine.begin() as conn:
+            conn.execute(sa.update(schema.forewarn_meta).values(value=value))
+        engine.dispose()
+        with pytest.raises(SchemaVersionError) as info:
+            TelemetryStore(store_url)
+        assert f"forewarn_meta.schema_version is {value[:40]!r}, not a schema version" in str(info.value)
+        assert info.value.url is not None
 
 
 class TestLockedSqlite:

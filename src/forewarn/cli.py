@@ -37,7 +37,10 @@ DbOption = Annotated[
 
 
 def _fail(exc: Exception) -> typer.Exit:
-    err_console.print(f"[bold red]error:[/] {exc}")
+    from rich.markup import escape
+
+    # escaped: a message may quote another program's text (a table name, a path) that rich would read as markup
+    err_console.print(f"[bold red]error:[/] {escape(str(exc))}")
     return typer.Exit(code=2)
 
 
@@ -54,12 +57,16 @@ def parse_time(value: str | None, option: str) -> datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
 
 
-def open_store(db: str | None):  # type: ignore[no-untyped-def]
-    """Open the store named by ``--db`` or the settings, turning errors into a clean exit."""
+def open_store(db: str | None, *, create: bool = True):  # type: ignore[no-untyped-def]
+    """Open the store named by ``--db`` or the settings, turning errors into a clean exit.
+
+    Commands that only read pass ``create=False``: a mistyped path is then "no forewarn store at PATH",
+    not a new empty store and "No runs".
+    """
     from forewarn.store import TelemetryStore
 
     try:
-        return TelemetryStore(db)
+        return TelemetryStore(db, create=create)
     except ForewarnError as exc:
         raise _fail(exc) from None
 
@@ -128,7 +135,7 @@ def report(
     from forewarn.learning.report import reliability_report
 
     start, end = parse_time(since, "--since"), parse_time(until, "--until")
-    store = open_store(db)
+    store = open_store(db, create=False)
     runs = store.runs(flow_name=flow_name, since=start, until=end)
     if runs.empty:
         console.print(f"No runs in {store.url} for this selection.")
@@ -180,7 +187,7 @@ def _progress_bar(description: str):  # type: ignore[no-untyped-def]
 
 
 def _history(db: str | None):  # type: ignore[no-untyped-def]
-    store = open_store(db)
+    store = open_store(db, create=False)
     runs, attempts = store.history()
     if runs.empty:
         raise _fail(

@@ -7,7 +7,7 @@ input or configuration also derive from :class:`ValueError`, so ``except ValueEr
     ├── ConfigurationError (ValueError)       a FOREWARN_* setting or a decorator option is wrong
     ├── StoreError                            the telemetry store cannot be opened or used
     │   ├── StoreUnreachableError             the database URL does not answer
-    │   └── SchemaVersionError                the store was written by a newer forewarn
+    │   └── SchemaVersionError                the store was written by a newer forewarn, or its version is no number
     ├── InvalidRecordError (ValueError, TypeError)
     │                                         a record, frame or argument the store cannot take
     ├── FallbackError                         a task failed and its fallback failed too
@@ -77,7 +77,7 @@ class StoreUnreachableError(StoreError):
 
 
 class SchemaVersionError(StoreError):
-    """The store's schema was written by a newer forewarn than this one."""
+    """The store's schema was written by a newer forewarn than this one, or its recorded version is not one."""
 
 
 class InvalidRecordError(ForewarnError, ValueError, TypeError):

@@ -15,18 +15,23 @@ Example::
 from __future__ import annotations
 
 import functools
+import json
 import os
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
 
 from forewarn.errors import ConfigurationError
+from forewarn.limits import MAX_WAIT_EXP_BASE, MAX_WAIT_SECONDS
 from forewarn.masking import DEFAULT_REDACT_PATTERNS, mask_url
 
 ENV_PREFIX = "FOREWARN_"
+
+STORE_DRIVERS = ("sqlite", "sqlite+pysqlite", "postgresql", "postgresql+psycopg")
+"""The SQLAlchemy driver names ``FOREWARN_DB_URL`` may use: exactly those the telemetry store opens."""
 
 
 def default_db_path() -> Path:
@@ -52,6 +57,17 @@ def default_cache_dir() -> Path:
     return Path(base) / "forewarn"
 
 
+def _wait_seconds(default: float, what: str) -> Any:
+    """A backoff wait field: finite seconds within :mod:`forewarn.limits`' one-day bound."""
+    return Field(
+        default=default,
+        ge=0,
+        le=MAX_WAIT_SECONDS,
+        allow_inf_nan=False,
+        description=f"{what}, in seconds, from 0 to {MAX_WAIT_SECONDS:g} (one day).",
+    )
+
+
 class ForewarnSettings(BaseSettings):
     """forewarn's configuration. Each field reads ``FOREWARN_<FIELD NAME IN UPPER CASE>``."""
 
@@ -66,7 +82,9 @@ class ForewarnSettings(BaseSettings):
     )
     model_dir: Path = Field(default=Path("models"), description="Directory of trained model artifacts.")
     telemetry_enabled: bool = Field(default=True, description="Record attempts and runs in the store.")
-    redact_patterns: list[str] = Field(
+    # NoDecode: the validator parses the JSON itself, so a malformed list is an error naming the variable
+    # rather than pydantic-settings' own parse failure.
+    redact_patterns: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: list(DEFAULT_REDACT_PATTERNS),
         description="Regular expressions whose matches are replaced by *** in recorded exception "
         "messages. A JSON list, e.g. FOREWARN_REDACT_PATTERNS='[\"secret-\\\\w+\"]'.",
@@ -75,10 +93,16 @@ class ForewarnSettings(BaseSettings):
         default=500, ge=20, le=10_000, description="Recorded exception messages are cut to this length."
     )
     retries: int = Field(default=3, ge=0, le=100, description="Default retries after the first attempt.")
-    wait_initial: float = Field(default=0.5, ge=0, description="Default first backoff wait, in seconds.")
-    wait_max: float = Field(default=30.0, ge=0, description="Default cap on one backoff wait, in seconds.")
-    wait_exp_base: float = Field(default=2.0, ge=1, description="Default growth factor between waits.")
-    wait_jitter: float = Field(default=0.5, ge=0, description="Default maximum random seconds added to each wait.")
+    wait_initial: float = _wait_seconds(0.5, "Default first backoff wait")
+    wait_max: float = _wait_seconds(30.0, "Default cap on one backoff wait")
+    wait_exp_base: float = Field(
+        default=2.0,
+        ge=1,
+        le=MAX_WAIT_EXP_BASE,
+        allow_inf_nan=False,
+        description=f"Default growth factor between waits, from 1 to {MAX_WAIT_EXP_BASE:g}.",
+    )
+    wait_jitter: float = _wait_seconds(0.5, "Default maximum random time added to each wait")
     warning_policy: Literal["warn", "harden", "pause"] = Field(
         default="warn", description="What a forewarn.flow does when its run is scored at risk."
     )
@@ -101,8 +125,11 @@ class ForewarnSettings(BaseSettings):
                 "a SQLAlchemy URL such as sqlite:///path/to/telemetry.db or "
                 "postgresql+psycopg://user:password@host:5432/db"
             ) from None
-        if url.get_backend_name() not in ("sqlite", "postgresql"):
-            raise ValueError(f"a sqlite:/// or postgresql+psycopg:// URL, not a {url.get_backend_name()} URL")
+        if url.drivername not in STORE_DRIVERS:
+            raise ValueError(
+                "a URL the store opens: sqlite:///PATH or postgresql+psycopg://USER:PASSWORD@HOST:PORT/DB "
+                f"(postgresql:// is read as psycopg 3 too), not a {url.drivername} URL"
+            )
         return value
 
     @field_validator("cache_dir", mode="before")
@@ -112,6 +139,22 @@ class ForewarnSettings(BaseSettings):
         if value is None or (isinstance(value, str) and not value.strip()):
             return None
         return Path(value).expanduser() if isinstance(value, str | Path) else value
+
+    @field_validator("redact_patterns", mode="before")
+    @classmethod
+    def _decode_patterns(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        try:
+            decoded = json.loads(value)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"a JSON list of strings; this is not JSON ({exc.msg} at character {exc.pos})") from None
+        if not isinstance(decoded, list):
+            raise ValueError(f"a JSON list of strings, not a JSON {type(decoded).__name__}")
+        for index, item in enumerate(decoded):
+            if not isinstance(item, str):
+                raise ValueError(f"a JSON list of strings; item {index} is {item!r}, not a string")
+        return decoded
 
     @field_validator("redact_patterns")
     @classmethod
@@ -129,8 +172,14 @@ class ForewarnSettings(BaseSettings):
 
 
 def _expected_form(name: str) -> str:
-    field = ForewarnSettings.model_fields[name]
-    return field.description or "a valid value"
+    field = ForewarnSettings.model_fields.get(name)
+    return (field.description if field else None) or "a valid value"
+
+
+def _field_in(message: str) -> str:
+    """The field a pydantic-settings parse error names (``error parsing value for field "x" ...``)."""
+    match = re.search(r'field "([^"]+)"', message)
+    return match.group(1) if match else "settings"
 
 
 def load_settings(_environ: dict[str, str] | None = None, **values: Any) -> ForewarnSettings:
@@ -154,6 +203,11 @@ def load_settings(_environ: dict[str, str] | None = None, **values: Any) -> Fore
         raise ConfigurationError(unknown[0], environ[unknown[0]], f"one of {', '.join(sorted(known))}")
     try:
         return ForewarnSettings(**values)
+    except SettingsError as exc:  # a value pydantic-settings could not even decode (JSON of a list field)
+        name = _field_in(str(exc))
+        raise ConfigurationError(
+            ENV_PREFIX + name.upper(), environ.get(ENV_PREFIX + name.upper()), _expected_form(name)
+        ) from None
     except ValidationError as exc:
         error = exc.errors()[0]
         name = str(error["loc"][0]) if error["loc"] else "settings"
@@ -174,4 +228,4 @@ def get_settings() -> ForewarnSettings:
     return load_settings()
 
 
-__all__ = ["ForewarnSettings", "default_cache_dir", "default_db_path", "get_settings", "load_settings"]
+__all__ = ["STORE_DRIVERS", "ForewarnSettings", "default_cache_dir", "default_db_path", "get_settings", "load_settings"]

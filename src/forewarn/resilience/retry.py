@@ -27,6 +27,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 from forewarn.errors import CircuitOpenError, ConfigurationError
+from forewarn.limits import MAX_WAIT_EXP_BASE, MAX_WAIT_SECONDS
 from forewarn.resilience.chaos import PermanentFault
 
 if TYPE_CHECKING:
@@ -194,6 +195,11 @@ def _is_number(value: object) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and not math.isnan(value)
 
 
+def _is_seconds(value: object) -> bool:
+    """A wait ``time.sleep`` accepts: finite, from 0 to :data:`~forewarn.limits.MAX_WAIT_SECONDS` (NaN fails both)."""
+    return _is_number(value) and 0 <= value <= MAX_WAIT_SECONDS  # type: ignore[operator]
+
+
 def _is_exception_type(value: object) -> bool:
     return isinstance(value, type) and issubclass(value, BaseException)
 
@@ -219,15 +225,21 @@ _FIELD_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
         lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1,
         "a whole number >= 1 counting the first attempt too, e.g. RetryPolicy(attempts=4)",
     ),
-    "wait_initial": (lambda v: _is_number(v) and v >= 0, "seconds >= 0, e.g. RetryPolicy(wait_initial=0.5)"),
-    "wait_max": (lambda v: _is_number(v) and v >= 0, "seconds >= 0, e.g. RetryPolicy(wait_max=30.0)"),
+    "wait_initial": (
+        _is_seconds,
+        f"finite seconds from 0 to {MAX_WAIT_SECONDS:g} (one day), e.g. RetryPolicy(wait_initial=0.5)",
+    ),
+    "wait_max": (
+        _is_seconds,
+        f"finite seconds from 0 to {MAX_WAIT_SECONDS:g} (one day), e.g. RetryPolicy(wait_max=30.0)",
+    ),
     "wait_exp_base": (
-        lambda v: _is_number(v) and v >= 1,
-        "a number >= 1, e.g. RetryPolicy(wait_exp_base=2.0)",
+        lambda v: _is_number(v) and 1 <= v <= MAX_WAIT_EXP_BASE,
+        f"a number from 1 to {MAX_WAIT_EXP_BASE:g}, e.g. RetryPolicy(wait_exp_base=2.0)",
     ),
     "wait_jitter": (
-        lambda v: _is_number(v) and v >= 0 and math.isfinite(v),
-        "finite seconds >= 0, e.g. RetryPolicy(wait_jitter=0.5)",
+        _is_seconds,
+        f"finite seconds from 0 to {MAX_WAIT_SECONDS:g}, e.g. RetryPolicy(wait_jitter=0.5)",
     ),
 }
 
@@ -243,7 +255,9 @@ class RetryPolicy:
     with ``U`` uniform in ``[0, 1)``: exponential backoff with additive jitter, capped at ``wait_max``.
     ``attempts`` counts the first attempt, so ``attempts=4`` means up to 3 retries. ``retry_on`` is an
     exception type, a tuple of types, or a predicate; the default, :func:`default_retry_on`, skips
-    permanent errors. Invalid values raise :class:`~forewarn.errors.ConfigurationError` naming the field.
+    permanent errors. Waits are finite seconds from 0 to one day and the growth factor is from 1 to 100
+    (:mod:`forewarn.limits`); invalid values, ``inf`` and NaN included, raise
+    :class:`~forewarn.errors.ConfigurationError` naming the field.
 
     Example::
 

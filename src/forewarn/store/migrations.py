@@ -1,10 +1,14 @@
 """Schema versioning for the telemetry store: create an empty store, upgrade an older one, refuse a newer one.
 
 The version lives in ``forewarn_meta`` under the key ``schema_version``. :func:`ensure_schema`, which
-:class:`~forewarn.store.telemetry.TelemetryStore` calls when it opens a store, does one of four things:
+:class:`~forewarn.store.telemetry.TelemetryStore` calls when it opens a store, does one of these things:
 
 * the version is :data:`~forewarn.store.schema.SCHEMA_VERSION` → nothing (one indexed read, no lock);
 * the database is empty → ``metadata.create_all`` and write the version;
+* the database holds tables but no version (another application's database) →
+  :class:`~forewarn.errors.StoreError` naming a few of them: forewarn never writes into it;
+* the version is not a whole number from 1 up (``"2b"``) → :class:`~forewarn.errors.SchemaVersionError`
+  naming the value;
 * the version is older → run the steps of :data:`MIGRATIONS` from that version up, each through Alembic's
   :class:`~alembic.operations.Operations` in batch mode (so SQLite can alter tables), and bump the version
   after each step — all in **one** transaction, so a failed upgrade leaves the store as it was;
@@ -45,6 +49,7 @@ Example::
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
@@ -101,12 +106,19 @@ MIGRATIONS: list[tuple[int, Migration]] = [(2, _v2_features_and_predictions)]
 
 VERSION_KEY = "schema_version"
 
+_VERSION_TEXT = re.compile(r"[0-9]{1,9}")
+_TABLES_SHOWN = 5
+
 # pg_advisory_xact_lock key: the bytes of "forewarn" as a (positive) bigint.
 PG_LOCK_KEY = int.from_bytes(b"forewarn", "big")
 
 
-def read_version(conn: sa.Connection) -> int | None:
+def read_version(conn: sa.Connection, *, url: str = "the telemetry store") -> int | None:
     """The store's schema version, or ``None`` when the database holds no forewarn store yet.
+
+    The stored value is text another program may have written: anything but a whole number from 1 up
+    raises :class:`~forewarn.errors.SchemaVersionError` naming the value (``url``, already masked, names
+    the store), never a bare ``ValueError``.
 
     Example::
 
@@ -119,7 +131,55 @@ def read_version(conn: sa.Connection) -> int | None:
         return None
     meta = schema.forewarn_meta
     value = conn.execute(sa.select(meta.c.value).where(meta.c.key == VERSION_KEY)).scalar_one_or_none()
-    return None if value is None else int(value)
+    return parse_version(value, url=url)
+
+
+def parse_version(value: object, *, url: str = "the telemetry store") -> int | None:
+    """The schema version that ``forewarn_meta.schema_version`` holds as text (``None``: no row).
+
+    The column is text, but SQLite keeps whatever another program stored in it: any value is read as
+    its text, and only ASCII digits making a number from 1 up are a version.
+
+    Example::
+
+        >>> parse_version("2"), parse_version(None)
+        (2, None)
+        >>> parse_version("2b", url="sqlite:///t.db")
+        Traceback (most recent call last):
+        ...
+        forewarn.errors.SchemaVersionError: sqlite:///t.db: forewarn_meta.schema_version is '2b', not a ...
+    """
+    if value is None:
+        return None
+    text = str(value)
+    # fullmatch on ASCII digits: int() would also take " 2", "2_0" and other scripts' digits
+    if not _VERSION_TEXT.fullmatch(text) or int(text) < 1:
+        raise SchemaVersionError(
+            f"{url}: forewarn_meta.schema_version is {text[:40]!r}, not a schema version (a whole number "
+            f"such as {schema.SCHEMA_VERSION}); the store was not written by forewarn or was damaged. Point "
+            "FOREWARN_DB_URL at another store, or restore this one from a backup",
+            url=url,
+        )
+    return int(text)
+
+
+def foreign_tables(conn: sa.Connection) -> list[str]:
+    """The tables and views of the database's default schema, sorted; forewarn's ``forewarn_meta`` excluded.
+
+    What :func:`ensure_schema` shows when it refuses a database that holds something but no forewarn
+    version marker: another application's data, which forewarn must not write into.
+
+    Example::
+
+        >>> engine = sa.create_engine("sqlite://")
+        >>> with engine.connect() as conn:
+        ...     _ = conn.exec_driver_sql("create table orders (id int)")
+        ...     foreign_tables(conn)
+        ['orders']
+    """
+    inspector = sa.inspect(conn)
+    names = set(inspector.get_table_names()) | set(inspector.get_view_names())
+    return sorted(names - {schema.forewarn_meta.name})
 
 
 @contextmanager
@@ -189,8 +249,9 @@ def ensure_schema(
     ``target`` and ``migrations`` default to :data:`~forewarn.store.schema.SCHEMA_VERSION` and
     :data:`MIGRATIONS`, read when called.
 
-    Raises :class:`~forewarn.errors.SchemaVersionError` for a store written by a newer forewarn and
-    :class:`~forewarn.errors.StoreError` for an empty database with ``create=False``.
+    Raises :class:`~forewarn.errors.SchemaVersionError` for a store written by a newer forewarn or a
+    version that is not one, and :class:`~forewarn.errors.StoreError` for a database with other tables and
+    no version marker, or an empty database with ``create=False`` (:func:`check_openable`).
 
     Example::
 
@@ -202,18 +263,18 @@ def ensure_schema(
         forewarn.errors.StoreError: sqlite:// holds no forewarn telemetry store ...
     """
     target = schema.SCHEMA_VERSION if target is None else target
-    version = read_version(conn)  # fast path: an up-to-date store takes no lock
+    version = read_version(conn, url=url)  # fast path: an up-to-date store takes no lock
     if version == target:
         return version
-    _refuse(version, target, url=url, create=create)
+    check_openable(version, _foreign_if_unversioned(conn, version), url=url, create=create, target=target)
     steps = check_migrations(MIGRATIONS if migrations is None else migrations, target)
     with write_transaction(conn):
         if conn.dialect.name == "postgresql":
             conn.execute(sa.select(sa.func.pg_advisory_xact_lock(PG_LOCK_KEY)))
-        version = read_version(conn)  # again, under the lock: another opener may have done the work
+        version = read_version(conn, url=url)  # again, under the lock: another opener may have done the work
         if version == target:
             return version
-        _refuse(version, target, url=url, create=create)
+        check_openable(version, _foreign_if_unversioned(conn, version), url=url, create=create, target=target)
         if version is None:
             schema.metadata.create_all(conn)
             _write_version(conn, target)
@@ -222,20 +283,52 @@ def ensure_schema(
     return target
 
 
-def _refuse(version: int | None, target: int, *, url: str, create: bool) -> None:
-    if version is None and not create:
-        raise StoreError(
-            f"{url} holds no forewarn telemetry store (no forewarn_meta table); open it with create=True "
-            "to create one, or point FOREWARN_DB_URL at an existing store",
-            url=url,
-        )
-    if version is not None and version > target:
+def check_openable(
+    version: int | None, foreign: Sequence[str], *, url: str, create: bool, target: int | None = None
+) -> None:
+    """Refuse what :func:`ensure_schema` must not touch: a database with other tables (``foreign``, from
+    :func:`foreign_tables`) and no forewarn version marker, an empty one when ``create`` is false, and a
+    store written by a newer forewarn. ``version`` is :func:`read_version`'s answer. Writes nothing.
+
+    Example::
+
+        >>> check_openable(None, ["orders"], url="sqlite:///shop.db", create=True)
+        Traceback (most recent call last):
+        ...
+        forewarn.errors.StoreError: sqlite:///shop.db is not a forewarn store: it holds 1 table(s) ('orders') ...
+    """
+    target = schema.SCHEMA_VERSION if target is None else target
+    if version is None:
+        if foreign:
+            raise StoreError(_foreign_message(url, foreign), url=url)
+        if not create:
+            raise StoreError(
+                f"{url} holds no forewarn telemetry store (no forewarn_meta table); open it with create=True "
+                "to create one, or point FOREWARN_DB_URL at an existing store",
+                url=url,
+            )
+    elif version > target:
         raise SchemaVersionError(
             f"{url}: this store was written by a newer forewarn (schema {version}, this forewarn reads up "
             f"to {target}): upgrade forewarn (pip install -U forewarn) or point FOREWARN_DB_URL at another "
             "store",
             url=url,
         )
+
+
+def _foreign_if_unversioned(conn: sa.Connection, version: int | None) -> list[str]:
+    return foreign_tables(conn) if version is None else []
+
+
+def _foreign_message(url: str, found: Sequence[str]) -> str:
+    # Table names are another program's text: shown quoted and cut, a few of them, never all.
+    shown = ", ".join(repr(name[:40]) for name in found[:_TABLES_SHOWN])
+    more = f" and {len(found) - _TABLES_SHOWN} more" if len(found) > _TABLES_SHOWN else ""
+    return (
+        f"{url} is not a forewarn store: it holds {len(found)} table(s) ({shown}{more}) but no "
+        f"forewarn_meta.{VERSION_KEY}, so it belongs to another application and forewarn will not write "
+        "into it. Point FOREWARN_DB_URL at an empty database or at a forewarn store"
+    )
 
 
 def _upgrade(conn: sa.Connection, version: int, target: int, steps: dict[int, Migration], *, url: str) -> None:
@@ -268,7 +361,10 @@ __all__ = [
     "Migration",
     "VERSION_KEY",
     "check_migrations",
+    "check_openable",
     "ensure_schema",
+    "foreign_tables",
+    "parse_version",
     "read_version",
     "write_transaction",
 ]

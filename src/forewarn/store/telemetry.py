@@ -43,6 +43,7 @@ from forewarn.store._codec import aware, cut, encode_features, encode_parameters
 from forewarn.store._engine import Database
 from forewarn.store._execute import read_once, write_prepared_retrying, write_retrying
 from forewarn.store._frames import ended_columns, ended_frame, rows_frame
+from forewarn.store._preflight import check_sqlite_file
 from forewarn.store._queries import (
     ATTEMPT_COLUMNS,
     ENDED_ATTEMPT_COLUMNS,
@@ -76,12 +77,13 @@ class TelemetryStore:
 
     ``url`` is a SQLAlchemy URL, ``sqlite:///PATH`` or ``postgresql+psycopg://USER:PASSWORD@HOST:PORT/DB``
     (default: ``FOREWARN_DB_URL``, see :func:`forewarn.settings.get_settings`). Opening creates the SQLite
-    file's directory, connects, and creates or upgrades the schema (see :mod:`forewarn.store.migrations`);
-    ``create=False`` refuses to create a store in an empty database. ``sleep`` is the pause between
-    retries of a write that hit a locked SQLite database (tests pass a fake). ``timeouts``
-    (:class:`~forewarn.store.StoreTimeouts`) bounds every wait on PostgreSQL; after the database did not
-    answer, calls raise :class:`~forewarn.errors.StoreUnreachableError` at once until
-    ``timeouts.retry_interval`` seconds of ``clock`` have passed (docs/store.md, "Timeouts").
+    file's directory, connects, and creates or upgrades the schema (see :mod:`forewarn.store.migrations`).
+    Readers pass ``create=False``: a missing SQLite file or an empty database is then an error, never a new
+    store. A database that holds other tables but no forewarn version marker is refused either way, before
+    anything is written to it. ``sleep`` is the pause between retries of a write that hit a locked SQLite
+    database (tests pass a fake). ``timeouts`` (:class:`~forewarn.store.StoreTimeouts`) bounds every wait on
+    PostgreSQL; after the database did not answer, calls raise :class:`~forewarn.errors.StoreUnreachableError`
+    at once until ``timeouts.retry_interval`` seconds of ``clock`` have passed (docs/store.md, "Timeouts").
 
     Raises :class:`~forewarn.errors.StoreUnreachableError` when the database does not answer,
     :class:`~forewarn.errors.SchemaVersionError` when a newer forewarn wrote it,
@@ -123,6 +125,7 @@ class TelemetryStore:
             url, setting = get_settings().db_url, "FOREWARN_DB_URL"
         else:
             setting = "url"
+        check_sqlite_file(url, setting, create=create)  # before the engine, which may create or alter the file
         self._db = Database(url, setting, timeouts=timeouts, clock=clock)
         self._sleep = sleep
         self._db.open(lambda conn: ensure_schema(conn, url=self._db.url, create=create))
