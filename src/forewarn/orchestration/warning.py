@@ -11,8 +11,8 @@ when the risk is at or above the model's threshold,
   :data:`HARDEN_EXTRA_ATTEMPTS` more attempts, their fallbacks still armed) or ``"pause"`` (Prefect's
   ``pause_flow_run``: the run waits for a person to resume it in the UI).
 
-Scoring is **fail-open**: no model installed, a model that fails its checksum or was trained on other
-features, a store that cannot be read, or any other error costs one log line saying what happened and
+Scoring is **fail-open**: no model installed, a model that fails its checksum or its signature (or whose
+files others could have swapped), a model trained on other features, a store that cannot be read, or any other error costs one log line saying what happened and
 what to do, and the run goes on unscored. With no model installed the hook reads one directory entry and
 imports nothing heavy (no pandas, no scikit-learn).
 
@@ -39,6 +39,7 @@ from forewarn.errors import (
     FeatureSchemaError,
     ModelError,
     StoreError,
+    UntrustedModelError,
 )
 from forewarn.model_files import model_installed
 from forewarn.records import FlowRunRecord
@@ -195,6 +196,9 @@ def _score(
             exc,
             "restore the file or retrain with `forewarn train`",
         )
+        return None
+    except UntrustedModelError as exc:
+        _fail_open(log, f"{where} is not trusted and was not loaded", exc, "follow the fix named above")
         return None
     except FeatureSchemaError as exc:
         _fail_open(

@@ -1,13 +1,16 @@
-"""Saved models: the manifest, and saving and loading with a verified checksum.
+"""Saved models: the manifest, and saving and loading signed models.
 
 The directory layout is defined once, in :mod:`forewarn.model_files` (re-exported here)::
 
     <dir>/<version>/model.joblib     the pickled FailureWarningModel (MODEL_FILE)
     <dir>/<version>/manifest.json    what it is, how it was trained, its SHA-256 (MANIFEST_FILE)
+    <dir>/<version>/manifest.hmac    HMAC-SHA256 of both under the model key (SIGNATURE_FILE)
     <dir>/latest.json                which version is installed (LATEST_FILE)
 
-:func:`save_model` writes a version directory and then points ``latest.json`` at it; :func:`load_model`
-verifies the artifact's SHA-256 *before* unpickling it and refuses a model trained on other features.
+:func:`save_model` writes a signed version directory and then points ``latest.json`` at it;
+:func:`load_model` refuses files others could have swapped, then verifies the artifact's SHA-256 and the
+signature with the model key (kept outside the directory, see ``_signing``), all *before* unpickling, and
+refuses a model trained on other features.
 
 Example::
 
@@ -38,11 +41,21 @@ import numpy as np
 import pandas as pd
 from sklearn.utils.validation import check_is_fitted
 
-from forewarn.errors import ChecksumMismatchError, FeatureSchemaError, ModelError
+from forewarn.errors import ChecksumMismatchError, FeatureSchemaError, ModelError, UntrustedModelError
 from forewarn.learning._json import jsonable
 from forewarn.learning.features import FeatureSpec
+from forewarn.learning.model._signing import ModelKey, model_key, sign, verify
+from forewarn.learning.model._trusted_paths import make_private_to_owner_writes, read_trusted, refuse_writable_by_others
 from forewarn.learning.model.estimator import FailureWarningModel
-from forewarn.model_files import LATEST_FILE, MANIFEST_FILE, MODEL_FILE, latest_file, latest_pointer, version_dir
+from forewarn.model_files import (
+    LATEST_FILE,
+    MANIFEST_FILE,
+    MODEL_FILE,
+    SIGNATURE_FILE,
+    latest_file,
+    latest_pointer,
+    version_dir,
+)
 
 MANIFEST_FORMAT = 1
 
@@ -230,6 +243,7 @@ def _write_atomic(path: Path, data: bytes) -> None:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
+        make_private_to_owner_writes(tmp)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
@@ -242,13 +256,17 @@ def save_model(
     training_window: tuple[datetime, datetime],
     backtest_metrics: Mapping[str, Any] | None = None,
     extra: Mapping[str, Any] | None = None,
+    key: bytes | str | None = None,
 ) -> ModelManifest:
-    """Save a fitted model as ``<directory>/<version>/{model.joblib,manifest.json}``; point latest.json at it.
+    """Save a fitted model as ``<directory>/<version>/{model.joblib,manifest.json,manifest.hmac}``; point
+    latest.json at it.
 
     The version directory is assembled under a temporary name and renamed into place, and
     ``latest.json`` is replaced atomically last, so a half-written model is never "latest".
     ``version`` is ``<UTC time>-<first 8 hex digits of the artifact's SHA-256>``,
-    e.g. ``20261128T162300Z-ab12cd34``.
+    e.g. ``20261128T162300Z-ab12cd34``. The signature is made with ``key`` (default: ``FOREWARN_MODEL_KEY``,
+    else the key file, created if missing). Nothing is written into a directory that group or others may
+    write (:class:`~forewarn.errors.UntrustedModelError`); what is written is writable by its owner only.
 
     Example::
 
@@ -258,7 +276,11 @@ def save_model(
     """
     check_is_fitted(model, "pipeline_")
     directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
+    if not directory.is_dir():
+        directory.mkdir(parents=True)
+        make_private_to_owner_writes(directory)
+    refuse_writable_by_others(directory)
+    signing_key = _given_or_configured(key, create=True)
     buffer = io.BytesIO()
     joblib.dump(model, buffer, compress=3)
     blob = buffer.getvalue()
@@ -274,7 +296,7 @@ def save_model(
         backtest_metrics=backtest_metrics,
         extra=extra,
     )
-    _write_version_dir(directory, version, blob, manifest)
+    _write_version_dir(directory, version, blob, manifest, signing_key)
     pointer = latest_pointer(version, created)
     _write_atomic(latest_file(directory), (json.dumps(pointer, indent=2) + "\n").encode())
     return manifest
@@ -289,14 +311,19 @@ def _unused_version(directory: Path, version: str) -> str:
     return candidate
 
 
-def _write_version_dir(directory: Path, version: str, blob: bytes, manifest: ModelManifest) -> None:
-    """Write the artifact and its manifest under a temporary name, fsync both, then rename it into place."""
+def _write_version_dir(directory: Path, version: str, blob: bytes, manifest: ModelManifest, key: ModelKey) -> None:
+    """Write the artifact, its manifest and their signature under a temporary name, fsync them, then rename
+    the directory into place."""
     staging = directory / f".staging-{uuid.uuid4().hex}"
-    staging.mkdir()
+    staging.mkdir(mode=0o755)
+    make_private_to_owner_writes(staging)
+    manifest_bytes = (json.dumps(manifest.to_json(), indent=2) + "\n").encode()
     try:
         (staging / MODEL_FILE).write_bytes(blob)
-        (staging / MANIFEST_FILE).write_text(json.dumps(manifest.to_json(), indent=2) + "\n")
-        for name in (MODEL_FILE, MANIFEST_FILE):
+        (staging / MANIFEST_FILE).write_bytes(manifest_bytes)
+        (staging / SIGNATURE_FILE).write_text(sign(key, manifest_bytes, blob) + "\n")
+        for name in (MODEL_FILE, MANIFEST_FILE, SIGNATURE_FILE):
+            make_private_to_owner_writes(staging / name)
             with open(staging / name, "rb") as fh:
                 os.fsync(fh.fileno())
         os.replace(staging, version_dir(directory, version))
@@ -309,31 +336,82 @@ def _no_model(where: Path) -> ModelError:
     return ModelError(f"no model in {where}: run `forewarn train` first", path=where)
 
 
-def _manifest_path(path: Path) -> Path:
-    """The manifest.json that ``path`` (models dir, version dir, manifest or latest.json) designates."""
+def _locate(path: Path) -> tuple[Path, Path]:
+    """``(root, manifest)``: the directory whose files are trusted, and the manifest.json ``path`` designates.
+
+    ``path`` may be the models directory (its ``latest.json`` is followed), a version directory, a
+    manifest or a ``latest.json``; the root is the directory given, or the one holding the file given.
+    """
     if path.is_dir():
         if (path / MANIFEST_FILE).is_file():
-            return path / MANIFEST_FILE
+            return path, path / MANIFEST_FILE
         if (path / LATEST_FILE).is_file():
-            return _manifest_path(path / LATEST_FILE)
+            return path, _follow_pointer(path, path / LATEST_FILE)
         raise _no_model(path)
     if not path.is_file():
         raise _no_model(path)
-    if path.name != LATEST_FILE:
-        return path
+    if path.name == LATEST_FILE:
+        return path.parent, _follow_pointer(path.parent, path)
+    return path.parent, path
+
+
+def _follow_pointer(root: Path, pointer_path: Path) -> Path:
+    """The manifest ``latest.json`` points at, once the pointer itself is trusted and parsed."""
     try:
-        pointer = json.loads(path.read_text())
-        target = path.parent / pointer["manifest"]
+        pointer = json.loads(read_trusted(root, pointer_path))
+        target = root / pointer["manifest"]
     except (ValueError, KeyError, TypeError) as exc:
         raise ModelError(
-            f"{path} is not a valid pointer to a model ({exc}); retrain with `forewarn train`", path=path
+            f"{pointer_path} is not a valid pointer to a model ({exc}); retrain with `forewarn train`",
+            path=pointer_path,
         ) from exc
     if not target.is_file():
         raise ModelError(
-            f"{path} points to {pointer['manifest']}, which is missing; retrain with `forewarn train`",
+            f"{pointer_path} points to {pointer['manifest']}, which is missing; retrain with `forewarn train`",
             path=target,
         )
     return target
+
+
+def _read_manifest(root: Path, manifest_path: Path) -> tuple[bytes, ModelManifest]:
+    """The manifest's exact bytes (what the signature covers) and their parsed form."""
+    raw = read_trusted(root, manifest_path)
+    try:
+        return raw, ModelManifest.from_json(raw)
+    except (ValueError, KeyError, TypeError, AssertionError) as exc:
+        raise ModelError(
+            f"{manifest_path} is not a readable forewarn manifest ({exc}); retrain with `forewarn train`",
+            path=manifest_path,
+        ) from exc
+
+
+def _read_signature(root: Path, version_path: Path) -> bytes:
+    """The signature beside a manifest; a model saved before forewarn signed its models has none."""
+    signature = version_path / SIGNATURE_FILE
+    if not signature.exists() and not signature.is_symlink():
+        raise UntrustedModelError(
+            f"the model in {version_path} has no signature ({SIGNATURE_FILE}): it was saved before forewarn "
+            "signed its models, or the file was removed. It was NOT loaded. Retrain with `forewarn train`",
+            path=signature,
+        )
+    return read_trusted(root, signature)
+
+
+def _given_or_configured(key: bytes | str | None, *, create: bool) -> ModelKey:
+    """The key passed to save or load, else the configured one (see ``_signing.model_key``)."""
+    if key is None:
+        return model_key(create=create)
+    return ModelKey(key.encode() if isinstance(key, str) else bytes(key), "the key given")
+
+
+def _refuse_key_inside(key: ModelKey, root: Path) -> None:
+    """A key file under the models directory could be rewritten by whoever rewrites the model."""
+    if key.path is not None and key.path.resolve().is_relative_to(root.resolve()):
+        raise UntrustedModelError(
+            f"the model key file {key.path} is inside the models directory {root}, so it proves nothing; "
+            "move it out (FOREWARN_MODEL_KEY_FILE) and retrain with `forewarn train`",
+            path=key.path,
+        )
 
 
 def schema_differences(trained: Mapping[str, str], offered: Mapping[str, str]) -> dict[str, list[str]]:
@@ -351,12 +429,22 @@ def load_model(
     path_or_dir: Path | str,
     *,
     expected_spec: FeatureSpec | None = None,
+    key: bytes | str | None = None,
 ) -> tuple[FailureWarningModel, ModelManifest]:
-    """Load a saved model after verifying its checksum (and its feature schema, if ``expected_spec``).
+    """Load a saved model after verifying its signature (and its feature schema, if ``expected_spec``).
 
     ``path_or_dir`` may be the models directory (``latest.json`` is followed), one version directory, or
-    a ``manifest.json``. The artifact's bytes are read once and hashed; on a mismatch with the manifest
-    :class:`~forewarn.errors.ChecksumMismatchError` is raised and nothing is unpickled. With
+    a ``manifest.json``. Before anything is unpickled:
+
+    * a file or directory writable by group or others, or a link leading out of the models directory, is
+      refused (:class:`~forewarn.errors.UntrustedModelError`, naming the path and the ``chmod`` fix);
+    * the artifact's bytes are read once and hashed; on a mismatch with the manifest
+      :class:`~forewarn.errors.ChecksumMismatchError` is raised;
+    * the HMAC-SHA256 in ``manifest.hmac`` must verify under ``key`` (default ``FOREWARN_MODEL_KEY``, else
+      the key file; never created here); a model without one (saved before models were signed), a wrong
+      key or no key is :class:`~forewarn.errors.UntrustedModelError`.
+
+    With
     ``expected_spec``, a model trained on other feature names or types is refused with
     :class:`~forewarn.errors.FeatureSchemaError` (also before unpickling).
 
@@ -364,18 +452,13 @@ def load_model(
 
         >>> model, manifest = load_model(Path("models"))  # doctest: +SKIP
     """
-    manifest_path = _manifest_path(Path(path_or_dir))
-    try:
-        manifest = ModelManifest.from_json(manifest_path.read_text())
-    except (ValueError, KeyError, TypeError, AssertionError) as exc:
-        raise ModelError(
-            f"{manifest_path} is not a readable forewarn manifest ({exc}); retrain with `forewarn train`",
-            path=manifest_path,
-        ) from exc
+    root, manifest_path = _locate(Path(path_or_dir))
+    manifest_bytes, manifest = _read_manifest(root, manifest_path)
     artifact = manifest_path.parent / manifest.artifact
     if not artifact.is_file():
         raise ModelError(f"{artifact} is missing; retrain with `forewarn train`", path=artifact)
-    blob = artifact.read_bytes()
+    signature = _read_signature(root, manifest_path.parent)
+    blob = read_trusted(root, artifact)
     actual = _sha256(blob)
     if actual != manifest.sha256:
         raise ChecksumMismatchError(
@@ -384,6 +467,9 @@ def load_model(
             "`forewarn train`.",
             path=artifact,
         )
+    verifying_key = _given_or_configured(key, create=False)
+    _refuse_key_inside(verifying_key, root)
+    verify(verifying_key, manifest_bytes, blob, signature, where=manifest_path.parent)
     if expected_spec is not None:
         diff = schema_differences(manifest.feature_types, spec_types(expected_spec))
         if any(diff.values()):
