@@ -12,9 +12,10 @@ when the risk is at or above the model's threshold,
   ``pause_flow_run``: the run waits for a person to resume it in the UI).
 
 Scoring is **fail-open**: no model installed, a model that fails its checksum or its signature (or whose
-files others could have swapped), a model trained on other features, a store that cannot be read, or any other error costs one log line saying what happened and
-what to do, and the run goes on unscored. With no model installed the hook reads one directory entry and
-imports nothing heavy (no pandas, no scikit-learn).
+files others could have swapped), a model trained on other features, a store that cannot be read, or any
+other error costs one log line saying what happened and what to do, and the run goes on unscored. With
+no model installed the hook reads one directory entry and imports nothing heavy (no pandas, no
+scikit-learn).
 
 Example::
 

@@ -2,7 +2,8 @@
 
 Owns: the column encoder (``encoder``), each family's Pipeline (``pipeline``), the threshold rules
 (``threshold``), the estimator :class:`FailureWarningModel` and its reasons (``estimator``), and saved
-models - the models-directory layout, the manifest, save and load (``artifacts``). A faster path for
+models - the models-directory layout, the manifest, save and load (``artifacts``) and the key that signs
+them (``signing``). A faster path for
 scoring a few rows reads scikit-learn's private attributes; it lives alone in ``_sklearn_fast``, used
 only on the scikit-learn releases it was tested on. May import: pandas, numpy, scikit-learn, scipy, joblib,
 threadpoolctl, ``forewarn.learning.features`` and the shared modules.
@@ -37,6 +38,7 @@ from forewarn.learning.model.encoder import categorical_block as _categorical_bl
 from forewarn.learning.model.encoder import numeric_block as _numeric_block  # noqa: F401
 from forewarn.learning.model.estimator import FailureWarningModel, Reason
 from forewarn.learning.model.pipeline import DEFAULT_FAMILY, FAMILIES, make_pipeline
+from forewarn.learning.model.signing import ModelKey, model_key
 from forewarn.learning.model.threshold import THRESHOLD_RULES, choose_threshold
 
 __all__ = [
@@ -48,12 +50,14 @@ __all__ = [
     "THRESHOLD_RULES",
     "FailureWarningModel",
     "FrameEncoder",
+    "ModelKey",
     "ModelManifest",
     "Reason",
     "choose_threshold",
     "library_versions",
     "load_model",
     "make_pipeline",
+    "model_key",
     "save_model",
     "schema_differences",
     "spec_types",

@@ -15,7 +15,7 @@ Example::
     >>> read_trusted(root, root / "latest.json")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    forewarn.errors.UntrustedModelError: ...latest.json is writable by group and others, so anyone could swap the model; it was NOT loaded. Fix: chmod go-w ...latest.json
+    forewarn.errors.UntrustedModelError: ...latest.json is writable by group and others, ... chmod go-w ...
 """
 
 from __future__ import annotations
@@ -35,8 +35,7 @@ def refuse_writable_by_others(path: Path) -> None:
     if mode & _GROUP_OR_OTHERS_WRITE:
         who = " and ".join(w for bit, w in ((stat.S_IWGRP, "group"), (stat.S_IWOTH, "others")) if mode & bit)
         raise UntrustedModelError(
-            f"{path} is writable by {who}, so anyone could swap the model; it was NOT loaded. "
-            f"Fix: chmod go-w {path}",
+            f"{path} is writable by {who}, so anyone could swap the model; it was NOT loaded. Fix: chmod go-w {path}",
             path=path,
         )
 
@@ -51,7 +50,9 @@ def trusted_path(root: Path, path: Path) -> Path:
     try:
         resolved = path.resolve(strict=True)
     except (FileNotFoundError, RuntimeError) as exc:  # RuntimeError: a symlink loop
-        raise UntrustedModelError(f"{path} cannot be resolved ({exc}); retrain with `forewarn train`", path=path)
+        raise UntrustedModelError(
+            f"{path} cannot be resolved ({exc}); retrain with `forewarn train`", path=path
+        ) from exc
     if not resolved.is_relative_to(base):
         raise UntrustedModelError(
             f"{path} leads outside the models directory {root} (to {resolved}); it was NOT loaded. Fix: remove "

@@ -9,7 +9,8 @@ The directory layout is defined once, in :mod:`forewarn.model_files` (re-exporte
 
 :func:`save_model` writes a signed version directory and then points ``latest.json`` at it;
 :func:`load_model` refuses files others could have swapped, then verifies the artifact's SHA-256 and the
-signature with the model key (kept outside the directory, see ``_signing``), all *before* unpickling, and
+signature with the model key (kept outside the directory, see :mod:`~forewarn.learning.model.signing`),
+all *before* unpickling, and
 refuses a model trained on other features.
 
 Example::
@@ -41,12 +42,18 @@ import numpy as np
 import pandas as pd
 from sklearn.utils.validation import check_is_fitted
 
-from forewarn.errors import ChecksumMismatchError, FeatureSchemaError, ModelError, UntrustedModelError
+from forewarn.errors import (
+    ChecksumMismatchError,
+    ConfigurationError,
+    FeatureSchemaError,
+    ModelError,
+    UntrustedModelError,
+)
 from forewarn.learning._json import jsonable
 from forewarn.learning.features import FeatureSpec
-from forewarn.learning.model._signing import ModelKey, model_key, sign, verify
 from forewarn.learning.model._trusted_paths import make_private_to_owner_writes, read_trusted, refuse_writable_by_others
 from forewarn.learning.model.estimator import FailureWarningModel
+from forewarn.learning.model.signing import MIN_KEY_CHARS, ModelKey, sign, verify
 from forewarn.model_files import (
     LATEST_FILE,
     MANIFEST_FILE,
@@ -256,7 +263,7 @@ def save_model(
     training_window: tuple[datetime, datetime],
     backtest_metrics: Mapping[str, Any] | None = None,
     extra: Mapping[str, Any] | None = None,
-    key: bytes | str | None = None,
+    key: ModelKey | bytes | str,
 ) -> ModelManifest:
     """Save a fitted model as ``<directory>/<version>/{model.joblib,manifest.json,manifest.hmac}``; point
     latest.json at it.
@@ -264,13 +271,14 @@ def save_model(
     The version directory is assembled under a temporary name and renamed into place, and
     ``latest.json`` is replaced atomically last, so a half-written model is never "latest".
     ``version`` is ``<UTC time>-<first 8 hex digits of the artifact's SHA-256>``,
-    e.g. ``20261128T162300Z-ab12cd34``. The signature is made with ``key`` (default: ``FOREWARN_MODEL_KEY``,
-    else the key file, created if missing). Nothing is written into a directory that group or others may
+    e.g. ``20261128T162300Z-ab12cd34``. The signature is made with ``key`` (a
+    :class:`~forewarn.learning.model.signing.ModelKey`, or the secret as text or bytes; the configured one is
+    :func:`forewarn.scoring.configured_model_key`). Nothing is written into a directory that group or others may
     write (:class:`~forewarn.errors.UntrustedModelError`); what is written is writable by its owner only.
 
     Example::
 
-        >>> manifest = save_model(model, Path("models"), training_window=(t0, t1))  # doctest: +SKIP
+        >>> manifest = save_model(model, Path("models"), training_window=(t0, t1), key=key)  # doctest: +SKIP
         >>> manifest.version  # doctest: +SKIP
         '20261128T162300Z-ab12cd34'
     """
@@ -280,7 +288,7 @@ def save_model(
         directory.mkdir(parents=True)
         make_private_to_owner_writes(directory)
     refuse_writable_by_others(directory)
-    signing_key = _given_or_configured(key, create=True)
+    signing_key = _as_key(key)
     buffer = io.BytesIO()
     joblib.dump(model, buffer, compress=3)
     blob = buffer.getvalue()
@@ -397,11 +405,14 @@ def _read_signature(root: Path, version_path: Path) -> bytes:
     return read_trusted(root, signature)
 
 
-def _given_or_configured(key: bytes | str | None, *, create: bool) -> ModelKey:
-    """The key passed to save or load, else the configured one (see ``_signing.model_key``)."""
-    if key is None:
-        return model_key(create=create)
-    return ModelKey(key.encode() if isinstance(key, str) else bytes(key), "the key given")
+def _as_key(key: ModelKey | bytes | str) -> ModelKey:
+    """``key`` as a :class:`~forewarn.learning.model.signing.ModelKey` (raw text or bytes: "the key given")."""
+    if isinstance(key, ModelKey):
+        return key
+    secret = key.encode() if isinstance(key, str) else bytes(key)
+    if len(secret.strip()) < MIN_KEY_CHARS:
+        raise ConfigurationError("key", "***", f"a model key of at least {MIN_KEY_CHARS} characters")
+    return ModelKey(secret.strip(), "the key given")
 
 
 def _refuse_key_inside(key: ModelKey, root: Path) -> None:
@@ -429,7 +440,7 @@ def load_model(
     path_or_dir: Path | str,
     *,
     expected_spec: FeatureSpec | None = None,
-    key: bytes | str | None = None,
+    key: ModelKey | bytes | str,
 ) -> tuple[FailureWarningModel, ModelManifest]:
     """Load a saved model after verifying its signature (and its feature schema, if ``expected_spec``).
 
@@ -440,9 +451,9 @@ def load_model(
       refused (:class:`~forewarn.errors.UntrustedModelError`, naming the path and the ``chmod`` fix);
     * the artifact's bytes are read once and hashed; on a mismatch with the manifest
       :class:`~forewarn.errors.ChecksumMismatchError` is raised;
-    * the HMAC-SHA256 in ``manifest.hmac`` must verify under ``key`` (default ``FOREWARN_MODEL_KEY``, else
-      the key file; never created here); a model without one (saved before models were signed), a wrong
-      key or no key is :class:`~forewarn.errors.UntrustedModelError`.
+    * the HMAC-SHA256 in ``manifest.hmac`` must verify under ``key`` (as for :func:`save_model`); a model
+      without one (saved before models were signed) or saved with another key is
+      :class:`~forewarn.errors.UntrustedModelError`.
 
     With
     ``expected_spec``, a model trained on other feature names or types is refused with
@@ -450,7 +461,7 @@ def load_model(
 
     Example::
 
-        >>> model, manifest = load_model(Path("models"))  # doctest: +SKIP
+        >>> model, manifest = load_model(Path("models"), key=key)  # doctest: +SKIP
     """
     root, manifest_path = _locate(Path(path_or_dir))
     manifest_bytes, manifest = _read_manifest(root, manifest_path)
@@ -467,7 +478,7 @@ def load_model(
             "`forewarn train`.",
             path=artifact,
         )
-    verifying_key = _given_or_configured(key, create=False)
+    verifying_key = _as_key(key)
     _refuse_key_inside(verifying_key, root)
     verify(verifying_key, manifest_bytes, blob, signature, where=manifest_path.parent)
     if expected_spec is not None:

@@ -1,10 +1,11 @@
 """The model key and the signature it makes: an HMAC-SHA256 over a model's manifest and artifact.
 
 A SHA-256 in ``manifest.json`` only detects damage: whoever can write the models directory writes both the
-pickle and its checksum. The signature is keyed with a secret kept *outside* that directory -
-``FOREWARN_MODEL_KEY`` (secret text), or else the key file ``FOREWARN_MODEL_KEY_FILE`` (default
-``$XDG_DATA_HOME/forewarn/model.key``, readable and writable by its owner only). Saving creates the key file
-when there is none; loading never does, since a new key could not verify any model saved before.
+pickle and its checksum. The signature is keyed with a secret kept *outside* that directory - secret text
+(``FOREWARN_MODEL_KEY``), or else a key file readable and writable by its owner only
+(``FOREWARN_MODEL_KEY_FILE``). This module takes those values as arguments: the learning core never reads
+settings; :func:`forewarn.scoring.configured_model_key` passes the configured ones. Training creates the key
+file when there is none; loading never does, since a new key could not verify any model saved before.
 
 Example::
 
@@ -17,6 +18,7 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import os
@@ -28,7 +30,8 @@ from pathlib import Path
 
 from forewarn.errors import UntrustedModelError
 
-_MIN_KEY_CHARS = 32
+MIN_KEY_CHARS = 32
+"""The shortest key accepted, in characters (bytes): 32 random hex digits carry 128 bits."""
 _CONTEXT = b"forewarn model signature v1\n"  # so this key's tags mean nothing in any other protocol
 
 
@@ -41,28 +44,29 @@ class ModelKey:
     path: Path | None = None
 
 
-def model_key(*, create: bool) -> ModelKey:
-    """The key from the settings: ``FOREWARN_MODEL_KEY`` if set, else the key file (made if ``create``).
+def model_key(secret: str | None, key_file: Path, *, create: bool) -> ModelKey:
+    """The key: ``secret`` text if given, else the contents of ``key_file`` (created first if ``create``).
 
     Raises :class:`~forewarn.errors.UntrustedModelError` when there is no key to verify with, or the key
     file is unsafe (readable by others, not a regular file, too short).
-    """
-    from forewarn.settings import get_settings
 
-    settings = get_settings()
-    if settings.model_key is not None:
-        return ModelKey(settings.model_key.get_secret_value().strip().encode(), "FOREWARN_MODEL_KEY")
-    path = settings.model_key_file
-    if create and not path.exists():
-        create_key_file(path)
-    if not path.exists():
+    Example::
+
+        >>> model_key("s" * 32, Path("/unused"), create=False).source
+        'FOREWARN_MODEL_KEY'
+    """
+    if secret is not None:
+        return ModelKey(secret.strip().encode(), "FOREWARN_MODEL_KEY")
+    if create and not key_file.exists():
+        create_key_file(key_file)
+    if not key_file.exists():
         raise UntrustedModelError(
-            f"no model key: FOREWARN_MODEL_KEY is unset and the key file {path} does not exist, so no model "
+            f"no model key: FOREWARN_MODEL_KEY is unset and the key file {key_file} does not exist, so no model "
             "can be verified and none was loaded. Retrain with `forewarn train` (it creates the key), or set "
             "FOREWARN_MODEL_KEY / FOREWARN_MODEL_KEY_FILE to the key the model was saved with",
-            path=path,
+            path=key_file,
         )
-    return ModelKey(read_key_file(path), f"the key file {path}", path)
+    return ModelKey(read_key_file(key_file), f"the key file {key_file}", key_file)
 
 
 def read_key_file(path: Path) -> bytes:
@@ -77,9 +81,9 @@ def read_key_file(path: Path) -> bytes:
             path=path,
         )
     secret = path.read_bytes().strip()
-    if len(secret) < _MIN_KEY_CHARS:
+    if len(secret) < MIN_KEY_CHARS:
         raise UntrustedModelError(
-            f"the model key file {path} holds {len(secret)} characters, fewer than {_MIN_KEY_CHARS}; delete it "
+            f"the model key file {path} holds {len(secret)} characters, fewer than {MIN_KEY_CHARS}; delete it "
             "and retrain with `forewarn train` to make a new one",
             path=path,
         )
@@ -100,17 +104,19 @@ def create_key_file(path: Path) -> None:
             fh.write(secrets.token_hex(32) + "\n")
             fh.flush()
             os.fsync(fh.fileno())
-        try:
+        with contextlib.suppress(FileExistsError):  # another process created the key first: theirs stands
             os.link(tmp, path)
-        except FileExistsError:
-            pass  # another process created the key first: theirs stands
     finally:
         tmp.unlink(missing_ok=True)
 
 
 def _message(manifest: bytes, artifact: bytes) -> bytes:
     # digests of each part, so no byte can move between the manifest and the artifact unnoticed
-    return b"%s%s\n%s\n" % (_CONTEXT, hashlib.sha256(manifest).hexdigest().encode(), hashlib.sha256(artifact).hexdigest().encode())
+    return b"%s%s\n%s\n" % (
+        _CONTEXT,
+        hashlib.sha256(manifest).hexdigest().encode(),
+        hashlib.sha256(artifact).hexdigest().encode(),
+    )
 
 
 def sign(key: ModelKey, manifest: bytes, artifact: bytes) -> str:
@@ -131,3 +137,6 @@ def verify(key: ModelKey, manifest: bytes, artifact: bytes, signature: bytes, *,
             "train`, or set FOREWARN_MODEL_KEY / FOREWARN_MODEL_KEY_FILE to the key it was saved with",
             path=where,
         )
+
+
+__all__ = ["MIN_KEY_CHARS", "ModelKey", "create_key_file", "model_key", "read_key_file", "sign", "verify"]
