@@ -86,9 +86,14 @@ class KeptLines(logging.Handler):
         self.messages.append(record.getMessage())
 
 
-def use_model_dir(directory: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("FOREWARN_MODEL_DIR", str(directory))
+def use_setting(monkeypatch: pytest.MonkeyPatch, variable: str, value: str | Path) -> None:
+    """Set one FOREWARN_* variable for this test and make the settings read it again."""
+    monkeypatch.setenv(variable, str(value))
     get_settings.cache_clear()
+
+
+def use_model_dir(directory: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    use_setting(monkeypatch, "FOREWARN_MODEL_DIR", directory)
     clear_model_cache()
 
 
@@ -158,8 +163,7 @@ class TestKey:
         self, fitted: FailureWarningModel, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         """A model saved and loaded under the same FOREWARN_MODEL_KEY loads and scores like the original."""
-        monkeypatch.setenv("FOREWARN_MODEL_KEY", KEY)
-        get_settings.cache_clear()
+        use_setting(monkeypatch, "FOREWARN_MODEL_KEY", KEY)
         manifest = save_model(fitted, tmp_path / "m", training_window=WINDOW, key=configured_model_key(create=True))
         model, loaded = load_model(tmp_path / "m", key=configured_model_key())
         assert loaded.version == manifest.version
@@ -169,8 +173,7 @@ class TestKey:
         self, fitted: FailureWarningModel, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         save_model(fitted, tmp_path / "m", training_window=WINDOW, key=KEY)
-        monkeypatch.setenv("FOREWARN_MODEL_KEY", OTHER_KEY)
-        get_settings.cache_clear()
+        use_setting(monkeypatch, "FOREWARN_MODEL_KEY", OTHER_KEY)
         with pytest.raises(UntrustedModelError, match=r"FOREWARN_MODEL_KEY.*saved with another key"):
             load_model(tmp_path / "m", key=configured_model_key())
         assert load_model(tmp_path / "m", key=KEY)[1].sha256
@@ -179,8 +182,7 @@ class TestKey:
         self, saved: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         missing = tmp_path / "elsewhere" / "model.key"
-        monkeypatch.setenv("FOREWARN_MODEL_KEY_FILE", str(missing))
-        get_settings.cache_clear()
+        use_setting(monkeypatch, "FOREWARN_MODEL_KEY_FILE", missing)
         with pytest.raises(UntrustedModelError, match=r"no model key.*does not exist"):
             configured_model_key()
         assert not missing.exists()
@@ -189,8 +191,7 @@ class TestKey:
         self, fitted: FailureWarningModel, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         key_file = tmp_path / "data" / "model.key"
-        monkeypatch.setenv("FOREWARN_MODEL_KEY_FILE", str(key_file))
-        get_settings.cache_clear()
+        use_setting(monkeypatch, "FOREWARN_MODEL_KEY_FILE", key_file)
         save_model(fitted, tmp_path / "m", training_window=WINDOW, key=configured_model_key(create=True))
         assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
         first = key_file.read_bytes()
@@ -210,8 +211,7 @@ class TestKey:
     def test_key_file_inside_models_dir_refused(
         self, fitted: FailureWarningModel, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        monkeypatch.setenv("FOREWARN_MODEL_KEY_FILE", str(tmp_path / "m" / "model.key"))
-        get_settings.cache_clear()
+        use_setting(monkeypatch, "FOREWARN_MODEL_KEY_FILE", tmp_path / "m" / "model.key")
         save_model(fitted, tmp_path / "m", training_window=WINDOW, key=configured_model_key(create=True))
         with pytest.raises(UntrustedModelError, match="inside the models directory"):
             load_model(tmp_path / "m", key=configured_model_key())

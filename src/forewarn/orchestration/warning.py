@@ -199,7 +199,7 @@ def _score(
         )
         return None
     except UntrustedModelError as exc:
-        _fail_open(log, f"{where} is not trusted and was not loaded", exc, "follow the fix named above")
+        _fail_open(log, f"{where} is not trusted and was not loaded", exc, "the error says why and what to do")
         return None
     except FeatureSchemaError as exc:
         _fail_open(

@@ -2,8 +2,8 @@
 
 Owns: the column encoder (``encoder``), each family's Pipeline (``pipeline``), the threshold rules
 (``threshold``), the estimator :class:`FailureWarningModel` and its reasons (``estimator``), and saved
-models - the models-directory layout, the manifest, save and load (``artifacts``) and the key that signs
-them (``signing``). A faster path for
+models - the manifest (``manifest``), the models-directory layout, save and load (``artifacts``) and the
+key that signs them (``signing``). A faster path for
 scoring a few rows reads scikit-learn's private attributes; it lives alone in ``_sklearn_fast``, used
 only on the scikit-learn releases it was tested on. May import: pandas, numpy, scikit-learn, scipy, joblib,
 threadpoolctl, ``forewarn.learning.features`` and the shared modules.
