@@ -216,6 +216,17 @@ class TestKey:
         with pytest.raises(UntrustedModelError, match="inside the models directory"):
             load_model(tmp_path / "m", key=configured_model_key())
 
+    def test_short_key_argument_refused_before_writing(self, fitted: FailureWarningModel, tmp_path: Path) -> None:
+        with pytest.raises(ConfigurationError, match="at least 32 characters"):
+            save_model(fitted, tmp_path / "m", training_window=WINDOW, key="short")
+        assert not (tmp_path / "m").exists()
+
+    def test_info_does_not_show_the_key(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        use_setting(monkeypatch, "FOREWARN_MODEL_KEY", KEY)
+        result = CliRunner().invoke(app, ["info"])
+        assert result.exit_code == 0 and "FOREWARN_MODEL_KEY = **********" in result.output
+        assert KEY not in result.output
+
     def test_short_key_setting_refused_without_echo(self) -> None:
         with pytest.raises(ConfigurationError, match=r"FOREWARN_MODEL_KEY.*at least 32") as info:
             load_settings(_environ={}, model_key="hunter2-secret")

@@ -104,12 +104,12 @@ def save_model(
         '20261128T162300Z-ab12cd34'
     """
     check_is_fitted(model, "pipeline_")
+    signing_key = _as_key(key)
     directory = Path(directory)
     if not directory.is_dir():
         directory.mkdir(parents=True)
         make_private_to_owner_writes(directory)
     refuse_writable_by_others(directory)
-    signing_key = _as_key(key)
     buffer = io.BytesIO()
     joblib.dump(model, buffer, compress=3)
     blob = buffer.getvalue()
@@ -246,6 +246,39 @@ def _refuse_key_inside(key: ModelKey, root: Path) -> None:
         )
 
 
+def _verified_files(root: Path, manifest_path: Path, key: ModelKey) -> tuple[ModelManifest, bytes]:
+    """The manifest and the artifact's bytes, once both are trusted: owner-only files inside ``root``, the
+    artifact's SHA-256 as in the manifest, the signature valid under ``key``."""
+    manifest_bytes, manifest = _read_manifest(root, manifest_path)
+    artifact = manifest_path.parent / manifest.artifact
+    if not artifact.is_file():
+        raise ModelError(f"{artifact} is missing; retrain with `forewarn train`", path=artifact)
+    signature = _read_signature(root, manifest_path.parent)
+    blob = read_trusted(root, artifact)
+    actual = _sha256(blob)
+    if actual != manifest.sha256:
+        raise ChecksumMismatchError(
+            f"{artifact}: SHA-256 {actual} differs from {manifest.sha256} in its manifest; the file was "
+            "changed or damaged after it was saved and was NOT loaded. Restore it or retrain with "
+            "`forewarn train`.",
+            path=artifact,
+        )
+    _refuse_key_inside(key, root)
+    verify(key, manifest_bytes, blob, signature, where=manifest_path.parent)
+    return manifest, blob
+
+
+def _refuse_other_features(manifest: ModelManifest, expected_spec: FeatureSpec, artifact: Path) -> None:
+    diff = schema_differences(manifest.feature_types, spec_types(expected_spec))
+    if any(diff.values()):
+        parts = [f"{k}: {', '.join(v)}" for k, v in diff.items() if v]
+        raise FeatureSchemaError(
+            f"model {manifest.version} was trained on other features than these ({'; '.join(parts)}); "
+            "retrain with `forewarn train`",
+            path=artifact,
+        )
+
+
 def schema_differences(trained: Mapping[str, str], offered: Mapping[str, str]) -> dict[str, list[str]]:
     """Features ``missing`` from / ``extra`` in the offered schema and those whose type ``changed``."""
     return {
@@ -274,43 +307,20 @@ def load_model(
       :class:`~forewarn.errors.ChecksumMismatchError` is raised;
     * the HMAC-SHA256 in ``manifest.hmac`` must verify under ``key`` (as for :func:`save_model`); a model
       without one (saved before models were signed) or saved with another key is
-      :class:`~forewarn.errors.UntrustedModelError`.
-
-    With
-    ``expected_spec``, a model trained on other feature names or types is refused with
-    :class:`~forewarn.errors.FeatureSchemaError` (also before unpickling).
+      :class:`~forewarn.errors.UntrustedModelError`;
+    * with ``expected_spec``, a model trained on other feature names or types is refused with
+      :class:`~forewarn.errors.FeatureSchemaError`.
 
     Example::
 
         >>> model, manifest = load_model(Path("models"), key=key)  # doctest: +SKIP
     """
-    root, manifest_path = _locate(Path(path_or_dir))
-    manifest_bytes, manifest = _read_manifest(root, manifest_path)
-    artifact = manifest_path.parent / manifest.artifact
-    if not artifact.is_file():
-        raise ModelError(f"{artifact} is missing; retrain with `forewarn train`", path=artifact)
-    signature = _read_signature(root, manifest_path.parent)
-    blob = read_trusted(root, artifact)
-    actual = _sha256(blob)
-    if actual != manifest.sha256:
-        raise ChecksumMismatchError(
-            f"{artifact}: SHA-256 {actual} differs from {manifest.sha256} in its manifest; the file was "
-            "changed or damaged after it was saved and was NOT loaded. Restore it or retrain with "
-            "`forewarn train`.",
-            path=artifact,
-        )
     verifying_key = _as_key(key)
-    _refuse_key_inside(verifying_key, root)
-    verify(verifying_key, manifest_bytes, blob, signature, where=manifest_path.parent)
+    root, manifest_path = _locate(Path(path_or_dir))
+    manifest, blob = _verified_files(root, manifest_path, verifying_key)
+    artifact = manifest_path.parent / manifest.artifact
     if expected_spec is not None:
-        diff = schema_differences(manifest.feature_types, spec_types(expected_spec))
-        if any(diff.values()):
-            parts = [f"{k}: {', '.join(v)}" for k, v in diff.items() if v]
-            raise FeatureSchemaError(
-                f"model {manifest.version} was trained on other features than these ({'; '.join(parts)}); "
-                "retrain with `forewarn train`",
-                path=artifact,
-            )
+        _refuse_other_features(manifest, expected_spec, artifact)
     model = joblib.load(io.BytesIO(blob))
     if not isinstance(model, FailureWarningModel):
         raise ModelError(f"{artifact} holds a {type(model).__name__}, not a FailureWarningModel", path=artifact)
@@ -322,6 +332,7 @@ __all__ = [
     "MANIFEST_FILE",
     "MANIFEST_FORMAT",
     "MODEL_FILE",
+    "SIGNATURE_FILE",
     "ModelManifest",
     "latest_file",
     "latest_pointer",
