@@ -145,9 +145,10 @@ def main() -> None:
     import sklearn
 
     import forewarn.learning.model._sklearn_fast as sklearn_fast
+    from forewarn.errors import UntrustedModelError
     from forewarn.learning.features import build_features, failure_labels
     from forewarn.learning.model import FailureWarningModel, save_model
-    from forewarn.scoring import HistoryCache, clear_model_cache, load_current_model, score_runs
+    from forewarn.scoring import HistoryCache, clear_model_cache, configured_model_key, load_current_model, score_runs
     from forewarn.store import TelemetryStore
 
     work = Path(args.dir)
@@ -177,7 +178,11 @@ def main() -> None:
     print(f"store: {n_runs:,} runs, {n_attempts:,} attempts")
 
     model_dir = work / f"models-{args.runs}-{args.train_runs}"
-    if fresh or load_current_model(model_dir) is None:
+    try:
+        retrain = fresh or load_current_model(model_dir) is None
+    except UntrustedModelError:  # saved before models were signed, or with another key
+        retrain = True
+    if retrain:
         t0 = time.perf_counter()
         history = runs.loc[ended]
         train = history.iloc[-args.train_runs :]
@@ -185,14 +190,14 @@ def main() -> None:
         y = failure_labels(train)
         model = FailureWarningModel().fit(X, y)
         window = (train["scheduled_start"].min(), train["scheduled_start"].max())
-        save_model(model, model_dir, training_window=window)
+        save_model(model, model_dir, training_window=window, key=configured_model_key(create=True))
         print(f"trained on {len(train):,} runs in {time.perf_counter() - t0:.1f} s")
     clear_model_cache()
     t0 = time.perf_counter()
     loaded = load_current_model(model_dir)
     assert loaded is not None
     model, manifest = loaded
-    print(f"loaded model {manifest.version} (checksum verified) in {(time.perf_counter() - t0) * 1000:.0f} ms")
+    print(f"loaded model {manifest.version} (signature verified) in {(time.perf_counter() - t0) * 1000:.0f} ms")
 
     by_end = runs.loc[runs["end_time"].notna()].sort_values("end_time", kind="stable")
     att_by_end = attempts.sort_values("end_time", kind="stable")

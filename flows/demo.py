@@ -95,10 +95,12 @@ def train(store: TelemetryStore) -> None:
     from forewarn.cli import print_metrics
     from forewarn.learning.summary import metrics_rows
     from forewarn.learning.training import train_and_save
+    from forewarn.scoring import configured_model_key
 
     runs, attempts = store.history()
     with console.status("training: walk-forward backtest, then the final model"):
-        result = train_and_save(runs, attempts, model_dir=get_settings().model_dir, n_folds=4)
+        key = configured_model_key(create=True)
+        result = train_and_save(runs, attempts, model_dir=get_settings().model_dir, key=key, n_folds=4)
     manifest = result.manifest
     print_metrics(metrics_rows(manifest.backtest_metrics or {}), "failure warning, held-out runs")
     console.print(f"Model {manifest.version} saved to {result.path} (threshold {manifest.threshold:.3f}).")

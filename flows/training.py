@@ -23,6 +23,7 @@ from prefect.cache_policies import NO_CACHE
 from forewarn.learning.backtest import walk_forward_backtest
 from forewarn.learning.summary import metrics_markdown
 from forewarn.learning.training import train_and_save
+from forewarn.scoring import configured_model_key
 from forewarn.settings import get_settings
 from forewarn.store import TelemetryStore
 
@@ -46,7 +47,8 @@ def train_failure_model(
     logger = get_run_logger()
     runs, attempts = load_history(db_url)
     target = Path(model_dir or get_settings().model_dir)
-    result = train_and_save(runs, attempts, model_dir=target, family=family, n_folds=n_folds)
+    key = configured_model_key(create=True)
+    result = train_and_save(runs, attempts, model_dir=target, key=key, family=family, n_folds=n_folds)
     manifest = result.manifest
     logger.info("saved model %s (threshold %.3f) to %s", manifest.version, manifest.threshold, result.path)
     create_markdown_artifact(

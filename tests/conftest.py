@@ -30,13 +30,28 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.slow)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def model_key_file(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """One model key file for the whole session, never the user's ~/.local/share/forewarn/model.key.
+
+    Set for the session too, so module-scoped fixtures that train a model (before any test's own settings
+    apply) sign it with the key the tests then verify with.
+    """
+    path = tmp_path_factory.mktemp("model-key") / "model.key"
+    with pytest.MonkeyPatch.context() as session_patch:
+        session_patch.setenv("FOREWARN_MODEL_KEY_FILE", str(path))
+        yield path
+
+
 @pytest.fixture(autouse=True)
-def _isolated_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def _isolated_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, model_key_file: Path) -> Iterator[None]:
     """Every test starts from default settings with its own SQLite store, model and cache directory.
 
     It already runs in its own empty directory with no FOREWARN_* variable of the caller's (../conftest.py).
+    The model key file is the session's (:func:`model_key_file`).
     """
     monkeypatch.setenv("FOREWARN_DB_URL", f"sqlite:///{tmp_path / 'telemetry.db'}")
+    monkeypatch.setenv("FOREWARN_MODEL_KEY_FILE", str(model_key_file))
     monkeypatch.setenv("FOREWARN_MODEL_DIR", str(tmp_path / "models"))
     monkeypatch.setenv("FOREWARN_CACHE_DIR", str(tmp_path / "cache"))  # never the user's ~/.cache
     from forewarn.settings import get_settings

@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 from forewarn.cli import app
 from forewarn.learning.backtest import PREDICTION_COLUMNS
 from forewarn.learning.model import load_model
+from forewarn.scoring import configured_model_key
 
 runner = CliRunner()
 
@@ -35,7 +36,7 @@ class TestTrainAndBacktest:
         result = runner.invoke(app, ["train", "--db", filled_store, "--model-dir", str(tmp_path), "--folds", "2"])
         assert result.exit_code == 0, result.output
         assert "saved model" in result.output and "last_failed" in result.output
-        _, manifest = load_model(tmp_path)
+        _, manifest = load_model(tmp_path, key=configured_model_key())
         assert manifest.n_train_runs > 7000 and manifest.n_train_failures >= 20
         assert set(manifest.backtest_metrics) >= {"model", "last_failed", "smoothed_rate"}
         assert 0 < manifest.threshold < 1
@@ -97,7 +98,9 @@ class TestTrainingManifest:
 
         runs = history_to_runs_frame(simulate_history(6000, seed=2))
         config = FeatureConfig(lookback=timedelta(days=10), recent_runs=5, global_window=timedelta(hours=3))
-        result = train_and_save(runs, model_dir=tmp_path, backtest=False, feature_config=config)
+        result = train_and_save(
+            runs, model_dir=tmp_path, backtest=False, feature_config=config, key=configured_model_key(create=True)
+        )
         assert result.backtest is None and result.manifest.backtest_metrics is None
         assert feature_config_of(result.manifest) == config
         assert FeatureConfig.from_dict(None) == FeatureConfig()

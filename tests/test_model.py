@@ -37,6 +37,7 @@ from forewarn.learning.model import (
     save_model,
 )
 
+MODEL_KEY = "test-model-key-" + "0" * 32  # signs and verifies the models saved here
 WINDOW = (pd.Timestamp("2026-01-01", tz="UTC"), pd.Timestamp("2026-02-01", tz="UTC"))
 Data = tuple[pd.DataFrame, pd.Series]
 
@@ -592,8 +593,10 @@ class TestPersistence:
         self, fitted: FailureWarningModel, data: Data, tmp_path: Path
     ) -> None:
         """The loaded model scores exactly like the saved one; the manifest describes it."""
-        manifest = save_model(fitted, tmp_path, training_window=WINDOW, backtest_metrics={"pr_auc": np.nan})
-        model, loaded = load_model(tmp_path)
+        manifest = save_model(
+            fitted, tmp_path, training_window=WINDOW, backtest_metrics={"pr_auc": np.nan}, key=MODEL_KEY
+        )
+        model, loaded = load_model(tmp_path, key=MODEL_KEY)
         X = data[0].iloc[:300]
         np.testing.assert_array_equal(model.predict_proba(X), fitted.predict_proba(X))
         assert loaded == manifest
@@ -609,7 +612,7 @@ class TestPersistence:
 
     def test_version_names_time_and_checksum(self, fitted: FailureWarningModel, tmp_path: Path) -> None:
         """version is <UTC time>-<sha256 prefix> and manifest.json is plain JSON."""
-        manifest = save_model(fitted, tmp_path, training_window=WINDOW)
+        manifest = save_model(fitted, tmp_path, training_window=WINDOW, key=MODEL_KEY)
         stamp, digest = manifest.version.split("-")[:2]
         assert len(stamp) == 16 and stamp.endswith("Z") and manifest.sha256.startswith(digest)
         raw = json.loads((tmp_path / manifest.version / "manifest.json").read_text())
@@ -621,27 +624,27 @@ class TestPersistence:
         self, fitted: FailureWarningModel, tmp_path: Path, target: str
     ) -> None:
         """The models directory, a version directory and a manifest path all load."""
-        manifest = save_model(fitted, tmp_path, training_window=WINDOW)
+        manifest = save_model(fitted, tmp_path, training_window=WINDOW, key=MODEL_KEY)
         path = {
             "models": tmp_path,
             "version": tmp_path / manifest.version,
             "manifest": tmp_path / manifest.version / "manifest.json",
         }[target]
-        assert load_model(path)[1].version == manifest.version
+        assert load_model(path, key=MODEL_KEY)[1].version == manifest.version
 
     def test_latest_points_to_newest(self, fitted: FailureWarningModel, tmp_path: Path) -> None:
         """Each save moves latest.json to the version just written."""
-        first = save_model(fitted, tmp_path, training_window=WINDOW)
-        second = save_model(fitted, tmp_path, training_window=WINDOW, extra={"note": "second"})
+        first = save_model(fitted, tmp_path, training_window=WINDOW, key=MODEL_KEY)
+        second = save_model(fitted, tmp_path, training_window=WINDOW, extra={"note": "second"}, key=MODEL_KEY)
         assert first.version != second.version
         assert json.loads((tmp_path / "latest.json").read_text())["version"] == second.version
-        assert load_model(tmp_path)[1].extra == {"note": "second"}
+        assert load_model(tmp_path, key=MODEL_KEY)[1].extra == {"note": "second"}
 
     def test_tampered_artifact_is_never_unpickled(
         self, fitted: FailureWarningModel, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         """Flipping one byte makes load refuse with ChecksumMismatchError before joblib.load runs."""
-        manifest = save_model(fitted, tmp_path, training_window=WINDOW)
+        manifest = save_model(fitted, tmp_path, training_window=WINDOW, key=MODEL_KEY)
         artifact = tmp_path / manifest.version / "model.joblib"
         blob = bytearray(artifact.read_bytes())
         blob[len(blob) // 2] ^= 0x01
@@ -652,16 +655,16 @@ class TestPersistence:
 
         monkeypatch.setattr(joblib, "load", forbidden)
         with pytest.raises(ChecksumMismatchError, match="was NOT loaded") as info:
-            load_model(tmp_path)
+            load_model(tmp_path, key=MODEL_KEY)
         assert info.value.path == artifact
 
     def test_feature_schema_mismatch_is_refused(self, fitted: FailureWarningModel, data: Data, tmp_path: Path) -> None:
         """Missing, extra and retyped features are listed, with the way out."""
-        save_model(fitted, tmp_path, training_window=WINDOW)
+        save_model(fitted, tmp_path, training_window=WINDOW, key=MODEL_KEY)
         offered = data[0].drop(columns=["feature_input_rows"]).assign(new_feature=1.0)
         offered["flow_last_ended_failed"] = offered["flow_last_ended_failed"].map({0.0: "no", 1.0: "yes"})
         with pytest.raises(FeatureSchemaError) as info:
-            load_model(tmp_path, expected_spec=feature_spec(offered))
+            load_model(tmp_path, expected_spec=feature_spec(offered), key=MODEL_KEY)
         text = str(info.value)
         assert "missing: feature_input_rows" in text and "extra: new_feature" in text
         assert "flow_last_ended_failed (numeric -> categorical)" in text
@@ -669,8 +672,8 @@ class TestPersistence:
 
     def test_matching_schema_loads(self, fitted: FailureWarningModel, data: Data, tmp_path: Path) -> None:
         """The spec the model was trained on is accepted."""
-        save_model(fitted, tmp_path, training_window=WINDOW)
-        load_model(tmp_path, expected_spec=feature_spec(data[0]))
+        save_model(fitted, tmp_path, training_window=WINDOW, key=MODEL_KEY)
+        load_model(tmp_path, expected_spec=feature_spec(data[0]), key=MODEL_KEY)
 
     @pytest.mark.parametrize("make", ["absent", "empty"])
     def test_no_model_says_train_first(self, tmp_path: Path, make: str) -> None:
@@ -679,12 +682,12 @@ class TestPersistence:
         if make == "empty":
             where.mkdir()
         with pytest.raises(ModelError, match=r"no model in .*: run `forewarn train` first"):
-            load_model(where)
+            load_model(where, key=MODEL_KEY)
 
     def test_unfitted_model_cannot_be_saved(self, tmp_path: Path) -> None:
         """Only a fitted model has anything to save."""
         with pytest.raises(NotFittedError):
-            save_model(FailureWarningModel(), tmp_path, training_window=WINDOW)
+            save_model(FailureWarningModel(), tmp_path, training_window=WINDOW, key=MODEL_KEY)
 
 
 class TestEmptyFeatureColumns:

@@ -30,6 +30,7 @@ from forewarn.scoring import (
     HistoryCache,
     clear_history_caches,
     clear_model_cache,
+    configured_model_key,
     feature_config_dict,
     feature_config_of,
     history_cache,
@@ -79,7 +80,13 @@ def trained(history: tuple[pd.DataFrame, pd.DataFrame], tmp_path_factory: pytest
     order = runs.sort_values("scheduled_start", kind="stable")
     X = build_features(order, runs, attempts)
     model = FailureWarningModel(family="logreg").fit(X, failure_labels(order))
-    save_model(model, directory, training_window=WINDOW, extra={"feature_config": feature_config_dict(FeatureConfig())})
+    save_model(
+        model,
+        directory,
+        training_window=WINDOW,
+        extra={"feature_config": feature_config_dict(FeatureConfig())},
+        key=configured_model_key(create=True),
+    )
     return directory
 
 
@@ -165,7 +172,7 @@ class TestLoadCurrentModel:
         directory = tmp_path / "models"
         shutil.copytree(trained, directory)
         old, old_manifest = loaded(directory)
-        new_manifest = save_model(old, directory, training_window=WINDOW)
+        new_manifest = save_model(old, directory, training_window=WINDOW, key=configured_model_key(create=True))
         _, manifest = loaded(directory)
         assert manifest.version == new_manifest.version != old_manifest.version
 

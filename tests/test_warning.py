@@ -23,7 +23,7 @@ from forewarn.learning.model import FailureWarningModel, save_model
 from forewarn.orchestration.flows import WarningPolicy
 from forewarn.orchestration.warning import ARTIFACT_KEY, EVENT_NAME, HARDEN_EXTRA_ATTEMPTS, PAUSE_KEY, warn_before_run
 from forewarn.records import FlowRunRecord, parameters_hash
-from forewarn.scoring import clear_model_cache
+from forewarn.scoring import clear_model_cache, configured_model_key
 from forewarn.settings import get_settings
 from forewarn.store import TelemetryStore
 
@@ -78,7 +78,12 @@ def train_small_model(directory: Path) -> Path:
         )
         risk = model.risk(build_features(upcoming, fleet(later)))
         assert risk[0] > THRESHOLD + 0.2 and risk[1] < THRESHOLD - 0.2, risk
-    save_model(model, directory, training_window=(runs["scheduled_start"].min(), runs["scheduled_start"].max()))
+    save_model(
+        model,
+        directory,
+        training_window=(runs["scheduled_start"].min(), runs["scheduled_start"].max()),
+        key=configured_model_key(create=True),
+    )
     return directory
 
 

@@ -74,6 +74,7 @@ _EXPORTS = {
     "InsufficientHistoryError": "forewarn.errors",
     "ChecksumMismatchError": "forewarn.errors",
     "FeatureSchemaError": "forewarn.errors",
+    "UntrustedModelError": "forewarn.errors",
 }
 
 __all__ = sorted([*_EXPORTS, "__version__"])
@@ -94,6 +95,7 @@ if TYPE_CHECKING:
         SchemaVersionError,
         StoreError,
         StoreUnreachableError,
+        UntrustedModelError,
     )
     from forewarn.history import simulate_history
     from forewarn.learning import (

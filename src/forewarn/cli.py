@@ -209,14 +209,18 @@ def train(
     """Backtest, then fit and save the failure-warning model on the store's history."""
     from forewarn.learning.summary import metrics_rows
     from forewarn.learning.training import train_and_save
+    from forewarn.scoring import configured_model_key
     from forewarn.settings import get_settings
 
     _, runs, attempts = _history(db)
     target = model_dir or str(get_settings().model_dir)
     bar, progress = _progress_bar("backtest folds")
     try:
+        key = configured_model_key(create=True)
         with bar:
-            result = train_and_save(runs, attempts, model_dir=target, family=family, n_folds=folds, progress=progress)
+            result = train_and_save(
+                runs, attempts, model_dir=target, key=key, family=family, n_folds=folds, progress=progress
+            )
     except ForewarnError as exc:
         raise _fail(exc) from None
     manifest = result.manifest

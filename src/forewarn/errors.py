@@ -17,6 +17,7 @@ input or configuration also derive from :class:`ValueError`, so ``except ValueEr
     └── ModelError                            a model cannot be trained, saved or loaded
         ├── InsufficientHistoryError (ValueError)
         ├── ChecksumMismatchError             the artifact's bytes differ from its manifest
+        ├── UntrustedModelError               its signature fails, or others could have swapped its files
         └── FeatureSchemaError (ValueError)   the model expects other features than offered
 
 Example::
@@ -172,6 +173,12 @@ class ChecksumMismatchError(ModelError):
     """A model artifact's SHA-256 differs from its manifest; it was not unpickled."""
 
 
+class UntrustedModelError(ModelError):
+    """A saved model was refused before unpickling: no valid signature under the model key, no key to check
+    it with, or files that others could have swapped (writable by group or others, or leading outside the
+    models directory)."""
+
+
 class FeatureSchemaError(ModelError, ValueError):
     """A model was trained on other features than the ones offered to it."""
 
@@ -191,4 +198,5 @@ __all__ = [
     "SchemaVersionError",
     "StoreError",
     "StoreUnreachableError",
+    "UntrustedModelError",
 ]

@@ -4,6 +4,7 @@
 
     <dir>/<version>/model.joblib     the pickled FailureWarningModel (MODEL_FILE)
     <dir>/<version>/manifest.json    what it is, how it was trained, its SHA-256 (MANIFEST_FILE)
+    <dir>/<version>/manifest.hmac    HMAC-SHA256 of the manifest and the artifact (SIGNATURE_FILE)
     <dir>/latest.json                which version is installed (LATEST_FILE)
 
 The learning layer writes this layout (:func:`forewarn.learning.model.save_model`); the scoring layer and
@@ -31,6 +32,9 @@ MODEL_FILE = "model.joblib"
 
 MANIFEST_FILE = "manifest.json"
 """The manifest inside a version directory."""
+
+SIGNATURE_FILE = "manifest.hmac"
+"""The HMAC-SHA256 (hex) over the manifest and the artifact, keyed outside the models directory."""
 
 LATEST_FILE = "latest.json"
 """The pointer to the installed version, in the models directory."""
@@ -64,6 +68,7 @@ __all__ = [
     "LATEST_FILE",
     "MANIFEST_FILE",
     "MODEL_FILE",
+    "SIGNATURE_FILE",
     "latest_file",
     "latest_pointer",
     "model_installed",

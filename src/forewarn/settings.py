@@ -21,7 +21,7 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
 
 from forewarn.errors import ConfigurationError
@@ -43,6 +43,24 @@ def default_db_path() -> Path:
     """
     base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
     return Path(base) / "forewarn" / "telemetry.db"
+
+
+def default_model_dir() -> Path:
+    """Where trained models live unless ``FOREWARN_MODEL_DIR`` says otherwise: ``<data directory>/models``.
+
+    Absolute and per user, beside the default store (``$XDG_DATA_HOME/forewarn/models``), because a Prefect
+    worker starts each run in a changing working directory and every run must find the same model.
+    """
+    return default_db_path().parent / "models"
+
+
+def default_model_key_file() -> Path:
+    """The key file that signs and verifies models unless ``FOREWARN_MODEL_KEY_FILE`` says otherwise.
+
+    ``<data directory>/model.key``: beside, never inside, the default models directory, so whoever may write
+    a model directory cannot also forge its signature.
+    """
+    return default_db_path().parent / "model.key"
 
 
 def default_cache_dir() -> Path:
@@ -80,7 +98,11 @@ class ForewarnSettings(BaseSettings):
         description="SQLAlchemy URL of the telemetry store: sqlite:///PATH (default "
         "~/.local/share/forewarn/telemetry.db) or postgresql+psycopg://USER:PASSWORD@HOST:PORT/DB.",
     )
-    model_dir: Path = Field(default=Path("models"), description="Directory of trained model artifacts.")
+    model_dir: Path = Field(
+        default_factory=default_model_dir,
+        description="Directory of trained model artifacts (default ~/.local/share/forewarn/models, under "
+        "$XDG_DATA_HOME if set).",
+    )
     telemetry_enabled: bool = Field(default=True, description="Record attempts and runs in the store.")
     # NoDecode: the validator parses the JSON itself, so a malformed list is an error naming the variable
     # rather than pydantic-settings' own parse failure.
@@ -110,6 +132,17 @@ class ForewarnSettings(BaseSettings):
         default_factory=default_cache_dir,
         description="Directory of the history snapshot that lets a new process score warm (default "
         "~/.cache/forewarn, under $XDG_CACHE_HOME if set); empty to neither read nor write one.",
+    )
+    # model authenticity
+    model_key: SecretStr | None = Field(
+        default=None,
+        description="Secret text (at least 32 characters) that signs and verifies saved models; unset: "
+        "FOREWARN_MODEL_KEY_FILE is used.",
+    )
+    model_key_file: Path = Field(
+        default_factory=default_model_key_file,
+        description="File holding the model signing key, readable by its owner only (chmod 600); created by "
+        "`forewarn train` when missing (default ~/.local/share/forewarn/model.key).",
     )
 
     @field_validator("db_url")
@@ -166,6 +199,24 @@ class ForewarnSettings(BaseSettings):
                 raise ValueError(f"a list of valid regular expressions; {pattern!r} is not ({exc})") from None
         return value
 
+    @field_validator("model_key")
+    @classmethod
+    def _check_model_key(cls, value: SecretStr | None) -> SecretStr | None:
+        # an empty variable means "no key given" (the key file is used), as for FOREWARN_CACHE_DIR
+        if value is None or not value.get_secret_value().strip():
+            return None
+        if len(value.get_secret_value().strip()) < 32:
+            raise ValueError(
+                "at least 32 characters of secret text, e.g. the output of "
+                "`python -c 'import secrets; print(secrets.token_hex(32))'`"
+            )
+        return value
+
+    @field_validator("model_dir", "model_key_file", mode="before")
+    @classmethod
+    def _expand_home(cls, value: Any) -> Any:
+        return Path(value).expanduser() if isinstance(value, str | Path) else value
+
     def with_overrides(self, **changes: Any) -> ForewarnSettings:
         """Return new, validated settings with ``changes`` applied; ``self`` is unchanged."""
         return load_settings(**{**self.model_dump(), **changes}, _environ={})
@@ -214,6 +265,8 @@ def load_settings(_environ: dict[str, str] | None = None, **values: Any) -> Fore
         given = values.get(name, environ.get(ENV_PREFIX + name.upper(), error.get("input")))
         if name == "db_url":
             given = mask_url(str(given))
+        elif name == "model_key":  # a secret: never echoed, not even when it is too short
+            given = "***"
         message = str(error["msg"]).removeprefix("Value error, ")
         if name in ForewarnSettings.model_fields:
             setting, expected = ENV_PREFIX + name.upper(), f"{message} ({_expected_form(name)})"
@@ -228,4 +281,13 @@ def get_settings() -> ForewarnSettings:
     return load_settings()
 
 
-__all__ = ["STORE_DRIVERS", "ForewarnSettings", "default_cache_dir", "default_db_path", "get_settings", "load_settings"]
+__all__ = [
+    "STORE_DRIVERS",
+    "ForewarnSettings",
+    "default_cache_dir",
+    "default_db_path",
+    "default_model_dir",
+    "default_model_key_file",
+    "get_settings",
+    "load_settings",
+]

@@ -19,7 +19,7 @@ Example::
 from forewarn.learning.backtest import BacktestResult, walk_forward_backtest
 from forewarn.learning.features import FeatureConfig, build_features, failure_labels
 from forewarn.learning.metrics import escape_rate, warning_metrics
-from forewarn.learning.model import FailureWarningModel, ModelManifest, load_model, save_model
+from forewarn.learning.model import FailureWarningModel, ModelKey, ModelManifest, load_model, save_model
 from forewarn.learning.report import reliability_report
 from forewarn.learning.training import TrainingResult, train_and_save
 
@@ -27,6 +27,7 @@ __all__ = [
     "BacktestResult",
     "FailureWarningModel",
     "FeatureConfig",
+    "ModelKey",
     "ModelManifest",
     "TrainingResult",
     "build_features",

@@ -10,7 +10,8 @@ Example::
 
     >>> from forewarn.history.simulate import simulate_history, history_to_runs_frame
     >>> runs = history_to_runs_frame(simulate_history(6000, seed=1))
-    >>> result = train_and_save(runs, model_dir=tmp_path, n_folds=2)  # doctest: +SKIP
+    >>> key = configured_model_key(create=True)  # doctest: +SKIP
+    >>> result = train_and_save(runs, model_dir=tmp_path, key=key, n_folds=2)  # doctest: +SKIP
     >>> result.manifest.version  # doctest: +SKIP
     '20261128T170100Z-1a2b3c4d'
 """
@@ -26,7 +27,7 @@ import pandas as pd
 
 from forewarn.learning.backtest import BacktestResult, prepare_history, walk_forward_backtest
 from forewarn.learning.features import FeatureConfig
-from forewarn.learning.model import DEFAULT_FAMILY, FailureWarningModel, ModelManifest, save_model
+from forewarn.learning.model import DEFAULT_FAMILY, FailureWarningModel, ModelKey, ModelManifest, save_model
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +44,7 @@ def train_and_save(
     attempts: pd.DataFrame | None = None,
     *,
     model_dir: Path | str,
+    key: ModelKey | bytes | str,
     family: str = DEFAULT_FAMILY,
     model_params: Mapping[str, Any] | None = None,
     backtest: bool = True,
@@ -56,6 +58,8 @@ def train_and_save(
     overall figures (model and baselines) go into the manifest's ``backtest_metrics``. ``feature_config``
     (default :class:`~forewarn.learning.features.FeatureConfig`) is saved in the manifest, so live scoring computes
     the features with the same windows.
+    The model is signed with ``key`` (``forewarn train`` passes :func:`forewarn.scoring.configured_model_key`,
+    which creates the key file if there is none).
     Raises :class:`~forewarn.errors.InsufficientHistoryError` when there are too few runs or failures.
     """
     config = feature_config or FeatureConfig()
@@ -80,6 +84,7 @@ def train_and_save(
         training_window=(first, last),
         backtest_metrics=result.to_json()["overall"] if result is not None else None,
         extra={"n_folds": n_folds if backtest else 0, "feature_config": config.to_dict()},
+        key=key,
     )
     return TrainingResult(manifest=manifest, backtest=result, path=Path(model_dir) / manifest.version)
 

@@ -11,10 +11,11 @@ when the risk is at or above the model's threshold,
   :data:`HARDEN_EXTRA_ATTEMPTS` more attempts, their fallbacks still armed) or ``"pause"`` (Prefect's
   ``pause_flow_run``: the run waits for a person to resume it in the UI).
 
-Scoring is **fail-open**: no model installed, a model that fails its checksum or was trained on other
-features, a store that cannot be read, or any other error costs one log line saying what happened and
-what to do, and the run goes on unscored. With no model installed the hook reads one directory entry and
-imports nothing heavy (no pandas, no scikit-learn).
+Scoring is **fail-open**: no model installed, a model that fails its checksum or its signature (or whose
+files others could have swapped), a model trained on other features, a store that cannot be read, or any
+other error costs one log line saying what happened and what to do, and the run goes on unscored. With
+no model installed the hook reads one directory entry and imports nothing heavy (no pandas, no
+scikit-learn).
 
 Example::
 
@@ -39,6 +40,7 @@ from forewarn.errors import (
     FeatureSchemaError,
     ModelError,
     StoreError,
+    UntrustedModelError,
 )
 from forewarn.model_files import model_installed
 from forewarn.records import FlowRunRecord
@@ -195,6 +197,9 @@ def _score(
             exc,
             "restore the file or retrain with `forewarn train`",
         )
+        return None
+    except UntrustedModelError as exc:
+        _fail_open(log, f"{where} is not trusted and was not loaded", exc, "the error says why and what to do")
         return None
     except FeatureSchemaError as exc:
         _fail_open(

@@ -7,7 +7,8 @@ layer calls in here.
 
 Modules:
 
-* ``registry`` - the installed model: :func:`load_current_model`, its per-process cache, the feature check;
+* ``registry`` - the installed model: :func:`load_current_model`, its per-process cache, the feature check,
+  the key that verifies it (:func:`configured_model_key`);
 * ``cache`` - the prepared-history cache (:class:`HistoryCache`, :func:`history_cache`, :func:`read_history`);
 * ``snapshot`` - the cache's stable rows in a file, so a new process starts warm;
 * ``live`` - :func:`score_runs` and the tables and records made from its scores.
@@ -24,6 +25,7 @@ from forewarn.scoring.live import SCORE_COLUMNS, TOP_REASONS, prediction_records
 from forewarn.scoring.registry import (
     check_feature_schema,
     clear_model_cache,
+    configured_model_key,
     current_manifest_path,
     feature_config_dict,
     feature_config_of,
@@ -37,6 +39,7 @@ __all__ = [
     "check_feature_schema",
     "clear_history_caches",
     "clear_model_cache",
+    "configured_model_key",
     "current_manifest_path",
     "feature_config_dict",
     "feature_config_of",

@@ -49,6 +49,7 @@ from forewarn.scoring.cache import HistoryCache, history_cache, read_history
 from forewarn.scoring.cache import clear_history_caches as clear_history_caches
 from forewarn.scoring.registry import check_feature_schema as check_feature_schema
 from forewarn.scoring.registry import clear_model_cache as clear_model_cache
+from forewarn.scoring.registry import configured_model_key as configured_model_key
 from forewarn.scoring.registry import current_manifest_path as current_manifest_path
 from forewarn.scoring.registry import feature_config_dict as feature_config_dict
 from forewarn.scoring.registry import feature_config_of

@@ -4,9 +4,10 @@ A model directory (``FOREWARN_MODEL_DIR``) holds the versions :func:`forewarn.le
 wrote and the pointer to the current one; :mod:`forewarn.learning.model` owns that layout
 (``LATEST_FILE``, ``MANIFEST_FILE``). :func:`load_current_model` finds the installed model, refuses one
 trained on features this forewarn does not build (:func:`check_feature_schema`, before anything is
-unpickled), and keeps it per process by directory, manifest and checksum, so scoring the same model again
-costs two small JSON reads. A model's :class:`~forewarn.learning.features.FeatureConfig` travels in its
-manifest (:func:`feature_config_of`, :func:`feature_config_dict`).
+unpickled) or not signed with the configured key (:func:`configured_model_key`), and keeps it per process
+by directory, manifest and checksum, so scoring the same model again costs two small JSON reads. A
+model's :class:`~forewarn.learning.features.FeatureConfig` travels in its manifest
+(:func:`feature_config_of`, :func:`feature_config_dict`).
 
 Example::
 
@@ -23,7 +24,15 @@ from pathlib import Path
 
 from forewarn.errors import FeatureSchemaError
 from forewarn.learning.features import CATEGORICAL_FEATURES, NUMERIC_FEATURES, FeatureConfig
-from forewarn.learning.model import LATEST_FILE, MANIFEST_FILE, FailureWarningModel, ModelManifest, load_model
+from forewarn.learning.model import (
+    LATEST_FILE,
+    MANIFEST_FILE,
+    FailureWarningModel,
+    ModelKey,
+    ModelManifest,
+    load_model,
+    model_key,
+)
 from forewarn.records import FEATURE_PREFIX
 
 _ENGINEERED = {**dict.fromkeys(NUMERIC_FEATURES, "numeric"), **dict.fromkeys(CATEGORICAL_FEATURES, "categorical")}
@@ -39,6 +48,26 @@ class _Loaded:
 
 _models: dict[str, _Loaded] = {}
 _models_lock = threading.Lock()
+
+
+def configured_model_key(*, create: bool = False) -> ModelKey:
+    """The key that signs and verifies models: ``FOREWARN_MODEL_KEY``, else ``FOREWARN_MODEL_KEY_FILE``.
+
+    With ``create`` (training), a missing key file is created first: 64 random hex digits, mode 0600,
+    written atomically and never over an existing key. Loading passes ``create=False``: a key made now
+    could not verify any model saved before. Raises :class:`~forewarn.errors.UntrustedModelError` when
+    there is no key, or the key file is readable by others.
+
+    Example::
+
+        >>> configured_model_key().source  # doctest: +SKIP
+        'the key file /home/me/.local/share/forewarn/model.key'
+    """
+    from forewarn.settings import get_settings
+
+    settings = get_settings()
+    secret = settings.model_key.get_secret_value() if settings.model_key is not None else None
+    return model_key(secret, settings.model_key_file, create=create)
 
 
 def current_manifest_path(model_dir: Path | str) -> Path | None:
@@ -102,12 +131,15 @@ def check_feature_schema(manifest: ModelManifest) -> None:
 def load_current_model(model_dir: Path | str | None = None) -> tuple[FailureWarningModel, ModelManifest] | None:
     """The model installed in ``model_dir`` (default ``FOREWARN_MODEL_DIR``) and its manifest, or None.
 
-    None means no model is installed (no ``latest.json``/``manifest.json``). A model is loaded - its
-    SHA-256 verified before it is unpickled - once per process and version: the result is cached by
+    None means no model is installed (no ``latest.json``/``manifest.json``). A model is loaded - its files
+    checked, its SHA-256 and its signature under :func:`configured_model_key` verified before it is
+    unpickled - once per process and version: the result is cached by
     directory, manifest path and checksum, so a newly trained model is picked up at the next call while
     scoring the same model again costs two small JSON reads. Raises
     :class:`~forewarn.errors.ModelError` for a broken pointer or manifest,
-    :class:`~forewarn.errors.ChecksumMismatchError` for an artifact changed since it was saved, and
+    :class:`~forewarn.errors.ChecksumMismatchError` for an artifact changed since it was saved,
+    :class:`~forewarn.errors.UntrustedModelError` for a model not signed with the key (or files others may
+    write), and
     :class:`~forewarn.errors.FeatureSchemaError` for a model trained on features this forewarn does not
     build (see :func:`check_feature_schema`).
 
@@ -130,7 +162,7 @@ def load_current_model(model_dir: Path | str | None = None) -> tuple[FailureWarn
         return cached.model, cached.manifest
     if sha is not None:  # a readable manifest: check the features before anything is unpickled
         _check_before_unpickling(path)
-    model, manifest = load_model(path)
+    model, manifest = load_model(path, key=configured_model_key())
     check_feature_schema(manifest)
     with _models_lock:
         _models[key] = _Loaded(str(path), manifest.sha256, model, manifest)
@@ -181,6 +213,7 @@ def feature_config_dict(config: FeatureConfig) -> dict[str, float | int]:
 __all__ = [
     "check_feature_schema",
     "clear_model_cache",
+    "configured_model_key",
     "current_manifest_path",
     "feature_config_dict",
     "feature_config_of",

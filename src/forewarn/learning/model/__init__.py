@@ -2,7 +2,8 @@
 
 Owns: the column encoder (``encoder``), each family's Pipeline (``pipeline``), the threshold rules
 (``threshold``), the estimator :class:`FailureWarningModel` and its reasons (``estimator``), and saved
-models - the models-directory layout, the manifest, save and load (``artifacts``). A faster path for
+models - the manifest (``manifest``), the models-directory layout, save and load (``artifacts``) and the
+key that signs them (``signing``). A faster path for
 scoring a few rows reads scikit-learn's private attributes; it lives alone in ``_sklearn_fast``, used
 only on the scikit-learn releases it was tested on. May import: pandas, numpy, scikit-learn, scipy, joblib,
 threadpoolctl, ``forewarn.learning.features`` and the shared modules.
@@ -23,6 +24,7 @@ from forewarn.learning.model.artifacts import (
     LATEST_FILE,
     MANIFEST_FILE,
     MODEL_FILE,
+    SIGNATURE_FILE,
     ModelManifest,
     library_versions,
     load_model,
@@ -37,6 +39,7 @@ from forewarn.learning.model.encoder import categorical_block as _categorical_bl
 from forewarn.learning.model.encoder import numeric_block as _numeric_block  # noqa: F401
 from forewarn.learning.model.estimator import FailureWarningModel, Reason
 from forewarn.learning.model.pipeline import DEFAULT_FAMILY, FAMILIES, make_pipeline
+from forewarn.learning.model.signing import ModelKey, model_key
 from forewarn.learning.model.threshold import THRESHOLD_RULES, choose_threshold
 
 __all__ = [
@@ -45,15 +48,18 @@ __all__ = [
     "LATEST_FILE",
     "MANIFEST_FILE",
     "MODEL_FILE",
+    "SIGNATURE_FILE",
     "THRESHOLD_RULES",
     "FailureWarningModel",
     "FrameEncoder",
+    "ModelKey",
     "ModelManifest",
     "Reason",
     "choose_threshold",
     "library_versions",
     "load_model",
     "make_pipeline",
+    "model_key",
     "save_model",
     "schema_differences",
     "spec_types",
