@@ -3,8 +3,9 @@
 :data:`DEFAULT_REDACT_PATTERNS` are the regular expressions a recorded message is scrubbed with by
 default, :data:`MASK` is what a secret becomes, :data:`SECRET_NAME` says which names (JSON keys, query
 parameters, flow parameters) hold secrets, and :func:`mask_url` hides the password and secret query
-parameters of a URL. Settings (which shows URLs in its errors) and :mod:`forewarn.redaction` (which
-applies the patterns) both build on this module, so neither has to import the other.
+parameters of a URL (:func:`url_secrets` lists them, to mask where a driver quotes them). Settings
+(which shows URLs in its errors) and :mod:`forewarn.redaction` (which applies the patterns) both build
+on this module, so neither has to import the other.
 
 Example::
 
@@ -17,6 +18,7 @@ Example::
 from __future__ import annotations
 
 import re
+from urllib.parse import unquote
 
 MASK = "***"
 """What a redacted secret is replaced with."""
@@ -101,9 +103,54 @@ def mask_url(url: str) -> str:
     return _QUERY_KEYS.sub(lambda m: f"{m['head']}{MASK}", masked)
 
 
+_MIN_PIECE = 3  # shorter pieces of a password are left alone: masking every "p" would garble the text
+
+
+def url_secrets(url: str) -> tuple[str, ...]:
+    """The secrets of one URL as other text may quote them, longest first, for masking them literally.
+
+    A driver's error message does not show the URL, it quotes parts of it: when a password holds an
+    unescaped ``@``, SQLAlchemy takes what follows that ``@`` as the host, and the driver then reports
+    ``failed to resolve host 'ss@db'``. So the secrets are the password (as written and percent-decoded),
+    each of its ``@``-separated pieces of three or more characters, and the values of secret query
+    parameters.
+
+    Example::
+
+        >>> url_secrets("postgresql://bob:p@ss!word@db/telemetry?sslpassword=k3y")
+        ('p@ss!word', 'ss!word', 'k3y')
+        >>> url_secrets("sqlite:///telemetry.db")
+        ()
+    """
+    text = str(url)
+    found: list[str] = []
+    userinfo = _WHOLE_URL_USERINFO.match(text)
+    if userinfo is not None and userinfo["password"]:
+        password = userinfo["password"]
+        found += [password, unquote(password), *password.split("@"), *unquote(password).split("@")]
+    for query in _QUERY_SECRET.finditer(text):
+        value = query[0][len(query["head"]) :]
+        found += [value, unquote(value)]
+    unique = {secret for secret in found if len(secret) >= _MIN_PIECE}
+    return tuple(sorted(unique, key=lambda secret: (-len(secret), secret)))
+
+
+def mask_url_secrets(text: str, url: str | None) -> str:
+    """``text`` with every one of :func:`url_secrets` of ``url`` replaced by ``***`` (``url`` None: as is).
+
+    Example::
+
+        >>> mask_url_secrets("failed to resolve host 'ss!word@db'", "postgresql://bob:p@ss!word@db/t")
+        "failed to resolve host '***@db'"
+    """
+    for secret in url_secrets(url) if url else ():
+        text = text.replace(secret, MASK)
+    return text
+
+
 def _is_one_url(text: str) -> bool:
     """Whether ``text`` is a single URL (a setting's value), not a sentence that mentions URLs."""
     return re.match(rf"\s*{_SCHEME}", text) is not None and len(re.findall(_SCHEME, text)) == 1
 
 
-__all__ = ["DEFAULT_REDACT_PATTERNS", "MASK", "SECRET_NAME", "mask_url"]
+__all__ = ["DEFAULT_REDACT_PATTERNS", "MASK", "SECRET_NAME", "mask_url", "mask_url_secrets", "url_secrets"]

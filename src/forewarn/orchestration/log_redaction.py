@@ -4,14 +4,16 @@ When a task fails, Prefect logs ``Task run failed with exception: ValueError('pa
 whole traceback through its ``prefect.task_runs`` logger (``prefect.flow_runs`` for a flow), to the
 console and to the Prefect API, so the raw exception text of a failed task would reach Prefect's UI even
 though forewarn's own telemetry stores it redacted. :class:`RedactingFilter` masks the same patterns as
-the telemetry (``FOREWARN_REDACT_PATTERNS``) in a record's message, its traceback and its stack before any
-handler sees them. ``forewarn.task`` and ``forewarn.flow`` install it on :data:`REDACTED_LOGGERS` when they
-decorate a function, unless ``FOREWARN_REDACT_PREFECT_LOGS=false``.
+the telemetry (``FOREWARN_REDACT_PATTERNS``), and the secrets of ``FOREWARN_DB_URL`` wherever they are
+quoted, in a record's message, its traceback and its stack before any handler sees them.
+``forewarn.task`` and ``forewarn.flow`` install it on :data:`REDACTED_LOGGERS` when they decorate a
+function, unless ``FOREWARN_REDACT_PREFECT_LOGS=false``.
 
 Example::
 
     >>> import logging
-    >>> from forewarn.redaction import Redactor
+    >>> from forewarn.masking import mask_url_secrets
+from forewarn.redaction import Redactor
     >>> record = logging.LogRecord("prefect.task_runs", logging.ERROR, __file__, 1, "failed: %s", ("token=abc",), None)
     >>> RedactingFilter(Redactor()).filter(record), record.getMessage()
     (True, 'failed: token=***')
@@ -22,6 +24,7 @@ from __future__ import annotations
 import logging
 import threading
 
+from forewarn.masking import mask_url_secrets
 from forewarn.redaction import Redactor
 from forewarn.settings import get_settings
 
@@ -51,9 +54,10 @@ class RedactingFilter(logging.Filter):
     down can format the raw exception again.
     """
 
-    def __init__(self, redactor: Redactor) -> None:
+    def __init__(self, redactor: Redactor, url: str | None = None) -> None:
         super().__init__()
         self.redactor = redactor
+        self.url = url
 
     def filter(self, record: logging.LogRecord) -> bool:
         """Mask ``record`` in place; always True (the record is still logged)."""
@@ -61,13 +65,17 @@ class RedactingFilter(logging.Filter):
             message = record.getMessage()
         except Exception:  # a record whose args do not fit its format: logging reports that itself
             return True
-        record.msg, record.args = self.redactor.redact(message), None
+        record.msg, record.args = self._mask(message), None
         if record.exc_info and record.exc_info[0] is not None and not record.exc_text:
             record.exc_text = logging.Formatter().formatException(record.exc_info)
         record.exc_info = None
-        record.exc_text = self.redactor.redact(record.exc_text) if record.exc_text else record.exc_text
-        record.stack_info = self.redactor.redact(record.stack_info) if record.stack_info else record.stack_info
+        record.exc_text = self._mask(record.exc_text)
+        record.stack_info = self._mask(record.stack_info)
         return True
+
+    def _mask(self, text: str | None) -> str | None:
+        # The store URL's own secrets first: a driver quotes pieces of them that no pattern recognises.
+        return self.redactor.redact(mask_url_secrets(text, self.url)) if text else text
 
 
 def install_log_redaction(loggers: tuple[str, ...] = REDACTED_LOGGERS) -> RedactingFilter | None:
@@ -84,7 +92,8 @@ def install_log_redaction(loggers: tuple[str, ...] = REDACTED_LOGGERS) -> Redact
     settings = get_settings()
     if not settings.redact_prefect_logs:
         return None
-    redacting = RedactingFilter(Redactor(patterns=settings.redact_patterns, max_chars=LOG_MAX_CHARS))
+    redactor = Redactor(patterns=settings.redact_patterns, max_chars=LOG_MAX_CHARS)
+    redacting = RedactingFilter(redactor, url=settings.db_url)
     with _install_lock:
         for name in loggers:
             logger = logging.getLogger(name)
