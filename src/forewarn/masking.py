@@ -71,8 +71,11 @@ _SCHEME = r"[A-Za-z][A-Za-z0-9+.-]*://"
 _WHOLE_URL_USERINFO = re.compile(rf"^(?P<head>\s*{_SCHEME}[^:/?#\s]*):(?P<password>.*)@", re.DOTALL)
 # Inside running text a URL ends at whitespace: the password runs to the last @ of its word.
 _TEXT_URL_USERINFO = re.compile(rf"(?P<head>{_SCHEME}[^:/?#\s]*):(?P<password>\S*)@")
-_QUERY_SECRET = re.compile(rf"(?i)(?P<head>[?&;]{_SECRET_NAME}=)[^&;\s]+")
-_QUERY_KEYS = re.compile(r"(?i)(?P<head>[?&;](?:auth|sig|sas)=)[^&;\s]+")
+# Secret query parameters. In a whole URL a value runs to the next & (SQLAlchemy's reading, so ; # and
+# spaces may be part of a password); in running text it also ends at ; or whitespace.
+_QUERY_KEY = rf"(?i)(?P<head>[?&;](?:{_SECRET_NAME}|auth|sig|sas)=)"
+_WHOLE_URL_QUERY_SECRET = re.compile(rf"{_QUERY_KEY}[^&]+")
+_TEXT_QUERY_SECRET = re.compile(rf"{_QUERY_KEY}[^&;\s]+")
 
 
 def mask_url(url: str) -> str:
@@ -83,7 +86,7 @@ def mask_url(url: str) -> str:
     URL at its first ``@``, which is how half a password used to show). A text that holds URLs among
     other words (a driver's error message) has each URL masked up to the end of its word. Secret-named
     query parameters (``?password=``, ``&sslpassword=``, ``&token=``, ``&api_key=``, ...) are masked up to
-    the next ``&``.
+    the next ``&`` (in running text, also up to a ``;`` or a space).
 
     Example::
 
@@ -97,10 +100,12 @@ def mask_url(url: str) -> str:
         'sqlite:///telemetry.db'
     """
     text = str(url)
-    userinfo = _WHOLE_URL_USERINFO if _is_one_url(text) else _TEXT_URL_USERINFO
+    if _is_one_url(text):
+        userinfo, query = _WHOLE_URL_USERINFO, _WHOLE_URL_QUERY_SECRET
+    else:
+        userinfo, query = _TEXT_URL_USERINFO, _TEXT_QUERY_SECRET
     masked = userinfo.sub(lambda m: f"{m['head']}:{MASK}@" if m["password"] else m[0], text)
-    masked = _QUERY_SECRET.sub(lambda m: f"{m['head']}{MASK}", masked)
-    return _QUERY_KEYS.sub(lambda m: f"{m['head']}{MASK}", masked)
+    return query.sub(lambda m: f"{m['head']}{MASK}", masked)
 
 
 _MIN_PIECE = 3  # shorter pieces of a password are left alone: masking every "p" would garble the text
@@ -111,9 +116,9 @@ def url_secrets(url: str) -> tuple[str, ...]:
 
     A driver's error message does not show the URL, it quotes parts of it: when a password holds an
     unescaped ``@``, SQLAlchemy takes what follows that ``@`` as the host, and the driver then reports
-    ``failed to resolve host 'ss@db'``. So the secrets are the password (as written and percent-decoded),
-    each of its ``@``-separated pieces of three or more characters, and the values of secret query
-    parameters.
+    ``failed to resolve host 'ss@db'``. So the secrets are the password and the values of secret query
+    parameters, as written and percent-decoded, and each of their ``@``-separated pieces of three or more
+    characters.
 
     Example::
 
@@ -123,14 +128,12 @@ def url_secrets(url: str) -> tuple[str, ...]:
         ()
     """
     text = str(url)
-    found: list[str] = []
+    whole: list[str] = []
     userinfo = _WHOLE_URL_USERINFO.match(text)
     if userinfo is not None and userinfo["password"]:
-        password = userinfo["password"]
-        found += [password, unquote(password), *password.split("@"), *unquote(password).split("@")]
-    for query in _QUERY_SECRET.finditer(text):
-        value = query[0][len(query["head"]) :]
-        found += [value, unquote(value)]
+        whole.append(userinfo["password"])
+    whole += [query[0][len(query["head"]) :] for query in _WHOLE_URL_QUERY_SECRET.finditer(text)]
+    found = [piece for secret in whole for form in (secret, unquote(secret)) for piece in (form, *form.split("@"))]
     unique = {secret for secret in found if len(secret) >= _MIN_PIECE}
     return tuple(sorted(unique, key=lambda secret: (-len(secret), secret)))
 

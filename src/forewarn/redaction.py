@@ -183,7 +183,8 @@ def redact_parameters(value: Any, redactor: Redactor | None = None) -> Any:
     if isinstance(value, list | tuple):
         return [redact_parameters(item, redactor) for item in value]
     if isinstance(value, str):
-        return redactor.mask(value)
+        # mask_url first: a parameter that is one URL may hold a password with spaces in it
+        return redactor.mask(mask_url(value))
     return value
 
 
