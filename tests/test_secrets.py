@@ -359,3 +359,56 @@ class TestLogFilter:
         """A record whose arguments do not fit its format is left to logging's own error report."""
         record = logging.LogRecord("prefect.task_runs", logging.ERROR, __file__, 1, "%d", ("x",), None)
         assert RedactingFilter(Redactor()).filter(record) is True
+
+
+@pytest.mark.usefixtures("prefect_harness")
+class TestRealPrefectRun:
+    """A real flow run: secret parameters and a task failing with a secret in its message."""
+
+    @pytest.fixture(autouse=True)
+    def _remove_filters(self) -> Any:
+        yield
+        for name in ("prefect.task_runs", "prefect.flow_runs"):
+            logger = logging.getLogger(name)
+            for old in [f for f in logger.filters if isinstance(f, RedactingFilter)]:
+                logger.removeFilter(old)
+
+    def test_no_secret_in_store_or_prefect_logs(self, caplog: pytest.LogCaptureFixture) -> None:
+        """Prefect logs the task's exception and traceback; the store keeps params and messages: none shows it."""
+        import forewarn
+
+        secret = "Zq-hunter 2/@#-9k"  # JSON and parameters: anything, spaces too
+        url_secret = "Zq-hunter2/@#:-9k"  # in running text a URL ends at a space: no space in this one
+        token = "Zqtoken42abc9k"
+
+        @forewarn.task(retries=1, retry_on=ConnectionError, sleep=lambda s: None)
+        def load(dsn: str) -> None:
+            raise ConnectionError(f"no login to {dsn} with token={token}: {json.dumps({'password': secret})}")
+
+        @forewarn.flow(name="secrets-test", score=False)
+        def nightly(dsn: str, db_password: str, options: dict[str, Any]) -> None:
+            load(dsn)
+
+        prefect_logger = logging.getLogger("prefect")  # Prefect's loggers do not propagate to the root
+        prefect_logger.addHandler(caplog.handler)
+        try:
+            state = nightly(
+                dsn=f"postgresql://etl:{url_secret}@warehouse/prod",
+                db_password=secret,
+                options={"api_key": token, "rows": 10},
+                return_state=True,
+            )
+        finally:
+            prefect_logger.removeHandler(caplog.handler)
+        assert state.is_failed()
+        assert "Task run failed with exception" in caplog.text  # Prefect did log the failure...
+        assert all(s not in caplog.text for s in (secret, url_secret, token))  # ...masked
+        run = TelemetryStore(get_settings().db_url).runs(flow_name="secrets-test").iloc[0]
+        assert run.parameters == {
+            "dsn": "postgresql://***@warehouse/prod",
+            "db_password": MASK,
+            "options": {"api_key": MASK, "rows": 10},
+        }
+        assert run.parameters_hash == parameters_hash(run.parameters)
+        db_file = Path(get_settings().db_url.removeprefix("sqlite:///")).read_bytes()
+        assert all(s.encode() not in db_file for s in (secret, url_secret, token))
