@@ -12,9 +12,8 @@ function, unless ``FOREWARN_REDACT_PREFECT_LOGS=false``.
 Example::
 
     >>> import logging
-    >>> from forewarn.masking import mask_url_secrets
-from forewarn.redaction import Redactor
-    >>> record = logging.LogRecord("prefect.task_runs", logging.ERROR, __file__, 1, "failed: %s", ("token=abc",), None)
+    >>> from forewarn.redaction import Redactor
+    >>> record = logging.LogRecord("prefect.task_runs", logging.ERROR, "f.py", 1, "failed: %s", ("token=x",), None)
     >>> RedactingFilter(Redactor()).filter(record), record.getMessage()
     (True, 'failed: token=***')
 """
