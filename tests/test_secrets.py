@@ -299,6 +299,7 @@ def _fail_like_prefect(logger_name: str, message: str) -> None:
         logging.getLogger(logger_name).error(f"Task run failed with exception: {exc!r}", exc_info=True)
 
 
+@pytest.mark.filterwarnings("ignore:Logger 'prefect:UserWarning")  # no flow run here for the API handler
 class TestLogFilter:
     """The filter forewarn installs on Prefect's run loggers masks messages and tracebacks."""
 
@@ -343,6 +344,15 @@ class TestLogFilter:
         with caplog.at_level(logging.ERROR):
             _fail_like_prefect("prefect.task_runs", "token=Zqraw9k")
         assert "Zqraw9k" in caplog.text
+
+    def test_bad_settings_still_redact(self, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+        """Decorating with a bad FOREWARN_* setting does not fail; the filter uses the default patterns."""
+        monkeypatch.setenv("FOREWARN_RETRIES", "many")
+        get_settings.cache_clear()
+        assert install_log_redaction() is not None
+        with caplog.at_level(logging.ERROR):
+            _fail_like_prefect("prefect.flow_runs", "token=Zqraw9k")
+        assert "Zqraw9k" not in caplog.text
 
     def test_installed_once_by_task_and_flow(self) -> None:
         """Decorating many tasks and flows leaves exactly one filter per logger."""

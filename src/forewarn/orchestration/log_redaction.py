@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 import threading
 
+from forewarn.errors import ConfigurationError
 from forewarn.masking import mask_url_secrets
 from forewarn.redaction import Redactor
 from forewarn.settings import get_settings
@@ -79,7 +80,8 @@ class RedactingFilter(logging.Filter):
 
 def install_log_redaction(loggers: tuple[str, ...] = REDACTED_LOGGERS) -> RedactingFilter | None:
     """Put one :class:`RedactingFilter` on each of ``loggers``; None when ``FOREWARN_REDACT_PREFECT_LOGS``
-    is false. Calling it again replaces the filter (new settings), never stacks a second one.
+    is false. Calling it again replaces the filter (new settings), never stacks a second one. Settings that
+    do not load install the default patterns: the run reports the bad setting, and logs stay redacted.
 
     Example::
 
@@ -88,11 +90,16 @@ def install_log_redaction(loggers: tuple[str, ...] = REDACTED_LOGGERS) -> Redact
         >>> [type(f).__name__ for f in logging.getLogger("example.run").filters]
         ['RedactingFilter']
     """
-    settings = get_settings()
-    if not settings.redact_prefect_logs:
-        return None
-    redactor = Redactor(patterns=settings.redact_patterns, max_chars=LOG_MAX_CHARS)
-    redacting = RedactingFilter(redactor, url=settings.db_url)
+    try:
+        settings = get_settings()
+    except ConfigurationError:
+        # Decorating must not fail on settings a run will report anyway; meanwhile, redact by default.
+        redacting = RedactingFilter(Redactor(max_chars=LOG_MAX_CHARS))
+    else:
+        if not settings.redact_prefect_logs:
+            return None
+        redactor = Redactor(patterns=settings.redact_patterns, max_chars=LOG_MAX_CHARS)
+        redacting = RedactingFilter(redactor, url=settings.db_url)
     with _install_lock:
         for name in loggers:
             logger = logging.getLogger(name)
