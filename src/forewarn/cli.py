@@ -10,12 +10,14 @@ Example::
 
 from __future__ import annotations
 
+import os
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.measure import Measurement
 from rich.table import Table
 
@@ -36,11 +38,13 @@ DbOption = Annotated[
 ]
 
 
-def _fail(exc: Exception) -> typer.Exit:
-    from rich.markup import escape
+def _fail(exc: Exception, url: str | None = None) -> typer.Exit:
+    """Print ``exc`` (with the secrets of the store ``url`` it may quote masked) and exit with code 2."""
+    from forewarn.masking import mask_url_secrets
 
+    message = mask_url_secrets(str(exc), url or os.environ.get("FOREWARN_DB_URL"))
     # escaped: a message may quote another program's text (a table name, a path) that rich would read as markup
-    err_console.print(f"[bold red]error:[/] {escape(str(exc))}")
+    err_console.print(f"[bold red]error:[/] {escape(message)}")
     return typer.Exit(code=2)
 
 
@@ -68,7 +72,7 @@ def open_store(db: str | None, *, create: bool = True):  # type: ignore[no-untyp
     try:
         return TelemetryStore(db, create=create)
     except ForewarnError as exc:
-        raise _fail(exc) from None
+        raise _fail(exc, db) from None
 
 
 _REPORT_COLUMNS = {  # report column -> header; narrow enough for an 80-column terminal
@@ -159,8 +163,9 @@ def info() -> None:
         raise _fail(exc) from None
     console.print(f"forewarn {__version__}")
     for name, value in settings.model_dump().items():
-        shown = mask_url(value) if name == "db_url" else value
-        console.print(f"  FOREWARN_{name.upper()} = {shown}")
+        # every value through mask_url: a URL with a password can sit in any setting, not only db_url
+        shown = mask_url(str(value))
+        console.print(f"  FOREWARN_{name.upper()} = {escape(shown)}", soft_wrap=True)
 
 
 # --- the failure-warning model -------------------------------------------------------------------------

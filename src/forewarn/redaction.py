@@ -2,6 +2,8 @@
 
 :class:`Redactor` replaces whatever its regular expressions match with ``***`` and cuts the message to a
 maximum length; the telemetry writer runs every exception message through one before storing it.
+:func:`redact_parameters` masks a flow run's parameters (secret-named keys, and secrets inside strings)
+before they are stored.
 :func:`mask_url` (defined in :mod:`forewarn.masking`) hides the password in a URL, e.g. a database URL shown
 in an error or a log line.
 
@@ -17,10 +19,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from forewarn.errors import ConfigurationError
-from forewarn.masking import DEFAULT_REDACT_PATTERNS, MASK, mask_url
+from forewarn.masking import DEFAULT_REDACT_PATTERNS, MASK, SECRET_NAME, mask_url
 
 if TYPE_CHECKING:
     from forewarn.settings import ForewarnSettings
@@ -36,9 +38,11 @@ _SCAN_MARGIN = 1000
 class Redactor:
     """Masks secrets in messages with ``***``, then cuts them to ``max_chars`` characters.
 
-    Each pattern is compiled once. A pattern with exactly three groups, like the default
-    ``(password|token|...)(\\s*[=:]\\s*)(\\S+)``, keeps groups 1 and 2 and masks only group 3, so
-    ``password=hunter2`` becomes ``password=***``; any other pattern masks its whole match.
+    Each pattern is compiled once. A pattern with a group named ``secret``, like the default
+    ``\\b(?:password|token|...)\\s*[=:]\\s*(?P<secret>\\S+)``, masks only that group, so
+    ``password=hunter2`` becomes ``password=***`` and ``{"token": "abc"}`` becomes ``{"token": "***"}``.
+    Otherwise a pattern with exactly three groups (``(password)(=)(\\S+)``) masks only group 3, and any
+    other pattern masks its whole match.
 
     Patterns are matched against the original message, in order, and overlapping masks merge into one
     ``***``. A match that *begins inside* an earlier pattern's mask is skipped, as if the earlier mask had
@@ -103,10 +107,7 @@ class Redactor:
         for regex in self._compiled:
             found: list[tuple[int, int]] = []
             for match in regex.finditer(text):
-                if regex.groups == 3 and match.start(3) >= 0:
-                    start, end = match.span(3)
-                else:
-                    start, end = match.span()
+                start, end = _masked_span(regex, match)
                 # A match beginning inside an earlier mask read part of a secret as its own text (the
                 # "pa55@api.example.com" e-mail inside user:pa55@host); as if masked first, it is skipped.
                 if end > start and not any(s < start < e for s, e in spans):
@@ -121,6 +122,26 @@ class Redactor:
                 merged.append((start, end))
         return merged
 
+    def mask(self, text: str) -> str:
+        """``text`` with every match masked, whole: no truncation and no scan limit.
+
+        For values that must be kept whole (flow parameters, a log record's traceback); the caller bounds
+        their size. :meth:`redact` is the bounded form for recorded messages.
+
+        Example::
+
+            >>> Redactor().mask('{"password": "hunter2", "rows": 12}')
+            '{"password": "***", "rows": 12}'
+        """
+        pieces: list[str] = []
+        position = 0
+        for start, end in self._spans(text):
+            pieces.append(text[position:start])
+            pieces.append(MASK)
+            position = end
+        pieces.append(text[position:])
+        return "".join(pieces)
+
     def redact(self, message: str | None) -> str | None:
         """``message`` with every match masked and cut to ``max_chars``; ``None`` stays ``None``.
 
@@ -134,18 +155,49 @@ class Redactor:
         """
         if message is None:
             return None
-        text = str(message)[: self.max_chars + _SCAN_MARGIN]
-        pieces: list[str] = []
-        position = 0
-        for start, end in self._spans(text):
-            pieces.append(text[position:start])
-            pieces.append(MASK)
-            position = end
-        pieces.append(text[position:])
-        redacted = "".join(pieces)
+        redacted = self.mask(str(message)[: self.max_chars + _SCAN_MARGIN])
         if len(redacted) > self.max_chars:
             redacted = redacted[: self.max_chars - 1] + TRUNCATION_MARKER
         return redacted
 
 
-__all__ = ["DEFAULT_REDACT_PATTERNS", "MASK", "TRUNCATION_MARKER", "Redactor", "mask_url"]
+def redact_parameters(value: Any, redactor: Redactor | None = None) -> Any:
+    """A JSON-like ``value`` (a flow run's parameters) with its secrets masked, recursively.
+
+    The value of every secret-named key (:data:`~forewarn.masking.SECRET_NAME`: ``password``,
+    ``api_key``, ``db_token``, ``credentials``, ...) becomes ``***`` whatever it held (a string, a number,
+    a whole dict); every other string is masked with ``redactor``'s patterns, whole (URL passwords, JSON
+    text, e-mail addresses). Lists and dicts are copied, never changed in place; other values are kept.
+
+    Example::
+
+        >>> redact_parameters({"day": "2026-11-01", "source": {"url": "https://u:pw@h/x", "api_key": 42}})
+        {'day': '2026-11-01', 'source': {'url': 'https://***@h/x', 'api_key': '***'}}
+    """
+    redactor = redactor or Redactor()
+    if isinstance(value, dict):
+        return {
+            key: MASK if SECRET_NAME.fullmatch(str(key)) else redact_parameters(item, redactor)
+            for key, item in value.items()
+        }
+    if isinstance(value, list | tuple):
+        return [redact_parameters(item, redactor) for item in value]
+    if isinstance(value, str):
+        # mask_url first: a parameter that is one URL may hold a password with spaces in it
+        return redactor.mask(mask_url(value))
+    return value
+
+
+def _masked_span(regex: re.Pattern[str], match: re.Match[str]) -> tuple[int, int]:
+    """The part of ``match`` to mask: its ``secret`` group, else group 3 of three, else all of it."""
+    group: str | int
+    if "secret" in regex.groupindex:
+        group = "secret"
+    elif regex.groups == 3:
+        group = 3
+    else:
+        return match.span()
+    return match.span(group) if match.start(group) >= 0 else match.span()
+
+
+__all__ = ["DEFAULT_REDACT_PATTERNS", "MASK", "TRUNCATION_MARKER", "Redactor", "mask_url", "redact_parameters"]

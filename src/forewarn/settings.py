@@ -144,6 +144,12 @@ class ForewarnSettings(BaseSettings):
         description="File holding the model signing key, readable by its owner only (chmod 600); created by "
         "`forewarn train` when missing (default ~/.local/share/forewarn/model.key).",
     )
+    # secrets
+    redact_prefect_logs: bool = Field(
+        default=True,
+        description="Mask FOREWARN_REDACT_PATTERNS in the messages and tracebacks that forewarn tasks and "
+        "flows log through Prefect's run loggers (prefect.task_runs, prefect.flow_runs); false to log them raw.",
+    )
 
     @field_validator("db_url")
     @classmethod
@@ -251,7 +257,9 @@ def load_settings(_environ: dict[str, str] | None = None, **values: Any) -> Fore
     unknown = sorted(k for k in environ if k.upper().startswith(ENV_PREFIX) and k.upper() not in known)
     unknown = [k for k in unknown if k.upper() not in allowed_extra]
     if unknown:
-        raise ConfigurationError(unknown[0], environ[unknown[0]], f"one of {', '.join(sorted(known))}")
+        # the value of a misspelt FOREWARN_DB_URL is still a URL with a password in it
+        shown = mask_url(environ[unknown[0]])
+        raise ConfigurationError(unknown[0], shown, f"one of {', '.join(sorted(known))}")
     try:
         return ForewarnSettings(**values)
     except SettingsError as exc:  # a value pydantic-settings could not even decode (JSON of a list field)

@@ -32,8 +32,10 @@ import prefect
 from prefect.context import FlowRunContext
 
 from forewarn.errors import ConfigurationError
+from forewarn.orchestration.log_redaction import install_log_redaction
 from forewarn.orchestration.recorder import default_recorder
 from forewarn.records import FlowRunRecord, RunState, parameters_hash
+from forewarn.redaction import Redactor, redact_parameters
 from forewarn.timeutil import utc_now
 
 R = TypeVar("R")
@@ -69,6 +71,8 @@ def current_flow_run_record(
 
     ``features`` turns the run's parameters into its pre-run attributes (``{"input_rows": 1200}``), recorded
     with the run and used by the failure-warning model like the ``feature_*`` columns of an import.
+    Secret-named parameters and secrets inside strings are masked (:func:`forewarn.redaction.redact_parameters`)
+    before anything is recorded; ``features`` alone gets the parameters as given.
     """
     from forewarn._version import __version__
 
@@ -76,7 +80,11 @@ def current_flow_run_record(
     if ctx is None or ctx.flow_run is None:
         return None
     run = ctx.flow_run
-    parameters = _jsonable(dict(ctx.parameters or run.parameters or {}))
+    given = _jsonable(dict(ctx.parameters or run.parameters or {}))
+    # Secrets never reach the store, nor its hash (which could confirm a guessed password): the run is
+    # recorded, hashed and scored on its redacted parameters. Only the features function sees them whole.
+    redactor = Redactor.from_settings()
+    parameters = redact_parameters(given, redactor)
     return FlowRunRecord(
         flow_run_id=str(run.id),
         flow_name=ctx.flow.name if ctx.flow is not None else run.name,
@@ -88,7 +96,7 @@ def current_flow_run_record(
         start_time=clock(),
         state=RunState.RUNNING,
         forewarn_version=__version__,
-        features=_features(features, parameters),
+        features=redact_parameters(_features(features, given), redactor),
     )
 
 
@@ -159,6 +167,7 @@ def flow(
         options[hook_option] = [*(options.get(hook_option) or []), _record_end]
 
     def decorate(fn: Callable[..., Any]) -> prefect.Flow[..., Any]:
+        install_log_redaction()  # Prefect logs a failed flow's exception text: secrets masked first
         if inspect.iscoroutinefunction(fn):
 
             @functools.wraps(fn)

@@ -36,6 +36,7 @@ import prefect
 from prefect.context import TaskRunContext
 
 from forewarn.errors import ConfigurationError
+from forewarn.orchestration.log_redaction import install_log_redaction
 from forewarn.orchestration.recorder import default_recorder
 from forewarn.records import AttemptRecord
 from forewarn.resilience.attempts import AttemptRunner, Fallback
@@ -175,6 +176,7 @@ def task(
     hooks = list(on_attempt or [])
 
     def decorate(fn: Callable[..., Any]) -> prefect.Task[..., Any]:
+        install_log_redaction()  # Prefect logs a failed task's exception text: secrets masked first
         name = str(prefect_options.get("name") or getattr(fn, "__name__", "task"))
         runner = AttemptRunner(
             name,
