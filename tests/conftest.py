@@ -39,6 +39,7 @@ def _isolated_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Itera
     monkeypatch.setenv("FOREWARN_DB_URL", f"sqlite:///{tmp_path / 'telemetry.db'}")
     monkeypatch.setenv("FOREWARN_MODEL_DIR", str(tmp_path / "models"))
     monkeypatch.setenv("FOREWARN_CACHE_DIR", str(tmp_path / "cache"))  # never the user's ~/.cache
+    monkeypatch.setenv("FOREWARN_SPOOL_DIR", str(tmp_path / "spool"))  # nor ~/.local/share
     from forewarn.settings import get_settings
 
     get_settings.cache_clear()

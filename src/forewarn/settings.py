@@ -87,6 +87,29 @@ class ForewarnSettings(BaseSettings):
         description="Directory of the history snapshot that lets a new process score warm (default "
         "~/.cache/forewarn, under $XDG_CACHE_HOME if set); empty to neither read nor write one.",
     )
+    # spool
+    spool_dir: Path | None = Field(
+        default_factory=lambda: default_db_path().parent / "spool",
+        description="Absolute directory of the local telemetry spool that records go to before the store "
+        "(default ~/.local/share/forewarn/spool, under $XDG_DATA_HOME if set; one subdirectory per store); "
+        "empty to write every record to the store synchronously instead.",
+    )
+    spool_max_mb: float = Field(
+        default=64.0,
+        gt=0,
+        le=1_000_000,
+        allow_inf_nan=False,
+        description="Most megabytes of records one process keeps waiting for the store; beyond it new records "
+        "are dropped, counted and logged once.",
+    )
+    spool_exit_seconds: float = Field(
+        default=2.0,
+        ge=0,
+        le=600,
+        allow_inf_nan=False,
+        description="Longest a process waits at exit for its spooled records to reach the store (the rest stay "
+        "in the spool for the next process).",
+    )
 
     @field_validator("db_url")
     @classmethod
@@ -112,6 +135,17 @@ class ForewarnSettings(BaseSettings):
         if value is None or (isinstance(value, str) and not value.strip()):
             return None
         return Path(value).expanduser() if isinstance(value, str | Path) else value
+
+    @field_validator("spool_dir", mode="before")
+    @classmethod
+    def _check_spool_dir(cls, value: Any) -> Any:
+        # empty switches the spool off; a relative path would differ per worker's working directory
+        if value is None or (isinstance(value, str) and not value.strip()):
+            return None
+        path = Path(value).expanduser() if isinstance(value, str | Path) else value
+        if isinstance(path, Path) and not path.is_absolute():
+            raise ValueError(f"an absolute path, not {str(value)!r}")
+        return path
 
     @field_validator("redact_patterns")
     @classmethod

@@ -14,6 +14,8 @@ Example::
     0
 """
 
+from forewarn.store.spool import RunEnd, Spool, spool_directory
+from forewarn.store.spool_drainer import SpoolDrainer, flush_pending
 from forewarn.store.telemetry import TelemetryStore
 
-__all__ = ["TelemetryStore"]
+__all__ = ["RunEnd", "Spool", "SpoolDrainer", "TelemetryStore", "flush_pending", "spool_directory"]
