@@ -7,9 +7,7 @@ outage test puts a loopback TCP proxy the test controls between forewarn and Pos
 from __future__ import annotations
 
 import logging
-import os
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
@@ -27,6 +25,7 @@ from forewarn.records import AttemptOutcome, AttemptRecord, FlowRunRecord, RunSt
 from forewarn.settings import load_settings
 from forewarn.store import RunEnd, Spool, SpoolDrainer, TelemetryStore, spool_directory
 from forewarn.store._spool_file import frame
+from tcp_proxy import Proxy  # tests/tcp_proxy.py, shared with bench/task_overhead.py
 
 T0 = datetime(2026, 11, 1, tzinfo=timezone.utc)
 
@@ -105,7 +104,7 @@ class TestSpoolFile:
         directory = tmp_path / "s"
         directory.mkdir()
         directory.chmod(mode)
-        with pytest.raises(ConfigurationError, match="FOREWARN_SPOOL_DIR=.*not writable by group or others"):
+        with pytest.raises(ConfigurationError, match=r"FOREWARN_SPOOL_DIR=.*not writable by group or others"):
             Spool(directory)
 
     def test_a_link_is_refused(self, tmp_path: Path) -> None:
@@ -183,7 +182,7 @@ class TestRecorder:
 
     def test_spool_settings_are_checked(self) -> None:
         assert load_settings(spool_dir="").spool_dir is None
-        with pytest.raises(ConfigurationError, match="FOREWARN_SPOOL_DIR.*absolute"):
+        with pytest.raises(ConfigurationError, match=r"FOREWARN_SPOOL_DIR.*absolute"):
             load_settings(spool_dir="relative/spool")
         with pytest.raises(ConfigurationError, match="FOREWARN_SPOOL_MAX_MB"):
             load_settings(spool_max_mb=float("inf"))
@@ -262,7 +261,7 @@ class TestProcesses:
         assert crashed.returncode == -signal.SIGKILL
         assert TelemetryRecorder(sqlite_url, spool_dir=tmp_path / "spool").flush(30)
         exactly_once(TelemetryStore(sqlite_url), 200, {"dead"})
-        assert not list(spool_directory(tmp_path / "spool", sqlite_url).glob("*.spool"))
+        assert not list(spool_directory(tmp_path / "spool", sqlite_url).glob(f"*-{crashed.pid}-*"))
 
     def test_sigkill_during_a_drain_loses_nothing_and_writes_nothing_twice(
         self, sqlite_url: str, tmp_path: Path
@@ -297,66 +296,6 @@ class TestProcesses:
 
 
 # -- PostgreSQL behind a proxy the test controls ----------------------------------------------------------
-
-
-class Proxy:
-    """A loopback TCP proxy to PostgreSQL that forwards, refuses (drops every connection) or stalls (holds bytes)."""
-
-    def __init__(self, target: tuple[str, int]) -> None:
-        self.target = target
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.listener.settimeout(0.1)
-        self.port = self.listener.getsockname()[1]
-        self.refusing = False
-        self.flowing = threading.Event()
-        self.flowing.set()
-        self.sockets: list[socket.socket] = []
-        self.closed = False
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def refuse(self) -> None:
-        self.refusing = True
-        for sock in self.sockets:
-            sock.close()
-        self.sockets.clear()
-
-    def stall(self) -> None:
-        self.flowing.clear()
-
-    def resume(self) -> None:
-        self.refusing = False
-        self.flowing.set()
-
-    def close(self) -> None:
-        self.closed = True
-        self.resume()
-        self.refuse()
-        self.listener.close()
-
-    def _accept(self) -> None:
-        while not self.closed:
-            try:
-                client, _ = self.listener.accept()
-            except (TimeoutError, OSError):
-                continue
-            if self.refusing:
-                client.close()
-                continue
-            upstream = socket.create_connection(self.target)
-            self.sockets += [client, upstream]
-            threading.Thread(target=self._pump, args=(client, upstream), daemon=True).start()
-            threading.Thread(target=self._pump, args=(upstream, client), daemon=True).start()
-
-    def _pump(self, src: socket.socket, dst: socket.socket) -> None:
-        try:
-            while data := src.recv(65536):
-                self.flowing.wait()
-                dst.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for sock in (src, dst):
-                sock.close()
 
 
 @pytest.fixture

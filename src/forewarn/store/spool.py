@@ -288,7 +288,8 @@ class Spool:
             self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
             info = os.lstat(self.directory)
         except OSError as exc:
-            raise ConfigurationError(self._setting, str(self.directory), f"a directory forewarn can create ({exc})")
+            expected = f"a directory forewarn can create ({exc.strerror})"
+            raise ConfigurationError(self._setting, str(self.directory), expected) from None
         if not stat.S_ISDIR(info.st_mode):
             raise ConfigurationError(self._setting, str(self.directory), "a directory, not a link or a file")
         if info.st_uid != os.getuid() or info.st_mode & 0o022:

@@ -37,8 +37,7 @@ import logging
 import threading
 import time
 import weakref
-from collections.abc import Callable
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -55,13 +54,13 @@ class BatchStore(Protocol):
     """What the drainer writes through: the idempotent writes of :class:`~forewarn.store.TelemetryStore`."""
 
     @property
-    def schema_version(self) -> int: ...  # noqa: D102 - see TelemetryStore
+    def schema_version(self) -> int: ...
 
-    def record_attempts(self, recs: Iterable[AttemptRecord]) -> int: ...  # noqa: D102
+    def record_attempts(self, recs: Iterable[AttemptRecord]) -> int: ...
 
-    def record_flow_runs(self, recs: Iterable[FlowRunRecord]) -> int: ...  # noqa: D102
+    def record_flow_runs(self, recs: Iterable[FlowRunRecord]) -> int: ...
 
-    def record_flow_run_end(self, flow_run_id: str, state: Any, end_time: datetime) -> None: ...  # noqa: D102
+    def record_flow_run_end(self, flow_run_id: str, state: Any, end_time: datetime) -> None: ...
 
 
 class SpoolDrainer:
