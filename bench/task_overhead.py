@@ -47,6 +47,7 @@ def main() -> None:
     conditions, proxy = {"sqlite": (f"sqlite:///{tmp}/bench.db", None)}, None
     if args.pg:
         import sqlalchemy as sa
+
         from tcp_proxy import Proxy
 
         TelemetryStore(args.pg).close()  # create the schema before the proxy starts playing up

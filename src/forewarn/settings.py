@@ -95,7 +95,7 @@ class ForewarnSettings(BaseSettings):
         "empty to write every record to the store synchronously instead.",
     )
     spool_max_mb: float = Field(
-        default=64.0,
+        64.0,
         gt=0,
         le=1_000_000,
         allow_inf_nan=False,
@@ -103,7 +103,7 @@ class ForewarnSettings(BaseSettings):
         "are dropped, counted and logged once.",
     )
     spool_exit_seconds: float = Field(
-        default=2.0,
+        2.0,
         ge=0,
         le=600,
         allow_inf_nan=False,
