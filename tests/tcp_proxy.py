@@ -8,6 +8,7 @@ that is down), :meth:`Proxy.stall` holds every byte in flight (one that accepts 
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 
@@ -74,8 +75,6 @@ class Proxy:
 
 def _hang_up(sock: socket.socket) -> None:
     """Close ``sock`` so both ends notice: shutdown wakes a thread blocked reading it, close alone does not."""
-    try:
+    with contextlib.suppress(OSError):  # already disconnected
         sock.shutdown(socket.SHUT_RDWR)
-    except OSError:
-        pass  # already disconnected
     sock.close()

@@ -153,8 +153,8 @@ class SpoolDrainer:
     def _run(self) -> None:
         backoff = 0.0
         while not self._stop.is_set():
-            if not self._wake.wait(timeout=self._idle_seconds) and not self.spool.pending:
-                return  # idle: notify() starts a new thread for the next entry
+            if not self._wake.wait(timeout=self._idle_seconds) and self._retire_if_idle():
+                return
             self._wake.clear()
             if self._linger and not self._urgent and not backoff:
                 self._stop.wait(self._linger)  # let a burst of entries gather into one transaction
@@ -169,6 +169,14 @@ class SpoolDrainer:
                 self._wake.set()
             with self._drained:
                 self._drained.notify_all()
+
+    def _retire_if_idle(self) -> bool:
+        """End the thread if nothing is pending; under the start lock, so an append meanwhile starts a new one."""
+        with _start_lock:
+            if self.spool.pending or self._wake.is_set():
+                return False
+            self._thread = None
+            return True
 
     def _write(self, entries: list[Entry]) -> None:
         store = self._open_store()
