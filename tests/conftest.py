@@ -54,6 +54,7 @@ def _isolated_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, model_ke
     monkeypatch.setenv("FOREWARN_MODEL_KEY_FILE", str(model_key_file))
     monkeypatch.setenv("FOREWARN_MODEL_DIR", str(tmp_path / "models"))
     monkeypatch.setenv("FOREWARN_CACHE_DIR", str(tmp_path / "cache"))  # never the user's ~/.cache
+    monkeypatch.setenv("FOREWARN_SPOOL_DIR", str(tmp_path / "spool"))  # nor ~/.local/share
     from forewarn.settings import get_settings
 
     get_settings.cache_clear()

@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from forewarn.orchestration.recorder import TelemetryRecorder
+from forewarn.settings import get_settings
 from forewarn.store import TelemetryStore
 
 WORKER = Path(__file__).with_name("flow_worker.py")
@@ -25,6 +27,7 @@ def worker_env(store_url: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("FOREWARN_")}
     env.update(
         FOREWARN_DB_URL=store_url,
+        FOREWARN_SPOOL_DIR=os.environ["FOREWARN_SPOOL_DIR"],
         PREFECT_API_URL=str(PREFECT_API_URL.value()),
         PREFECT_SERVER_ANALYTICS_ENABLED="false",
     )
@@ -61,6 +64,8 @@ class TestSigkill:
             child.wait(10)
         finished = done_lines(out_path.read_text())
 
+        # what the killed worker had spooled but not yet drained reaches the store with the next process
+        assert TelemetryRecorder(sqlite_url, spool_dir=get_settings().spool_dir).flush(30)
         store = TelemetryStore(sqlite_url)
         with store.engine.connect() as conn:
             assert conn.execute(sa.text("PRAGMA integrity_check")).scalar() == "ok"

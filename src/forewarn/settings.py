@@ -150,6 +150,29 @@ class ForewarnSettings(BaseSettings):
         description="Mask FOREWARN_REDACT_PATTERNS in the messages and tracebacks that forewarn tasks and "
         "flows log through Prefect's run loggers (prefect.task_runs, prefect.flow_runs); false to log them raw.",
     )
+    # spool
+    spool_dir: Path | None = Field(
+        default_factory=lambda: default_db_path().parent / "spool",
+        description="Absolute directory of the local telemetry spool that records go to before the store "
+        "(default ~/.local/share/forewarn/spool, under $XDG_DATA_HOME if set; one subdirectory per store); "
+        "empty to write every record to the store synchronously instead.",
+    )
+    spool_max_mb: float = Field(
+        64.0,
+        gt=0,
+        le=1_000_000,
+        allow_inf_nan=False,
+        description="Most megabytes of records one process keeps waiting for the store; beyond it new records "
+        "are dropped, counted and logged once.",
+    )
+    spool_exit_seconds: float = Field(
+        2.0,
+        ge=0,
+        le=600,
+        allow_inf_nan=False,
+        description="Longest a process waits at exit for its spooled records to reach the store (the rest stay "
+        "in the spool for the next process).",
+    )
 
     @field_validator("db_url")
     @classmethod
@@ -194,6 +217,17 @@ class ForewarnSettings(BaseSettings):
             if not isinstance(item, str):
                 raise ValueError(f"a JSON list of strings; item {index} is {item!r}, not a string")
         return decoded
+
+    @field_validator("spool_dir", mode="before")
+    @classmethod
+    def _check_spool_dir(cls, value: Any) -> Any:
+        # empty switches the spool off; a relative path would differ per worker's working directory
+        if value is None or (isinstance(value, str) and not value.strip()):
+            return None
+        path = Path(value).expanduser() if isinstance(value, str | Path) else value
+        if isinstance(path, Path) and not path.is_absolute():
+            raise ValueError(f"an absolute path, not {str(value)!r}")
+        return path
 
     @field_validator("redact_patterns")
     @classmethod

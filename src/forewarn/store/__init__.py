@@ -16,6 +16,8 @@ Example::
 """
 
 from forewarn.store._timeouts import StoreTimeouts
+from forewarn.store.spool import RunEnd, Spool, spool_directory
+from forewarn.store.spool_drainer import SpoolDrainer, flush_pending
 from forewarn.store.telemetry import TelemetryStore
 
-__all__ = ["StoreTimeouts", "TelemetryStore"]
+__all__ = ["RunEnd", "Spool", "SpoolDrainer", "StoreTimeouts", "TelemetryStore", "flush_pending", "spool_directory"]

@@ -63,6 +63,7 @@ from forewarn.store._queries import (
 from forewarn.store._rows import RUN_LENGTHS, attempt_row, check_source, prediction_row, run_row
 from forewarn.store._timeouts import StoreTimeouts
 from forewarn.store.migrations import ensure_schema, read_version
+from forewarn.store.spool_drainer import flush_pending
 
 if TYPE_CHECKING:
     import numpy as np
@@ -127,6 +128,7 @@ class TelemetryStore:
             setting = "url"
         check_sqlite_file(url, setting, create=create)  # before the engine, which may create or alter the file
         self._db = Database(url, setting, timeouts=timeouts, clock=clock)
+        self._spool_key = url  # this process's spooled writes to this URL are flushed before each read
         self._sleep = sleep
         self._db.open(lambda conn: ensure_schema(conn, url=self._db.url, create=create))
         self._statements = WriteStatements(self._db.engine.dialect, sqlite=self._db.is_sqlite)
@@ -651,7 +653,9 @@ class TelemetryStore:
         return write_retrying(self._db, work, action, sleep=self._sleep, atomic=atomic)
 
     def _read(self, work: Callable[[sa.Connection], T], action: str) -> T:
+        """Run a read once, after waiting (bounded) for this process's spooled telemetry to reach the store."""
         self._check_open()
+        flush_pending(self._spool_key)
         return read_once(self._db, work, action)
 
     def _check_open(self) -> None:

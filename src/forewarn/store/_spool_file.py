@@ -1,0 +1,103 @@
+"""One spool segment file: framing of its records, and reading them back with torn tails detected.
+
+Each record is one line ``FW1 <length hex> <crc32 hex> <JSON>\\n``: the length and the CRC-32 of the
+JSON bytes come first, so a record cut short by SIGKILL (a torn tail) or damaged on disk is recognised
+and skipped instead of being parsed as garbage. A segment is written with ``O_APPEND`` by one process
+only (it holds an ``flock`` on it), and read with ``pread`` from any offset.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import zlib
+from dataclasses import dataclass, field
+from typing import Any
+
+MAGIC = b"FW1 "
+MAX_RECORD_BYTES = 1 << 20
+"""A longer record is refused when written and treated as damage when read."""
+
+_HEADER_MAX = len(MAGIC) + 8 + 1 + 8 + 1
+
+
+def frame(obj: Any) -> bytes:
+    """``obj`` as one spool record. Raises ``ValueError`` when its JSON exceeds :data:`MAX_RECORD_BYTES`.
+
+    Example::
+
+        >>> frame({"a": 1})
+        b'FW1 8 fba18e97 {"a": 1}\\n'
+    """
+    payload = json.dumps(obj, ensure_ascii=False, allow_nan=False).encode()
+    if len(payload) > MAX_RECORD_BYTES:
+        raise ValueError(f"a spool record of {len(payload)} bytes exceeds {MAX_RECORD_BYTES}")
+    return b"%s%x %08x %s\n" % (MAGIC, len(payload), zlib.crc32(payload), payload)
+
+
+@dataclass
+class Scan:
+    """What :func:`scan` found between two offsets of a segment."""
+
+    records: list[Any] = field(default_factory=list)
+    """The decoded JSON of every intact record, in file order."""
+    end: int = 0
+    """Offset just past the last record read (intact or skipped as damaged)."""
+    damaged: list[str] = field(default_factory=list)
+    """One description per damaged record or region skipped, naming its offset."""
+
+
+def scan(fd: int, start: int, stop: int, *, max_bytes: int = 4 << 20) -> Scan:
+    """The records of ``fd`` in ``[start, stop)``, reading at most ``max_bytes`` past ``start``.
+
+    A record that does not fit before ``stop`` (a torn tail, or the read limit) is left for later:
+    ``end`` stops before it. A record whose checksum or JSON is wrong is skipped by its length; a
+    header that cannot be parsed makes the rest of the range unreadable, so ``end`` jumps to ``stop``.
+    """
+    limit = min(stop, start + max_bytes + _HEADER_MAX + MAX_RECORD_BYTES)
+    data = os.pread(fd, limit - start, start)
+    result, pos = Scan(end=start), 0
+    while pos < len(data):
+        header = _header(data, pos)
+        if header is None:
+            if len(data) - pos < _HEADER_MAX and b"\n" not in data[pos:]:
+                break  # a torn header at the end: maybe still being written, maybe cut by SIGKILL
+            result.damaged.append(f"unreadable bytes from offset {start + pos} to {stop}")
+            result.end = stop
+            return result
+        body, length, crc = header
+        if body + length + 1 > len(data):
+            break
+        payload = data[body : body + length]
+        next_pos = body + length + 1
+        try:
+            if zlib.crc32(payload) != crc or data[body + length] != ord("\n"):
+                raise ValueError("checksum mismatch")
+            result.records.append(json.loads(payload))
+        except ValueError as exc:
+            result.damaged.append(f"a damaged record at offset {start + pos} ({exc})")
+        pos = next_pos
+        result.end = start + pos
+        if pos >= max_bytes:
+            break
+    return result
+
+
+def _header(data: bytes, pos: int) -> tuple[int, int, int] | None:
+    """(payload offset, payload length, crc) of the header at ``pos``, or None if there is none."""
+    if data[pos : pos + len(MAGIC)] != MAGIC:
+        return None
+    fields_end = data.find(b" ", data.find(b" ", pos + len(MAGIC)) + 1)
+    if fields_end < 0 or fields_end - pos > _HEADER_MAX:
+        return None
+    try:
+        length_hex, crc_hex = data[pos + len(MAGIC) : fields_end].split(b" ")
+        length, crc = int(length_hex, 16), int(crc_hex, 16)
+    except ValueError:
+        return None
+    if length > MAX_RECORD_BYTES:
+        return None
+    return fields_end + 1, length, crc
+
+
+__all__ = ["MAGIC", "MAX_RECORD_BYTES", "Scan", "frame", "scan"]

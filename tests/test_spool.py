@@ -1,0 +1,350 @@
+"""The local telemetry spool: never blocks, never loses, never writes twice (forewarn.store.spool, spool_drainer).
+
+Process tests kill real processes with SIGKILL and share one spool directory between eight of them; the
+outage test puts a loopback TCP proxy the test controls between forewarn and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from forewarn.errors import ConfigurationError
+from forewarn.orchestration.recorder import TelemetryRecorder
+from forewarn.records import AttemptOutcome, AttemptRecord, FlowRunRecord, RunState
+from forewarn.settings import load_settings
+from forewarn.store import RunEnd, Spool, SpoolDrainer, TelemetryStore, spool_directory
+from forewarn.store._spool_file import frame
+from tcp_proxy import Proxy  # tests/tcp_proxy.py, shared with bench/task_overhead.py
+
+T0 = datetime(2026, 11, 1, tzinfo=timezone.utc)
+
+
+def attempt(i: int, run: str = "run-1") -> AttemptRecord:
+    start = T0 + timedelta(seconds=i)
+    return AttemptRecord(run, f"{run}:task-{i}", "work", 1, start, start, AttemptOutcome.SUCCESS)
+
+
+def drain_into(spool: Spool, store: TelemetryStore) -> list[tuple[str, object]]:
+    """Drain ``spool`` through a real drainer pass into ``store``; the entries seen, in order."""
+    seen: list[tuple[str, object]] = []
+    drainer = SpoolDrainer(spool, lambda: store, linger=0)
+
+    def write(entries: list[tuple[str, object]]) -> None:
+        seen.extend(entries)
+        drainer._write(entries)
+
+    spool.drain(write)
+    return seen
+
+
+def exactly_once(store: TelemetryStore, n_attempts: int, runs: set[str]) -> None:
+    attempts = store.attempts()
+    assert len(attempts) == n_attempts
+    assert not attempts.duplicated(["task_run_id", "attempt"]).any()
+    assert set(store.runs()["flow_run_id"]) == runs
+
+
+class TestSpoolFile:
+    def test_entries_come_back_in_order_and_the_segment_is_emptied(self, tmp_path: Path) -> None:
+        spool = Spool(tmp_path / "s")
+        spool.append("run_start", FlowRunRecord("run-1", "etl", T0))
+        for i in range(5):
+            spool.append("attempt", attempt(i))
+        spool.append("run_end", RunEnd("run-1", RunState.COMPLETED, T0 + timedelta(minutes=1)))
+        store = TelemetryStore("sqlite://")
+        seen = drain_into(spool, store)
+        assert [kind for kind, _ in seen] == ["run_start"] + ["attempt"] * 5 + ["run_end"]
+        assert spool.pending == 0
+        assert [p.stat().st_size for p in (tmp_path / "s").glob("*.spool")] == [0]
+        exactly_once(store, 5, {"run-1"})
+        assert store.runs().loc[0, "state"] == "COMPLETED"
+
+    def test_a_torn_and_a_damaged_record_are_skipped_and_logged(
+        self, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """A dead process's segment with a bad checksum inside and a torn tail: the intact records are replayed."""
+        directory = tmp_path / "s"
+        directory.mkdir(mode=0o700)
+        good = [frame({"kind": "attempt", "record": _encoded(attempt(i))}) for i in range(3)]
+        damaged = good[1].replace(b"task-1", b"task-X")  # same length, wrong checksum
+        torn = frame({"kind": "attempt", "record": _encoded(attempt(9))})[:-10]
+        orphan = directory / "00000000000000000001-1-000001.spool"
+        orphan.write_bytes(good[0] + damaged + good[2] + torn)
+        store = TelemetryStore("sqlite://")
+        with caplog.at_level(logging.WARNING, "forewarn.telemetry"):
+            seen = drain_into(Spool(directory), store)
+        assert [rec.task_run_id for _, rec in seen] == ["run-1:task-0", "run-1:task-2"]
+        assert "damaged record at offset" in caplog.text and "torn last record" in caplog.text
+        assert not orphan.exists()  # replayed, then deleted
+
+    def test_an_entry_an_attacker_wrote_is_refused_by_name(
+        self, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        directory = tmp_path / "s"
+        directory.mkdir(mode=0o700)
+        bad = frame({"kind": "attempt", "record": {**_encoded(attempt(1)), "outcome": "exploded"}})
+        (directory / "00000000000000000001-1-000001.spool").write_bytes(bad)
+        with caplog.at_level(logging.WARNING, "forewarn.telemetry"):
+            assert drain_into(Spool(directory), TelemetryStore("sqlite://")) == []
+        assert "attempt.outcome must be one of" in caplog.text
+
+    @pytest.mark.parametrize("mode", [0o770, 0o702])
+    def test_a_directory_others_can_write_is_refused(self, tmp_path: Path, mode: int) -> None:
+        directory = tmp_path / "s"
+        directory.mkdir()
+        directory.chmod(mode)
+        with pytest.raises(ConfigurationError, match=r"FOREWARN_SPOOL_DIR=.*not writable by group or others"):
+            Spool(directory)
+
+    def test_a_link_is_refused(self, tmp_path: Path) -> None:
+        (tmp_path / "real").mkdir(mode=0o700)
+        (tmp_path / "link").symlink_to(tmp_path / "real")
+        with pytest.raises(ConfigurationError, match="not a link"):
+            Spool(tmp_path / "link")
+
+
+class TestFullSpool:
+    def test_a_full_spool_drops_new_records_counts_and_logs_once(
+        self, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """Beyond max_bytes each append returns False at once, is counted, and only the first is logged."""
+        one = len(frame({"kind": "attempt", "record": _encoded(attempt(0))}))
+        spool = Spool(tmp_path / "s", max_bytes=one * 10)
+        with caplog.at_level(logging.WARNING, "forewarn.telemetry"):
+            accepted = [spool.append("attempt", attempt(i)) for i in range(25)]
+        assert accepted == [True] * 10 + [False] * 15
+        assert spool.dropped == 15 and spool.pending == 10
+        assert caplog.text.count("is full") == 1
+        store = TelemetryStore("sqlite://")
+        drain_into(spool, store)
+        assert spool.append("attempt", attempt(99))  # room again once the store holds the backlog
+        assert len(store.attempts()) == 10
+
+    def test_an_entry_the_store_refuses_does_not_block_the_rest(
+        self, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """The end of a run whose start was dropped is refused; it is dropped and later entries still arrive."""
+        spool = Spool(tmp_path / "s")
+        spool.append("run_end", RunEnd("never-started", RunState.FAILED, T0))
+        spool.append("attempt", attempt(1))
+        store = TelemetryStore("sqlite://")
+        drainer = SpoolDrainer(spool, lambda: store, linger=0)
+        with caplog.at_level(logging.WARNING, "forewarn.telemetry"):
+            spool.drain(drainer._write)
+        assert drainer.poisoned == 1 and "never-started" in caplog.text
+        assert len(store.attempts()) == 1
+
+
+class TestRecorder:
+    def test_records_wait_while_the_store_is_down_then_arrive_exactly_once(self, tmp_path: Path) -> None:
+        """A flow that starts while the database is down still gets its run row, and no attempt twice."""
+        store = TelemetryStore(f"sqlite:///{tmp_path / 't.db'}")
+        down = threading.Event()
+        down.set()
+
+        def open_store() -> TelemetryStore:
+            if down.is_set():
+                raise ConnectionRefusedError("the database is down")
+            return store
+
+        recorder = TelemetryRecorder(store.url, spool_dir=tmp_path / "spool")
+        recorder._drainer = SpoolDrainer(
+            Spool(tmp_path / "spool"), open_store, on_error=lambda exc: recorder._note_error("x", exc), linger=0
+        )
+        started = time.perf_counter()
+        assert recorder.flow_run_started(FlowRunRecord("run-1", "etl", T0))
+        for i in range(50):
+            assert recorder.attempt(attempt(i))
+        assert recorder.flow_run_ended("run-1", RunState.COMPLETED, T0 + timedelta(minutes=1))
+        assert time.perf_counter() - started < 1.0  # 52 records, none waited for the database
+        assert not recorder.flush(0.2) and recorder.pending == 52 and recorder.errors >= 1
+        down.clear()
+        assert recorder.flush(10)
+        exactly_once(store, 50, {"run-1"})
+        assert store.runs().loc[0, "state"] == "COMPLETED"
+
+    def test_reads_in_the_same_process_see_what_was_spooled(self, tmp_path: Path) -> None:
+        url = f"sqlite:///{tmp_path / 't.db'}"
+        recorder = TelemetryRecorder(url, spool_dir=tmp_path / "spool")
+        recorder.attempt(attempt(1))
+        assert len(TelemetryStore(url).attempts()) == 1
+
+    def test_spool_settings_are_checked(self) -> None:
+        assert load_settings(spool_dir="").spool_dir is None
+        with pytest.raises(ConfigurationError, match=r"FOREWARN_SPOOL_DIR.*absolute"):
+            load_settings(spool_dir="relative/spool")
+        with pytest.raises(ConfigurationError, match="FOREWARN_SPOOL_MAX_MB"):
+            load_settings(spool_max_mb=float("inf"))
+
+
+def _encoded(record: AttemptRecord) -> dict[str, object]:
+    from forewarn.store._spool_codec import encode_entry
+
+    return encode_entry("attempt", record)["record"]  # type: ignore[return-value]
+
+
+# -- real processes ------------------------------------------------------------------------------------
+
+CHILD = textwrap.dedent(
+    """
+    import os, signal, sys, time
+    from datetime import datetime, timedelta, timezone
+    from forewarn.orchestration.recorder import TelemetryRecorder
+    from forewarn.records import AttemptOutcome, AttemptRecord, FlowRunRecord, RunState
+    from forewarn.store import Spool, TelemetryStore, spool_directory
+
+    url, spool_dir, run, n, how = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5]
+    t0 = datetime(2026, 11, 1, tzinfo=timezone.utc)
+    def attempt(i):
+        start = t0 + timedelta(seconds=i)
+        return AttemptRecord(run, f"{run}:task-{i}", "work", 1, start, start, AttemptOutcome.SUCCESS)
+    if how == "spool-then-kill":      # spooled, never drained: the next process must replay it
+        spool = Spool(spool_directory(spool_dir, url))
+        spool.append("run_start", FlowRunRecord(run, "etl", t0))
+        for i in range(n):
+            spool.append("attempt", attempt(i))
+        os.kill(os.getpid(), signal.SIGKILL)
+    if how == "drain-slowly":         # spooled, then drained in small transactions until killed
+        spool = Spool(spool_directory(spool_dir, url))
+        spool.append("run_start", FlowRunRecord(run, "etl", t0))
+        for i in range(n):
+            spool.append("attempt", attempt(i))
+        store = TelemetryStore(url)
+        def write(entries):
+            for k in range(0, len(entries), 20):
+                kinds = {kind for kind, _ in entries[k:k + 20]}
+                recs = [rec for _, rec in entries[k:k + 20]]
+                store.record_attempts(recs) if kinds == {"attempt"} else [
+                    store.record_flow_run_start(r) if kind == "run_start" else store.record_attempt(r)
+                    for kind, r in entries[k:k + 20]]
+                print("WROTE", flush=True)
+                time.sleep(0.01)
+        spool.drain(write)
+        print("DRAINED", flush=True)
+        time.sleep(60)
+    if how == "record":               # the recorder: replays what it finds, records its own, flushes at exit
+        recorder = TelemetryRecorder(url, spool_dir=spool_dir, exit_seconds=30)
+        recorder.flow_run_started(FlowRunRecord(run, "etl", t0))
+        for i in range(n):
+            recorder.attempt(attempt(i))
+        recorder.flow_run_ended(run, RunState.COMPLETED, t0 + timedelta(hours=1))
+        print("FLUSHED" if recorder.flush(60) else "NOT FLUSHED", flush=True)
+    """
+)
+
+
+def child(url: str, spool_dir: Path, run: str, n: int, how: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-c", CHILD, url, str(spool_dir), run, str(n), how],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+@pytest.mark.slow
+class TestProcesses:
+    def test_a_crashed_process_is_replayed_by_the_next(self, sqlite_url: str, tmp_path: Path) -> None:
+        crashed = child(sqlite_url, tmp_path / "spool", "dead", 200, "spool-then-kill")
+        crashed.communicate(timeout=60)
+        assert crashed.returncode == -signal.SIGKILL
+        assert TelemetryRecorder(sqlite_url, spool_dir=tmp_path / "spool").flush(30)
+        exactly_once(TelemetryStore(sqlite_url), 200, {"dead"})
+        assert not list(spool_directory(tmp_path / "spool", sqlite_url).glob(f"*-{crashed.pid}-*"))
+
+    def test_sigkill_during_a_drain_loses_nothing_and_writes_nothing_twice(
+        self, sqlite_url: str, tmp_path: Path
+    ) -> None:
+        TelemetryStore(sqlite_url).close()
+        draining = child(sqlite_url, tmp_path / "spool", "half", 400, "drain-slowly")
+        assert draining.stdout is not None
+        for _ in range(5):  # a few transactions are in the store, most are not
+            assert draining.stdout.readline().strip() == "WROTE"
+        draining.send_signal(signal.SIGKILL)
+        draining.wait(10)
+        assert 0 < len(TelemetryStore(sqlite_url).attempts()) < 400
+        assert TelemetryRecorder(sqlite_url, spool_dir=tmp_path / "spool").flush(30)
+        exactly_once(TelemetryStore(sqlite_url), 400, {"half"})
+
+    def test_eight_processes_share_one_spool_directory(self, sqlite_url: str, tmp_path: Path) -> None:
+        """Eight crash with a full spool; eight more start at once, race to replay them and record their own."""
+        TelemetryStore(sqlite_url).close()
+        crashed = [child(sqlite_url, tmp_path / "spool", f"dead-{i}", 100, "spool-then-kill") for i in range(8)]
+        for process in crashed:
+            process.communicate(timeout=120)
+        live = [child(sqlite_url, tmp_path / "spool", f"live-{i}", 100, "record") for i in range(8)]
+        outputs = [process.communicate(timeout=240) for process in live]
+        for process, (stdout, stderr) in zip(live, outputs, strict=True):
+            assert process.returncode == 0, stderr[-2000:]
+            assert "FLUSHED" in stdout, stderr[-2000:]
+        runs = {f"dead-{i}" for i in range(8)} | {f"live-{i}" for i in range(8)}
+        store = TelemetryStore(sqlite_url)
+        exactly_once(store, 1600, runs)
+        assert set(store.runs(state="COMPLETED")["flow_run_id"]) == {f"live-{i}" for i in range(8)}
+        assert not list(spool_directory(tmp_path / "spool", sqlite_url).glob("*.spool"))
+
+
+# -- PostgreSQL behind a proxy the test controls ----------------------------------------------------------
+
+
+@pytest.fixture
+def proxy(pg_url: str) -> Iterator[tuple[Proxy, str]]:
+    import sqlalchemy as sa
+
+    url = sa.engine.make_url(pg_url)
+    server = Proxy((url.host or "127.0.0.1", url.port or 5432))
+    try:
+        yield server, url.set(host="127.0.0.1", port=server.port).render_as_string(hide_password=False)
+    finally:
+        server.close()
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+class TestPostgresOutage:
+    def test_refused_and_stalled_database_mid_flow_every_record_arrives_once(
+        self, proxy: tuple[Proxy, str], pg_url: str, tmp_path: Path
+    ) -> None:
+        server, via_proxy = proxy
+        TelemetryStore(pg_url).close()  # the schema exists; the outage starts before the flow
+        recorder = TelemetryRecorder(via_proxy, spool_dir=tmp_path / "spool")
+        slowest = 0.0
+
+        def record(i: int) -> None:
+            nonlocal slowest
+            started = time.perf_counter()
+            assert recorder.attempt(attempt(i))
+            slowest = max(slowest, time.perf_counter() - started)
+
+        server.refuse()  # the flow starts while the database is down
+        recorder.flow_run_started(FlowRunRecord("outage", "etl", T0))
+        for i in range(0, 30):
+            record(i)
+        server.resume()
+        for i in range(30, 60):
+            record(i)
+        time.sleep(0.3)  # let the drainer reconnect and take pooled connections, then freeze them
+        server.stall()
+        for i in range(60, 90):
+            record(i)
+        server.refuse()
+        for i in range(90, 120):
+            record(i)
+        recorder.flow_run_ended("outage", RunState.FAILED, T0 + timedelta(minutes=5))
+        server.resume()
+        assert recorder.flush(60), f"{recorder.pending} records still spooled"
+        assert slowest < 0.05  # no record waited for the database
+        store = TelemetryStore(pg_url)
+        exactly_once(store, 120, {"outage"})
+        assert store.runs().loc[0, "state"] == "FAILED"
