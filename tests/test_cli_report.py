@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -207,6 +208,14 @@ class TestReadersNeverCreate:
 
 @pytest.mark.usefixtures("prefect_harness")
 class TestDemo:
+    @pytest.fixture(autouse=True)
+    def _prefect_log_level(self) -> Iterator[None]:
+        """The demo quiets Prefect's loggers for its own output; later tests get their level back."""
+        prefect_logger = logging.getLogger("prefect")
+        level = prefect_logger.level
+        yield
+        prefect_logger.setLevel(level)  # setLevel, not an attribute: it also clears the loggers' level cache
+
     def test_demo_runs_orders_and_reports(self, capsys: pytest.CaptureFixture[str]) -> None:
         """The demo runs orders, imports history, trains, and scores new orders before they start."""
         sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "flows"))

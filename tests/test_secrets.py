@@ -317,7 +317,7 @@ class TestLogFilter:
         """The secret is in neither the message, the traceback, nor any formatted log line."""
         install_log_redaction()
         caplog.clear()
-        with caplog.at_level(logging.ERROR):
+        with caplog.at_level(logging.ERROR), caplog.at_level(logging.ERROR, logger=logger_name):
             _fail_like_prefect(logger_name, f"connect to https://etl:{secret}@db failed, token={secret}")
         assert caplog.records, "the record is still logged"
         assert secret not in caplog.text
@@ -341,7 +341,7 @@ class TestLogFilter:
         monkeypatch.setenv("FOREWARN_REDACT_PREFECT_LOGS", "false")
         get_settings.cache_clear()
         assert install_log_redaction() is None
-        with caplog.at_level(logging.ERROR):
+        with caplog.at_level(logging.ERROR), caplog.at_level(logging.ERROR, logger="prefect.task_runs"):
             _fail_like_prefect("prefect.task_runs", "token=Zqraw9k")
         assert "Zqraw9k" in caplog.text
 
@@ -350,7 +350,7 @@ class TestLogFilter:
         monkeypatch.setenv("FOREWARN_RETRIES", "many")
         get_settings.cache_clear()
         assert install_log_redaction() is not None
-        with caplog.at_level(logging.ERROR):
+        with caplog.at_level(logging.ERROR), caplog.at_level(logging.ERROR, logger="prefect.flow_runs"):
             _fail_like_prefect("prefect.flow_runs", "token=Zqraw9k")
         assert "Zqraw9k" not in caplog.text
 
@@ -400,6 +400,7 @@ class TestRealPrefectRun:
             load(dsn)
 
         prefect_logger = logging.getLogger("prefect")  # Prefect's loggers do not propagate to the root
+        caplog.set_level(logging.INFO, logger="prefect")  # whatever level an earlier test left on it
         prefect_logger.addHandler(caplog.handler)
         try:
             state = nightly(
