@@ -32,6 +32,9 @@ os.environ.setdefault("PREFECT_LOGGING_LEVEL", "CRITICAL")  # the demo prints it
 # virtual environment on a small machine that first start (compiling Prefect's server modules) takes longer
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
 os.environ.setdefault("FOREWARN_DB_URL", f"sqlite:///{ROOT / '.forewarn' / 'demo.db'}")
+# the demo's models and their signing key stay in the checkout, apart from a real installation's
+os.environ.setdefault("FOREWARN_MODEL_DIR", str(ROOT / "models"))
+os.environ.setdefault("FOREWARN_MODEL_KEY_FILE", str(ROOT / ".forewarn" / "model.key"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from rich.console import Console  # noqa: E402
@@ -98,12 +101,27 @@ def train(store: TelemetryStore) -> None:
     from forewarn.scoring import configured_model_key
 
     runs, attempts = store.history()
+    settings = get_settings()
+    for folder in (settings.model_dir, settings.model_key_file.parent):
+        _not_writable_by_others(Path(folder))
     with console.status("training: walk-forward backtest, then the final model"):
         key = configured_model_key(create=True)
-        result = train_and_save(runs, attempts, model_dir=get_settings().model_dir, key=key, n_folds=4)
+        result = train_and_save(runs, attempts, model_dir=settings.model_dir, key=key, n_folds=4)
     manifest = result.manifest
     print_metrics(metrics_rows(manifest.backtest_metrics or {}), "failure warning, held-out runs")
     console.print(f"Model {manifest.version} saved to {result.path} (threshold {manifest.threshold:.3f}).")
+
+
+def _not_writable_by_others(folder: Path) -> None:
+    """Create ``folder``, or take group and others' write permission from it (``chmod go-w``).
+
+    A checkout made under umask 002 leaves ``models/`` group-writable, and forewarn refuses to save or load a
+    model where someone else could swap it.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    mode = folder.stat().st_mode
+    if mode & 0o022:
+        folder.chmod(mode & ~0o022)
 
 
 def main(argv: list[str] | None = None) -> int:
