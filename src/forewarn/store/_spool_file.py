@@ -19,6 +19,8 @@ MAX_RECORD_BYTES = 1 << 20
 """A longer record is refused when written and treated as damage when read."""
 
 _HEADER_MAX = len(MAGIC) + 8 + 1 + 8 + 1
+_ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False)
+"""What ``json.dumps(obj, ensure_ascii=False, allow_nan=False)`` builds on every call, built once."""
 
 
 def frame(obj: Any) -> bytes:
@@ -29,7 +31,7 @@ def frame(obj: Any) -> bytes:
         >>> frame({"a": 1})
         b'FW1 8 fba18e97 {"a": 1}\\n'
     """
-    payload = json.dumps(obj, ensure_ascii=False, allow_nan=False).encode()
+    payload = _ENCODER.encode(obj).encode()
     if len(payload) > MAX_RECORD_BYTES:
         raise ValueError(f"a spool record of {len(payload)} bytes exceeds {MAX_RECORD_BYTES}")
     return b"%s%x %08x %s\n" % (MAGIC, len(payload), zlib.crc32(payload), payload)
