@@ -47,6 +47,8 @@ class Scan:
     """Offset just past the last record read (intact or skipped as damaged)."""
     damaged: list[str] = field(default_factory=list)
     """One description per damaged record or region skipped, naming its offset."""
+    blank: bool = False
+    """Reading stopped at a zero byte where a record would start: the segment's unwritten rest."""
 
 
 def scan(fd: int, start: int, stop: int, *, max_bytes: int = 4 << 20) -> Scan:
@@ -61,6 +63,9 @@ def scan(fd: int, start: int, stop: int, *, max_bytes: int = 4 << 20) -> Scan:
     result, pos = Scan(end=start), 0
     while pos < len(data):
         header = _header(data, pos)
+        if header is None and data[pos] == 0:
+            result.blank = True  # segments are preallocated: zeros follow the last record written
+            break
         if header is None:
             if len(data) - pos < _HEADER_MAX and b"\n" not in data[pos:]:
                 break  # a torn header at the end: maybe still being written, maybe cut by SIGKILL
