@@ -2,8 +2,9 @@
 
 Each record is one line ``FW1 <length hex> <crc32 hex> <JSON>\\n``: the length and the CRC-32 of the
 JSON bytes come first, so a record cut short by SIGKILL (a torn tail) or damaged on disk is recognised
-and skipped instead of being parsed as garbage. A segment is written with ``O_APPEND`` by one process
-only (it holds an ``flock`` on it), and read with ``pread`` from any offset.
+and skipped instead of being parsed as garbage. A segment is written by one process only (it holds an
+``flock`` on it), through a shared memory mapping of the preallocated file, and read with ``pread`` from
+any offset; a zero byte where a record would start is the segment's unwritten rest.
 """
 
 from __future__ import annotations

@@ -1,10 +1,13 @@
 """A local, append-only spool of telemetry entries: written without a database round trip, read back in order.
 
 A :class:`Spool` is a directory of *segment* files (``<time>-<pid>-<n>.spool``). Each process appends to
-its own segment with ``O_APPEND`` (one ``write`` per entry, no ``fsync``: what was written survives the
-process being killed, because the kernel already holds it) and keeps an ``flock`` on every segment it
-owns. :meth:`Spool.drain` hands entries, oldest first, to a writer (the store) and then forgets them:
-a fully drained segment is truncated, or deleted once appends moved on to a newer one. A segment whose
+its own segments and keeps an ``flock`` on every segment it owns. A segment is allocated on disk when it
+is made (``posix_fallocate``, ``rotate_bytes``; a full disk is an error then, never a SIGBUS later) and
+mapped shared into memory: an append is a copy into the mapping, no system call and no ``fsync``. What
+was copied is in the kernel's page cache, so it survives the process being killed, as a ``write`` would;
+the unwritten rest of a segment is zeros, where reading stops. :meth:`Spool.drain` hands entries, oldest
+first, to a writer (the store) and then forgets them: a fully drained segment is zeroed from its start,
+or deleted once appends moved on to a newer one. A segment whose
 lock can be taken belongs to a process that died: :meth:`Spool.drain` adopts it, replays it and deletes
 it, so records of a crashed process reach the store at the next open. Replaying may write an entry a
 second time (killed after the store committed, before the spool forgot); the store's writes are
