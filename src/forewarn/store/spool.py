@@ -225,7 +225,10 @@ class Spool:
         fd = os.open(hidden, flags, 0o600)
         try:
             capacity = max(self.rotate_bytes, least, 1)
-            os.posix_fallocate(fd, 0, capacity)
+            if hasattr(os, "posix_fallocate"):
+                os.posix_fallocate(fd, 0, capacity)
+            else:  # macOS: no posix_fallocate; writing the zeros allocates the blocks as well
+                os.pwrite(fd, bytes(capacity), 0)
             mapped = mmap.mmap(fd, capacity)
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             os.rename(hidden, self.directory / name)
