@@ -66,7 +66,8 @@ class TestSpoolFile:
         seen = drain_into(spool, store)
         assert [kind for kind, _ in seen] == ["run_start"] + ["attempt"] * 5 + ["run_end"]
         assert spool.pending == 0
-        assert [p.stat().st_size for p in (tmp_path / "s").glob("*.spool")] == [0]
+        # emptied: the preallocated segment is all zeros again, so a replay finds nothing in it
+        assert [set(p.read_bytes()) for p in (tmp_path / "s").glob("*.spool")] == [{0}]
         exactly_once(store, 5, {"run-1"})
         assert store.runs().loc[0, "state"] == "COMPLETED"
 
@@ -98,6 +99,57 @@ class TestSpoolFile:
         with caplog.at_level(logging.WARNING, "forewarn.telemetry"):
             assert drain_into(Spool(directory), TelemetryStore("sqlite://")) == []
         assert "attempt.outcome must be one of" in caplog.text
+
+    def test_a_crashed_segment_replays_what_it_held_and_nothing_drained_before(
+        self, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """Segments are preallocated and mapped: the zeroed rest is not damage, drained records are not replayed."""
+        import os
+
+        spool = Spool(tmp_path / "s")
+        for i in range(5):
+            spool.append("attempt", attempt(i))
+        drain_into(spool, TelemetryStore("sqlite://"))
+        for i in (5, 6):
+            spool.append("attempt", attempt(i))
+        segment = spool._segments[-1]
+        segment.mapped.close()  # as if SIGKILLed: the lock goes (mmap holds a dup of the fd), the file stays
+        os.close(segment.fd)
+        with caplog.at_level(logging.WARNING, "forewarn.telemetry"):
+            seen = drain_into(Spool(tmp_path / "s"), TelemetryStore("sqlite://"))
+        assert [rec.task_run_id for _, rec in seen] == ["run-1:task-5", "run-1:task-6"]
+        assert caplog.text == ""
+
+    def test_a_full_segment_moves_appends_to_a_new_one_in_order(self, tmp_path: Path) -> None:
+        spool = Spool(tmp_path / "s", rotate_bytes=700)
+        big = AttemptRecord("run-1", "big", "work", 1, T0, T0, AttemptOutcome.FAILURE, "E", "x" * 2000)
+        for i in range(6):
+            spool.append("attempt", attempt(i))
+        spool.append("attempt", big)  # larger than a segment: gets one of its own size
+        spool.append("attempt", attempt(6))
+        assert len(list((tmp_path / "s").glob("*.spool"))) >= 3
+        seen = drain_into(spool, TelemetryStore("sqlite://"))
+        assert [rec.task_run_id for _, rec in seen] == [f"run-1:task-{i}" for i in range(6)] + ["big", "run-1:task-6"]
+        assert spool.pending == 0
+        spool.close()
+        assert list((tmp_path / "s").glob("*.spool")) == []
+
+    def test_an_attempt_is_encoded_as_the_general_path_encodes_it(self) -> None:
+        """The attempt's fast encoding (no ``asdict``) gives what the general path gives, field for field."""
+        import dataclasses
+
+        from forewarn.store._spool_codec import decode_entry, encode_entry
+
+        failed = AttemptRecord(
+            None, "t", "w", 2, T0, T0 + timedelta(seconds=1), AttemptOutcome.FALLBACK_FAILURE,
+            "KeyError", "bad \x00 é", True, True, "host-1",
+        )  # fmt: skip
+        for record in (attempt(1), failed):
+            general = dataclasses.asdict(record)
+            general.update(start_time=record.start_time.isoformat(), end_time=record.end_time.isoformat())
+            general["outcome"] = record.outcome.value
+            assert encode_entry("attempt", record) == {"kind": "attempt", "record": general}
+            assert decode_entry(encode_entry("attempt", record)) == ("attempt", record)
 
     @pytest.mark.parametrize("mode", [0o770, 0o702])
     def test_a_directory_others_can_write_is_refused(self, tmp_path: Path, mode: int) -> None:

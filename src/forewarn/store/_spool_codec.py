@@ -48,6 +48,8 @@ _ENUMS: dict[str, type] = {"outcome": AttemptOutcome, "state": RunState}
 
 def encode_entry(kind: str, record: AttemptRecord | FlowRunRecord | RunEnd) -> dict[str, Any]:
     """``record`` as a JSON-ready object with its ``kind``."""
+    if type(record) is AttemptRecord:
+        return {"kind": kind, "record": _attempt_values(record)}
     values = asdict(record)
     for name in _TIMES.intersection(values):
         if values[name] is not None:
@@ -59,6 +61,26 @@ def encode_entry(kind: str, record: AttemptRecord | FlowRunRecord | RunEnd) -> d
         values["parameters"] = json.loads(json.dumps(values["parameters"], default=str))
         values["features"] = json.loads(json.dumps(values["features"], default=str))
     return {"kind": kind, "record": values}
+
+
+def _attempt_values(r: AttemptRecord) -> dict[str, Any]:
+    """An attempt's fields as :func:`dataclasses.asdict` and the loop above would give them, without
+    ``asdict``'s recursion and deep copies: every field is a scalar, and this runs on the task's thread
+    once per attempt."""
+    return {
+        "flow_run_id": r.flow_run_id,
+        "task_run_id": r.task_run_id,
+        "task_name": r.task_name,
+        "attempt": r.attempt,
+        "start_time": None if r.start_time is None else r.start_time.isoformat(),
+        "end_time": None if r.end_time is None else r.end_time.isoformat(),
+        "outcome": getattr(r.outcome, "value", r.outcome),
+        "exception_type": r.exception_type,
+        "exception_message": r.exception_message,
+        "retryable": r.retryable,
+        "used_fallback": r.used_fallback,
+        "host": r.host,
+    }
 
 
 def decode_entry(obj: Any) -> tuple[str, AttemptRecord | FlowRunRecord | RunEnd]:

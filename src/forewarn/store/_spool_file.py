@@ -2,8 +2,9 @@
 
 Each record is one line ``FW1 <length hex> <crc32 hex> <JSON>\\n``: the length and the CRC-32 of the
 JSON bytes come first, so a record cut short by SIGKILL (a torn tail) or damaged on disk is recognised
-and skipped instead of being parsed as garbage. A segment is written with ``O_APPEND`` by one process
-only (it holds an ``flock`` on it), and read with ``pread`` from any offset.
+and skipped instead of being parsed as garbage. A segment is written by one process only (it holds an
+``flock`` on it), through a shared memory mapping of the preallocated file, and read with ``pread`` from
+any offset; a zero byte where a record would start is the segment's unwritten rest.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ MAX_RECORD_BYTES = 1 << 20
 """A longer record is refused when written and treated as damage when read."""
 
 _HEADER_MAX = len(MAGIC) + 8 + 1 + 8 + 1
+_ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False)
+"""What ``json.dumps(obj, ensure_ascii=False, allow_nan=False)`` builds on every call, built once."""
 
 
 def frame(obj: Any) -> bytes:
@@ -29,7 +32,7 @@ def frame(obj: Any) -> bytes:
         >>> frame({"a": 1})
         b'FW1 8 fba18e97 {"a": 1}\\n'
     """
-    payload = json.dumps(obj, ensure_ascii=False, allow_nan=False).encode()
+    payload = _ENCODER.encode(obj).encode()
     if len(payload) > MAX_RECORD_BYTES:
         raise ValueError(f"a spool record of {len(payload)} bytes exceeds {MAX_RECORD_BYTES}")
     return b"%s%x %08x %s\n" % (MAGIC, len(payload), zlib.crc32(payload), payload)
@@ -45,6 +48,8 @@ class Scan:
     """Offset just past the last record read (intact or skipped as damaged)."""
     damaged: list[str] = field(default_factory=list)
     """One description per damaged record or region skipped, naming its offset."""
+    blank: bool = False
+    """Reading stopped at a zero byte where a record would start: the segment's unwritten rest."""
 
 
 def scan(fd: int, start: int, stop: int, *, max_bytes: int = 4 << 20) -> Scan:
@@ -59,6 +64,9 @@ def scan(fd: int, start: int, stop: int, *, max_bytes: int = 4 << 20) -> Scan:
     result, pos = Scan(end=start), 0
     while pos < len(data):
         header = _header(data, pos)
+        if header is None and data[pos] == 0:
+            result.blank = True  # segments are preallocated: zeros follow the last record written
+            break
         if header is None:
             if len(data) - pos < _HEADER_MAX and b"\n" not in data[pos:]:
                 break  # a torn header at the end: maybe still being written, maybe cut by SIGKILL

@@ -1,10 +1,13 @@
 """A local, append-only spool of telemetry entries: written without a database round trip, read back in order.
 
 A :class:`Spool` is a directory of *segment* files (``<time>-<pid>-<n>.spool``). Each process appends to
-its own segment with ``O_APPEND`` (one ``write`` per entry, no ``fsync``: what was written survives the
-process being killed, because the kernel already holds it) and keeps an ``flock`` on every segment it
-owns. :meth:`Spool.drain` hands entries, oldest first, to a writer (the store) and then forgets them:
-a fully drained segment is truncated, or deleted once appends moved on to a newer one. A segment whose
+its own segments and keeps an ``flock`` on every segment it owns. A segment is allocated on disk when it
+is made (``posix_fallocate``, ``rotate_bytes``; a full disk is an error then, never a SIGBUS later) and
+mapped shared into memory: an append is a copy into the mapping, no system call and no ``fsync``. What
+was copied is in the kernel's page cache, so it survives the process being killed, as a ``write`` would;
+the unwritten rest of a segment is zeros, where reading stops. :meth:`Spool.drain` hands entries, oldest
+first, to a writer (the store) and then forgets them: a fully drained segment is zeroed from its start,
+or deleted once appends moved on to a newer one. A segment whose
 lock can be taken belongs to a process that died: :meth:`Spool.drain` adopts it, replays it and deletes
 it, so records of a crashed process reach the store at the next open. Replaying may write an entry a
 second time (killed after the store committed, before the spool forgot); the store's writes are
@@ -36,6 +39,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import logging
+import mmap
 import os
 import stat
 import threading
@@ -72,8 +76,17 @@ def spool_directory(base: str | os.PathLike[str], url: str) -> Path:
 class _Segment:
     path: Path
     fd: int
+    mapped: mmap.mmap
+    """The whole file, mapped shared: an append is a memory copy into the page cache, no system call."""
+    capacity: int
     size: int = 0
     drained: int = 0
+
+    def release(self, *, unlink: bool) -> None:
+        if unlink:
+            self.path.unlink(missing_ok=True)
+        self.mapped.close()
+        os.close(self.fd)
 
 
 class Spool:
@@ -115,15 +128,21 @@ class Spool:
     def append(self, kind: str, record: Any) -> bool:
         """Write one entry at the end of this process's segment; False (counted, logged once) if the spool is full."""
         data = frame(encode_entry(kind, record))
+        size = len(data)
         with self._lock:
             if self._closed:
                 raise ValueError(f"the spool in {self.directory} was closed")
-            if self._backlog + len(data) > self.max_bytes:
+            if self._backlog + size > self.max_bytes:
                 self._drop(kind)
                 return False
             active = self._segments[-1]
-            os.write(active.fd, data)
-            active.size += len(data)
+            if active.size + size > active.capacity:  # full: appends move to a new segment
+                active = self._new_segment(size)
+                self._segments.append(active)
+            # A copy into the shared mapping: no system call, so the GIL is not given up mid-task. Once
+            # it is done the page cache holds the record, and it survives SIGKILL as a write() would.
+            active.mapped[active.size : active.size + size] = data
+            active.size += size
             self._backlog += len(data)
             self._count += 1
         return True
@@ -150,9 +169,7 @@ class Spool:
                 return
             self._closed = True
             for segment in self._segments:
-                if segment.size == segment.drained:
-                    segment.path.unlink(missing_ok=True)
-                os.close(segment.fd)
+                segment.release(unlink=segment.size == segment.drained)
 
     # -- this process's segments -----------------------------------------------------------------------
 
@@ -182,28 +199,44 @@ class Spool:
                 return
             self._backlog -= segment.size
             if segment is not self._segments[-1]:
-                segment.path.unlink(missing_ok=True)
-                os.close(segment.fd)
+                segment.release(unlink=True)
                 self._segments.remove(segment)
             elif segment.size >= self.rotate_bytes:
                 self._segments.append(self._new_segment())
-                segment.path.unlink(missing_ok=True)
-                os.close(segment.fd)
+                segment.release(unlink=True)
                 self._segments.remove(segment)
             else:
-                os.ftruncate(segment.fd, 0)
+                # Zeroed from the start, so a replay after SIGKILL (even one mid-way through this)
+                # stops at offset 0: nothing the store holds is written twice, nothing stale follows
+                # the next records.
+                segment.mapped[: segment.size] = bytes(segment.size)
                 segment.size = segment.drained = 0
 
-    def _new_segment(self) -> _Segment:
-        """A new segment, locked before it gets its visible name so no other process can adopt it."""
+    def _new_segment(self, least: int = 0) -> _Segment:
+        """A new segment, locked before it gets its visible name so no other process can adopt it.
+
+        Its ``max(rotate_bytes, least)`` bytes are allocated on disk (``posix_fallocate``: a full disk is
+        an ``OSError`` here, never a SIGBUS on a later append) and mapped; unwritten bytes are zeros.
+        """
         self._seq += 1
         name = f"{time.time_ns():020d}-{os.getpid()}-{self._seq:06d}{SUFFIX}"
         hidden = self.directory / f".{name}.new"
-        flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC
+        flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
         fd = os.open(hidden, flags, 0o600)
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        os.rename(hidden, self.directory / name)
-        return _Segment(self.directory / name, fd)
+        try:
+            capacity = max(self.rotate_bytes, least, 1)
+            if hasattr(os, "posix_fallocate"):
+                os.posix_fallocate(fd, 0, capacity)
+            else:  # macOS: no posix_fallocate; writing the zeros allocates the blocks as well
+                os.pwrite(fd, bytes(capacity), 0)
+            mapped = mmap.mmap(fd, capacity)
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            os.rename(hidden, self.directory / name)
+        except BaseException:
+            os.close(fd)
+            hidden.unlink(missing_ok=True)
+            raise
+        return _Segment(self.directory / name, fd, mapped, capacity)
 
     def _drop(self, kind: str) -> None:
         self.dropped += 1
@@ -256,6 +289,8 @@ class Spool:
         written, offset = 0, 0
         while offset < size:
             found = scan(fd, offset, size)
+            if found.end == offset and found.blank:  # the unwritten, zeroed rest of the segment
+                break
             if found.end == offset:  # a torn last record: its process was killed while writing it
                 self._note_damage([f"a torn last record of {size - offset} bytes at offset {offset}"], path)
                 break
