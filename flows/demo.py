@@ -18,6 +18,7 @@ history never mixes with your real telemetry.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
@@ -112,6 +113,45 @@ def train(store: TelemetryStore) -> None:
     console.print(f"Model {manifest.version} saved to {result.path} (threshold {manifest.threshold:.3f}).")
 
 
+def show_warnings(store: TelemetryStore, seed: int, first: int, max_orders: int = 12) -> bool:
+    """Orders score themselves while the payment gateway has an outage, until forewarn warns about one.
+
+    Every order during the outage is rejected, so the recent failures of ``process-order`` pile up in the
+    store; each next run's pre-run hook scores it on that history. Returns whether a warning was shown.
+    """
+    from order_flow import process_order
+
+    console.print(
+        "The payment gateway starts rejecting every charge. Each order scores itself before it starts, "
+        "on what the store knew at that moment:"
+    )
+    for i in range(first, first + max_orders):
+        since = datetime.now(timezone.utc)
+        process_order(
+            order_id=f"D-{seed}-{i:04d}", amount=10.0 + i, seed=seed * 10_000 + i,
+            transient_rate=0.0, permanent_rate=1.0, return_state=True,
+        )
+        scored = store.predictions(since=since)
+        if scored.empty:
+            console.print("  (no score: the pre-run hook found no model)")
+            return False
+        row = scored.iloc[-1]
+        verdict = "[bold red]AT RISK[/]" if row.warned else "ok"
+        console.print(f"  order D-{seed}-{i:04d}: risk {row.risk:.3f} (threshold {row.threshold:.3f}) {verdict}")
+        if row.warned:
+            reasons = json.loads(row.reasons) if isinstance(row.reasons, str) else list(row.reasons)
+            for reason in reasons:
+                console.print(f"    because {reason}")
+            console.print(
+                "  The warning went to the run's log, to the store's predictions table, as "
+                "the markdown artifact `forewarn-risk` on the flow run and as the Prefect event "
+                "`forewarn.run.at-risk`: with `prefect server start`, see Artifacts and Event Feed in the UI."
+            )
+            return True
+    console.print(f"  no warning after {max_orders} failed orders: no risk above the threshold.")
+    return False
+
+
 def _not_writable_by_others(folder: Path) -> None:
     """Create ``folder``, or take group and others' write permission from it (``chmod go-w``).
 
@@ -152,15 +192,7 @@ def main(argv: list[str] | None = None) -> int:
         console.rule("[bold]3. train and backtest the failure-warning model")
         train(store)
         console.rule("[bold]4. orders that score themselves before they start")
-        scored_since = datetime.now(timezone.utc)
-        run_orders(3, args.seed, first=args.runs)
-        predictions = store.predictions(since=scored_since)
-        for row in predictions.itertuples():
-            verdict = "[red]AT RISK[/]" if row.warned else "ok"
-            console.print(
-                f"  {row.flow_name} run {row.flow_run_id[:8]}: risk {row.risk:.3f} "
-                f"(threshold {row.threshold:.3f}) {verdict}"
-            )
+        show_warnings(store, args.seed, first=args.runs)
 
     console.rule("[bold]next")
     console.print(f"export FOREWARN_DB_URL={store.url}", soft_wrap=True)

@@ -37,6 +37,21 @@ class TestDefaults:
         assert settings.cache_dir is None
         assert settings.with_overrides(retries=1).cache_dir is None
 
+    @pytest.mark.parametrize("name", ["FOREWARN_DB_URL", "FOREWARN_MODEL_DIR", "FOREWARN_MODEL_KEY_FILE"])
+    def test_an_empty_store_or_model_setting_means_the_default(
+        self, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, name: str
+    ) -> None:
+        """prefect.yaml's ``"{{ $FOREWARN_DB_URL }}"`` reaches a run as "" when unset at deploy: the default."""
+        monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))
+        for variable in ("FOREWARN_DB_URL", "FOREWARN_MODEL_DIR", "FOREWARN_MODEL_KEY_FILE"):
+            monkeypatch.delenv(variable, raising=False)
+        defaults = load_settings()
+        monkeypatch.setenv(name, " ")
+        settings = load_settings()
+        field = name.removeprefix("FOREWARN_").lower()
+        assert getattr(settings, field) == getattr(defaults, field)
+        assert str(tmp_path / "forewarn") in str(getattr(settings, field))
+
     def test_cache_dir_expands_the_home_directory(self, monkeypatch: pytest.MonkeyPatch) -> None:
         """~ in FOREWARN_CACHE_DIR is the user's home, as in a shell."""
         monkeypatch.setenv("FOREWARN_CACHE_DIR", "~/forewarn-cache")

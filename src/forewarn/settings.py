@@ -21,7 +21,7 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
 
 from forewarn.errors import ConfigurationError
@@ -43,6 +43,10 @@ def default_db_path() -> Path:
     """
     base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
     return Path(base) / "forewarn" / "telemetry.db"
+
+
+def _default_db_url() -> str:
+    return f"sqlite:///{default_db_path()}"
 
 
 def default_model_dir() -> Path:
@@ -94,7 +98,7 @@ class ForewarnSettings(BaseSettings):
     )
 
     db_url: str = Field(
-        default_factory=lambda: f"sqlite:///{default_db_path()}",
+        default_factory=_default_db_url,
         description="SQLAlchemy URL of the telemetry store: sqlite:///PATH (default "
         "~/.local/share/forewarn/telemetry.db) or postgresql+psycopg://USER:PASSWORD@HOST:PORT/DB.",
     )
@@ -173,6 +177,13 @@ class ForewarnSettings(BaseSettings):
         description="Longest a process waits at exit for its spooled records to reach the store (the rest stay "
         "in the spool for the next process).",
     )
+
+    @field_validator("db_url", mode="before")
+    @classmethod
+    def _empty_db_url_is_the_default(cls, value: Any) -> Any:
+        # prefect.yaml passes FOREWARN_DB_URL: "{{ $FOREWARN_DB_URL }}" to runs, which `prefect deploy` fills
+        # with "" when the variable is unset there: empty means "not configured", as for the directories
+        return _default_db_url() if isinstance(value, str) and not value.strip() else value
 
     @field_validator("db_url")
     @classmethod
@@ -254,7 +265,9 @@ class ForewarnSettings(BaseSettings):
 
     @field_validator("model_dir", "model_key_file", mode="before")
     @classmethod
-    def _expand_home(cls, value: Any) -> Any:
+    def _expand_home(cls, value: Any, info: ValidationInfo) -> Any:
+        if isinstance(value, str) and not value.strip():  # empty: not configured (see _empty_db_url_is_the_default)
+            return default_model_dir() if info.field_name == "model_dir" else default_model_key_file()
         return Path(value).expanduser() if isinstance(value, str | Path) else value
 
     def with_overrides(self, **changes: Any) -> ForewarnSettings:

@@ -1,0 +1,109 @@
+"""End to end as a Prefect team runs forewarn: a real server, a work pool, ``prefect deploy --all``, a worker.
+
+Nothing is mocked: ``prefect server start`` on a free loopback port with its own PREFECT_HOME, the process work
+pool, every deployment in the repository's prefect.yaml deployed as the README says, a process worker, and runs
+created through the API. The worker itself has no FOREWARN_* variable and a HOME of its own, so the only way a
+run finds the test's store and model directory is prefect.yaml's job variables, filled in at deploy time.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from forewarn.store.telemetry import TelemetryStore
+from prefect_server import PrefectServer
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow
+
+TERMINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
+
+
+def _api(server: PrefectServer, path: str, body: dict[str, Any] | None = None) -> Any:
+    request = urllib.request.Request(
+        f"{server.url}{path}",
+        data=json.dumps(body or {}).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST" if body is not None else "GET",
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.loads(response.read())
+
+
+def _deployment_id(server: PrefectServer, name: str) -> str:
+    found = _api(server, "/deployments/filter", {"deployments": {"name": {"any_": [name]}}})
+    assert len(found) == 1, f"deployment {name!r} not found after prefect deploy --all: {found}"
+    return str(found[0]["id"])
+
+
+def _run_deployment(server: PrefectServer, name: str, parameters: dict[str, Any] | None = None) -> str:
+    body: dict[str, Any] = {"parameters": parameters} if parameters else {}
+    run = _api(server, f"/deployments/{_deployment_id(server, name)}/create_flow_run", body)
+    return str(run["id"])
+
+
+def _wait_terminal(server: PrefectServer, run_id: str, seconds: float = 420.0) -> dict[str, Any]:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        run = _api(server, f"/flow_runs/{run_id}")
+        if run["state_type"] in TERMINAL:
+            return dict(run)
+        time.sleep(1)  # a real worker is running a real flow; poll the API
+    raise AssertionError(f"flow run {run_id} not finished within {seconds:g} s:\n{server.logs()}")
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Any:
+    started = PrefectServer(tmp_path / "prefect-home")
+    yield started
+    started.close()
+
+
+def test_deploy_all_then_the_worker_runs_orders_with_telemetry_in_the_configured_store(
+    server: PrefectServer, tmp_path: Path
+) -> None:
+    """The README's sequence: pool, deploy --all (FOREWARN_* set at deploy time), worker, run; telemetry lands."""
+    store_url = f"sqlite:///{tmp_path / 'team-store.db'}"
+    deploy_env = {
+        "FOREWARN_DB_URL": store_url,
+        "FOREWARN_MODEL_DIR": str(tmp_path / "team-models"),
+        "FOREWARN_MODEL_KEY_FILE": str(tmp_path / "team-model.key"),
+    }
+    server.run(["work-pool", "create", "forewarn", "--type", "process"])
+    server.run(["--no-prompt", "deploy", "--all"], cwd=ROOT, env=deploy_env)
+
+    worker_home = tmp_path / "worker-home"  # the worker's defaults would land here, not in the team store
+    worker_home.mkdir()
+    server.spawn(
+        ["worker", "start", "--pool", "forewarn", "--type", "process"],
+        name="worker",
+        env={"HOME": str(worker_home), "XDG_DATA_HOME": str(worker_home / "data"),
+             "XDG_CACHE_HOME": str(worker_home / "cache"), "PYTHONPATH": os.environ.get("PYTHONPATH", "")},
+    )
+
+    created = server.run(["deployment", "run", "process-order/orders", "--param", "order_id=E2E-1",
+                          "--param", "transient_rate=0.0", "--param", "permanent_rate=0.0"])
+    found = re.search(r"UUID:\s*([0-9a-f-]{36})", created.stdout)
+    assert found, f"no flow run id in the output of prefect deployment run:\n{created.stdout}"
+    run_id = found.group(1)
+    run = _wait_terminal(server, run_id)
+    assert run["state_type"] == "COMPLETED", server.logs()
+
+    with TelemetryStore(store_url, create=False) as store:
+        runs = store.runs()
+        attempts = store.attempts()
+    assert run_id in set(runs["flow_run_id"].astype(str)), f"the run is not in the team store: {runs}"
+    mine = runs[runs["flow_run_id"].astype(str) == run_id].iloc[0]
+    assert mine["flow_name"] == "process-order"
+    assert mine["state"] == "COMPLETED"
+    tasks = set(attempts[attempts["flow_run_id"].astype(str) == run_id]["task_name"])
+    assert {"charge_payment", "arrange_shipping"} <= tasks
+    assert not (worker_home / "data" / "forewarn" / "telemetry.db").exists()
