@@ -228,9 +228,17 @@ class TestDemo:
         assert "this demo's order runs" in out and "process-order" in out
         assert "forewarn report" in out and "risk" in out  # next steps, and the orders scored before they start
         store = TelemetryStore()
-        orders = store.runs(flow_name="process-order")
-        assert len(orders) == 8  # 5 orders, then 3 scored ones
+        orders = store.runs(flow_name="process-order").sort_values("start_time")
         assert len(store.runs()) > 20_000 - 100  # the simulated history it learned from
-        predictions = store.predictions(source="hook")
-        assert set(predictions["flow_run_id"]) == set(orders["flow_run_id"].iloc[-3:])
+        predictions = store.predictions(source="hook").sort_values("predicted_at")
+        # 5 orders, then orders through a payment outage, each scored before it starts, until one is warned
+        assert 1 <= len(predictions) <= 12 and len(orders) == 5 + len(predictions)
+        assert set(predictions["flow_run_id"]) == set(orders["flow_run_id"].iloc[5:])
+        assert (orders["state"].iloc[5:] == "FAILED").all()
         assert ((predictions["risk"] >= 0) & (predictions["risk"] <= 1)).all()
+        warned = predictions["warned"].to_numpy()
+        if warned.any():  # the first warning ends the outage scene, and its reasons are shown
+            assert warned.sum() == 1 and warned[-1]
+            assert "AT RISK" in out and "because" in out and "forewarn.run.at-risk" in out
+        else:
+            assert len(predictions) == 12 and "no warning after 12 failed orders" in out
