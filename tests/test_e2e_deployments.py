@@ -107,3 +107,32 @@ def test_deploy_all_then_the_worker_runs_orders_with_telemetry_in_the_configured
     tasks = set(attempts[attempts["flow_run_id"].astype(str) == run_id]["task_name"])
     assert {"charge_payment", "arrange_shipping"} <= tasks
     assert not (worker_home / "data" / "forewarn" / "telemetry.db").exists()
+
+    # a run cancelled from the CLI while it works ends CANCELLED in Prefect and in the store
+    slow = _run_deployment(server, "orders", {"order_id": "E2E-2", "latency_seconds": 120.0,
+                                              "transient_rate": 0.0, "permanent_rate": 0.0})
+    _wait_until(lambda: _started_in_store(store_url, slow), server, "the slow run's start row in the store")
+    server.run(["flow-run", "cancel", slow])
+    cancelled = _wait_terminal(server, slow)
+    assert cancelled["state_type"] == "CANCELLED", server.logs()
+    _wait_until(lambda: _stored_state(store_url, slow) == "CANCELLED", server, "CANCELLED in the store")
+
+
+def _stored_state(store_url: str, run_id: str) -> str | None:
+    with TelemetryStore(store_url, create=False) as store:
+        runs = store.runs()
+    mine = runs[runs["flow_run_id"].astype(str) == run_id]
+    return None if mine.empty else str(mine.iloc[0]["state"])
+
+
+def _started_in_store(store_url: str, run_id: str) -> bool:
+    return _stored_state(store_url, run_id) is not None
+
+
+def _wait_until(condition: Any, server: PrefectServer, what: str, seconds: float = 300.0) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(1)  # a real worker runs a real flow; poll
+    raise AssertionError(f"no {what} within {seconds:g} s:\n{server.logs()}")

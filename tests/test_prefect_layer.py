@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pandas as pd
 import prefect
 import pytest
-from prefect.states import Cancelled, Completed, Crashed, Failed
+from prefect.states import Cancelled, Cancelling, Completed, Crashed, Failed
 
 import forewarn
 from forewarn import RetryPolicy
@@ -260,6 +261,24 @@ class TestFlowTelemetry:
         assert store().runs(flow_name="crash-test").iloc[0].state == "CRASHED"
 
 
+class TestRealEndings:
+    """States Prefect itself gives a run, recorded through the real engine and hooks."""
+
+    def test_a_run_past_its_timeout_is_stored_timedout(self) -> None:
+        """Prefect's flow timeout interrupts the body; the run is TimedOut there and TIMEDOUT in the store."""
+
+        @forewarn.flow(name="too-slow", timeout_seconds=0.5)
+        def too_slow() -> None:
+            time.sleep(60)  # interrupted by Prefect's own timeout after 0.5 s
+
+        started = time.monotonic()
+        state = too_slow(return_state=True)
+        assert state.name == "TimedOut" and time.monotonic() - started < 30
+        recorder = default_recorder()
+        assert recorder is not None and recorder.flush(30)
+        assert store().runs(flow_name="too-slow").iloc[0].state == "TIMEDOUT"
+
+
 class TestFinalStateHook:
     @pytest.mark.parametrize(
         ("state", "expected"),
@@ -267,6 +286,7 @@ class TestFinalStateHook:
             (Completed(), "COMPLETED"),
             (Failed(), "FAILED"),
             (Cancelled(), "CANCELLED"),
+            (Cancelling(), "CANCELLED"),  # what Prefect hands on_cancellation hooks
             (Crashed(), "CRASHED"),
             (Failed(name="TimedOut"), "TIMEDOUT"),
         ],

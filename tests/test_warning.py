@@ -5,10 +5,13 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+import threading
+import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
+from uuid import UUID
 
 import numpy as np
 import pandas as pd
@@ -360,6 +363,28 @@ class TestPolicies:
         assert state.is_completed()
         assert calls == [{"timeout": 3600, "key": PAUSE_KEY, "_sync": True}]
 
+    def test_pause_pauses_a_real_run_until_it_is_resumed(self, installed: Path, with_history: TelemetryStore) -> None:
+        """On the real test API: a warned run with policy pause sits Paused, and a resume lets it complete."""
+        from prefect.client.orchestration import get_client
+        from prefect.flow_runs import resume_flow_run
+
+        ended: dict[str, Any] = {}
+        runner = threading.Thread(target=lambda: ended.setdefault("state", run(DOOMED, warning_policy="pause")))
+        runner.start()
+        try:
+            run_id = _poll(lambda: next(iter(with_history.predictions()["flow_run_id"]), None), "the run's score")
+            with get_client(sync_client=True) as client:
+                _poll(lambda: client.read_flow_run(UUID(run_id)).state_name == "Paused" or None, "a Paused run")
+                assert runner.is_alive()  # the body waits for the resume
+                cast(Any, resume_flow_run)(UUID(run_id), _sync=True)
+            runner.join(120)
+        finally:
+            if runner.is_alive():  # never leave the run waiting for its hour
+                cast(Any, resume_flow_run)(UUID(run_id), _sync=True)
+                runner.join(120)
+        assert ended["state"].is_completed()
+        assert bool(with_history.predictions()["warned"].iloc[0])
+
     def test_default_policy_comes_from_the_setting(
         self, installed: Path, with_history: TelemetryStore, monkeypatch: pytest.MonkeyPatch
     ) -> None:
@@ -387,3 +412,14 @@ class TestOutsideAFlow:
             assert warn_before_run(record, model_dir=model_dir, store=store, now=now) is None
         (row,) = store.predictions().to_dict("records")
         assert row["flow_run_id"] == "direct-1" and row["lead_seconds"] == 0.0 and not row["warned"]
+
+
+def _poll(value: Any, what: str, seconds: float = 120.0) -> Any:
+    """``value()`` once it is truthy; the real API answers in its own time, so poll it."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        found = value()
+        if found:
+            return found
+        time.sleep(0.2)
+    raise AssertionError(f"no {what} within {seconds:g} s")

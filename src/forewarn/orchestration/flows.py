@@ -117,10 +117,17 @@ def _stdlib_time(value: datetime | None) -> datetime | None:
     return datetime.fromtimestamp(value.timestamp(), tz=timezone.utc)
 
 
+# Prefect hands on_cancellation hooks the CANCELLING state: the worker is stopping the run, and that is
+# how the run ends (the process may not live to see CANCELLED).
+_ENDS_AS = {"CANCELLING": RunState.CANCELLED}
+
+
 def _final_state(state: Any) -> RunState:
+    """The stored final state of a Prefect state a hook is given (``TimedOut`` is a Failed state by name)."""
     if getattr(state, "name", None) == "TimedOut":
         return RunState.TIMEDOUT
-    return RunState(state.type.value)
+    value = state.type.value
+    return _ENDS_AS.get(value) or RunState(value)
 
 
 def _record_end(flow: Any, flow_run: Any, state: Any) -> None:
