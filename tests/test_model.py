@@ -26,6 +26,7 @@ from forewarn.errors import (
     ModelError,
 )
 from forewarn.learning.features import feature_spec
+from forewarn.learning.features.reasons import reason_text
 from forewarn.learning.model import (
     FailureWarningModel,
     FrameEncoder,
@@ -383,9 +384,33 @@ class TestExplain:
         sizes = [abs(r.contribution) for r in reasons]
         assert sizes == sorted(sizes, reverse=True)
         top = reasons[0]
-        assert top.text.startswith(f"{top.feature} = ")
-        assert "(usual " in top.text and ("raises risk by" in top.text or "lowers risk by" in top.text)
+        size = f"risk by {abs(top.contribution):.2g}"
+        assert top.text.endswith((f"raises {size}", f"lowers {size}"))
+        assert top.feature not in top.text or top.feature.startswith("feature_")  # words, not column names
         assert str(top) == top.text
+
+    def test_raising_only_keeps_what_raises_risk(self, fitted: FailureWarningModel, data: Data) -> None:
+        """A warning's reasons: only features whose value raises this run's risk."""
+        risk = fitted.predict_proba(data[0])[:, 1]
+        row = data[0].iloc[[int(np.argsort(risk)[len(risk) // 2])]]  # a middling run: pushed both ways
+        both = fitted.explain(row, top=50)
+        raising = fitted.explain(row, top=50, raising_only=True)
+        assert raising == [r for r in both if r.contribution > 0]
+        assert any(r.contribution < 0 for r in both)  # there was something to leave out
+
+    def test_no_history_and_absent_attributes_are_no_reasons(self, fitted: FailureWarningModel, data: Data) -> None:
+        """A flow that never ran reads "no history for this flow yet"; a missing attribute is not a reason."""
+        row = data[0].iloc[[0]].copy()
+        row["flow_name"] = "never-ran-before"
+        for name in ("flow_runs_seen", "version_runs_seen", "parameters_runs_seen"):
+            row[name] = 0.0
+        for name in [n for n in fitted.feature_spec_.numeric if n.startswith("feature_")]:
+            row[name] = np.nan
+        texts = [r.text for r in fitted.explain(row, top=len(fitted.feature_spec_.names))]
+        assert not any("failed" in t and "% of its" in t for t in texts if "this flow " in t)
+        assert not any(" = missing" in t or "nan" in t for t in texts)
+        rate = [r for r in fitted.explain(row, top=50) if r.feature == "flow_failure_rate_smoothed"]
+        assert all(r.text.startswith("no history for this flow yet") for r in rate)
 
     def test_contribution_is_the_risk_change(self, fitted: FailureWarningModel, data: Data) -> None:
         """contribution = risk(row) - risk(row with that feature at its training baseline)."""
@@ -467,7 +492,16 @@ def _reference_explain(model: FailureWarningModel, row: pd.DataFrame) -> list[tu
         contributions.append(risk - model.pipeline_.predict_proba(swapped)[0, 1])
     c = np.asarray(contributions)
     order = [i for i in np.argsort(-np.abs(c), kind="stable") if abs(c[i]) >= 1e-9]
-    return [(model.feature_spec_.names[i], float(c[i])) for i in order]
+    # a value that states no fact (missing, no history) is no reason, and one fact is said once
+    said, kept = set(), []
+    values = row.iloc[0].to_dict()
+    for i in order:
+        name = model.feature_spec_.names[i]
+        text = reason_text(name, values[name], model.feature_baseline_[name], values)
+        if text is not None and text not in said:
+            said.add(text)
+            kept.append((name, float(c[i])))
+    return kept
 
 
 def _assert_reasons(model: FailureWarningModel, row: pd.DataFrame) -> None:

@@ -241,8 +241,8 @@ def describe(row: Any) -> str:
 
     Example::
 
-        >>> describe({"risk": 0.82, "threshold": 0.4, "reasons": ["flow_failure_streak = 3 (usual 0) raises risk"]})
-        'failure risk 0.82 (warning threshold 0.40); top reasons: flow_failure_streak = 3 (usual 0) raises risk'
+        >>> describe({"risk": 0.82, "threshold": 0.4, "reasons": ["the flow's last run failed: raises risk by 0.3"]})
+        "failure risk 0.82 (warning threshold 0.40); top reasons: the flow's last run failed: raises risk by 0.3"
     """
     reasons = list(row["reasons"]) or ["none given"]
     return f"failure risk {row['risk']:.2f} (warning threshold {row['threshold']:.2f}); top reasons: " + "; ".join(

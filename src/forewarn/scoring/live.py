@@ -204,7 +204,10 @@ def _features(
 def _reasons(model: FailureWarningModel, X: pd.DataFrame, warned: np.ndarray, top: int) -> list[list[str]]:
     """The ``top`` reasons of each warned run as sentences; none for a run below the threshold."""
     # only a warned run is explained (explain costs ~5 ms a row)
-    return [[r.text for r in model.explain(X.iloc[[i]], top=top)] if warned[i] else [] for i in range(len(X))]
+    return [
+        [r.text for r in model.explain(X.iloc[[i]], top=top, raising_only=True)] if warned[i] else []
+        for i in range(len(X))
+    ]
 
 
 def _score_table(

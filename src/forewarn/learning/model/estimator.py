@@ -36,6 +36,7 @@ from threadpoolctl import ThreadpoolController
 import forewarn.learning.model._sklearn_fast as _sklearn_fast
 from forewarn.errors import ConfigurationError, FeatureSchemaError, InsufficientHistoryError
 from forewarn.learning.features import FeatureSpec, feature_spec
+from forewarn.learning.features.reasons import reason_text
 from forewarn.learning.model.encoder import PICKLED_MODULE, SMALL_BATCH, numeric_block
 from forewarn.learning.model.pipeline import DEFAULT_FAMILY, FAMILIES, make_pipeline
 from forewarn.learning.model.threshold import THRESHOLD_RULES, choose_threshold
@@ -69,19 +70,6 @@ class Reason:
 
     def __str__(self) -> str:
         return self.text
-
-
-def _fmt(value: Any) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA:
-        return "missing"
-    if isinstance(value, (bool, np.bool_)):
-        return str(int(value))
-    if isinstance(value, (int, float, np.integer, np.floating)):
-        v = float(value)
-        if v.is_integer() and abs(v) < 1e15:
-            return str(int(v))
-        return f"{v:.3g}" if abs(v) >= 0.01 else f"{v:.2g}"
-    return str(value)
 
 
 class FailureWarningModel(ClassifierMixin, BaseEstimator):
@@ -291,19 +279,25 @@ class FailureWarningModel(ClassifierMixin, BaseEstimator):
         """1 where a warning is due (``risk >= threshold_``), else 0."""
         return (self.risk(X) >= self.threshold_).astype(int)
 
-    def explain(self, X_row: pd.DataFrame | pd.Series | Mapping[str, Any], top: int = 3) -> list[Reason]:
+    def explain(
+        self, X_row: pd.DataFrame | pd.Series | Mapping[str, Any], top: int = 3, *, raising_only: bool = False
+    ) -> list[Reason]:
         """The ``top`` features that move this run's risk most, model-agnostically, largest first.
 
         For each feature the row is copied with that feature set to its training baseline (median for
         numeric, most frequent for categorical features); ``contribution = risk(row) - risk(copy)``, so a
         positive contribution means the actual value raises risk. The row and all copies are scored as one
-        batch (see :meth:`_variant_risks`). Features at their baseline value (contribution 0) are left out.
+        batch (see :meth:`_variant_risks`). Features at their baseline value (contribution 0) are left out,
+        and so are values that state no fact about the run (:func:`~forewarn.learning.features.reasons.
+        reason_text`: a rate with no history behind it, an attribute the run lacks); ``raising_only`` keeps
+        the reasons that raise risk (a warning's "because"). Each reason's text says what the value means
+        and what it was compared with.
 
         Example::
 
-            >>> reasons = model.explain(features.iloc[[-1]])  # doctest: +SKIP
+            >>> reasons = model.explain(features.iloc[[-1]], raising_only=True)  # doctest: +SKIP
             >>> print(reasons[0])  # doctest: +SKIP
-            flow_failure_rate_smoothed = 0.42 (usual 0.05) raises risk by 0.18
+            the last 3 runs of this flow failed in a row (usual: 0): raises risk by 0.18
         """
         row = self._features(X_row)
         if len(row) != 1:
@@ -315,14 +309,19 @@ class FailureWarningModel(ClassifierMixin, BaseEstimator):
         contributions = risks[0] - risks[1:]
         order = np.argsort(-np.abs(contributions), kind="stable")
         reasons: list[Reason] = []
-        for i in order[: max(0, top)]:
+        said: set[str] = set()
+        as_dict = dict(zip(names, values, strict=True))
+        for i in order:
             c = float(contributions[i])
-            if abs(c) < 1e-9:
+            if len(reasons) >= top or abs(c) < 1e-9:
                 break
             name = names[i]
             value, base = values[i], self.feature_baseline_[name]
-            verb = "raises" if c > 0 else "lowers"
-            text = f"{name} = {_fmt(value)} (usual {_fmt(base)}) {verb} risk by {abs(c):.2g}"
+            fact = reason_text(name, value, base, as_dict)
+            if fact is None or fact in said or (raising_only and c <= 0):
+                continue  # several time-of-week features say one thing; say it once
+            said.add(fact)
+            text = f"{fact}: {'raises' if c > 0 else 'lowers'} risk by {abs(c):.2g}"
             reasons.append(Reason(feature=name, value=value, baseline=base, contribution=c, text=text))
         return reasons
 
