@@ -1,10 +1,11 @@
 """``forewarn.task``: a Prefect task whose every attempt is retried by policy and recorded.
 
-It accepts every option of Prefect's ``@task`` and returns a real :class:`prefect.Task`. Prefect's own
-retry options are replaced by forewarn's: forewarn retries inside the task call, so that each attempt is
-recorded (Prefect has no per-retry hook) and the fallback runs only after the *last* attempt. Passing
-``retry_delay_seconds``, ``retry_jitter_factor`` or ``retry_condition_fn`` is therefore an error that shows
-the forewarn spelling; ``retries`` keeps its Prefect meaning (attempts after the first).
+It accepts every option of Prefect's ``@task`` and returns a real :class:`prefect.Task`: change ``@task`` to
+``@forewarn.task`` and keep your options. Prefect's retry options (``retries``, ``retry_delay_seconds``,
+``retry_jitter_factor``, ``retry_condition_fn``) keep Prefect's meaning but forewarn runs the retries, inside
+the task call, so that each attempt is recorded (Prefect has no per-retry hook) and the fallback runs only
+after the *last* attempt (:mod:`forewarn.orchestration.retry_options`). ``timeout_seconds`` applies to each
+attempt rather than to the whole run. Every other option passes through to Prefect unchanged.
 
 Example::
 
@@ -38,6 +39,7 @@ from prefect.context import TaskRunContext
 from forewarn.errors import ConfigurationError
 from forewarn.orchestration.log_redaction import install_log_redaction
 from forewarn.orchestration.recorder import default_recorder
+from forewarn.orchestration.retry_options import RetryConditionFn, prefect_retry_policy
 from forewarn.records import AttemptRecord
 from forewarn.resilience.attempts import AttemptRunner, Fallback
 from forewarn.resilience.breaker import CircuitBreaker
@@ -47,11 +49,24 @@ from forewarn.timeutil import utc_now
 R = TypeVar("R")
 logger = logging.getLogger("forewarn.tasks")
 
-_REPLACED_PREFECT_OPTIONS = {
-    "retry_delay_seconds": "retry=RetryPolicy(wait_initial=1.0, wait_max=30.0)",
-    "retry_jitter_factor": "retry=RetryPolicy(wait_jitter=0.5)",
-    "retry_condition_fn": "retry_on=ConnectionError (an exception type, a tuple, or a predicate on the error)",
-}
+
+def _check_exclusive(retry: RetryPolicy | None, retry_on: RetryOn | None, prefect_retry: dict[str, Any]) -> None:
+    """Prefect's retry options and forewarn's say the same thing twice: one spelling per task."""
+    if retry is not None:
+        for option in ("retry_delay_seconds", "retry_jitter_factor"):
+            if prefect_retry.get(option) is not None:
+                raise ConfigurationError(
+                    option,
+                    prefect_retry[option],
+                    "either Prefect's spelling or retry=RetryPolicy(...), not both; the policy spells it "
+                    "RetryPolicy(wait_schedule=(...), wait_jitter_factor=...)",
+                )
+    if retry_on is not None and prefect_retry.get("retry_condition_fn") is not None:
+        raise ConfigurationError(
+            "retry_condition_fn",
+            prefect_retry["retry_condition_fn"],
+            "either retry_condition_fn (Prefect's) or retry_on (forewarn's), not both",
+        )
 
 
 def _build_policy(retries: int | None, retry: RetryPolicy | None, retry_on: RetryOn | None) -> RetryPolicy:
@@ -111,6 +126,9 @@ def task(
     __fn: None = None,
     *,
     retries: int | None = None,
+    retry_delay_seconds: float | list[float] | Callable[[int], list[float]] | None = None,
+    retry_jitter_factor: float | None = None,
+    retry_condition_fn: RetryConditionFn | None = None,
     retry: RetryPolicy | None = None,
     retry_on: RetryOn | None = None,
     fallback: Fallback | None = None,
@@ -127,6 +145,9 @@ def task(
     __fn: Callable[..., Any] | None = None,
     *,
     retries: int | None = None,
+    retry_delay_seconds: float | list[float] | Callable[[int], list[float]] | None = None,
+    retry_jitter_factor: float | None = None,
+    retry_condition_fn: RetryConditionFn | None = None,
     retry: RetryPolicy | None = None,
     retry_on: RetryOn | None = None,
     fallback: Fallback | None = None,
@@ -141,6 +162,10 @@ def task(
 
     Args:
         retries: attempts after the first (Prefect's meaning); default ``FOREWARN_RETRIES``.
+        retry_delay_seconds / retry_jitter_factor / retry_condition_fn: Prefect's options, with Prefect's
+            meaning, run by forewarn so every attempt is recorded (see
+            :mod:`forewarn.orchestration.retry_options`). Without ``retry_delay_seconds`` the waits are
+            forewarn's exponential backoff.
         retry: a full :class:`~forewarn.resilience.retry.RetryPolicy` (exclusive with ``retries``).
         retry_on: which errors are transient: an exception type, a tuple of them, or a predicate.
             Default: everything but permanent errors such as ``ValueError`` (see ``forewarn.resilience.retry``).
@@ -161,15 +186,29 @@ def task(
         ...     return True
         >>> reserve_inventory.name
         'reserve_inventory'
+        >>> @forewarn.task(retries=3, retry_delay_seconds=[1, 10, 60])  # Prefect's spelling, Prefect's meaning
+        ... def ship(order_id: str) -> bool:
+        ...     return True
+        >>> runner_of(ship).policy.wait_schedule
+        (1.0, 10.0, 60.0)
     """
-    for option, spelling in _REPLACED_PREFECT_OPTIONS.items():
-        if option in prefect_options:
-            raise ConfigurationError(
-                option,
-                prefect_options[option],
-                f"forewarn's own retry options, so each attempt is recorded: {spelling}",
-            )
-    policy = _build_policy(retries, retry, retry_on)
+    _check_exclusive(
+        retry,
+        retry_on,
+        {
+            "retry_delay_seconds": retry_delay_seconds,
+            "retry_jitter_factor": retry_jitter_factor,
+            "retry_condition_fn": retry_condition_fn,
+        },
+    )
+    task_cell: list[prefect.Task[..., Any]] = []  # retry_condition_fn gets the task, made below
+    policy = prefect_retry_policy(
+        _build_policy(retries, retry, retry_on),
+        retry_delay_seconds=retry_delay_seconds,
+        retry_jitter_factor=retry_jitter_factor,
+        retry_condition_fn=retry_condition_fn,
+        task_ref=lambda: task_cell[0] if task_cell else None,
+    )
     _check_timeout(timeout_seconds)
     if fallback is not None and not callable(fallback):
         raise ConfigurationError("fallback", fallback, "a callable fallback(exc, *args, **kwargs)")
@@ -214,6 +253,7 @@ def task(
         # forewarn enforces timeout_seconds per attempt; Prefect's whole-run timeout stays off.
         prefect_task: prefect.Task[..., Any] = prefect.task(**prefect_options)(wrapped)
         prefect_task.forewarn_runner = runner  # type: ignore[attr-defined]  # for introspection and tests
+        task_cell[:] = [prefect_task]
         return prefect_task
 
     if __fn is not None:
