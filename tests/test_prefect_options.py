@@ -356,7 +356,8 @@ class TestWaitBounds:
         lower, upper = _bounds(base, factor)
         wait = policy.wait(attempt, rand=lambda: u)
         assert 0.0 <= wait <= MAX_WAIT_SECONDS
-        assert lower * (1 - 1e-9) - 1e-12 <= wait <= upper * (1 + 1e-9) + 1e-12
+        slack = 1e-9 * base  # float rounding in exp/log, relative to the delay (the lower bound may be tiny)
+        assert lower - slack <= wait <= upper + slack
 
     @settings(max_examples=200, deadline=None)
     @given(average=st.floats(min_value=1e-3, max_value=1e4), factor=st.floats(min_value=1e-3, max_value=60))
