@@ -23,6 +23,7 @@ Example::
 
 from __future__ import annotations
 
+import contextvars
 import copy
 import functools
 import inspect
@@ -37,6 +38,7 @@ import prefect
 from prefect.context import TaskRunContext
 
 from forewarn.errors import ConfigurationError
+from forewarn.orchestration.failure_response import note_task_call, respond_to_task_failure, task_failure, watch_breaker
 from forewarn.orchestration.log_redaction import install_log_redaction
 from forewarn.orchestration.recorder import default_recorder
 from forewarn.orchestration.retry_options import RetryConditionFn, prefect_retry_policy
@@ -103,11 +105,20 @@ def _run_ids() -> tuple[str, str | None, bool]:
     return str(run.id), (str(run.flow_run_id) if run.flow_run_id else None), True
 
 
+# The attempt records of the task call in progress, so its failure response can say what was tried.
+_call_records: contextvars.ContextVar[list[AttemptRecord] | None] = contextvars.ContextVar(
+    "forewarn_call_records", default=None
+)
+
+
 def _sink(on_attempt: list[Callable[[AttemptRecord], Any]]) -> Callable[[AttemptRecord], None]:
     def emit(record: AttemptRecord) -> None:
         recorder = default_recorder()
         if recorder is not None:
             recorder.attempt(record)
+        collected = _call_records.get()
+        if collected is not None:
+            collected.append(record)
         for hook in on_attempt:
             try:
                 hook(record)
@@ -135,6 +146,7 @@ def task(
     timeout_seconds: float | None = None,
     circuit_breaker: CircuitBreaker | None = None,
     on_attempt: list[Callable[[AttemptRecord], Any]] | None = None,
+    runbook: str | None = None,
     sleep: Callable[[float], Any] | None = None,
     clock: Callable[[], datetime] | None = None,
     **prefect_options: Any,
@@ -154,6 +166,7 @@ def task(
     timeout_seconds: float | None = None,
     circuit_breaker: CircuitBreaker | None = None,
     on_attempt: list[Callable[[AttemptRecord], Any]] | None = None,
+    runbook: str | None = None,
     sleep: Callable[[float], Any] | None = None,
     clock: Callable[[], datetime] | None = None,
     **prefect_options: Any,
@@ -175,6 +188,9 @@ def task(
         circuit_breaker: a :class:`~forewarn.resilience.breaker.CircuitBreaker`, usually shared by the tasks that call
             one service; while open, calls fail fast and go to the fallback.
         on_attempt: callables receiving each :class:`~forewarn.records.AttemptRecord` as it is written.
+        runbook: a hint for whoever responds when the task finally fails (a URL, a first step), carried by
+            the ``forewarn.task.failed`` event and the failure artifact
+            (:mod:`forewarn.orchestration.failure_response`).
         sleep / clock: injectable for tests (``sleep=waits.append``).
         **prefect_options: anything Prefect's ``@task`` takes (name, tags, cache_policy, ...).
 
@@ -212,6 +228,10 @@ def task(
     _check_timeout(timeout_seconds)
     if fallback is not None and not callable(fallback):
         raise ConfigurationError("fallback", fallback, "a callable fallback(exc, *args, **kwargs)")
+    if runbook is not None and not isinstance(runbook, str):
+        raise ConfigurationError("runbook", runbook, 'a str, e.g. runbook="https://wiki/payments#gateway-down"')
+    if circuit_breaker is not None:
+        watch_breaker(circuit_breaker)  # its openings emit forewarn.breaker.opened
     hooks = list(on_attempt or [])
 
     def decorate(fn: Callable[..., Any]) -> prefect.Task[..., Any]:
@@ -236,7 +256,8 @@ def task(
                 task_run_id, flow_run_id, in_run = _run_ids()
                 if not in_run:  # called as .fn(): no run to record, still fault tolerant
                     return await _unrecorded(runner).arun(fn, args, kwargs, task_run_id=task_run_id, flow_run_id=None)
-                return await runner.arun(fn, args, kwargs, task_run_id=task_run_id, flow_run_id=flow_run_id)
+                with _responding(runbook):
+                    return await runner.arun(fn, args, kwargs, task_run_id=task_run_id, flow_run_id=flow_run_id)
 
             wrapped: Callable[..., Any] = async_call
         else:
@@ -246,7 +267,8 @@ def task(
                 task_run_id, flow_run_id, in_run = _run_ids()
                 if not in_run:
                     return _unrecorded(runner).run(fn, args, kwargs, task_run_id=task_run_id, flow_run_id=None)
-                return runner.run(fn, args, kwargs, task_run_id=task_run_id, flow_run_id=flow_run_id)
+                with _responding(runbook):
+                    return runner.run(fn, args, kwargs, task_run_id=task_run_id, flow_run_id=flow_run_id)
 
             wrapped = sync_call
 
@@ -273,6 +295,30 @@ def _as_async(sleep: Callable[[float], Any]) -> Callable[[float], Any]:
         sleep(seconds)
 
     return asleep
+
+
+class _responding:
+    """Collects a recorded task call's attempts; on its final failure, emits the failure response (fail-open)."""
+
+    __slots__ = ("records", "runbook", "token")
+
+    def __init__(self, runbook: str | None) -> None:
+        self.runbook = runbook
+        self.records: list[AttemptRecord] = []
+
+    def __enter__(self) -> None:
+        self.token = _call_records.set(self.records)
+
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+        _call_records.reset(self.token)
+        records = self.records
+        if isinstance(exc, Exception):
+            try:
+                respond_to_task_failure(task_failure(records, exc, runbook=self.runbook))
+            except Exception:  # the response is best effort; the task's own error is what propagates
+                logger.exception("forewarn could not respond to the failure of a task")
+        if len(records) > 1:
+            note_task_call(records)
 
 
 def _unrecorded(runner: AttemptRunner) -> AttemptRunner:
