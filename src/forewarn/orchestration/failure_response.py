@@ -15,9 +15,9 @@ event                        resource                              related
 ===========================  ====================================  ===========================================
 
 Each event's resource carries the label ``forewarn.failure-kind`` (``transient`` when the last error was one
-forewarn retries, else ``permanent``; ``open`` for a breaker) and a flow failure also ``forewarn.run-count``,
-so a trigger can, say, rerun a run only after a transient failure and at most twice. The payload says what
-was tried: attempts, retries, whether a fallback ran, the exception type and its message (secrets masked,
+forewarn retries or an open circuit breaker's refusal, else ``permanent``; ``open`` for a breaker) and a
+flow failure also ``forewarn.run-count``, so a trigger can, say, rerun a run only after a transient failure
+and at most twice. The payload says what was tried: attempts, retries, whether a fallback ran, the exception type and its message (secrets masked,
 cut to ``FOREWARN_MESSAGE_MAX_CHARS``), and the task's runbook hint (``@forewarn.task(runbook=...)``).
 A task's final failure and a flow's failure also get a markdown artifact on the flow run.
 
@@ -27,8 +27,8 @@ task's or flow's own outcome is unchanged.
 Example::
 
     >>> failure = TaskFailure(task_name="charge", task_run_id="t1", flow_run_id="f1", attempts=4,
-    ...     fallback_used=False, exception_type="ConnectionError", exception_message="reset", retryable=True,
-    ...     runbook="Check the gateway status page")
+    ...     fallback_used=False, exception_type="ConnectionError", exception_message="reset",
+    ...     kind="transient", runbook="Check the gateway status page")
     >>> failure.retries, failure.kind
     (3, 'transient')
     >>> task_failure_markdown(failure).splitlines()[0]
@@ -43,7 +43,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-from forewarn.errors import FallbackError
+from forewarn.errors import CircuitOpenError, FallbackError
 from forewarn.records import AttemptOutcome, AttemptRecord
 from forewarn.redaction import Redactor
 from forewarn.resilience.breaker import CircuitBreaker
@@ -68,8 +68,8 @@ logger = logging.getLogger("forewarn.failure_response")
 class TaskFailure:
     """What forewarn tried for one task call that finally failed; the payload of :data:`TASK_FAILED_EVENT`.
 
-    ``attempts`` counts the task's own attempts (not the fallback); ``retryable`` is what the retry policy
-    said of the last error (None when unknown).
+    ``attempts`` counts the task's own attempts (not the fallback); ``kind`` is ``"transient"`` or
+    ``"permanent"`` (:func:`failure_kind`).
     """
 
     task_name: str
@@ -79,18 +79,13 @@ class TaskFailure:
     fallback_used: bool
     exception_type: str
     exception_message: str
-    retryable: bool | None
+    kind: str
     runbook: str | None = None
 
     @property
     def retries(self) -> int:
         """Attempts after the first."""
         return max(0, self.attempts - 1)
-
-    @property
-    def kind(self) -> str:
-        """``"transient"`` when the last error was one the policy retries, else ``"permanent"``."""
-        return "transient" if self.retryable else "permanent"
 
     def payload(self) -> dict[str, Any]:
         """The event payload (JSON-ready)."""
@@ -132,9 +127,31 @@ def task_failure(
         fallback_used=any(r.used_fallback for r in records),
         exception_type=type(error).__name__,
         exception_message=redactor.redact(str(error)) or "",
-        retryable=last.retryable if last is not None else None,
+        kind=failure_kind(error, retryable=last.retryable if last is not None else None),
         runbook=runbook,
     )
+
+
+def failure_kind(error: BaseException | None, *, retryable: bool | None = None) -> str:
+    """``"transient"`` if trying again later could succeed, else ``"permanent"``.
+
+    Transient: an error the retry policy retried (``retryable``, when known), else one
+    :func:`~forewarn.resilience.retry.default_retry_on` retries, and an open circuit breaker's refusal (the
+    dependency may be back when the breaker half-opens). A failed fallback takes the kind of the task error
+    that called for it.
+
+    Example::
+
+        >>> failure_kind(ConnectionError()), failure_kind(ValueError()), failure_kind(CircuitOpenError("db", 5.0))
+        ('transient', 'permanent', 'transient')
+    """
+    if isinstance(error, FallbackError):
+        error, retryable = error.task_error, None
+    if isinstance(error, CircuitOpenError):
+        return "transient"
+    if retryable is None:
+        retryable = error is not None and default_retry_on(error)
+    return "transient" if retryable else "permanent"
 
 
 # -- what happened in each flow run of this process, for the flow's own response ---------------------------
@@ -269,17 +286,14 @@ def _state_error(state: Any) -> BaseException | None:
 def flow_failure_payload(flow: Any, flow_run: Any, state: Any, tally: RunTally, redactor: Redactor) -> dict[str, Any]:
     """The payload of :data:`FLOW_FAILED_EVENT`: the run, its final state and error, what forewarn tried."""
     error = _state_error(state)
-    # A failed fallback is as transient as the task error that called for it.
-    cause = error.task_error if isinstance(error, FallbackError) else error
     message = str(error) if error is not None else str(getattr(state, "message", "") or "")
-    retryable = cause is not None and default_retry_on(cause)
     return {
         "flow_name": str(getattr(flow, "name", "")),
         "flow_run_id": str(flow_run.id),
         "state": str(getattr(state, "name", "")),
         "exception_type": type(error).__name__ if error is not None else None,
         "exception_message": redactor.redact(message),
-        "failure_kind": "transient" if retryable else "permanent",
+        "failure_kind": failure_kind(error),
         "run_count": int(getattr(flow_run, "run_count", 0) or 0),
         "retries": tally.retries,
         "fallbacks": tally.fallbacks,
@@ -392,6 +406,7 @@ __all__ = [
     "RunTally",
     "TaskFailure",
     "breaker_opened",
+    "failure_kind",
     "flow_ended",
     "flow_failure_markdown",
     "flow_failure_payload",
