@@ -17,9 +17,10 @@ event                        resource                              related
 Each event's resource carries the label ``forewarn.failure-kind`` (``transient`` when the last error was one
 forewarn retries or an open circuit breaker's refusal, else ``permanent``; ``open`` for a breaker) and a
 flow failure also ``forewarn.run-count``, so a trigger can, say, rerun a run only after a transient failure
-and at most twice. The payload says what was tried: attempts, retries, whether a fallback ran, the exception type and its message (secrets masked,
-cut to ``FOREWARN_MESSAGE_MAX_CHARS``), and the task's runbook hint (``@forewarn.task(runbook=...)``).
-A task's final failure and a flow's failure also get a markdown artifact on the flow run.
+and at most twice. The payload says what was tried: attempts, retries, whether a fallback ran, the
+exception type and its message (secrets masked, cut to ``FOREWARN_MESSAGE_MAX_CHARS``), and the task's
+runbook hint (``@forewarn.task(runbook=...)``). A task's final failure and a flow's failure also get a
+markdown artifact on the flow run.
 
 Everything here is **fail-open**: an event or an artifact that cannot be sent costs one log line, and the
 task's or flow's own outcome is unchanged.
