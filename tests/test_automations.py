@@ -103,9 +103,7 @@ def webhook() -> Iterator[tuple[str, list[dict[str, Any]]]]:
 
 @pytest.mark.usefixtures("prefect_harness")
 class TestAgainstARealAPI:
-    def test_events_of_a_failing_deployment_run_fire_all_three(
-        self, webhook: tuple[str, list[dict[str, Any]]]
-    ) -> None:
+    def test_events_of_a_failing_deployment_run_fire_all_three(self, webhook: tuple[str, list[dict[str, Any]]]) -> None:
         """Breaker opens -> deployment paused; transient flow failure -> notified and rescheduled."""
         from prefect.blocks.notifications import CustomWebhookNotificationBlock
         from prefect.flow_engine import run_flow
