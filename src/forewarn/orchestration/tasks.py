@@ -38,6 +38,7 @@ import prefect
 from prefect.context import TaskRunContext
 
 from forewarn.errors import ConfigurationError
+from forewarn.orchestration.concurrency import LimitNames, limit_gates
 from forewarn.orchestration.failure_response import note_task_call, respond_to_task_failure, task_failure, watch_breaker
 from forewarn.orchestration.log_redaction import install_log_redaction
 from forewarn.orchestration.recorder import default_recorder
@@ -145,6 +146,10 @@ def task(
     fallback: Fallback | None = None,
     timeout_seconds: float | None = None,
     circuit_breaker: CircuitBreaker | None = None,
+    concurrency: LimitNames | None = None,
+    rate_limit: LimitNames | None = None,
+    limit_timeout_seconds: float | None = None,
+    limit_strict: bool = True,
     on_attempt: list[Callable[[AttemptRecord], Any]] | None = None,
     runbook: str | None = None,
     sleep: Callable[[float], Any] | None = None,
@@ -165,6 +170,10 @@ def task(
     fallback: Fallback | None = None,
     timeout_seconds: float | None = None,
     circuit_breaker: CircuitBreaker | None = None,
+    concurrency: LimitNames | None = None,
+    rate_limit: LimitNames | None = None,
+    limit_timeout_seconds: float | None = None,
+    limit_strict: bool = True,
     on_attempt: list[Callable[[AttemptRecord], Any]] | None = None,
     runbook: str | None = None,
     sleep: Callable[[float], Any] | None = None,
@@ -187,6 +196,11 @@ def task(
             cannot be interrupted in a thread, so forewarn stops waiting for it and it runs on unobserved.
         circuit_breaker: a :class:`~forewarn.resilience.breaker.CircuitBreaker`, usually shared by the tasks that call
             one service; while open, calls fail fast and go to the fallback.
+        concurrency: a Prefect global concurrency limit's name (or a list): a slot is held for each attempt,
+            a bulkhead across workers (:mod:`forewarn.orchestration.concurrency`).
+        rate_limit: a limit with slot decay taken before each attempt (calls per second across workers).
+        limit_timeout_seconds: longest wait for those slots before the attempt is refused (default: no limit).
+        limit_strict: a limit that does not exist fails the attempt (True) or is ignored, as in Prefect (False).
         on_attempt: callables receiving each :class:`~forewarn.records.AttemptRecord` as it is written.
         runbook: a hint for whoever responds when the task finally fails (a URL, a first step), carried by
             the ``forewarn.task.failed`` event and the failure artifact
@@ -232,6 +246,9 @@ def task(
         raise ConfigurationError("runbook", runbook, 'a str, e.g. runbook="https://wiki/payments#gateway-down"')
     if circuit_breaker is not None:
         watch_breaker(circuit_breaker)  # its openings emit forewarn.breaker.opened
+    gate, agate = limit_gates(
+        concurrency=concurrency, rate_limit=rate_limit, timeout_seconds=limit_timeout_seconds, strict=limit_strict
+    )
     hooks = list(on_attempt or [])
 
     def decorate(fn: Callable[..., Any]) -> prefect.Task[..., Any]:
@@ -247,6 +264,8 @@ def task(
             sleep=sleep or _real_sleep,
             asleep=_as_async(sleep) if sleep is not None else None,
             clock=clock or utc_now,
+            gate=gate,
+            agate=agate,
         )
 
         if inspect.iscoroutinefunction(fn):
