@@ -257,3 +257,92 @@ class TestCircuitBreaker:
             (1, "failure", "CircuitOpenError", False, False),
             (2, "fallback", "CircuitOpenError", None, True),
         ]
+
+
+class Gate:
+    """A gate that records entries and exits, makes the clock jump while entered, or refuses."""
+
+    def __init__(self, clock: FakeClock, wait: float = 0.0, refuse: list[bool] | None = None) -> None:
+        self.clock, self.wait, self.refuse = clock, wait, list(refuse or [])
+        self.events: list[str] = []
+
+    def __call__(self) -> Gate:
+        return self
+
+    def __enter__(self) -> None:
+        self.clock.now += timedelta(seconds=self.wait)
+        if self.refuse and self.refuse.pop(0):
+            self.events.append("refused")
+            raise TimeoutError("no slot within 5 s")
+        self.events.append("enter")
+
+    def __exit__(self, *exc: object) -> None:
+        self.events.append("exit")
+
+    async def __aenter__(self) -> None:
+        self.__enter__()
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.__exit__()
+
+
+class TestGate:
+    def test_wait_is_recorded_and_the_slot_held_per_attempt(self) -> None:
+        """Each attempt enters the gate (its wait recorded) and leaves it before the backoff sleep."""
+        rows: list[AttemptRecord] = []
+        waits: list[float] = []
+        clock = FakeClock()
+        gate = Gate(clock, wait=2.5)
+        runner = AttemptRunner(
+            "charge",
+            RetryPolicy(attempts=3, wait_initial=1.0, wait_jitter=0),
+            sink=rows.append,
+            sleep=waits.append,
+            clock=clock,
+            gate=gate,
+        )
+        result = runner.run(scripted(ConnectionError("reset"), "ok"), (), {}, task_run_id="t", flow_run_id="f")
+        assert result == "ok"
+        assert gate.events == ["enter", "exit", "enter", "exit"]
+        # the clock ticks 1 s per reading: 2.5 s of gate plus the reading after it
+        assert [r.wait_seconds for r in rows] == [3.5, 3.5]
+        assert summary(rows) == [(1, "failure", "ConnectionError", True, False), (2, "success", None, None, False)]
+
+    def test_refusal_fails_the_attempt_but_not_the_breaker(self) -> None:
+        """A gate that refuses (timed out waiting) fails that attempt, is retried, and never trips the breaker."""
+        rows: list[AttemptRecord] = []
+        clock = FakeClock()
+        breaker = CircuitBreaker("svc", failure_threshold=1)
+        gate = Gate(clock, refuse=[True, False])
+        runner = AttemptRunner(
+            "charge",
+            RetryPolicy(attempts=3, wait_jitter=0),
+            sink=rows.append,
+            sleep=lambda s: None,
+            clock=clock,
+            gate=gate,
+            breaker=breaker,
+        )
+        assert runner.run(scripted("ok"), (), {}, task_run_id="t", flow_run_id="f") == "ok"
+        assert gate.events == ["refused", "enter", "exit"]
+        assert summary(rows) == [(1, "failure", "TimeoutError", True, False), (2, "success", None, None, False)]
+        assert breaker.state == "closed" and breaker.failure_count == 0
+
+    def test_without_a_gate_nothing_is_recorded_as_waited(self) -> None:
+        rows: list[AttemptRecord] = []
+        make_runner(rows, []).run(scripted("ok"), (), {}, task_run_id="t", flow_run_id="f")
+        assert rows[0].wait_seconds is None
+
+    def test_async_gate(self) -> None:
+        """Async tasks use the async gate, with the same bookkeeping."""
+        rows: list[AttemptRecord] = []
+        clock = FakeClock()
+        gate = Gate(clock, wait=1.0)
+        runner = AttemptRunner("charge", RetryPolicy(attempts=1), sink=rows.append, clock=clock, agate=gate)
+
+        async def call() -> str:
+            return "ok"
+
+        assert asyncio.run(runner.arun(call, (), {}, task_run_id="t", flow_run_id="f")) == "ok"
+        assert gate.events == ["enter", "exit"]
+        assert rows[0].wait_seconds == 2.0

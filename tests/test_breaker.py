@@ -203,6 +203,39 @@ class TestHalfOpen:
         assert states == ["closed", "open", "half_open", "open", "half_open", "closed"]
 
 
+class TestOnOpen:
+    def test_listeners_hear_each_opening_only(self, clock: FakeClock) -> None:
+        """on_open fires when closed -> open and half_open -> open, never for failures while already open."""
+        opened: list[tuple[CircuitBreaker, str]] = []
+        breaker = make(clock, threshold=2)
+        breaker.on_open.append(lambda b: opened.append((b, b.state)))
+        breaker.record_failure()
+        assert opened == []
+        breaker.record_failure()
+        assert opened == [(breaker, OPEN)]
+        breaker.record_failure()  # a late failure while open: no second opening
+        assert len(opened) == 1
+        clock.advance(10.0)
+        breaker.before_call()  # the half-open trial
+        breaker.record_failure()
+        assert [state for _, state in opened] == [OPEN, OPEN]
+
+    def test_a_failing_listener_changes_nothing(self, clock: FakeClock, caplog: pytest.LogCaptureFixture) -> None:
+        """A listener that raises is logged; the breaker still opens and the next listener still runs."""
+        heard: list[str] = []
+
+        def broken(breaker: CircuitBreaker) -> None:
+            raise RuntimeError("listener bug")
+
+        breaker = CircuitBreaker(
+            "svc", failure_threshold=1, clock=clock, on_open=[broken, lambda b: heard.append(b.name)]
+        )
+        breaker.record_failure()
+        assert breaker.state == OPEN
+        assert heard == ["svc"]
+        assert "on_open listener" in caplog.text
+
+
 class TestReset:
     """reset() forgets everything."""
 

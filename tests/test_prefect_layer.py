@@ -61,11 +61,12 @@ class TestTaskOptions:
         assert charge.retries == 0  # forewarn retries inside the call, Prefect does not
         assert forewarn.orchestration.tasks.runner_of(charge).policy.attempts == 3
 
-    @pytest.mark.parametrize("option", ["retry_delay_seconds", "retry_jitter_factor", "retry_condition_fn"])
-    def test_prefect_retry_options_are_refused_with_the_forewarn_spelling(self, option: str) -> None:
-        """Prefect's retry options would bypass attempt telemetry: the error shows what to write instead."""
-        with pytest.raises(ConfigurationError, match=r"RetryPolicy|retry_on"):
-            forewarn.task(**{option: 1})(lambda: None)
+    def test_prefect_retry_options_are_run_by_forewarn(self) -> None:
+        """Prefect's retry options map onto forewarn's policy (tests/test_prefect_options.py has the detail)."""
+        charge = forewarn.task(retries=1, retry_delay_seconds=2, retry_jitter_factor=0.1)(lambda: None)
+        policy = forewarn.orchestration.tasks.runner_of(charge).policy
+        assert (policy.attempts, policy.wait_schedule, policy.wait_jitter_factor) == (2, (2.0,), 0.1)
+        assert (charge.retries, charge.retry_jitter_factor) == (0, None)
 
     @pytest.mark.parametrize(
         ("kwargs", "setting"),

@@ -82,6 +82,10 @@ def plain(value: Any) -> Any:
     return value
 
 
+CURRENT = schema.SCHEMA_VERSION
+NEXT = CURRENT + 1  # the version the schema-version tests pretend a newer forewarn reads
+
+
 def rows(frame: pd.DataFrame) -> list[dict[str, Any]]:
     return [{k: plain(v) for k, v in rec.items()} for rec in frame.to_dict("records")]
 
@@ -117,7 +121,7 @@ def store(store_url: str) -> Any:
 
 class TestOpening:
     def test_creates_every_table_and_index_and_records_the_version(self, store: TelemetryStore) -> None:
-        """An empty database gets the whole schema and schema_version 2."""
+        """An empty database gets the whole schema and the current schema_version."""
         inspector = sa.inspect(store.engine)
         assert set(inspector.get_table_names()) >= {"forewarn_meta", "flow_runs", "task_attempts", "predictions"}
         indexes = {
@@ -130,9 +134,9 @@ class TestOpening:
         uniques = {tuple(u["column_names"]) for u in inspector.get_unique_constraints("task_attempts")}
         assert ("task_run_id", "attempt") in uniques
         assert "features" in {c["name"] for c in inspector.get_columns("flow_runs")}
-        assert store.schema_version == schema.SCHEMA_VERSION == 2
+        assert store.schema_version == schema.SCHEMA_VERSION == CURRENT
         with store.engine.connect() as conn:
-            assert conn.execute(sa.select(schema.forewarn_meta)).all() == [("schema_version", "2")]
+            assert conn.execute(sa.select(schema.forewarn_meta)).all() == [("schema_version", str(CURRENT))]
 
     def test_reopening_keeps_the_data(self, store_url: str) -> None:
         """A second store on the same URL sees what the first wrote and changes nothing."""
@@ -140,7 +144,7 @@ class TestOpening:
             first.record_flow_run_start(run())
         with TelemetryStore(store_url) as second:
             assert second.runs()["flow_run_id"].tolist() == ["r1"]
-            assert second.schema_version == 2
+            assert second.schema_version == CURRENT
 
     def test_create_false_refuses_an_empty_database(self, store_url: str) -> None:
         """create=False opens existing stores only (on SQLite the file is missing, elsewhere the database empty)."""
@@ -148,7 +152,7 @@ class TestOpening:
             TelemetryStore(store_url, create=False)
         TelemetryStore(store_url).close()
         with TelemetryStore(store_url, create=False) as store:
-            assert store.schema_version == 2
+            assert store.schema_version == CURRENT
 
     def test_default_url_comes_from_settings(self, tmp_path: Path) -> None:
         """Without a URL the store opens FOREWARN_DB_URL."""
@@ -383,6 +387,7 @@ class TestAttempts:
                 "retryable": True,
                 "used_fallback": False,
                 "host": "h1",
+                "wait_seconds": None,
                 "flow_name": "etl",
             },
             {
@@ -399,6 +404,7 @@ class TestAttempts:
                 "retryable": None,
                 "used_fallback": True,
                 "host": "h1",
+                "wait_seconds": None,
                 "flow_name": "etl",
             },
             {
@@ -415,6 +421,7 @@ class TestAttempts:
                 "retryable": None,
                 "used_fallback": False,
                 "host": "h1",
+                "wait_seconds": None,
                 "flow_name": None,
             },
         ]
@@ -690,7 +697,7 @@ class TestSchemaVersions:
         with pytest.raises(SchemaVersionError) as info:
             TelemetryStore(store_url)
         assert (
-            "this store was written by a newer forewarn (schema 7, this forewarn reads up to 2): upgrade "
+            f"this store was written by a newer forewarn (schema 7, this forewarn reads up to {CURRENT}): upgrade "
             "forewarn (pip install -U forewarn) or point FOREWARN_DB_URL at another store"
         ) in str(info.value)
         assert isinstance(info.value, StoreError)
@@ -701,7 +708,7 @@ class TestSchemaVersions:
             batch.add_column(sa.Column("queue", sa.String(64)))
 
     def test_older_store_is_upgraded(self, store_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
-        """Opening a v2 store with a forewarn that reads v3 runs the v3 step once and keeps the data."""
+        """Opening a store with a forewarn that reads the next version runs that step once and keeps the data."""
         with TelemetryStore(store_url) as old:
             old.record_attempt(attempt())
         calls: list[int] = []
@@ -710,15 +717,15 @@ class TestSchemaVersions:
             calls.append(3)
             self.add_queue_column(op)
 
-        monkeypatch.setattr(schema, "SCHEMA_VERSION", 3)
-        monkeypatch.setattr(migrations, "MIGRATIONS", [*migrations.MIGRATIONS, (3, step)])
+        monkeypatch.setattr(schema, "SCHEMA_VERSION", NEXT)
+        monkeypatch.setattr(migrations, "MIGRATIONS", [*migrations.MIGRATIONS, (NEXT, step)])
         with TelemetryStore(store_url) as upgraded:
-            assert upgraded.schema_version == 3
+            assert upgraded.schema_version == NEXT
             columns = {c["name"] for c in sa.inspect(upgraded.engine).get_columns("task_attempts")}
             assert "queue" in columns
             assert upgraded.attempts()["task_run_id"].tolist() == ["t1"]
         with TelemetryStore(store_url) as again:
-            assert again.schema_version == 3
+            assert again.schema_version == NEXT
         assert calls == [3]
 
     def test_failed_upgrade_leaves_the_store_unchanged(self, store_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -730,23 +737,24 @@ class TestSchemaVersions:
             raise RuntimeError("step 3 is broken")
 
         real = list(migrations.MIGRATIONS)
-        monkeypatch.setattr(schema, "SCHEMA_VERSION", 3)
-        monkeypatch.setattr(migrations, "MIGRATIONS", [*real, (3, broken)])
-        with pytest.raises(StoreError, match=r"from schema 2 to 3 failed \(RuntimeError: step 3 is broken\)"):
+        monkeypatch.setattr(schema, "SCHEMA_VERSION", NEXT)
+        monkeypatch.setattr(migrations, "MIGRATIONS", [*real, (NEXT, broken)])
+        failed = rf"from schema {CURRENT} to {NEXT} failed \(RuntimeError: step 3 is broken\)"
+        with pytest.raises(StoreError, match=failed):
             TelemetryStore(store_url)
-        monkeypatch.setattr(schema, "SCHEMA_VERSION", 2)
+        monkeypatch.setattr(schema, "SCHEMA_VERSION", CURRENT)
         monkeypatch.setattr(migrations, "MIGRATIONS", real)
         with TelemetryStore(store_url) as store:
-            assert store.schema_version == 2
+            assert store.schema_version == CURRENT
             columns = {c["name"] for c in sa.inspect(store.engine).get_columns("task_attempts")}
             assert "queue" not in columns
 
     def test_missing_step_is_reported(self, store_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
         """SCHEMA_VERSION without a matching step is a StoreError, not a half-migrated store."""
         TelemetryStore(store_url).close()
-        monkeypatch.setattr(schema, "SCHEMA_VERSION", 4)
-        monkeypatch.setattr(migrations, "MIGRATIONS", [*migrations.MIGRATIONS, (3, self.add_queue_column)])
-        with pytest.raises(StoreError, match=r"no step for schema version\(s\) \[4\]"):
+        monkeypatch.setattr(schema, "SCHEMA_VERSION", NEXT + 1)
+        monkeypatch.setattr(migrations, "MIGRATIONS", [*migrations.MIGRATIONS, (NEXT, self.add_queue_column)])
+        with pytest.raises(StoreError, match=rf"no step for schema version\(s\) \[{NEXT + 1}\]"):
             TelemetryStore(store_url)
 
     def test_concurrent_openers_migrate_once(self, store_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -759,8 +767,8 @@ class TestSchemaVersions:
             time.sleep(0.3)  # widen the window in which a second migrator could start
             self.add_queue_column(op)
 
-        monkeypatch.setattr(schema, "SCHEMA_VERSION", 3)
-        monkeypatch.setattr(migrations, "MIGRATIONS", [*migrations.MIGRATIONS, (3, slow_step)])
+        monkeypatch.setattr(schema, "SCHEMA_VERSION", NEXT)
+        monkeypatch.setattr(migrations, "MIGRATIONS", [*migrations.MIGRATIONS, (NEXT, slow_step)])
         barrier = threading.Barrier(4)
         versions: list[int] = []
         errors: list[BaseException] = []
@@ -779,7 +787,7 @@ class TestSchemaVersions:
         for thread in threads:
             thread.join(30)
         assert errors == []
-        assert versions == [3, 3, 3, 3]
+        assert versions == [NEXT] * 4
         assert calls == [3]
 
     def test_concurrent_creators_of_an_empty_store(self, store_url: str) -> None:
@@ -801,7 +809,7 @@ class TestSchemaVersions:
             thread.join(30)
         assert errors == []
         with TelemetryStore(store_url) as store:
-            assert store.schema_version == 2
+            assert store.schema_version == CURRENT
 
 
 class TestForeignDatabases:
@@ -872,7 +880,7 @@ class TestForeignDatabases:
     def test_writers_still_create_a_store_in_an_empty_database(self, store_url: str) -> None:
         """An empty or missing database becomes a store for a writer, as before."""
         with TelemetryStore(store_url) as store:
-            assert store.schema_version == 2
+            assert store.schema_version == CURRENT
 
     def test_a_reader_on_a_missing_path_creates_nothing(self, tmp_path: Path) -> None:
         """create=False on a mistyped SQLite path: 'no forewarn store at PATH', no file, no directory."""
@@ -1405,10 +1413,10 @@ class TestUpgradeToVersion2:
     """A store written by forewarn 0.1 (schema 1) is upgraded in place by the real MIGRATIONS step."""
 
     def test_v1_store_is_upgraded_and_keeps_its_rows(self, store_url: str) -> None:
-        """Opening a v1 store: version 2, the old rows unchanged, features and predictions usable."""
+        """Opening a v1 store: the current version, the old rows unchanged, features and predictions usable."""
         make_v1_store(store_url)
         with TelemetryStore(store_url) as store:
-            assert store.schema_version == 2
+            assert store.schema_version == CURRENT
             old = rows(store.runs())
             assert old == [
                 {
@@ -1459,6 +1467,27 @@ class TestUpgradeToVersion2:
         with engine.connect() as conn:
             assert conn.execute(sa.text("select value from forewarn_meta")).scalar() == "1"
         engine.dispose()
+
+
+class TestUpgradeToVersion3:
+    """A version-2 store gets ``task_attempts.wait_seconds`` from the real MIGRATIONS step."""
+
+    def test_v2_store_is_upgraded_and_records_waits(self, store_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+        """Old attempts read back with no wait; a new attempt keeps the seconds it waited for a limit slot."""
+        make_v1_store(store_url)
+        with monkeypatch.context() as v2:
+            v2.setattr(schema, "SCHEMA_VERSION", 2)
+            v2.setattr(migrations, "MIGRATIONS", [step for step in migrations.MIGRATIONS if step[0] <= 2])
+            TelemetryStore(store_url).close()
+        engine = sa.create_engine(store_url)
+        assert "wait_seconds" not in {c["name"] for c in sa.inspect(engine).get_columns("task_attempts")}
+        engine.dispose()
+        with TelemetryStore(store_url) as store:
+            assert store.schema_version == CURRENT >= 3
+            store.record_attempt(attempt("new-t", 1, wait_seconds=1.5))
+            frame = store.attempts().sort_values("task_run_id")
+            waits = [None if pd.isna(v) else v for v in frame["wait_seconds"].tolist()]
+            assert dict(zip(frame["task_run_id"], waits, strict=True)) == {"new-t": 1.5, "old-t": None}
 
 
 class TestWalSwitch:

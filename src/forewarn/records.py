@@ -127,6 +127,8 @@ class AttemptRecord:
     retryable: bool | None = None
     used_fallback: bool = False
     host: str = HOSTNAME
+    wait_seconds: float | None = None
+    """Seconds of the attempt spent waiting for a Prefect concurrency slot or rate limit (None: no limit)."""
 
     @property
     def duration_seconds(self) -> float:

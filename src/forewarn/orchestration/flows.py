@@ -3,8 +3,10 @@
 It accepts every option of Prefect's ``@flow`` and returns a real :class:`prefect.Flow`. The flow run's
 row is written as the first thing inside the run, before any task attempt, and its final state is written
 by Prefect's own state hooks (``on_completion``, ``on_failure``, ``on_cancellation``, ``on_crashed``),
-appended after any hooks you pass. A process killed with SIGKILL runs no hook: its row keeps the state
-``RUNNING`` and no end time, which is exactly what is known about it.
+appended after any hooks you pass; a run that ends ``FAILED`` or ``CRASHED`` also emits the event
+``forewarn.flow.failed`` and gets a failure artifact (:mod:`forewarn.orchestration.failure_response`). A
+process killed with SIGKILL runs no hook: its row keeps the state ``RUNNING`` and no end time, which is
+exactly what is known about it.
 
 Before the body runs, the flow scores its own run against the current failure-warning model, when one is
 installed and ``score=True`` (see :mod:`forewarn.orchestration.warning`); scoring is fail-open.
@@ -32,6 +34,7 @@ import prefect
 from prefect.context import FlowRunContext
 
 from forewarn.errors import ConfigurationError
+from forewarn.orchestration.failure_response import flow_ended
 from forewarn.orchestration.log_redaction import install_log_redaction
 from forewarn.orchestration.recorder import default_recorder
 from forewarn.records import FlowRunRecord, RunState, parameters_hash
@@ -171,7 +174,7 @@ def flow(
         raise ConfigurationError("features", features, "a callable features(parameters) -> dict")
     options = dict(prefect_options)
     for hook_option in _HOOK_OPTIONS:
-        options[hook_option] = [*(options.get(hook_option) or []), _record_end]
+        options[hook_option] = [*(options.get(hook_option) or []), _record_end, flow_ended]
 
     def decorate(fn: Callable[..., Any]) -> prefect.Flow[..., Any]:
         install_log_redaction()  # Prefect logs a failed flow's exception text: secrets masked first

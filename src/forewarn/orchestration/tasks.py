@@ -1,10 +1,11 @@
 """``forewarn.task``: a Prefect task whose every attempt is retried by policy and recorded.
 
-It accepts every option of Prefect's ``@task`` and returns a real :class:`prefect.Task`. Prefect's own
-retry options are replaced by forewarn's: forewarn retries inside the task call, so that each attempt is
-recorded (Prefect has no per-retry hook) and the fallback runs only after the *last* attempt. Passing
-``retry_delay_seconds``, ``retry_jitter_factor`` or ``retry_condition_fn`` is therefore an error that shows
-the forewarn spelling; ``retries`` keeps its Prefect meaning (attempts after the first).
+It accepts every option of Prefect's ``@task`` and returns a real :class:`prefect.Task`: change ``@task`` to
+``@forewarn.task`` and keep your options. Prefect's retry options (``retries``, ``retry_delay_seconds``,
+``retry_jitter_factor``, ``retry_condition_fn``) keep Prefect's meaning but forewarn runs the retries, inside
+the task call, so that each attempt is recorded (Prefect has no per-retry hook) and the fallback runs only
+after the *last* attempt (:mod:`forewarn.orchestration.retry_options`). ``timeout_seconds`` applies to each
+attempt rather than to the whole run. Every other option passes through to Prefect unchanged.
 
 Example::
 
@@ -22,6 +23,7 @@ Example::
 
 from __future__ import annotations
 
+import contextvars
 import copy
 import functools
 import inspect
@@ -36,8 +38,11 @@ import prefect
 from prefect.context import TaskRunContext
 
 from forewarn.errors import ConfigurationError
+from forewarn.orchestration.concurrency import LimitNames, limit_gates
+from forewarn.orchestration.failure_response import note_task_call, respond_to_task_failure, task_failure, watch_breaker
 from forewarn.orchestration.log_redaction import install_log_redaction
 from forewarn.orchestration.recorder import default_recorder
+from forewarn.orchestration.retry_options import RetryConditionFn, prefect_retry_policy
 from forewarn.records import AttemptRecord
 from forewarn.resilience.attempts import AttemptRunner, Fallback
 from forewarn.resilience.breaker import CircuitBreaker
@@ -47,11 +52,24 @@ from forewarn.timeutil import utc_now
 R = TypeVar("R")
 logger = logging.getLogger("forewarn.tasks")
 
-_REPLACED_PREFECT_OPTIONS = {
-    "retry_delay_seconds": "retry=RetryPolicy(wait_initial=1.0, wait_max=30.0)",
-    "retry_jitter_factor": "retry=RetryPolicy(wait_jitter=0.5)",
-    "retry_condition_fn": "retry_on=ConnectionError (an exception type, a tuple, or a predicate on the error)",
-}
+
+def _check_exclusive(retry: RetryPolicy | None, retry_on: RetryOn | None, prefect_retry: dict[str, Any]) -> None:
+    """Prefect's retry options and forewarn's say the same thing twice: one spelling per task."""
+    if retry is not None:
+        for option in ("retry_delay_seconds", "retry_jitter_factor"):
+            if prefect_retry.get(option) is not None:
+                raise ConfigurationError(
+                    option,
+                    prefect_retry[option],
+                    "either Prefect's spelling or retry=RetryPolicy(...), not both; the policy spells it "
+                    "RetryPolicy(wait_schedule=(...), wait_jitter_factor=...)",
+                )
+    if retry_on is not None and prefect_retry.get("retry_condition_fn") is not None:
+        raise ConfigurationError(
+            "retry_condition_fn",
+            prefect_retry["retry_condition_fn"],
+            "either retry_condition_fn (Prefect's) or retry_on (forewarn's), not both",
+        )
 
 
 def _build_policy(retries: int | None, retry: RetryPolicy | None, retry_on: RetryOn | None) -> RetryPolicy:
@@ -88,11 +106,20 @@ def _run_ids() -> tuple[str, str | None, bool]:
     return str(run.id), (str(run.flow_run_id) if run.flow_run_id else None), True
 
 
+# The attempt records of the task call in progress, so its failure response can say what was tried.
+_call_records: contextvars.ContextVar[list[AttemptRecord] | None] = contextvars.ContextVar(
+    "forewarn_call_records", default=None
+)
+
+
 def _sink(on_attempt: list[Callable[[AttemptRecord], Any]]) -> Callable[[AttemptRecord], None]:
     def emit(record: AttemptRecord) -> None:
         recorder = default_recorder()
         if recorder is not None:
             recorder.attempt(record)
+        collected = _call_records.get()
+        if collected is not None:
+            collected.append(record)
         for hook in on_attempt:
             try:
                 hook(record)
@@ -111,12 +138,20 @@ def task(
     __fn: None = None,
     *,
     retries: int | None = None,
+    retry_delay_seconds: float | list[float] | Callable[[int], list[float]] | None = None,
+    retry_jitter_factor: float | None = None,
+    retry_condition_fn: RetryConditionFn | None = None,
     retry: RetryPolicy | None = None,
     retry_on: RetryOn | None = None,
     fallback: Fallback | None = None,
     timeout_seconds: float | None = None,
     circuit_breaker: CircuitBreaker | None = None,
+    concurrency: LimitNames | None = None,
+    rate_limit: LimitNames | None = None,
+    limit_timeout_seconds: float | None = None,
+    limit_strict: bool = True,
     on_attempt: list[Callable[[AttemptRecord], Any]] | None = None,
+    runbook: str | None = None,
     sleep: Callable[[float], Any] | None = None,
     clock: Callable[[], datetime] | None = None,
     **prefect_options: Any,
@@ -127,12 +162,20 @@ def task(
     __fn: Callable[..., Any] | None = None,
     *,
     retries: int | None = None,
+    retry_delay_seconds: float | list[float] | Callable[[int], list[float]] | None = None,
+    retry_jitter_factor: float | None = None,
+    retry_condition_fn: RetryConditionFn | None = None,
     retry: RetryPolicy | None = None,
     retry_on: RetryOn | None = None,
     fallback: Fallback | None = None,
     timeout_seconds: float | None = None,
     circuit_breaker: CircuitBreaker | None = None,
+    concurrency: LimitNames | None = None,
+    rate_limit: LimitNames | None = None,
+    limit_timeout_seconds: float | None = None,
+    limit_strict: bool = True,
     on_attempt: list[Callable[[AttemptRecord], Any]] | None = None,
+    runbook: str | None = None,
     sleep: Callable[[float], Any] | None = None,
     clock: Callable[[], datetime] | None = None,
     **prefect_options: Any,
@@ -141,6 +184,10 @@ def task(
 
     Args:
         retries: attempts after the first (Prefect's meaning); default ``FOREWARN_RETRIES``.
+        retry_delay_seconds / retry_jitter_factor / retry_condition_fn: Prefect's options, with Prefect's
+            meaning, run by forewarn so every attempt is recorded (see
+            :mod:`forewarn.orchestration.retry_options`). Without ``retry_delay_seconds`` the waits are
+            forewarn's exponential backoff.
         retry: a full :class:`~forewarn.resilience.retry.RetryPolicy` (exclusive with ``retries``).
         retry_on: which errors are transient: an exception type, a tuple of them, or a predicate.
             Default: everything but permanent errors such as ``ValueError`` (see ``forewarn.resilience.retry``).
@@ -149,7 +196,15 @@ def task(
             cannot be interrupted in a thread, so forewarn stops waiting for it and it runs on unobserved.
         circuit_breaker: a :class:`~forewarn.resilience.breaker.CircuitBreaker`, usually shared by the tasks that call
             one service; while open, calls fail fast and go to the fallback.
+        concurrency: a Prefect global concurrency limit's name (or a list): a slot is held for each attempt,
+            a bulkhead across workers (:mod:`forewarn.orchestration.concurrency`).
+        rate_limit: a limit with slot decay taken before each attempt (calls per second across workers).
+        limit_timeout_seconds: longest wait for those slots before the attempt is refused (default: no limit).
+        limit_strict: a limit that does not exist fails the attempt (True) or is ignored, as in Prefect (False).
         on_attempt: callables receiving each :class:`~forewarn.records.AttemptRecord` as it is written.
+        runbook: a hint for whoever responds when the task finally fails (a URL, a first step), carried by
+            the ``forewarn.task.failed`` event and the failure artifact
+            (:mod:`forewarn.orchestration.failure_response`).
         sleep / clock: injectable for tests (``sleep=waits.append``).
         **prefect_options: anything Prefect's ``@task`` takes (name, tags, cache_policy, ...).
 
@@ -161,18 +216,39 @@ def task(
         ...     return True
         >>> reserve_inventory.name
         'reserve_inventory'
+        >>> @forewarn.task(retries=3, retry_delay_seconds=[1, 10, 60])  # Prefect's spelling, Prefect's meaning
+        ... def ship(order_id: str) -> bool:
+        ...     return True
+        >>> runner_of(ship).policy.wait_schedule
+        (1.0, 10.0, 60.0)
     """
-    for option, spelling in _REPLACED_PREFECT_OPTIONS.items():
-        if option in prefect_options:
-            raise ConfigurationError(
-                option,
-                prefect_options[option],
-                f"forewarn's own retry options, so each attempt is recorded: {spelling}",
-            )
-    policy = _build_policy(retries, retry, retry_on)
+    _check_exclusive(
+        retry,
+        retry_on,
+        {
+            "retry_delay_seconds": retry_delay_seconds,
+            "retry_jitter_factor": retry_jitter_factor,
+            "retry_condition_fn": retry_condition_fn,
+        },
+    )
+    task_cell: list[prefect.Task[..., Any]] = []  # retry_condition_fn gets the task, made below
+    policy = prefect_retry_policy(
+        _build_policy(retries, retry, retry_on),
+        retry_delay_seconds=retry_delay_seconds,
+        retry_jitter_factor=retry_jitter_factor,
+        retry_condition_fn=retry_condition_fn,
+        task_ref=lambda: task_cell[0] if task_cell else None,
+    )
     _check_timeout(timeout_seconds)
     if fallback is not None and not callable(fallback):
         raise ConfigurationError("fallback", fallback, "a callable fallback(exc, *args, **kwargs)")
+    if runbook is not None and not isinstance(runbook, str):
+        raise ConfigurationError("runbook", runbook, 'a str, e.g. runbook="https://wiki/payments#gateway-down"')
+    if circuit_breaker is not None:
+        watch_breaker(circuit_breaker)  # its openings emit forewarn.breaker.opened
+    gate, agate = limit_gates(
+        concurrency=concurrency, rate_limit=rate_limit, timeout_seconds=limit_timeout_seconds, strict=limit_strict
+    )
     hooks = list(on_attempt or [])
 
     def decorate(fn: Callable[..., Any]) -> prefect.Task[..., Any]:
@@ -188,6 +264,8 @@ def task(
             sleep=sleep or _real_sleep,
             asleep=_as_async(sleep) if sleep is not None else None,
             clock=clock or utc_now,
+            gate=gate,
+            agate=agate,
         )
 
         if inspect.iscoroutinefunction(fn):
@@ -197,7 +275,8 @@ def task(
                 task_run_id, flow_run_id, in_run = _run_ids()
                 if not in_run:  # called as .fn(): no run to record, still fault tolerant
                     return await _unrecorded(runner).arun(fn, args, kwargs, task_run_id=task_run_id, flow_run_id=None)
-                return await runner.arun(fn, args, kwargs, task_run_id=task_run_id, flow_run_id=flow_run_id)
+                with _responding(runbook):
+                    return await runner.arun(fn, args, kwargs, task_run_id=task_run_id, flow_run_id=flow_run_id)
 
             wrapped: Callable[..., Any] = async_call
         else:
@@ -207,13 +286,15 @@ def task(
                 task_run_id, flow_run_id, in_run = _run_ids()
                 if not in_run:
                     return _unrecorded(runner).run(fn, args, kwargs, task_run_id=task_run_id, flow_run_id=None)
-                return runner.run(fn, args, kwargs, task_run_id=task_run_id, flow_run_id=flow_run_id)
+                with _responding(runbook):
+                    return runner.run(fn, args, kwargs, task_run_id=task_run_id, flow_run_id=flow_run_id)
 
             wrapped = sync_call
 
         # forewarn enforces timeout_seconds per attempt; Prefect's whole-run timeout stays off.
         prefect_task: prefect.Task[..., Any] = prefect.task(**prefect_options)(wrapped)
         prefect_task.forewarn_runner = runner  # type: ignore[attr-defined]  # for introspection and tests
+        task_cell[:] = [prefect_task]
         return prefect_task
 
     if __fn is not None:
@@ -233,6 +314,30 @@ def _as_async(sleep: Callable[[float], Any]) -> Callable[[float], Any]:
         sleep(seconds)
 
     return asleep
+
+
+class _responding:
+    """Collects a recorded task call's attempts; on its final failure, emits the failure response (fail-open)."""
+
+    __slots__ = ("records", "runbook", "token")
+
+    def __init__(self, runbook: str | None) -> None:
+        self.runbook = runbook
+        self.records: list[AttemptRecord] = []
+
+    def __enter__(self) -> None:
+        self.token = _call_records.set(self.records)
+
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+        _call_records.reset(self.token)
+        records = self.records
+        if isinstance(exc, Exception):
+            try:
+                respond_to_task_failure(task_failure(records, exc, runbook=self.runbook))
+            except Exception:  # the response is best effort; the task's own error is what propagates
+                logger.exception("forewarn could not respond to the failure of a task")
+        if len(records) > 1:
+            note_task_call(records)
 
 
 def _unrecorded(runner: AttemptRunner) -> AttemptRunner:

@@ -5,7 +5,8 @@ and a sink for :class:`~forewarn.records.AttemptRecord` values, so tests drive i
 ``append`` as ``sleep`` and a list as the sink, and assert the exact rows.
 
 The order of the layers is documented once, in ``docs/architecture.md`` ("Wrapper order"): breaker
-check → attempt under its own timeout → record → retry or stop → fallback after the last failure.
+check → gate (a concurrency slot or rate limit, when given) → attempt under its own timeout → record →
+retry or stop → fallback after the last failure.
 
 Example::
 
@@ -46,6 +47,20 @@ from forewarn.timeutil import utc_now
 
 Sink = Callable[[AttemptRecord], object]
 Fallback = Callable[..., Any]
+Gate = Callable[[], contextlib.AbstractContextManager[Any]]
+"""Entered around each attempt: blocks until the attempt may run (a bulkhead slot, a rate limit), or raises."""
+AsyncGate = Callable[[], contextlib.AbstractAsyncContextManager[Any]]
+"""The async twin of :data:`Gate`, for async tasks."""
+
+
+class _Waited:
+    """How long one attempt waited at its gate, and whether the gate refused it."""
+
+    __slots__ = ("refused", "seconds")
+
+    def __init__(self) -> None:
+        self.seconds: float | None = None
+        self.refused = False
 
 
 DEFAULT_EXTRA_ATTEMPTS = 2
@@ -104,6 +119,10 @@ class AttemptRunner:
             swallows its own errors).
         sleep / asleep / clock: injectable for tests; real defaults.
         redactor: cleans exception messages before they are recorded.
+        gate / agate: entered around each attempt, after the breaker allowed it (a concurrency slot held
+            for the attempt, a rate-limit token): the time spent entering is recorded as the attempt's
+            ``wait_seconds``; an error raised entering it (refused, timed out) fails the attempt without
+            counting against the breaker, since the service was not called.
     """
 
     def __init__(
@@ -119,6 +138,8 @@ class AttemptRunner:
         asleep: Callable[[float], Awaitable[Any]] | None = None,
         clock: Callable[[], datetime] = utc_now,
         redactor: Redactor | None = None,
+        gate: Gate | None = None,
+        agate: AsyncGate | None = None,
     ) -> None:
         self.task_name = task_name
         self.policy = policy
@@ -130,6 +151,8 @@ class AttemptRunner:
         self.asleep = asleep
         self.clock = clock
         self.redactor = redactor or Redactor()
+        self.gate = gate
+        self.agate = agate
 
     # -- one attempt's bookkeeping, shared by the sync and async loops ---------------------------------
 
@@ -145,6 +168,7 @@ class AttemptRunner:
         outcome: AttemptOutcome,
         exc: BaseException | None = None,
         retryable: bool | None = None,
+        waited: _Waited | None = None,
     ) -> None:
         if self.sink is None:
             return
@@ -161,23 +185,57 @@ class AttemptRunner:
                 exception_message=self.redactor.redact(str(exc)) if exc is not None else None,
                 retryable=retryable,
                 used_fallback=outcome in (AttemptOutcome.FALLBACK, AttemptOutcome.FALLBACK_FAILURE),
+                wait_seconds=waited.seconds if waited is not None else None,
             )
         )
 
-    def _failed(self, ids: tuple[str, str | None], attempt: int, start: datetime, exc: Exception) -> bool:
+    def _failed(
+        self, ids: tuple[str, str | None], attempt: int, start: datetime, exc: Exception, waited: _Waited | None
+    ) -> bool:
         """Record a failed attempt; return True when another attempt should follow."""
         # An open circuit is not the service failing again: never retry into it.
         retryable = not isinstance(exc, CircuitOpenError) and self.policy.is_retryable(exc)
-        if self.breaker is not None and not isinstance(exc, CircuitOpenError):
+        called = not isinstance(exc, CircuitOpenError) and not (waited is not None and waited.refused)
+        if self.breaker is not None and called:
             self.breaker.record_failure()
         outcome = AttemptOutcome.TIMEOUT if isinstance(exc, AttemptTimeoutError) else AttemptOutcome.FAILURE
-        self._record(ids, attempt, start, outcome, exc, retryable)
+        self._record(ids, attempt, start, outcome, exc, retryable, waited)
         return retryable and attempt < self._attempts()
 
-    def _succeeded(self, ids: tuple[str, str | None], attempt: int, start: datetime) -> None:
+    def _succeeded(self, ids: tuple[str, str | None], attempt: int, start: datetime, waited: _Waited | None) -> None:
         if self.breaker is not None:
             self.breaker.record_success()
-        self._record(ids, attempt, start, AttemptOutcome.SUCCESS)
+        self._record(ids, attempt, start, AttemptOutcome.SUCCESS, waited=waited)
+
+    def _gated_call(
+        self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], waited: _Waited
+    ) -> Any:
+        assert self.gate is not None
+        with contextlib.ExitStack() as stack:
+            began = self.clock()
+            try:
+                stack.enter_context(self.gate())
+            except Exception:
+                waited.refused = True
+                raise
+            finally:
+                waited.seconds = (self.clock() - began).total_seconds()
+            return call_with_timeout(fn, args, kwargs, seconds=self.timeout_seconds, name=self.task_name)
+
+    async def _agated_call(
+        self, fn: Callable[..., Awaitable[Any]], args: tuple[Any, ...], kwargs: dict[str, Any], waited: _Waited
+    ) -> Any:
+        assert self.agate is not None
+        async with contextlib.AsyncExitStack() as stack:
+            began = self.clock()
+            try:
+                await stack.enter_async_context(self.agate())
+            except Exception:
+                waited.refused = True
+                raise
+            finally:
+                waited.seconds = (self.clock() - began).total_seconds()
+            return await acall_with_timeout(fn, args, kwargs, seconds=self.timeout_seconds, name=self.task_name)
 
     def _fallback_failed(
         self, ids: tuple[str, str | None], attempt: int, start: datetime, error: Exception, fallback_error: Exception
@@ -202,17 +260,21 @@ class AttemptRunner:
         while True:
             attempt += 1
             start = self.clock()
+            waited = None if self.gate is None else _Waited()
             try:
                 if self.breaker is not None:
                     self.breaker.before_call()
-                result = call_with_timeout(fn, args, kwargs, seconds=self.timeout_seconds, name=self.task_name)
+                if waited is None:
+                    result = call_with_timeout(fn, args, kwargs, seconds=self.timeout_seconds, name=self.task_name)
+                else:
+                    result = self._gated_call(fn, args, kwargs, waited)
             except Exception as exc:
-                if self._failed(ids, attempt, start, exc):
+                if self._failed(ids, attempt, start, exc, waited):
                     self.sleep(self.policy.wait(attempt))
                     continue
                 error = exc
                 break
-            self._succeeded(ids, attempt, start)
+            self._succeeded(ids, attempt, start, waited)
             return result
 
         if self.fallback is None:
@@ -245,17 +307,23 @@ class AttemptRunner:
         while True:
             attempt += 1
             start = self.clock()
+            waited = None if self.agate is None else _Waited()
             try:
                 if self.breaker is not None:
                     self.breaker.before_call()
-                result = await acall_with_timeout(fn, args, kwargs, seconds=self.timeout_seconds, name=self.task_name)
+                if waited is None:
+                    result = await acall_with_timeout(
+                        fn, args, kwargs, seconds=self.timeout_seconds, name=self.task_name
+                    )
+                else:
+                    result = await self._agated_call(fn, args, kwargs, waited)
             except Exception as exc:
-                if self._failed(ids, attempt, start, exc):
+                if self._failed(ids, attempt, start, exc, waited):
                     await asleep(self.policy.wait(attempt))
                     continue
                 error = exc
                 break
-            self._succeeded(ids, attempt, start)
+            self._succeeded(ids, attempt, start, waited)
             return result
 
         if self.fallback is None:
@@ -272,4 +340,12 @@ class AttemptRunner:
         return result
 
 
-__all__ = ["DEFAULT_EXTRA_ATTEMPTS", "AttemptRunner", "Hardening", "current_hardening", "hardened"]
+__all__ = [
+    "DEFAULT_EXTRA_ATTEMPTS",
+    "AsyncGate",
+    "AttemptRunner",
+    "Gate",
+    "Hardening",
+    "current_hardening",
+    "hardened",
+]

@@ -11,7 +11,9 @@ While open, :meth:`CircuitBreaker.before_call` raises :class:`~forewarn.errors.C
 touching the service. Half-open lets exactly one trial call through; others are refused until it ends.
 
 The caller reports each outcome with :meth:`~CircuitBreaker.record_success` or
-:meth:`~CircuitBreaker.record_failure`. The clock is injected, so tests move time by hand.
+:meth:`~CircuitBreaker.record_failure`. The clock is injected, so tests move time by hand. Listeners in
+``on_open`` are called with the breaker each time it opens (closed or half-open -> open), after its lock is
+released; one that raises is logged and the others still run, so a listener never changes the outcome.
 
 Example::
 
@@ -28,10 +30,11 @@ Example::
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Literal
 
 from forewarn.errors import CircuitOpenError, ConfigurationError
@@ -43,12 +46,18 @@ CLOSED: BreakerState = "closed"
 OPEN: BreakerState = "open"
 HALF_OPEN: BreakerState = "half_open"
 
+OpenListener = Callable[["CircuitBreaker"], object]
+"""Called with the breaker as it opens (see ``CircuitBreaker.on_open``)."""
+
+logger = logging.getLogger("forewarn.breaker")
+
 
 class CircuitBreaker:
     """A thread-safe circuit breaker for one service (or one task), named for its error messages.
 
     ``failure_threshold`` consecutive failures open it; ``reset_timeout`` seconds later it lets one trial
     call through. ``clock`` returns seconds and only differences matter (``time.monotonic`` by default).
+    ``on_open`` listeners (also appendable later to the ``on_open`` list) hear each opening.
 
     Rules worth knowing:
 
@@ -77,6 +86,7 @@ class CircuitBreaker:
         failure_threshold: int = 5,
         reset_timeout: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
+        on_open: Iterable[OpenListener] = (),
     ) -> None:
         if not isinstance(name, str) or not name:
             raise ConfigurationError("CircuitBreaker.name", name, 'a non-empty str, e.g. CircuitBreaker("payments")')
@@ -109,6 +119,7 @@ class CircuitBreaker:
         self._opened_at = 0.0
         self._failures = 0
         self._trial_started_at: float | None = None  # set while a half-open trial call is in flight
+        self.on_open: list[OpenListener] = list(on_open)
 
     def __repr__(self) -> str:
         return (
@@ -191,20 +202,32 @@ class CircuitBreaker:
 
         Example::
 
-            >>> breaker = CircuitBreaker(failure_threshold=2)
+            >>> opened = []
+            >>> breaker = CircuitBreaker(failure_threshold=2, on_open=[opened.append])
             >>> breaker.record_failure(); breaker.state
             'closed'
-            >>> breaker.record_failure(); breaker.state
-            'open'
+            >>> breaker.record_failure(); breaker.state, opened == [breaker]
+            ('open', True)
         """
         with self._lock:
             now = self._clock()
             state = self._state_at(now)
             self._failures += 1
-            if state == HALF_OPEN or (state == CLOSED and self._failures >= self.failure_threshold):
+            opens = state == HALF_OPEN or (state == CLOSED and self._failures >= self.failure_threshold)
+            if opens:
                 self._opened = True
                 self._opened_at = now
                 self._trial_started_at = None
+        if opens:
+            self._notify_open()
+
+    def _notify_open(self) -> None:
+        # Outside the lock: a listener may read the breaker, and a slow one must not block other callers.
+        for listener in list(self.on_open):
+            try:
+                listener(self)
+            except Exception:  # a listener must never change what the breaker decided
+                logger.exception("circuit breaker %r: on_open listener %r failed", self.name, listener)
 
     def reset(self) -> None:
         """Forget all history: closed, no failures, no trial in flight.
@@ -222,4 +245,4 @@ class CircuitBreaker:
             self._trial_started_at = None
 
 
-__all__ = ["CLOSED", "HALF_OPEN", "OPEN", "BreakerState", "CircuitBreaker"]
+__all__ = ["CLOSED", "HALF_OPEN", "OPEN", "BreakerState", "CircuitBreaker", "OpenListener"]

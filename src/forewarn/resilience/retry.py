@@ -4,6 +4,10 @@ A :class:`RetryPolicy` is a small immutable value. Its waits are a pure function
 they can be checked without running anything; the retry loop itself lives in the task wrapper. Errors
 that retrying cannot fix (bad input, 4xx responses) are not retried: see :func:`default_retry_on`.
 
+Prefect's spelling maps onto the same value: ``wait_schedule`` is Prefect's ``retry_delay_seconds`` as a
+list (the last wait repeats) and ``wait_jitter_factor`` is Prefect's ``retry_jitter_factor`` (a clamped
+Poisson draw around each wait, :func:`clamped_poisson_seconds`).
+
 For your own test suites, :func:`set_testing` turns every wait into ``0.0``, much like stamina's switch.
 
 Example::
@@ -191,6 +195,54 @@ def backoff_seconds(
     return float(min(maximum, backoff + jitter * u))
 
 
+MAX_WAIT_SCHEDULE = 50
+"""Most waits a ``wait_schedule`` may list: Prefect's limit for ``retry_delay_seconds``."""
+
+MAX_JITTER_FACTOR = 100.0
+"""Upper bound of ``wait_jitter_factor``: beyond it the lower clamp is already 0 and the upper one absurd."""
+
+
+def _lower_clamp_multiple(k: float) -> float:
+    # Prefect's lower_clamp_multiple: the mass between the lower bound and the median equals the mass
+    # between the median and the upper bound k * average.
+    if k >= 50:
+        return 0.0
+    return math.log(max(2**k / (2**k - 1), 1e-10), 2)
+
+
+def clamped_poisson_seconds(average: float, clamping_factor: float, u: float) -> float:
+    """Prefect's retry jitter (``retry_jitter_factor``): a Poisson inter-arrival time around ``average``, clamped.
+
+    The same arithmetic as Prefect's ``prefect.utilities.math.clamped_poisson_interval``, with its uniform
+    draw passed in as ``u`` in ``[0, 1)``, so it is a pure function. With ``k = 1 + clamping_factor``::
+
+        upper = average * k
+        lower = average * log2(2**k / (2**k - 1))          (0 when k >= 50)
+        F(x)  = 1 - exp(-x / average)                      (the exponential CDF)
+        wait  = -average * log(1 - (F(lower) + (F(upper) - F(lower)) * u))
+
+    so ``lower <= wait <= upper`` and the median wait is ``average``. An ``average`` of 0 or less gives 0.
+
+    Example::
+
+        >>> clamped_poisson_seconds(10.0, 0.5, 0.0) >= 10.0 * math.log2(2**1.5 / (2**1.5 - 1)) - 1e-9
+        True
+        >>> round(clamped_poisson_seconds(10.0, 0.5, 1.0), 6)
+        15.0
+        >>> clamped_poisson_seconds(0.0, 0.5, 0.3)
+        0.0
+    """
+    if average <= 0:
+        return 0.0
+    k = 1 + clamping_factor
+    upper = average * k
+    lower = max(0.0, average * _lower_clamp_multiple(k))
+    upper_rv = 1 - math.exp(-upper / average)
+    lower_rv = 1 - math.exp(-lower / average)
+    drawn = lower_rv + (upper_rv - lower_rv) * u
+    return -math.log(max(1 - drawn, 1e-10)) * average
+
+
 def _is_number(value: object) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and not math.isnan(value)
 
@@ -241,6 +293,17 @@ _FIELD_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
         _is_seconds,
         f"finite seconds from 0 to {MAX_WAIT_SECONDS:g}, e.g. RetryPolicy(wait_jitter=0.5)",
     ),
+    "wait_schedule": (
+        lambda v: (
+            v is None or (isinstance(v, tuple) and len(v) <= MAX_WAIT_SCHEDULE and all(_is_seconds(x) for x in v))
+        ),
+        f"None or a tuple of at most {MAX_WAIT_SCHEDULE} waits, each finite seconds from 0 to "
+        f"{MAX_WAIT_SECONDS:g}, e.g. RetryPolicy(wait_schedule=(1.0, 10.0, 60.0))",
+    ),
+    "wait_jitter_factor": (
+        lambda v: v is None or (_is_number(v) and 0 <= v <= MAX_JITTER_FACTOR),
+        f"None or a number from 0 to {MAX_JITTER_FACTOR:g}, e.g. RetryPolicy(wait_jitter_factor=0.5)",
+    ),
 }
 
 
@@ -253,6 +316,13 @@ class RetryPolicy:
         wait(n) = min(wait_max, wait_initial * wait_exp_base ** (n - 1) + wait_jitter * U)
 
     with ``U`` uniform in ``[0, 1)``: exponential backoff with additive jitter, capped at ``wait_max``.
+
+    Prefect's spelling replaces that formula, with Prefect's meaning. ``wait_schedule`` (Prefect's
+    ``retry_delay_seconds``) lists the waits: ``wait(n) = wait_schedule[min(n, len) - 1]``, the last one
+    repeated, 0 for an empty schedule; ``wait_initial``, ``wait_max``, ``wait_exp_base`` and
+    ``wait_jitter`` are then unused. ``wait_jitter_factor`` (Prefect's ``retry_jitter_factor``) draws each
+    wait ``w > 0`` from :func:`clamped_poisson_seconds` around ``w``: between about ``0.42 * w`` and
+    ``(1 + factor) * w`` for a factor of 1, with median ``w``. No wait ever exceeds one day.
     ``attempts`` counts the first attempt, so ``attempts=4`` means up to 3 retries. ``retry_on`` is an
     exception type, a tuple of types, or a predicate; the default, :func:`default_retry_on`, skips
     permanent errors. Waits are finite seconds from 0 to one day and the growth factor is from 1 to 100
@@ -266,6 +336,9 @@ class RetryPolicy:
         [0.5, 1.0, 2.0, 3.0]
         >>> policy.wait(1, rand=lambda: 1.0)
         1.0
+        >>> prefect_style = RetryPolicy(wait_schedule=(1.0, 10.0))
+        >>> [prefect_style.wait(n) for n in range(1, 4)]
+        [1.0, 10.0, 10.0]
     """
 
     attempts: int = 4
@@ -274,6 +347,8 @@ class RetryPolicy:
     wait_exp_base: float = 2.0
     wait_jitter: float = 0.5
     retry_on: RetryOn = default_retry_on
+    wait_schedule: tuple[float, ...] | None = None
+    wait_jitter_factor: float | None = None
 
     def __post_init__(self) -> None:
         for name, (is_valid, expected) in _FIELD_RULES.items():
@@ -301,14 +376,21 @@ class RetryPolicy:
             )
         if _testing:
             return 0.0
-        return backoff_seconds(
-            attempt,
-            initial=self.wait_initial,
-            maximum=self.wait_max,
-            exp_base=self.wait_exp_base,
-            jitter=self.wait_jitter,
-            u=rand(),
-        )
+        schedule = self.wait_schedule
+        if schedule is not None:
+            base = float(schedule[min(attempt, len(schedule)) - 1]) if schedule else 0.0
+        else:
+            base = backoff_seconds(
+                attempt,
+                initial=self.wait_initial,
+                maximum=self.wait_max,
+                exp_base=self.wait_exp_base,
+                jitter=self.wait_jitter,
+                u=rand(),
+            )
+        if self.wait_jitter_factor and base > 0:  # Prefect jitters only a positive wait, with a factor > 0
+            base = clamped_poisson_seconds(base, self.wait_jitter_factor, rand())
+        return min(base, MAX_WAIT_SECONDS)
 
     def is_retryable(self, exc: BaseException) -> bool:
         """Whether this policy retries ``exc``: ``isinstance`` for types and tuples, else the predicate.
@@ -373,11 +455,14 @@ def _check_field_names(changes: dict[str, Any], where: str) -> None:
 
 
 __all__ = [
+    "MAX_JITTER_FACTOR",
+    "MAX_WAIT_SCHEDULE",
     "NON_RETRYABLE",
     "RETRYABLE_CLIENT_STATUS",
     "RetryOn",
     "RetryPolicy",
     "backoff_seconds",
+    "clamped_poisson_seconds",
     "default_retry_on",
     "is_testing",
     "set_testing",

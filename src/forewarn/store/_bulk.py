@@ -221,6 +221,11 @@ def attempts_bulk(attempts: pd.DataFrame, prepared: PreparedInsert, *, sqlite: b
         cols["used_fallback"] = attempts["used_fallback"].fillna(False).astype(bool).tolist()
     else:
         cols["used_fallback"] = np.isin(cols["outcome"], _FALLBACK_OUTCOMES).tolist()
+    if "wait_seconds" in attempts.columns:
+        waits = pd.to_numeric(attempts["wait_seconds"], errors="coerce")
+        cols["wait_seconds"] = [None if pd.isna(v) else float(v) for v in waits.tolist()]
+    else:
+        cols["wait_seconds"] = np.full(n, None, dtype=object)
     return bulk
 
 

@@ -85,6 +85,7 @@ def attempt_row(rec: AttemptRecord) -> dict[str, Any]:
         "retryable": rec.retryable,
         "used_fallback": bool(rec.used_fallback),
         "host": cut(rec.host, n["host"]),
+        "wait_seconds": rec.wait_seconds,
     }
 
 

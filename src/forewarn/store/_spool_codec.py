@@ -80,6 +80,7 @@ def _attempt_values(r: AttemptRecord) -> dict[str, Any]:
         "retryable": r.retryable,
         "used_fallback": r.used_fallback,
         "host": r.host,
+        "wait_seconds": r.wait_seconds,
     }
 
 

@@ -41,7 +41,7 @@ from sqlalchemy.engine import Dialect
 
 from forewarn.errors import InvalidRecordError
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 """The schema this forewarn writes and reads. Bump it together with a step in ``migrations.MIGRATIONS``."""
 
 ID_LENGTH = 255
@@ -174,6 +174,8 @@ task_attempts = sa.Table(
     sa.Column("retryable", sa.Boolean(create_constraint=False)),
     sa.Column("used_fallback", sa.Boolean(create_constraint=False), nullable=False, server_default=sa.false()),
     sa.Column("host", sa.String(NAME_LENGTH)),
+    # version 3: seconds spent waiting for a Prefect concurrency slot or rate limit; NULL without a limit
+    sa.Column("wait_seconds", sa.Float),
     sa.UniqueConstraint("task_run_id", "attempt"),
     # all attempts of one flow run
     sa.Index(None, "flow_run_id"),

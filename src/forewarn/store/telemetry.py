@@ -101,7 +101,7 @@ class TelemetryStore:
 
         >>> store = TelemetryStore("sqlite://")
         >>> store.schema_version
-        2
+        3
         >>> store.close()
     """
 
@@ -164,7 +164,7 @@ class TelemetryStore:
         Example::
 
             >>> TelemetryStore("sqlite://").schema_version
-            2
+            3
         """
         version = self._read(read_version, "read the schema version")
         if version is None:  # the tables were dropped under us
