@@ -117,7 +117,7 @@ def store(store_url: str) -> Any:
 
 class TestOpening:
     def test_creates_every_table_and_index_and_records_the_version(self, store: TelemetryStore) -> None:
-        """An empty database gets the whole schema and schema_version 2."""
+        """An empty database gets the whole schema and the current schema_version."""
         inspector = sa.inspect(store.engine)
         assert set(inspector.get_table_names()) >= {"forewarn_meta", "flow_runs", "task_attempts", "predictions"}
         indexes = {
@@ -130,9 +130,10 @@ class TestOpening:
         uniques = {tuple(u["column_names"]) for u in inspector.get_unique_constraints("task_attempts")}
         assert ("task_run_id", "attempt") in uniques
         assert "features" in {c["name"] for c in inspector.get_columns("flow_runs")}
-        assert store.schema_version == schema.SCHEMA_VERSION == 2
+        assert store.schema_version == schema.SCHEMA_VERSION
         with store.engine.connect() as conn:
-            assert conn.execute(sa.select(schema.forewarn_meta)).all() == [("schema_version", "2")]
+            version = str(schema.SCHEMA_VERSION)
+            assert conn.execute(sa.select(schema.forewarn_meta)).all() == [("schema_version", version)]
 
     def test_reopening_keeps_the_data(self, store_url: str) -> None:
         """A second store on the same URL sees what the first wrote and changes nothing."""
@@ -140,7 +141,7 @@ class TestOpening:
             first.record_flow_run_start(run())
         with TelemetryStore(store_url) as second:
             assert second.runs()["flow_run_id"].tolist() == ["r1"]
-            assert second.schema_version == 2
+            assert second.schema_version == schema.SCHEMA_VERSION
 
     def test_create_false_refuses_an_empty_database(self, store_url: str) -> None:
         """create=False opens existing stores only (on SQLite the file is missing, elsewhere the database empty)."""
@@ -148,7 +149,7 @@ class TestOpening:
             TelemetryStore(store_url, create=False)
         TelemetryStore(store_url).close()
         with TelemetryStore(store_url, create=False) as store:
-            assert store.schema_version == 2
+            assert store.schema_version == schema.SCHEMA_VERSION
 
     def test_default_url_comes_from_settings(self, tmp_path: Path) -> None:
         """Without a URL the store opens FOREWARN_DB_URL."""
@@ -675,7 +676,13 @@ class TestQueryPlans:
         assert "SCAN task_attempts" not in plan
 
 
+NEXT = schema.SCHEMA_VERSION + 1
+"""A schema version one past this forewarn's, for tests of the upgrade machinery."""
+
+
 class TestSchemaVersions:
+    """Newer stores refused, older ones upgraded by the next step (NEXT: one more than this forewarn reads)."""
+
     @staticmethod
     def set_version(url: str, version: int) -> None:
         engine = sa.create_engine(url)
@@ -690,8 +697,9 @@ class TestSchemaVersions:
         with pytest.raises(SchemaVersionError) as info:
             TelemetryStore(store_url)
         assert (
-            "this store was written by a newer forewarn (schema 7, this forewarn reads up to 2): upgrade "
-            "forewarn (pip install -U forewarn) or point FOREWARN_DB_URL at another store"
+            "this store was written by a newer forewarn (schema 7, this forewarn reads up to "
+            f"{schema.SCHEMA_VERSION}): upgrade forewarn (pip install -U forewarn) or point FOREWARN_DB_URL at "
+            "another store"
         ) in str(info.value)
         assert isinstance(info.value, StoreError)
 
@@ -701,25 +709,25 @@ class TestSchemaVersions:
             batch.add_column(sa.Column("queue", sa.String(64)))
 
     def test_older_store_is_upgraded(self, store_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
-        """Opening a v2 store with a forewarn that reads v3 runs the v3 step once and keeps the data."""
+        """Opening a store with a forewarn that reads one version more runs that step once and keeps the data."""
         with TelemetryStore(store_url) as old:
             old.record_attempt(attempt())
         calls: list[int] = []
 
         def step(op: Any) -> None:
-            calls.append(3)
+            calls.append(NEXT)
             self.add_queue_column(op)
 
-        monkeypatch.setattr(schema, "SCHEMA_VERSION", 3)
-        monkeypatch.setattr(migrations, "MIGRATIONS", [*migrations.MIGRATIONS, (3, step)])
+        monkeypatch.setattr(schema, "SCHEMA_VERSION", NEXT)
+        monkeypatch.setattr(migrations, "MIGRATIONS", [*migrations.MIGRATIONS, (NEXT, step)])
         with TelemetryStore(store_url) as upgraded:
-            assert upgraded.schema_version == 3
+            assert upgraded.schema_version == NEXT
             columns = {c["name"] for c in sa.inspect(upgraded.engine).get_columns("task_attempts")}
             assert "queue" in columns
             assert upgraded.attempts()["task_run_id"].tolist() == ["t1"]
         with TelemetryStore(store_url) as again:
-            assert again.schema_version == 3
-        assert calls == [3]
+            assert again.schema_version == NEXT
+        assert calls == [NEXT]
 
     def test_failed_upgrade_leaves_the_store_unchanged(self, store_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
         """A step that fails rolls back every change of the upgrade, version included."""
@@ -730,23 +738,24 @@ class TestSchemaVersions:
             raise RuntimeError("step 3 is broken")
 
         real = list(migrations.MIGRATIONS)
-        monkeypatch.setattr(schema, "SCHEMA_VERSION", 3)
-        monkeypatch.setattr(migrations, "MIGRATIONS", [*real, (3, broken)])
-        with pytest.raises(StoreError, match=r"from schema 2 to 3 failed \(RuntimeError: step 3 is broken\)"):
+        monkeypatch.setattr(schema, "SCHEMA_VERSION", NEXT)
+        monkeypatch.setattr(migrations, "MIGRATIONS", [*real, (NEXT, broken)])
+        failed = rf"from schema {NEXT - 1} to {NEXT} failed \(RuntimeError: step 3 is broken\)"
+        with pytest.raises(StoreError, match=failed):
             TelemetryStore(store_url)
-        monkeypatch.setattr(schema, "SCHEMA_VERSION", 2)
+        monkeypatch.setattr(schema, "SCHEMA_VERSION", NEXT - 1)
         monkeypatch.setattr(migrations, "MIGRATIONS", real)
         with TelemetryStore(store_url) as store:
-            assert store.schema_version == 2
+            assert store.schema_version == NEXT - 1
             columns = {c["name"] for c in sa.inspect(store.engine).get_columns("task_attempts")}
             assert "queue" not in columns
 
     def test_missing_step_is_reported(self, store_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
         """SCHEMA_VERSION without a matching step is a StoreError, not a half-migrated store."""
         TelemetryStore(store_url).close()
-        monkeypatch.setattr(schema, "SCHEMA_VERSION", 4)
-        monkeypatch.setattr(migrations, "MIGRATIONS", [*migrations.MIGRATIONS, (3, self.add_queue_column)])
-        with pytest.raises(StoreError, match=r"no step for schema version\(s\) \[4\]"):
+        monkeypatch.setattr(schema, "SCHEMA_VERSION", NEXT + 1)
+        monkeypatch.setattr(migrations, "MIGRATIONS", [*migrations.MIGRATIONS, (NEXT, self.add_queue_column)])
+        with pytest.raises(StoreError, match=rf"no step for schema version\(s\) \[{NEXT + 1}\]"):
             TelemetryStore(store_url)
 
     def test_concurrent_openers_migrate_once(self, store_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -755,12 +764,12 @@ class TestSchemaVersions:
         calls: list[int] = []
 
         def slow_step(op: Any) -> None:
-            calls.append(3)
+            calls.append(NEXT)
             time.sleep(0.3)  # widen the window in which a second migrator could start
             self.add_queue_column(op)
 
-        monkeypatch.setattr(schema, "SCHEMA_VERSION", 3)
-        monkeypatch.setattr(migrations, "MIGRATIONS", [*migrations.MIGRATIONS, (3, slow_step)])
+        monkeypatch.setattr(schema, "SCHEMA_VERSION", NEXT)
+        monkeypatch.setattr(migrations, "MIGRATIONS", [*migrations.MIGRATIONS, (NEXT, slow_step)])
         barrier = threading.Barrier(4)
         versions: list[int] = []
         errors: list[BaseException] = []
@@ -779,8 +788,8 @@ class TestSchemaVersions:
         for thread in threads:
             thread.join(30)
         assert errors == []
-        assert versions == [3, 3, 3, 3]
-        assert calls == [3]
+        assert versions == [NEXT] * 4
+        assert calls == [NEXT]
 
     def test_concurrent_creators_of_an_empty_store(self, store_url: str) -> None:
         """Four stores opening one empty database at once all succeed; the schema is created once."""
@@ -801,7 +810,7 @@ class TestSchemaVersions:
             thread.join(30)
         assert errors == []
         with TelemetryStore(store_url) as store:
-            assert store.schema_version == 2
+            assert store.schema_version == schema.SCHEMA_VERSION
 
 
 class TestForeignDatabases:
@@ -872,7 +881,7 @@ class TestForeignDatabases:
     def test_writers_still_create_a_store_in_an_empty_database(self, store_url: str) -> None:
         """An empty or missing database becomes a store for a writer, as before."""
         with TelemetryStore(store_url) as store:
-            assert store.schema_version == 2
+            assert store.schema_version == schema.SCHEMA_VERSION
 
     def test_a_reader_on_a_missing_path_creates_nothing(self, tmp_path: Path) -> None:
         """create=False on a mistyped SQLite path: 'no forewarn store at PATH', no file, no directory."""
@@ -1405,10 +1414,10 @@ class TestUpgradeToVersion2:
     """A store written by forewarn 0.1 (schema 1) is upgraded in place by the real MIGRATIONS step."""
 
     def test_v1_store_is_upgraded_and_keeps_its_rows(self, store_url: str) -> None:
-        """Opening a v1 store: version 2, the old rows unchanged, features and predictions usable."""
+        """Opening a v1 store: the current version, the old rows unchanged, features and predictions usable."""
         make_v1_store(store_url)
         with TelemetryStore(store_url) as store:
-            assert store.schema_version == 2
+            assert store.schema_version == schema.SCHEMA_VERSION
             old = rows(store.runs())
             assert old == [
                 {

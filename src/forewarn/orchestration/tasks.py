@@ -36,6 +36,7 @@ import prefect
 from prefect.context import TaskRunContext
 
 from forewarn.errors import ConfigurationError
+from forewarn.orchestration.breakers import share_breakers_through_the_store
 from forewarn.orchestration.log_redaction import install_log_redaction
 from forewarn.orchestration.recorder import default_recorder
 from forewarn.records import AttemptRecord
@@ -148,7 +149,8 @@ def task(
         timeout_seconds: limit for *each* attempt. Async tasks are really cancelled; a sync task's call
             cannot be interrupted in a thread, so forewarn stops waiting for it and it runs on unobserved.
         circuit_breaker: a :class:`~forewarn.resilience.breaker.CircuitBreaker`, usually shared by the tasks that call
-            one service; while open, calls fail fast and go to the fallback.
+            one service; while open, calls fail fast and go to the fallback. Its state is shared through the
+            telemetry store by every process using it (unless made with ``scope="process"``).
         on_attempt: callables receiving each :class:`~forewarn.records.AttemptRecord` as it is written.
         sleep / clock: injectable for tests (``sleep=waits.append``).
         **prefect_options: anything Prefect's ``@task`` takes (name, tags, cache_policy, ...).
@@ -174,6 +176,8 @@ def task(
     if fallback is not None and not callable(fallback):
         raise ConfigurationError("fallback", fallback, "a callable fallback(exc, *args, **kwargs)")
     hooks = list(on_attempt or [])
+    if circuit_breaker is not None:
+        share_breakers_through_the_store()  # shared by every process using FOREWARN_DB_URL's store
 
     def decorate(fn: Callable[..., Any]) -> prefect.Task[..., Any]:
         install_log_redaction()  # Prefect logs a failed task's exception text: secrets masked first

@@ -169,15 +169,19 @@ class AttemptRunner:
         # An open circuit is not the service failing again: never retry into it.
         retryable = not isinstance(exc, CircuitOpenError) and self.policy.is_retryable(exc)
         if self.breaker is not None and not isinstance(exc, CircuitOpenError):
-            self.breaker.record_failure()
+            self.breaker.record_failure(self._seconds_since(start))
         outcome = AttemptOutcome.TIMEOUT if isinstance(exc, AttemptTimeoutError) else AttemptOutcome.FAILURE
         self._record(ids, attempt, start, outcome, exc, retryable)
         return retryable and attempt < self._attempts()
 
     def _succeeded(self, ids: tuple[str, str | None], attempt: int, start: datetime) -> None:
         if self.breaker is not None:
-            self.breaker.record_success()
+            self.breaker.record_success(self._seconds_since(start))
         self._record(ids, attempt, start, AttemptOutcome.SUCCESS)
+
+    def _seconds_since(self, start: datetime) -> float:
+        """The attempt's duration so far, for the breaker's slow-call rate."""
+        return (self.clock() - start).total_seconds()
 
     def _fallback_failed(
         self, ids: tuple[str, str | None], attempt: int, start: datetime, error: Exception, fallback_error: Exception

@@ -44,7 +44,7 @@ Example::
     >>> engine = sa.create_engine("sqlite://", isolation_level="AUTOCOMMIT")
     >>> with engine.connect() as conn:
     ...     ensure_schema(conn, url="sqlite://"), read_version(conn)
-    (2, 2)
+    (3, 3)
 """
 
 from __future__ import annotations
@@ -101,7 +101,29 @@ def _v2_features_and_predictions(op: Operations) -> None:
     op.create_index("ix_predictions_flow_name_scheduled_start", "predictions", ["flow_name", "scheduled_start"])
 
 
-MIGRATIONS: list[tuple[int, Migration]] = [(2, _v2_features_and_predictions)]
+def _v3_circuit_breakers(op: Operations) -> None:
+    """Version 2 → 3: the ``circuit_breakers`` table, one row per shared circuit breaker."""
+    op.create_table(
+        "circuit_breakers",
+        sa.Column("name", sa.String(255), nullable=False),
+        sa.Column("state", sa.String(16), nullable=False, comment="closed | open | half_open"),
+        sa.Column("since", sa.Float, comment="clock seconds of the last transition; null: never"),
+        sa.Column(
+            "trials", sa.Integer, nullable=False, comment="trial calls let through in this half-open period"
+        ),
+        sa.Column("trial_successes", sa.Integer, nullable=False),
+        sa.Column("trial_at", sa.Float, comment="clock seconds the last trial was let through; null: never"),
+        sa.Column("outcomes", sa.Text, nullable=False, comment="count window: one character (SFsf) per call"),
+        sa.Column(
+            "buckets", sa.Text, nullable=False, comment="time window: JSON [[index, calls, failures, slow]]"
+        ),
+        sa.Column("version", sa.BigInteger, nullable=False, comment="one more with every change"),
+        sa.Column("updated_at", schema.UTCDateTime, nullable=False),
+        sa.PrimaryKeyConstraint("name", name="pk_circuit_breakers"),
+    )
+
+
+MIGRATIONS: list[tuple[int, Migration]] = [(2, _v2_features_and_predictions), (3, _v3_circuit_breakers)]
 """Ordered upgrade steps ``(n, step)``; ``step`` turns a version ``n - 1`` store into version ``n``."""
 
 VERSION_KEY = "schema_version"
