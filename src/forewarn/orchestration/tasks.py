@@ -36,7 +36,7 @@ import prefect
 from prefect.context import TaskRunContext
 
 from forewarn.errors import ConfigurationError
-from forewarn.orchestration.breakers import share_breakers_through_the_store
+from forewarn.orchestration.breakers import share_through_the_store
 from forewarn.orchestration.log_redaction import install_log_redaction
 from forewarn.orchestration.recorder import default_recorder
 from forewarn.records import AttemptRecord
@@ -177,7 +177,7 @@ def task(
         raise ConfigurationError("fallback", fallback, "a callable fallback(exc, *args, **kwargs)")
     hooks = list(on_attempt or [])
     if circuit_breaker is not None:
-        share_breakers_through_the_store()  # shared by every process using FOREWARN_DB_URL's store
+        share_through_the_store(circuit_breaker)  # shared by every process using FOREWARN_DB_URL's store
 
     def decorate(fn: Callable[..., Any]) -> prefect.Task[..., Any]:
         install_log_redaction()  # Prefect logs a failed task's exception text: secrets masked first

@@ -5,11 +5,11 @@ in :mod:`forewarn.resilience.breaker_rules`. :class:`CircuitBreaker` applies the
 :class:`BreakerBackend`:
 
 - ``scope="process"``: this process's memory (:class:`MemoryBackend`), as a plain in-process breaker.
-- ``scope="shared"`` (the default): the state the orchestration layer installs with
-  :func:`use_shared_state`, which is one row per breaker in the telemetry store when forewarn's
-  ``forewarn.task`` is in use and telemetry is enabled. Every process using that store then sees one
-  breaker: opened by one, refused in all. Without an installed shared state (the resilience layer used
-  bare, as in this docstring), a shared breaker keeps its state in memory.
+- ``scope="shared"`` (the default): a state shared by processes. ``forewarn.task(circuit_breaker=...)``
+  installs the telemetry store's ``circuit_breakers`` table (:meth:`CircuitBreaker.share_state`), so every
+  process using the same store sees one breaker: opened by one, refused in all. ``backend=`` installs one
+  directly. A shared breaker used bare, never given to a task nor a backend (as in this docstring), keeps
+  its state in memory: there is nothing to share it through.
 
 Reading a shared state does not cost a database round trip per call: the last state read is trusted for
 ``cache_seconds`` (``FOREWARN_BREAKER_CACHE_SECONDS``). Transitions (opening, a half-open trial, closing)
@@ -127,21 +127,8 @@ class MemoryBackend:
             return new, result
 
 
-_shared_state: Callable[[], BreakerBackend | None] | None = None
-
-
-def use_shared_state(factory: Callable[[], BreakerBackend | None] | None) -> None:
-    """Install where ``scope="shared"`` breakers keep their state: ``factory()`` is called once per breaker
-    and process, on first use; ``None`` from it (or no factory) means in this process's memory.
-
-    The orchestration layer installs the telemetry store's breaker table; tests may install their own.
-
-    Example::
-
-        >>> use_shared_state(None)
-    """
-    global _shared_state
-    _shared_state = factory
+StateFactory = Callable[[], "BreakerBackend | None"]
+"""Opens the shared state for a breaker: called once per breaker and process, on first use."""
 
 
 class CircuitBreaker:
@@ -233,6 +220,7 @@ class CircuitBreaker:
         self._explicit_backend = backend
         self._lock = threading.Lock()
         self._local = MemoryBackend()
+        self._shared_factory: StateFactory | None = None
         self._shared: BreakerBackend | None = None
         self._shared_pid: int | None = None
         self._degraded = False
@@ -380,6 +368,25 @@ class CircuitBreaker:
             self._trials_held = 0
             self._write(now, lambda _current: (reset_snapshot(now), None))
 
+    def share_state(self, factory: StateFactory) -> None:
+        """Keep a ``scope="shared"`` breaker's state where ``factory()`` says (``None`` from it: in memory).
+
+        ``forewarn.task(circuit_breaker=...)`` calls this with the telemetry store's breaker table. A
+        ``scope="process"`` breaker, or one given a ``backend``, ignores it. Calling it again with the same
+        factory changes nothing.
+
+        Example::
+
+            >>> breaker = CircuitBreaker("db")
+            >>> breaker.share_state(lambda: MemoryBackend()); breaker.shared
+            True
+        """
+        if self.scope == "process" or self._explicit_backend is not None:
+            return
+        with self._lock:
+            if factory is not self._shared_factory:
+                self._shared_factory, self._shared_pid, self._shared = factory, None, None
+
     # -- internals ---------------------------------------------------------------------------------
 
     def _report(self, *, failed: bool, duration: float | None) -> None:
@@ -399,8 +406,8 @@ class CircuitBreaker:
 
     def _current(self, now: float) -> BreakerSnapshot:
         """The snapshot to decide on: the cached one while fresh, else read (sending pending outcomes)."""
-        if not self._stale(now):
-            return self._cached
+        if not self._stale(now):  # what this process knows: the state last read, and its own outcomes since
+            return record_all(self.config, self._cached, self._pending) if self._pending else self._cached
         if self._pending:
             return self._write(now, lambda current: (current, None))[0]
         backend = self._backend()
@@ -449,14 +456,14 @@ class CircuitBreaker:
         return shared
 
     def _resolve_shared(self) -> BreakerBackend | None:
-        """The backend :func:`use_shared_state` installed, asked once per process (a forked child asks again)."""
+        """The backend :meth:`share_state` installed, opened once per process (a forked child opens its own)."""
         if self._explicit_backend is not None:
             return self._explicit_backend
+        factory = self._shared_factory
+        if factory is None:
+            return None
         pid = os.getpid()
         if self._shared_pid != pid:
-            factory = _shared_state
-            if factory is None:
-                return None  # not cached: the orchestration layer may install one later
             self._shared_pid, self._shared = pid, None
             try:
                 self._shared = factory()
@@ -519,5 +526,5 @@ __all__ = [
     "CircuitBreaker",
     "MemoryBackend",
     "Scope",
-    "use_shared_state",
+    "StateFactory",
 ]

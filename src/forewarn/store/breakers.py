@@ -6,8 +6,8 @@ one short transaction that locks the row (see :mod:`forewarn.store._breakers`). 
 first use through ``open_store``; if it cannot be opened, that is tried again only after
 ``retry_seconds``, so a dead database costs a task at most one bounded wait per interval.
 
-The orchestration layer installs it for every ``scope="shared"`` breaker
-(:func:`forewarn.resilience.breaker.use_shared_state`); a user can pass one directly.
+The orchestration layer installs it in every ``scope="shared"`` breaker given to ``forewarn.task``
+(:meth:`forewarn.resilience.breaker.CircuitBreaker.share_state`); a user can pass one as ``backend=``.
 
 Example::
 
