@@ -170,3 +170,42 @@ def _run() -> Any:
     from forewarn.records import FlowRunRecord
 
     return FlowRunRecord("r1", "etl", start_time=datetime(2026, 1, 1, tzinfo=timezone.utc))
+
+
+@pytest.mark.postgres
+class TestPostgresOutage:
+    """PostgreSQL taken away behind a proxy: in-process state, one line; given back: shared again, one line."""
+
+    def test_falls_back_and_shares_again(self, pg_url: str, caplog: pytest.LogCaptureFixture) -> None:
+        """Refused connections: the breaker still opens (locally); back: it reads the shared 'closed' state."""
+        from forewarn.store import StoreTimeouts
+        from tcp_proxy import Proxy
+
+        url = sa.engine.make_url(pg_url)
+        server = Proxy((url.host or "127.0.0.1", url.port or 5432))
+        via_proxy = url.set(host="127.0.0.1", port=server.port).render_as_string(hide_password=False)
+        clock, store_clock = Clock(), Clock(0.0)
+        try:
+            with TelemetryStore(via_proxy, timeouts=StoreTimeouts(retry_interval=5.0), clock=store_clock) as store:
+                b = breaker(store, clock)
+                b.before_call()
+                server.refuse()
+                clock.now += 1.0
+                with caplog.at_level(logging.WARNING, logger="forewarn.breaker"):
+                    for _ in range(2):
+                        b.before_call()
+                        b.record_failure()
+                    with pytest.raises(CircuitOpenError):
+                        b.before_call()
+                    assert b.shared is False
+                    server.resume()
+                    store_clock.now += 5.0  # the store's own guard lets one call try again
+                    clock.now += 1.0
+                    b.before_call()  # the shared state never saw the failures: closed
+                    assert b.shared is True
+            messages = [r.getMessage() for r in caplog.records]
+            assert len(messages) == 2, messages
+            assert "cannot reach its shared state in the telemetry store" in messages[0]
+            assert "answers again" in messages[1]
+        finally:
+            server.close()
