@@ -18,19 +18,9 @@ from forewarn.resilience.attempts import AttemptRunner
 from forewarn.resilience.breaker import CircuitBreaker, MemoryBackend
 from forewarn.resilience.breaker_rules import BreakerSnapshot
 from forewarn.resilience.retry import RetryPolicy
+from test_breaker import FakeClock
 
 T = TypeVar("T")
-
-
-class FakeClock:
-    def __init__(self, now: float = 1000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 class CountingBackend(MemoryBackend):
@@ -300,22 +290,29 @@ class TestSlowCallsThroughTheRunner:
             runner.run(lambda: "ok", (), {}, task_run_id="t", flow_run_id=None)
 
 
+def fail_a_task_once() -> CircuitBreaker:
+    """A forewarn.task with a one-failure breaker, failed once through .fn(); its breaker."""
+    import forewarn
+
+    breaker = CircuitBreaker("ledger", failure_threshold=1)
+
+    @forewarn.task(retries=0, circuit_breaker=breaker)
+    def post() -> None:
+        raise ConnectionError("ledger down")
+
+    with pytest.raises(ConnectionError):
+        post.fn()
+    return breaker
+
+
 class TestTaskWiring:
     """forewarn.task(circuit_breaker=...) shares the breaker through FOREWARN_DB_URL's store."""
 
     def test_a_task_breaker_lives_in_the_store(self) -> None:
         """A failure of the task's .fn() opens the breaker in the store's circuit_breakers row."""
-        import forewarn
         from forewarn.orchestration.recorder import default_recorder
 
-        breaker = CircuitBreaker("ledger", failure_threshold=1)
-
-        @forewarn.task(retries=0, circuit_breaker=breaker)
-        def post() -> None:
-            raise ConnectionError("ledger down")
-
-        with pytest.raises(ConnectionError):
-            post.fn()
+        breaker = fail_a_task_once()
         recorder = default_recorder()
         assert recorder is not None
         assert breaker.shared is True
@@ -323,17 +320,9 @@ class TestTaskWiring:
 
     def test_without_telemetry_it_stays_in_process(self, monkeypatch: pytest.MonkeyPatch) -> None:
         """FOREWARN_TELEMETRY_ENABLED=false: no store, the breaker works in memory."""
-        import forewarn
         from forewarn.settings import get_settings
 
         monkeypatch.setenv("FOREWARN_TELEMETRY_ENABLED", "false")
         get_settings.cache_clear()
-        breaker = CircuitBreaker("ledger", failure_threshold=1)
-
-        @forewarn.task(retries=0, circuit_breaker=breaker)
-        def post() -> None:
-            raise ConnectionError("ledger down")
-
-        with pytest.raises(ConnectionError):
-            post.fn()
+        breaker = fail_a_task_once()
         assert (breaker.shared, breaker.state) == (False, "open")
