@@ -56,6 +56,7 @@ from forewarn.resilience.breaker_rules import (
     Report,
     admit,
     outcome_of,
+    record,
     record_all,
     reset_snapshot,
     state_at,
@@ -225,7 +226,8 @@ class CircuitBreaker:
         self._shared_pid: int | None = None
         self._degraded = False
         self._retry_shared_at = -math.inf
-        self._cached = BreakerSnapshot()
+        self._cached = BreakerSnapshot()  # the state last read or written
+        self._known = self._cached  # that, with this process's outcomes since (self._pending) applied
         self._read_at = -math.inf
         self._pending: list[Report] = []
         self._trials_held = 0
@@ -365,6 +367,7 @@ class CircuitBreaker:
         with self._lock:
             now = self._clock()
             self._pending.clear()
+            self._known = self._cached
             self._trials_held = 0
             self._write(now, lambda _current: (reset_snapshot(now), None))
 
@@ -395,19 +398,26 @@ class CircuitBreaker:
             trial = self._trials_held > 0
             if trial:
                 self._trials_held -= 1
-            self._pending.append(Report(now, outcome_of(self.config, failed=failed, duration=duration), trial))
-            predicted = record_all(self.config, self._cached, self._pending)
-            if trial or predicted.state != self._cached.state or self._stale(now) or len(self._pending) >= MAX_PENDING:
+            report = Report(now, outcome_of(self.config, failed=failed, duration=duration), trial)
+            self._pending.append(report)
+            self._known = record(self.config, self._known, report.at, report.outcome, trial=trial)
+            if (
+                trial
+                or self._known.state != self._cached.state  # it would trip (or close): written through now
+                or self._stale(now)
+                or len(self._pending) >= MAX_PENDING
+            ):
                 self._write(now, lambda current: (current, None))
 
     def _stale(self, now: float) -> bool:
-        cache = 0.0 if self._backend() is self._local else self._ttl()
+        # This breaker's own memory changes only through this breaker: read once, then always current.
+        cache = math.inf if self._backend() is self._local else self._ttl()
         return not (0 <= now - self._read_at < cache)
 
     def _current(self, now: float) -> BreakerSnapshot:
         """The snapshot to decide on: the cached one while fresh, else read (sending pending outcomes)."""
-        if not self._stale(now):  # what this process knows: the state last read, and its own outcomes since
-            return record_all(self.config, self._cached, self._pending) if self._pending else self._cached
+        if not self._stale(now):
+            return self._known
         if self._pending:
             return self._write(now, lambda current: (current, None))[0]
         backend = self._backend()
@@ -416,7 +426,7 @@ class CircuitBreaker:
         except StoreError as exc:
             self._fall_back(backend, exc)
             snap = self._local.read(self.name)
-        self._cached, self._read_at = snap, now
+        self._remember(snap, now)
         return snap
 
     def _write(self, now: float, change: Change[T]) -> tuple[BreakerSnapshot, T]:
@@ -433,8 +443,13 @@ class CircuitBreaker:
         except StoreError as exc:
             self._fall_back(backend, exc)
             snap, result = self._local.change(self.name, apply)
-        self._cached, self._read_at = snap, now
+        self._remember(snap, now)
         return snap, result
+
+    def _remember(self, snap: BreakerSnapshot, now: float) -> None:
+        """Cache ``snap`` as read at ``now``; this process has no outcomes it has not sent."""
+        self._cached = self._known = snap
+        self._read_at = now
 
     def _ttl(self) -> float:
         if self._cache_seconds is not None:
@@ -483,7 +498,8 @@ class CircuitBreaker:
             self._retry_shared_at = now + max(self._ttl(), MIN_RETRY_SECONDS)
             return False
         self._degraded = False
-        self._cached, self._read_at = snap, now
+        self._pending.clear()  # they were applied to the local state, which stays local
+        self._remember(snap, now)
         self._trials_held = 0
         logger.warning(
             "circuit breaker %r: %s answers again; its state is shared again (what this process saw meanwhile "

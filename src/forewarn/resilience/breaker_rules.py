@@ -203,13 +203,13 @@ def admit(config: BreakerConfig, snap: BreakerSnapshot, now: float) -> tuple[Bre
     if state == CLOSED:
         return snap, None
     if state == OPEN:
-        return snap, max(0.0, snap.since + config.reset_timeout - now)
+        return snap, _wait(config, snap.since, now)
     trials = snap.trials if snap.state == HALF_OPEN else 0
     successes = snap.trial_successes if snap.state == HALF_OPEN else 0
     if trials >= config.half_open_calls and now - snap.trial_at >= config.reset_timeout:
         trials = successes  # the trials still in flight are lost
     if trials >= config.half_open_calls:
-        return snap, max(0.0, snap.trial_at + config.reset_timeout - now)
+        return snap, _wait(config, snap.trial_at, now)
     return replace(snap, state=HALF_OPEN, trials=trials + 1, trial_successes=successes, trial_at=now), None
 
 
@@ -295,6 +295,11 @@ def reset_snapshot(now: float) -> BreakerSnapshot:
 # -- helpers ---------------------------------------------------------------------------------------------
 
 
+def _wait(config: BreakerConfig, started: float, now: float) -> float:
+    """Seconds until ``reset_timeout`` after ``started``, within [0, reset_timeout] despite float rounding."""
+    return min(config.reset_timeout, max(0.0, started + config.reset_timeout - now))
+
+
 def _opened(at: float) -> BreakerSnapshot:
     return BreakerSnapshot(state=OPEN, since=at)
 
@@ -305,8 +310,9 @@ def _closed(at: float) -> BreakerSnapshot:
 
 def _add(config: BreakerConfig, snap: BreakerSnapshot, at: float, outcome: str) -> BreakerSnapshot:
     if config.mode == "consecutive":
-        failed = outcome in (FAILURE, SLOW_FAILURE)
-        return replace(snap, outcomes=(snap.outcomes + FAILURE)[-config.failure_threshold :] if failed else "")
+        if outcome not in (FAILURE, SLOW_FAILURE):
+            return replace(snap, outcomes="") if snap.outcomes else snap  # the common case: nothing to copy
+        return replace(snap, outcomes=(snap.outcomes + FAILURE)[-config.failure_threshold :])
     if config.mode == "count":
         return replace(snap, outcomes=(snap.outcomes + outcome)[-config.window_size :])
     index = math.floor(at / config.bucket_seconds)
