@@ -326,3 +326,20 @@ class TestTaskWiring:
         get_settings.cache_clear()
         breaker = fail_a_task_once()
         assert (breaker.shared, breaker.state) == (False, "open")
+
+
+class TestRepr:
+    """repr names the window the breaker opens on."""
+
+    @pytest.mark.parametrize(
+        ("kwargs", "window"),
+        [
+            ({}, "failure_threshold=5"),
+            ({"mode": "count", "window_size": 20}, "mode='count', window_size=20, failure_rate=0.5"),
+            ({"mode": "time", "window_seconds": 30}, "mode='time', window_seconds=30, failure_rate=0.5"),
+        ],
+    )
+    def test_repr(self, kwargs: dict[str, Any], window: str) -> None:
+        """Name, state, failures in the window, the mode's parameters, reset_timeout."""
+        breaker = CircuitBreaker("svc", scope="process", **kwargs)
+        assert repr(breaker) == f"CircuitBreaker('svc', state='closed', failures=0, {window}, reset_timeout=30)"

@@ -245,9 +245,16 @@ class CircuitBreaker:
         return float(self.config.reset_timeout)
 
     def __repr__(self) -> str:
+        config = self.config
+        if config.mode == "consecutive":
+            window = f"failure_threshold={config.failure_threshold}"
+        elif config.mode == "count":
+            window = f"mode='count', window_size={config.window_size}, failure_rate={config.failure_rate:g}"
+        else:
+            window = f"mode='time', window_seconds={config.window_seconds:g}, failure_rate={config.failure_rate:g}"
         return (
-            f"CircuitBreaker({self.name!r}, state={self.state!r}, failures={self.failure_count}, "
-            f"failure_threshold={self.failure_threshold}, reset_timeout={self.reset_timeout:g})"
+            f"CircuitBreaker({self.name!r}, state={self.state!r}, failures={self.failure_count}, {window}, "
+            f"reset_timeout={self.reset_timeout:g})"
         )
 
     # -- reading -----------------------------------------------------------------------------------
@@ -314,7 +321,7 @@ class CircuitBreaker:
                 raise CircuitOpenError(self.name, retry_after)
             if nxt is snap:  # closed: nothing to write
                 return
-            _, retry_after = self._write(now, lambda current: _admitted(self.config, current, now))
+            _, retry_after = self._write(now, lambda current: admit(self.config, current, now))
             if retry_after is not None:
                 raise CircuitOpenError(self.name, retry_after)
             self._trials_held += 1
@@ -525,11 +532,6 @@ class CircuitBreaker:
             where,
             str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
         )
-
-
-def _admitted(config: BreakerConfig, current: BreakerSnapshot, now: float) -> tuple[BreakerSnapshot, float | None]:
-    nxt, retry_after = admit(config, current, now)
-    return nxt, retry_after
 
 
 __all__ = [
