@@ -343,3 +343,36 @@ class TestRepr:
         """Name, state, failures in the window, the mode's parameters, reset_timeout."""
         breaker = CircuitBreaker("svc", scope="process", **kwargs)
         assert repr(breaker) == f"CircuitBreaker('svc', state='closed', failures=0, {window}, reset_timeout=30)"
+
+
+class TestCacheSetting:
+    """FOREWARN_BREAKER_CACHE_SECONDS sets how long a shared breaker trusts its last read."""
+
+    def test_the_setting_is_the_default_cache(
+        self, backend: CountingBackend, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """5 s from the environment: calls over 4.9 s make one read; at 5 s, a second."""
+        from forewarn.settings import get_settings
+
+        monkeypatch.setenv("FOREWARN_BREAKER_CACHE_SECONDS", "5")
+        get_settings.cache_clear()
+        breaker = CircuitBreaker("payments", backend=backend, clock=clock)
+        for _ in range(50):
+            breaker.before_call()
+            clock.advance(0.1)
+        assert backend.reads == 1
+        clock.advance(0.1)
+        breaker.before_call()
+        assert backend.reads == 2
+
+    @pytest.mark.parametrize(("value", "words"), [("-1", "greater than or equal to 0"), ("inf", "finite number")])
+    def test_a_bad_value_names_the_variable(self, monkeypatch: pytest.MonkeyPatch, value: str, words: str) -> None:
+        """Negative or infinite: refused at start, naming the variable."""
+        from forewarn.errors import ConfigurationError
+        from forewarn.settings import load_settings
+
+        monkeypatch.setenv("FOREWARN_BREAKER_CACHE_SECONDS", value)
+        with pytest.raises(ConfigurationError) as info:
+            load_settings()
+        assert info.value.setting == "FOREWARN_BREAKER_CACHE_SECONDS"
+        assert words in str(info.value)
