@@ -143,7 +143,8 @@ class CircuitBreaker:
     ``scope="shared"`` shares the state with every process using the same telemetry store (see the module
     docstring); ``scope="process"`` keeps it here. ``backend`` sets the state's home directly.
     ``clock`` returns seconds; shared state compares them between processes, so the default is
-    ``time.time`` (wall clock; keep the machines' clocks synchronised).
+    ``time.time`` (wall clock; keep the machines' clocks synchronised), and ``time.monotonic`` for
+    ``scope="process"``.
 
     Rules worth knowing:
 
@@ -179,7 +180,7 @@ class CircuitBreaker:
         half_open_calls: int = 1,
         scope: Scope = "shared",
         cache_seconds: float | None = None,
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] | None = None,
         backend: BreakerBackend | None = None,
     ) -> None:
         if not isinstance(name, str) or not name or len(name) > 255:
@@ -210,6 +211,8 @@ class CircuitBreaker:
             raise ConfigurationError(
                 "CircuitBreaker.cache_seconds", cache_seconds, "finite seconds >= 0, e.g. cache_seconds=1.0"
             )
+        if clock is None:  # shared state compares times between processes: wall time; alone, monotonic
+            clock = time.monotonic if scope == "process" else time.time
         if not callable(clock):
             raise ConfigurationError(
                 "CircuitBreaker.clock", clock, "a function returning seconds, e.g. clock=time.time"
