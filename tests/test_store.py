@@ -134,9 +134,10 @@ class TestOpening:
         uniques = {tuple(u["column_names"]) for u in inspector.get_unique_constraints("task_attempts")}
         assert ("task_run_id", "attempt") in uniques
         assert "features" in {c["name"] for c in inspector.get_columns("flow_runs")}
-        assert store.schema_version == schema.SCHEMA_VERSION == CURRENT
+        assert store.schema_version == schema.SCHEMA_VERSION
         with store.engine.connect() as conn:
-            assert conn.execute(sa.select(schema.forewarn_meta)).all() == [("schema_version", str(CURRENT))]
+            version = str(schema.SCHEMA_VERSION)
+            assert conn.execute(sa.select(schema.forewarn_meta)).all() == [("schema_version", version)]
 
     def test_reopening_keeps_the_data(self, store_url: str) -> None:
         """A second store on the same URL sees what the first wrote and changes nothing."""
@@ -144,7 +145,7 @@ class TestOpening:
             first.record_flow_run_start(run())
         with TelemetryStore(store_url) as second:
             assert second.runs()["flow_run_id"].tolist() == ["r1"]
-            assert second.schema_version == CURRENT
+            assert second.schema_version == schema.SCHEMA_VERSION
 
     def test_create_false_refuses_an_empty_database(self, store_url: str) -> None:
         """create=False opens existing stores only (on SQLite the file is missing, elsewhere the database empty)."""
@@ -152,7 +153,7 @@ class TestOpening:
             TelemetryStore(store_url, create=False)
         TelemetryStore(store_url).close()
         with TelemetryStore(store_url, create=False) as store:
-            assert store.schema_version == CURRENT
+            assert store.schema_version == schema.SCHEMA_VERSION
 
     def test_default_url_comes_from_settings(self, tmp_path: Path) -> None:
         """Without a URL the store opens FOREWARN_DB_URL."""
@@ -683,6 +684,8 @@ class TestQueryPlans:
 
 
 class TestSchemaVersions:
+    """Newer stores refused, older ones upgraded by the next step (NEXT: one more than this forewarn reads)."""
+
     @staticmethod
     def set_version(url: str, version: int) -> None:
         engine = sa.create_engine(url)
@@ -697,8 +700,9 @@ class TestSchemaVersions:
         with pytest.raises(SchemaVersionError) as info:
             TelemetryStore(store_url)
         assert (
-            f"this store was written by a newer forewarn (schema 7, this forewarn reads up to {CURRENT}): upgrade "
-            "forewarn (pip install -U forewarn) or point FOREWARN_DB_URL at another store"
+            "this store was written by a newer forewarn (schema 7, this forewarn reads up to "
+            f"{schema.SCHEMA_VERSION}): upgrade forewarn (pip install -U forewarn) or point FOREWARN_DB_URL at "
+            "another store"
         ) in str(info.value)
         assert isinstance(info.value, StoreError)
 
@@ -708,13 +712,13 @@ class TestSchemaVersions:
             batch.add_column(sa.Column("queue", sa.String(64)))
 
     def test_older_store_is_upgraded(self, store_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
-        """Opening a store with a forewarn that reads the next version runs that step once and keeps the data."""
+        """Opening a store with a forewarn that reads one version more runs that step once and keeps the data."""
         with TelemetryStore(store_url) as old:
             old.record_attempt(attempt())
         calls: list[int] = []
 
         def step(op: Any) -> None:
-            calls.append(3)
+            calls.append(NEXT)
             self.add_queue_column(op)
 
         monkeypatch.setattr(schema, "SCHEMA_VERSION", NEXT)
@@ -726,7 +730,7 @@ class TestSchemaVersions:
             assert upgraded.attempts()["task_run_id"].tolist() == ["t1"]
         with TelemetryStore(store_url) as again:
             assert again.schema_version == NEXT
-        assert calls == [3]
+        assert calls == [NEXT]
 
     def test_failed_upgrade_leaves_the_store_unchanged(self, store_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
         """A step that fails rolls back every change of the upgrade, version included."""
@@ -739,13 +743,13 @@ class TestSchemaVersions:
         real = list(migrations.MIGRATIONS)
         monkeypatch.setattr(schema, "SCHEMA_VERSION", NEXT)
         monkeypatch.setattr(migrations, "MIGRATIONS", [*real, (NEXT, broken)])
-        failed = rf"from schema {CURRENT} to {NEXT} failed \(RuntimeError: step 3 is broken\)"
+        failed = rf"from schema {NEXT - 1} to {NEXT} failed \(RuntimeError: step 3 is broken\)"
         with pytest.raises(StoreError, match=failed):
             TelemetryStore(store_url)
-        monkeypatch.setattr(schema, "SCHEMA_VERSION", CURRENT)
+        monkeypatch.setattr(schema, "SCHEMA_VERSION", NEXT - 1)
         monkeypatch.setattr(migrations, "MIGRATIONS", real)
         with TelemetryStore(store_url) as store:
-            assert store.schema_version == CURRENT
+            assert store.schema_version == NEXT - 1
             columns = {c["name"] for c in sa.inspect(store.engine).get_columns("task_attempts")}
             assert "queue" not in columns
 
@@ -763,7 +767,7 @@ class TestSchemaVersions:
         calls: list[int] = []
 
         def slow_step(op: Any) -> None:
-            calls.append(3)
+            calls.append(NEXT)
             time.sleep(0.3)  # widen the window in which a second migrator could start
             self.add_queue_column(op)
 
@@ -788,7 +792,7 @@ class TestSchemaVersions:
             thread.join(30)
         assert errors == []
         assert versions == [NEXT] * 4
-        assert calls == [3]
+        assert calls == [NEXT]
 
     def test_concurrent_creators_of_an_empty_store(self, store_url: str) -> None:
         """Four stores opening one empty database at once all succeed; the schema is created once."""
@@ -809,7 +813,7 @@ class TestSchemaVersions:
             thread.join(30)
         assert errors == []
         with TelemetryStore(store_url) as store:
-            assert store.schema_version == CURRENT
+            assert store.schema_version == schema.SCHEMA_VERSION
 
 
 class TestForeignDatabases:
@@ -880,7 +884,7 @@ class TestForeignDatabases:
     def test_writers_still_create_a_store_in_an_empty_database(self, store_url: str) -> None:
         """An empty or missing database becomes a store for a writer, as before."""
         with TelemetryStore(store_url) as store:
-            assert store.schema_version == CURRENT
+            assert store.schema_version == schema.SCHEMA_VERSION
 
     def test_a_reader_on_a_missing_path_creates_nothing(self, tmp_path: Path) -> None:
         """create=False on a mistyped SQLite path: 'no forewarn store at PATH', no file, no directory."""
@@ -1416,7 +1420,7 @@ class TestUpgradeToVersion2:
         """Opening a v1 store: the current version, the old rows unchanged, features and predictions usable."""
         make_v1_store(store_url)
         with TelemetryStore(store_url) as store:
-            assert store.schema_version == CURRENT
+            assert store.schema_version == schema.SCHEMA_VERSION
             old = rows(store.runs())
             assert old == [
                 {

@@ -177,6 +177,15 @@ class ForewarnSettings(BaseSettings):
         description="Longest a process waits at exit for its spooled records to reach the store (the rest stay "
         "in the spool for the next process).",
     )
+    # shared circuit breakers
+    breaker_cache_seconds: float = Field(
+        1.0,
+        ge=0,
+        le=3600,
+        allow_inf_nan=False,
+        description="How long a shared circuit breaker trusts the state it last read from the store before "
+        "reading it again, from 0 to 3600 s; another process's opening is seen within this time.",
+    )
 
     @field_validator("db_url", mode="before")
     @classmethod

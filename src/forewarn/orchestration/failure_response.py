@@ -381,7 +381,7 @@ def breaker_opened(breaker: CircuitBreaker) -> None:
             related=_related(flow_run_id, task_run_id=str(task_run.id) if task_run is not None else None),
             payload={
                 "breaker": breaker.name,
-                "failures": breaker.failure_count,
+                "failures": breaker.failure_count if breaker.failures_at_open is None else breaker.failures_at_open,
                 "failure_threshold": breaker.failure_threshold,
                 "reset_timeout": breaker.reset_timeout,
                 "flow_run_id": flow_run_id,

@@ -38,6 +38,7 @@ import prefect
 from prefect.context import TaskRunContext
 
 from forewarn.errors import ConfigurationError
+from forewarn.orchestration.breakers import share_through_the_store
 from forewarn.orchestration.concurrency import LimitNames, limit_gates
 from forewarn.orchestration.failure_response import note_task_call, respond_to_task_failure, task_failure, watch_breaker
 from forewarn.orchestration.log_redaction import install_log_redaction
@@ -195,7 +196,8 @@ def task(
         timeout_seconds: limit for *each* attempt. Async tasks are really cancelled; a sync task's call
             cannot be interrupted in a thread, so forewarn stops waiting for it and it runs on unobserved.
         circuit_breaker: a :class:`~forewarn.resilience.breaker.CircuitBreaker`, usually shared by the tasks that call
-            one service; while open, calls fail fast and go to the fallback.
+            one service; while open, calls fail fast and go to the fallback. Its state is shared through the
+            telemetry store by every process using it (unless made with ``scope="process"``).
         concurrency: a Prefect global concurrency limit's name (or a list): a slot is held for each attempt,
             a bulkhead across workers (:mod:`forewarn.orchestration.concurrency`).
         rate_limit: a limit with slot decay taken before each attempt (calls per second across workers).
@@ -250,6 +252,8 @@ def task(
         concurrency=concurrency, rate_limit=rate_limit, timeout_seconds=limit_timeout_seconds, strict=limit_strict
     )
     hooks = list(on_attempt or [])
+    if circuit_breaker is not None:
+        share_through_the_store(circuit_breaker)  # shared by every process using FOREWARN_DB_URL's store
 
     def decorate(fn: Callable[..., Any]) -> prefect.Task[..., Any]:
         install_log_redaction()  # Prefect logs a failed task's exception text: secrets masked first

@@ -197,14 +197,14 @@ class AttemptRunner:
         retryable = not isinstance(exc, CircuitOpenError) and self.policy.is_retryable(exc)
         called = not isinstance(exc, CircuitOpenError) and not (waited is not None and waited.refused)
         if self.breaker is not None and called:
-            self.breaker.record_failure()
+            self.breaker.record_failure(self._seconds_since(start))
         outcome = AttemptOutcome.TIMEOUT if isinstance(exc, AttemptTimeoutError) else AttemptOutcome.FAILURE
         self._record(ids, attempt, start, outcome, exc, retryable, waited)
         return retryable and attempt < self._attempts()
 
     def _succeeded(self, ids: tuple[str, str | None], attempt: int, start: datetime, waited: _Waited | None) -> None:
         if self.breaker is not None:
-            self.breaker.record_success()
+            self.breaker.record_success(self._seconds_since(start))
         self._record(ids, attempt, start, AttemptOutcome.SUCCESS, waited=waited)
 
     def _gated_call(
@@ -236,6 +236,10 @@ class AttemptRunner:
             finally:
                 waited.seconds = (self.clock() - began).total_seconds()
             return await acall_with_timeout(fn, args, kwargs, seconds=self.timeout_seconds, name=self.task_name)
+
+    def _seconds_since(self, start: datetime) -> float:
+        """The attempt's duration so far, for the breaker's slow-call rate."""
+        return (self.clock() - start).total_seconds()
 
     def _fallback_failed(
         self, ids: tuple[str, str | None], attempt: int, start: datetime, error: Exception, fallback_error: Exception

@@ -77,7 +77,11 @@ class Database:
         self._deadline = SocketDeadline()
         # One failure opens it: that failure already cost a whole timeout, and the next would cost another.
         self._breaker = CircuitBreaker(
-            "telemetry store", failure_threshold=1, reset_timeout=self.timeouts.retry_interval, clock=clock
+            "telemetry store",
+            failure_threshold=1,
+            reset_timeout=self.timeouts.retry_interval,
+            scope="process",  # the store's own guard: it cannot keep its state in the store it guards
+            clock=clock,
         )
         if self.is_sqlite:
             self.engine = _sqlite_engine(sa_url, self.url)

@@ -57,19 +57,24 @@ def write_retrying(
     *,
     sleep: Callable[[float], None],
     atomic: bool = False,
+    bounded: bool | None = None,
 ) -> T:
     """Run ``work`` on a pooled connection, retrying transient failures; ``atomic`` makes it one transaction.
 
-    A non-atomic write is one statement and runs under the write deadline; an atomic one has none.
+    A non-atomic write is one statement and runs under the write deadline; an atomic one has none unless
+    ``bounded`` (a short transaction of a few statements, such as a breaker's change).
     """
+    under_deadline = not atomic if bounded is None else bounded
 
     def once() -> T:
         with db.connect() as conn:
-            if not atomic:
-                with db.bounded(conn.connection.dbapi_connection, db.timeouts.write, action):
+            dbapi = conn.connection.dbapi_connection
+            seconds = db.timeouts.write if under_deadline else None
+            with db.bounded(dbapi, seconds, action):
+                if not atomic:
                     return work(conn)
-            with write_transaction(conn):
-                return work(conn)
+                with write_transaction(conn):
+                    return work(conn)
 
     return _retrying(once, db, action, sleep=sleep, errors=(DBAPIError,), transient=db.is_transient)
 

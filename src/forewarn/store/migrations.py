@@ -25,15 +25,16 @@ The versions so far:
 1. ``forewarn_meta``, ``flow_runs``, ``task_attempts``.
 2. ``flow_runs.features`` (JSON text, nullable) and the ``predictions`` table (:func:`_v2_features_and_predictions`).
 3. ``task_attempts.wait_seconds`` (float, nullable) (:func:`_v3_attempt_wait_seconds`).
+4. the ``circuit_breakers`` table, one row per shared circuit breaker (:func:`_v4_circuit_breakers`).
 
-Adding schema version 4 means: change the tables in :mod:`forewarn.store.schema`, set ``SCHEMA_VERSION = 4``
-and append a step that turns a version-3 store into a version-4 one::
+Adding schema version 5 means: change the tables in :mod:`forewarn.store.schema`, set ``SCHEMA_VERSION = 5``
+and append a step that turns a version-4 store into a version-5 one::
 
-    def _v4_add_queue_column(op: Operations) -> None:
+    def _v5_add_queue_column(op: Operations) -> None:
         with op.batch_alter_table("task_attempts") as batch:
             batch.add_column(sa.Column("queue", sa.String(255)))
 
-    MIGRATIONS = [..., (3, _v3_attempt_wait_seconds), (4, _v4_add_queue_column)]
+    MIGRATIONS = [..., (4, _v4_circuit_breakers), (5, _v5_add_queue_column)]
 
 A step must only use ``op`` and spell out the columns it creates (never import the current tables: they
 describe the newest schema, not the one the step starts from). A test compares a migrated store with a
@@ -45,7 +46,7 @@ Example::
     >>> engine = sa.create_engine("sqlite://", isolation_level="AUTOCOMMIT")
     >>> with engine.connect() as conn:
     ...     ensure_schema(conn, url="sqlite://"), read_version(conn)
-    (3, 3)
+    (4, 4)
 """
 
 from __future__ import annotations
@@ -112,7 +113,33 @@ def _v3_attempt_wait_seconds(op: Operations) -> None:
         batch.add_column(sa.Column("wait_seconds", sa.Float, nullable=True))
 
 
-MIGRATIONS: list[tuple[int, Migration]] = [(2, _v2_features_and_predictions), (3, _v3_attempt_wait_seconds)]
+def _v4_circuit_breakers(op: Operations) -> None:
+    """Version 3 → 4: the ``circuit_breakers`` table, one row per shared circuit breaker."""
+    op.create_table(
+        "circuit_breakers",
+        sa.Column("name", sa.String(255), nullable=False),
+        sa.Column("state", sa.String(16), nullable=False, comment="closed | open | half_open"),
+        sa.Column("since", sa.Float, comment="clock seconds of the last transition; null: never"),
+        sa.Column(
+            "trials", sa.Integer, nullable=False, comment="trial calls let through in this half-open period"
+        ),
+        sa.Column("trial_successes", sa.Integer, nullable=False),
+        sa.Column("trial_at", sa.Float, comment="clock seconds the last trial was let through; null: never"),
+        sa.Column("outcomes", sa.Text, nullable=False, comment="count window: one character (SFsf) per call"),
+        sa.Column(
+            "buckets", sa.Text, nullable=False, comment="time window: JSON [[index, calls, failures, slow]]"
+        ),
+        sa.Column("version", sa.BigInteger, nullable=False, comment="one more with every change"),
+        sa.Column("updated_at", schema.UTCDateTime, nullable=False),
+        sa.PrimaryKeyConstraint("name", name="pk_circuit_breakers"),
+    )
+
+
+MIGRATIONS: list[tuple[int, Migration]] = [
+    (2, _v2_features_and_predictions),
+    (3, _v3_attempt_wait_seconds),
+    (4, _v4_circuit_breakers),
+]
 """Ordered upgrade steps ``(n, step)``; ``step`` turns a version ``n - 1`` store into version ``n``."""
 
 VERSION_KEY = "schema_version"

@@ -14,6 +14,9 @@ Schema version :data:`SCHEMA_VERSION` (stored in ``forewarn_meta``; see :mod:`fo
 ``predictions`` (version 2)
     One row per failure-risk score of a flow run, made by the pre-run hook or by the forecast of
     scheduled runs. A run may be scored many times (each forecast scores it again, with less lead).
+``circuit_breakers`` (version 4)
+    One row per shared circuit breaker, keyed by its name: the state every process using the store
+    sees (:mod:`forewarn.store.breakers`). ``version`` grows by one with each change.
 
 Times are ``DateTime(timezone=True)`` through :class:`UTCDateTime`, which stores UTC and hands back
 timezone-aware UTC values on every backend (SQLite keeps no offset, so the conversion happens here).
@@ -26,7 +29,7 @@ Example::
 
     >>> from forewarn.store.schema import metadata, task_attempts
     >>> sorted(metadata.tables)
-    ['flow_runs', 'forewarn_meta', 'predictions', 'task_attempts']
+    ['circuit_breakers', 'flow_runs', 'forewarn_meta', 'predictions', 'task_attempts']
     >>> task_attempts.c.outcome.type.length
     32
 """
@@ -41,7 +44,7 @@ from sqlalchemy.engine import Dialect
 
 from forewarn.errors import InvalidRecordError
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 """The schema this forewarn writes and reads. Bump it together with a step in ``migrations.MIGRATIONS``."""
 
 ID_LENGTH = 255
@@ -216,6 +219,22 @@ predictions = sa.Table(
 )
 
 
+circuit_breakers = sa.Table(
+    "circuit_breakers",
+    metadata,
+    sa.Column("name", sa.String(NAME_LENGTH), primary_key=True),
+    sa.Column("state", sa.String(16), nullable=False, comment="closed | open | half_open"),
+    sa.Column("since", sa.Float, comment="clock seconds of the last transition; null: never"),
+    sa.Column("trials", sa.Integer, nullable=False, comment="trial calls let through in this half-open period"),
+    sa.Column("trial_successes", sa.Integer, nullable=False),
+    sa.Column("trial_at", sa.Float, comment="clock seconds the last trial was let through; null: never"),
+    sa.Column("outcomes", sa.Text, nullable=False, comment="count window: one character (SFsf) per call"),
+    sa.Column("buckets", sa.Text, nullable=False, comment="time window: JSON [[index, calls, failures, slow]]"),
+    sa.Column("version", sa.BigInteger, nullable=False, comment="one more with every change"),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+)
+
+
 def string_lengths(table: sa.Table) -> dict[str, int]:
     """The declared length of every bounded string column of ``table``, for truncating values.
 
@@ -235,6 +254,7 @@ def string_lengths(table: sa.Table) -> dict[str, int]:
 __all__ = [
     "SCHEMA_VERSION",
     "UTCDateTime",
+    "circuit_breakers",
     "flow_runs",
     "forewarn_meta",
     "metadata",

@@ -38,6 +38,8 @@ from forewarn.records import (
     PredictionRecord,
     RunState,
 )
+from forewarn.resilience.breaker_rules import BreakerSnapshot
+from forewarn.store._breakers import change_breaker, read_breaker
 from forewarn.store._bulk import BulkColumns, WriteStatements, attempts_bulk, check_chunk_rows, runs_bulk, write_chunks
 from forewarn.store._codec import aware, cut, encode_features, encode_parameters, state_value
 from forewarn.store._engine import Database
@@ -101,7 +103,7 @@ class TelemetryStore:
 
         >>> store = TelemetryStore("sqlite://")
         >>> store.schema_version
-        3
+        4
         >>> store.close()
     """
 
@@ -164,7 +166,7 @@ class TelemetryStore:
         Example::
 
             >>> TelemetryStore("sqlite://").schema_version
-            3
+            4
         """
         version = self._read(read_version, "read the schema version")
         if version is None:  # the tables were dropped under us
@@ -411,6 +413,48 @@ class TelemetryStore:
         return len(params)
 
     # -- reading -------------------------------------------------------------------------------------
+
+    # -- circuit breakers ----------------------------------------------------------------------------
+
+    def breaker_state(self, name: str) -> BreakerSnapshot:
+        """The shared state of circuit breaker ``name`` (closed and empty if it has none yet).
+
+        One read under the read deadline; unlike the telemetry reads it does not wait for the spool.
+
+        Example::
+
+            >>> TelemetryStore("sqlite://").breaker_state("payments").state
+            'closed'
+        """
+        self._check_open()
+        return read_once(self._db, lambda conn: read_breaker(conn, name, self.url), "breaker_state")
+
+    def change_breaker(
+        self, name: str, change: Callable[[BreakerSnapshot], tuple[BreakerSnapshot, T]]
+    ) -> tuple[BreakerSnapshot, T]:
+        """Apply ``change`` to breaker ``name``'s state atomically: no other process's change interleaves.
+
+        ``change(current)`` returns ``(new snapshot, result)``; it may run more than once if the
+        transaction is retried, so it must be pure. Returns the stored snapshot and the result.
+
+        Example::
+
+            >>> from dataclasses import replace
+            >>> store = TelemetryStore("sqlite://")
+            >>> store.change_breaker("db", lambda s: (replace(s, state="open", since=1.0), "opened"))[1]
+            'opened'
+            >>> store.breaker_state("db").state
+            'open'
+        """
+        self._check_open()
+        return write_retrying(
+            self._db,
+            lambda conn: change_breaker(conn, name, change, self.url),
+            "change_breaker",
+            sleep=self._sleep,
+            atomic=True,
+            bounded=True,
+        )
 
     def runs(
         self,
