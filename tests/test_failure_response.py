@@ -149,7 +149,6 @@ class TestTaskAndFlowFailure:
         assert named(events, TASK_FAILED_EVENT) == named(events, FLOW_FAILED_EVENT) == []
         assert str(state.state_details.flow_run_id) not in failure_response._tallies
 
-
     def test_crashed_run_is_reported_on_its_own_run(self, events: list[dict[str, Any]]) -> None:
         """A crash runs the hook outside the run's context: the event and artifact still name that run."""
 
