@@ -149,6 +149,19 @@ class TestTaskAndFlowFailure:
         assert named(events, TASK_FAILED_EVENT) == named(events, FLOW_FAILED_EVENT) == []
         assert str(state.state_details.flow_run_id) not in failure_response._tallies
 
+    def test_crashed_run_is_reported_on_its_own_run(self, events: list[dict[str, Any]]) -> None:
+        """A crash runs the hook outside the run's context: the event and artifact still name that run."""
+
+        @forewarn.flow(score=False)
+        def interrupted() -> None:
+            raise KeyboardInterrupt
+
+        with pytest.raises(KeyboardInterrupt):
+            interrupted()
+        [flow_event] = named(events, FLOW_FAILED_EVENT)
+        assert flow_event["payload"]["state"] == "Crashed"
+        assert "ended Crashed" in artifacts(flow_event["payload"]["flow_run_id"])[FLOW_ARTIFACT_KEY]
+
 
 class TestBreakerOpened:
     def test_opening_emits_an_event_related_to_the_run(self, events: list[dict[str, Any]]) -> None:

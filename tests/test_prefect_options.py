@@ -273,6 +273,28 @@ class TestTaskIsADropInReplacement:
         assert forewarn.task(_charge, name="c").name == prefect.task(_charge, name="c").name
 
 
+class TestWithOptions:
+    def test_with_options_keeps_forewarns_meaning(self) -> None:
+        """Task.with_options rebuilds the forewarn task: Prefect's retries stay off, forewarn's change."""
+        waits: list[float] = []
+        base = forewarn.task(retries=1, tags=["payments"], sleep=waits.append)(_charge)
+        changed = base.with_options(retries=4, retry_delay_seconds=[3], timeout_seconds=9, name="charge-slow")
+        assert (changed.name, changed.tags, changed.retries, changed.timeout_seconds) == (
+            "charge-slow",
+            {"payments"},
+            0,
+            None,
+        )
+        runner = runner_of(changed)
+        assert (runner.policy.attempts, runner.policy.wait_schedule, runner.timeout_seconds) == (5, (3.0,), 9)
+        assert runner_of(base).policy.attempts == 2  # the original is unchanged
+
+    def test_with_options_takes_forewarn_options_too(self) -> None:
+        """forewarn's own options (fallback, runbook, ...) can be changed the same way."""
+        changed = forewarn.task(_charge).with_options(fallback=lambda exc, order_id: "queued", runbook="call Bob")
+        assert runner_of(changed).fallback is not None
+
+
 FLOW_OPTIONS: dict[str, tuple[Any, str]] = {
     "name": ("orders", "name"),
     "version": ("7", "version"),

@@ -144,10 +144,13 @@ class TestSpoolFile:
             None, "t", "w", 2, T0, T0 + timedelta(seconds=1), AttemptOutcome.FALLBACK_FAILURE,
             "KeyError", "bad \x00 é", True, True, "host-1",
         )  # fmt: skip
-        for record in (attempt(1), failed):
+        waited = dataclasses.replace(attempt(2), wait_seconds=1.5)
+        for record in (attempt(1), failed, waited):
             general = dataclasses.asdict(record)
             general.update(start_time=record.start_time.isoformat(), end_time=record.end_time.isoformat())
             general["outcome"] = record.outcome.value
+            if record.wait_seconds is None:  # left out, so older readers of a shared spool still read it
+                del general["wait_seconds"]
             assert encode_entry("attempt", record) == {"kind": "attempt", "record": general}
             assert decode_entry(encode_entry("attempt", record)) == ("attempt", record)
 

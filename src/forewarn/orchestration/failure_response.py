@@ -257,6 +257,26 @@ def _artifact(key: str, markdown: str, description: str) -> None:
         _fail_open(f"the {key} artifact", exc)
 
 
+def _flow_run_artifact(flow_run_id: Any, markdown: str, description: str) -> None:
+    """The flow failure artifact, tied to the run by id: a crashed run's hooks run outside its context."""
+    try:
+        from prefect.client.orchestration import get_client
+        from prefect.client.schemas.actions import ArtifactCreate
+
+        with get_client(sync_client=True) as client:
+            client.create_artifact(
+                ArtifactCreate(
+                    key=FLOW_ARTIFACT_KEY,
+                    type="markdown",
+                    data=markdown,
+                    description=description,
+                    flow_run_id=flow_run_id,
+                )
+            )
+    except Exception as exc:
+        _fail_open(f"the {FLOW_ARTIFACT_KEY} artifact", exc)
+
+
 def _code(text: str) -> str:
     return "```\n" + text.replace("```", "'''") + "\n```"
 
@@ -357,7 +377,7 @@ def flow_ended(flow: Any, flow_run: Any, state: Any) -> None:
         )
     except Exception as exc:
         _fail_open(f"the {FLOW_FAILED_EVENT} event", exc)
-    _artifact(FLOW_ARTIFACT_KEY, flow_failure_markdown(payload), f"forewarn: flow {payload['flow_name']} failed")
+    _flow_run_artifact(flow_run.id, flow_failure_markdown(payload), f"forewarn: flow {payload['flow_name']} failed")
 
 
 def breaker_opened(breaker: CircuitBreaker) -> None:

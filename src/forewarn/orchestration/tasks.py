@@ -223,7 +223,12 @@ def task(
         ...     return True
         >>> runner_of(ship).policy.wait_schedule
         (1.0, 10.0, 60.0)
+        >>> runner_of(ship.with_options(retries=1, name="ship-fast")).policy.attempts  # forewarn's meaning too
+        2
     """
+    # Every option as given, so that Task.with_options can build the task again with some changed.
+    given = {name: value for name, value in locals().items() if name not in ("__fn", "prefect_options")}
+    given.update(prefect_options)
     _check_exclusive(
         retry,
         retry_on,
@@ -298,12 +303,26 @@ def task(
         # forewarn enforces timeout_seconds per attempt; Prefect's whole-run timeout stays off.
         prefect_task: prefect.Task[..., Any] = prefect.task(**prefect_options)(wrapped)
         prefect_task.forewarn_runner = runner  # type: ignore[attr-defined]  # for introspection and tests
+        prefect_task.with_options = _with_options(given, fn)  # type: ignore[method-assign]
         task_cell[:] = [prefect_task]
         return prefect_task
 
     if __fn is not None:
         return decorate(__fn)
     return decorate
+
+
+def _with_options(given: dict[str, Any], fn: Callable[..., Any]) -> Callable[..., prefect.Task[..., Any]]:
+    """Prefect's ``Task.with_options`` for a forewarn task: the same task built again with ``changes``.
+
+    Prefect's own would copy the task with Prefect's retries and timeout switched back on, on top of
+    forewarn's; this one gives every option the meaning ``@forewarn.task`` gives it.
+    """
+
+    def with_options(**changes: Any) -> prefect.Task[..., Any]:
+        return task(**{**given, **changes})(fn)  # type: ignore[no-any-return]
+
+    return with_options
 
 
 def _real_sleep(seconds: float) -> None:

@@ -66,8 +66,10 @@ def encode_entry(kind: str, record: AttemptRecord | FlowRunRecord | RunEnd) -> d
 def _attempt_values(r: AttemptRecord) -> dict[str, Any]:
     """An attempt's fields as :func:`dataclasses.asdict` and the loop above would give them, without
     ``asdict``'s recursion and deep copies: every field is a scalar, and this runs on the task's thread
-    once per attempt."""
-    return {
+    once per attempt. ``wait_seconds`` is written only when set (a task with a concurrency limit), so the
+    entries of every other task stay what a forewarn from before schema version 3 can still read from a
+    spool it shares on the same host."""
+    values = {
         "flow_run_id": r.flow_run_id,
         "task_run_id": r.task_run_id,
         "task_name": r.task_name,
@@ -80,8 +82,10 @@ def _attempt_values(r: AttemptRecord) -> dict[str, Any]:
         "retryable": r.retryable,
         "used_fallback": r.used_fallback,
         "host": r.host,
-        "wait_seconds": r.wait_seconds,
     }
+    if r.wait_seconds is not None:
+        values["wait_seconds"] = r.wait_seconds
+    return values
 
 
 def decode_entry(obj: Any) -> tuple[str, AttemptRecord | FlowRunRecord | RunEnd]:
