@@ -452,6 +452,46 @@ class MonitorReport:
             }
         )
 
+    def to_markdown(self) -> str:
+        """The report as markdown (a Prefect artifact): the advice, the figures per flow and over time, drift."""
+        advice = self.advice
+        lines = [
+            f"# forewarn live monitoring: {'**retrain**' if advice.retrain else 'no retraining needed'}",
+            "",
+            f"Model `{self.model_version or 'none installed'}`; runs from {self.since:%Y-%m-%d %H:%M} to "
+            f"{self.until:%Y-%m-%d %H:%M} UTC; drift over the runs since {self.drift_since:%Y-%m-%d %H:%M}.",
+            "",
+            *(f"- retrain: {reason}" for reason in advice.reasons),
+            *(f"- not judged: {note}" for note in advice.notes),
+            "",
+            _markdown_table(self.per_flow, "flow"),
+            "",
+            _markdown_table(self.over_time.rename(index=lambda t: f"{t:%Y-%m-%d}"), self.freq),
+            "",
+            "| drift | value |",
+            "|---|---|",
+            *(f"| {key} | {_markdown_value(value)} |" for key, value in self.drift.items()),
+        ]
+        return "\n".join(lines)
+
+
+def _markdown_value(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, tuple):
+        return " to ".join(_markdown_value(v) for v in value)
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value).replace("|", "\\|").replace("\n", " ")  # a flow name must not break the table
+
+
+def _markdown_table(table: pd.DataFrame, first: str) -> str:
+    columns = ["scored", "pending", "failures", "warnings", "WR", "precision", "false_alarms", "false_alarm_rate"]
+    rows = [f"| {first} | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
+    for name, row in table.iterrows():
+        rows.append(f"| {_markdown_value(name)} | " + " | ".join(_markdown_value(row[c]) for c in columns) + " |")
+    return "\n".join(rows)
+
 
 def monitor_report(
     predictions: pd.DataFrame,
