@@ -294,12 +294,6 @@ class TestMonitorCommand:
         figures = json.loads(out.read_text())
         assert figures["retrain"] is True and figures["overall"]["scored"] == 61
 
-    def test_a_mistyped_store_path_is_refused(self, tmp_path: Path) -> None:
-        missing = tmp_path / "no-such.db"
-        result = runner.invoke(app, ["monitor", "--db", f"sqlite:///{missing}"])
-        assert result.exit_code == 2
-        assert "no forewarn store" in result.output and not missing.exists()
-
     def test_a_bad_bucket_is_refused(self, sqlite_url: str) -> None:
         result = runner.invoke(app, ["monitor", "--db", sqlite_url, "--bucket", "month"])
         assert result.exit_code == 2 and "--bucket" in result.output
