@@ -435,6 +435,56 @@ def simulate(
     console.print(escape(f"next: forewarn import-runs {out}{follow}"), soft_wrap=True)
 
 
+_SHORT_RUN_ID = 8  # characters of a run id kept when the whole id does not fit beside the reasons
+_REASON_WORD_MAX = 40  # a reason's word longer than this (a pathological feature name) may fold
+_FORECAST_START_WIDTH = len("2026-03-02 09:00")
+_FORECAST_RISK_WIDTH = len("0.812")
+_FORECAST_CHROME = 2 * 4 + 3 + 2  # four columns' padding, three separators and two edges of box.SIMPLE_HEAD
+
+
+def print_forecast(rows: list[dict[str, object]], title: str) -> None:
+    """Print forecast rows (:func:`forewarn.orchestration.forecast.forecast_rows`) as a table.
+
+    Each run is its flow name over its flow run id, its start over how far off it is, its risk over the
+    threshold, and its reasons one per line, wrapped between words. The reasons keep room for their
+    longest word; the flow column takes what is left, and where that is narrower than a whole run id (an
+    80-column terminal) the ids are cut to their first characters and the caption says so. So on 80
+    columns no word is broken, in a reason or in a flow name that fits.
+
+    Example::
+
+        >>> print_forecast([], "0 of 0 scheduled run(s) in the next 24 h at risk")  # doctest: +SKIP
+    """
+    console.print(_forecast_table(rows, title, console.width))
+
+
+def _forecast_table(rows: list[dict[str, object]], title: str, width: int) -> Table:
+    from rich import box
+
+    fixed = _FORECAST_START_WIDTH + _FORECAST_RISK_WIDTH + _FORECAST_CHROME
+    longest_word = max((len(word) for row in rows for word in str(row["reasons"]).split()), default=1)
+    reasons_width = min(longest_word, _REASON_WORD_MAX, max(_LIVE_NAME_MIN, width - fixed - _LIVE_NAME_MIN))
+    flow_width = max(_LIVE_NAME_MIN, width - fixed - reasons_width)
+    short_ids = any(len(str(row["flow run"])) > flow_width for row in rows)
+    caption = f"flow run ids cut to their first {_SHORT_RUN_ID} characters to fit" if short_ids else None
+    table = Table(title=title, caption=caption, box=box.SIMPLE_HEAD, padding=(0, 1), show_lines=bool(rows))
+    table.add_column("flow\nflow run", overflow="fold", max_width=flow_width)  # a name too long folds here
+    table.add_column("starts (UTC)\nin", no_wrap=True, width=_FORECAST_START_WIDTH)
+    table.add_column("risk\nthr.", justify="right", no_wrap=True, width=_FORECAST_RISK_WIDTH)
+    table.add_column("reasons", ratio=1, overflow="fold", min_width=reasons_width)  # wraps between words
+    for row in rows:
+        run_id = str(row["flow run"])
+        shown = f"{run_id[:_SHORT_RUN_ID]}…" if short_ids and len(run_id) > _SHORT_RUN_ID else run_id
+        reasons = str(row["reasons"]).split("; ") if row["reasons"] else ["-"]
+        table.add_row(
+            f"{escape(str(row['flow']))}\n[dim]{escape(shown)}[/]",
+            f"{row['scheduled start (UTC)']}\nin {row['in (hours)']} h",
+            f"{float(row['risk']):.3f}\n{float(row['threshold']):.3f}",  # type: ignore[arg-type]
+            escape("\n".join(reasons)),
+        )
+    return table
+
+
 @app.command()
 def forecast(
     db: DbOption = None,
@@ -453,14 +503,7 @@ def forecast(
         raise _fail(exc) from None
     rows = forecast_rows(table, warned_only=not all_runs)
     at_risk = int(table["warned"].astype(bool).sum()) if len(table) else 0
-    result = Table(title=f"{at_risk} of {len(table)} scheduled run(s) in the next {horizon_hours:g} h at risk")
-    for column in ("flow", "scheduled start (UTC)", "in (hours)", "risk", "threshold", "reasons"):
-        result.add_column(column, overflow="fold")
-    for row in rows:
-        result.add_row(
-            *(str(row[c]) for c in ("flow", "scheduled start (UTC)", "in (hours)", "risk", "threshold", "reasons"))
-        )
-    console.print(result)
+    print_forecast(rows, f"{at_risk} of {len(table)} scheduled run(s) in the next {horizon_hours:g} h at risk")
 
 
 # --- live monitoring -------------------------------------------------------------------------------------
@@ -613,4 +656,4 @@ def main() -> None:
     app()
 
 
-__all__ = ["app", "main", "print_metrics", "print_monitor", "print_report"]
+__all__ = ["app", "main", "print_forecast", "print_metrics", "print_monitor", "print_report"]
