@@ -10,11 +10,23 @@ import pytest
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "backtest_report.ipynb"
 
 
+def executed_outputs(path: Path, directory: Path) -> list[dict]:
+    """Run every cell of the notebook at ``path`` in ``directory`` (a real kernel); its outputs, no error among them."""
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    notebook = nbformat.read(path, as_version=4)
+    client = nbclient.NotebookClient(
+        notebook, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(directory)}}
+    )
+    client.execute(env=dict(os.environ))
+    outputs = [out for cell in notebook.cells if cell.cell_type == "code" for out in cell.get("outputs", [])]
+    assert not [out for out in outputs if out.get("output_type") == "error"]
+    return outputs
+
+
 @pytest.mark.slow
 def test_backtest_report_notebook_executes(sqlite_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Every cell runs without error and the report shows the model beside both baselines."""
-    nbformat = pytest.importorskip("nbformat")
-    nbclient = pytest.importorskip("nbclient")
     from forewarn.history.importer import import_attempts, import_runs
     from forewarn.history.simulate import simulated_attempts, write_simulated_history
     from forewarn.store import TelemetryStore
@@ -29,14 +41,7 @@ def test_backtest_report_notebook_executes(sqlite_url: str, tmp_path: Path, monk
 
     monkeypatch.setenv("FOREWARN_DB_URL", sqlite_url)
     monkeypatch.setenv("NOTEBOOK_BACKTEST_FOLDS", "2")
-    notebook = nbformat.read(NOTEBOOK, as_version=4)
-    client = nbclient.NotebookClient(
-        notebook, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
-    )
-    client.execute(env=dict(os.environ))
-
-    outputs = [out for cell in notebook.cells if cell.cell_type == "code" for out in cell.get("outputs", [])]
-    assert not [out for out in outputs if out.get("output_type") == "error"]
+    outputs = executed_outputs(NOTEBOOK, tmp_path)
     text = "\n".join(str(out.get("data", {}).get("text/markdown", "")) + str(out.get("text", "")) for out in outputs)
     assert "| model |" in text and "| last_failed |" in text and "| smoothed_rate |" in text
     images = [out for out in outputs if "image/png" in out.get("data", {})]
@@ -89,19 +94,10 @@ def live_store(url: str, tmp_path: Path) -> Path:
 @pytest.mark.slow
 def test_telemetry_notebook_executes(sqlite_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Every cell runs on a store with history, a model trained on its first 80%, and live predictions after."""
-    nbformat = pytest.importorskip("nbformat")
-    nbclient = pytest.importorskip("nbclient")
     model_dir = live_store(sqlite_url, tmp_path)
     monkeypatch.setenv("FOREWARN_DB_URL", sqlite_url)
     monkeypatch.setenv("FOREWARN_MODEL_DIR", str(model_dir))
-    notebook = nbformat.read(TELEMETRY, as_version=4)
-    client = nbclient.NotebookClient(
-        notebook, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
-    )
-    client.execute(env=dict(os.environ))
-
-    outputs = [out for cell in notebook.cells if cell.cell_type == "code" for out in cell.get("outputs", [])]
-    assert not [out for out in outputs if out.get("output_type") == "error"]
+    outputs = executed_outputs(TELEMETRY, tmp_path)
     data = [out.get("data", {}) for out in outputs]
     text = "\n".join(str(d.get("text/markdown", "")) + str(d.get("text/plain", "")) for d in data)
     text += "\n".join(str(out.get("text", "")) for out in outputs)
