@@ -99,6 +99,21 @@ class TestFigures:
         assert key("forewarn_live_wr", flow="etl") not in got and key("forewarn_live_precision", flow="etl") not in got
 
 
+    def test_live_figures_count_only_the_installed_models_predictions(self, sqlite_url: str, tmp_path: Path) -> None:
+        """With model m1 installed, warnings of an older model m0 are not m1's false alarms."""
+        from test_monitoring import install_manifest
+
+        store = TelemetryStore(sqlite_url)
+        for run_id, version in [("new", "m1"), ("old", "m0")]:
+            store.record_flow_run_start(FlowRunRecord(run_id, "etl", start_time=T0))
+            store.record_flow_run_end(run_id, RunState.COMPLETED, T0 + timedelta(minutes=1))
+            store.record_prediction(PredictionRecord(run_id, "etl", T0, 0.9, 0.5, version))
+        install_manifest(tmp_path / "models", None)  # version m1
+        got = scrape(StoreCollector(store, model_dir=tmp_path / "models"))
+        assert got[key("forewarn_live_runs", flow="etl")] == 1
+        assert got[key("forewarn_live_false_alarms", flow="etl")] == 1
+
+
 class TestCache:
     def test_scrapes_within_the_cache_share_one_read(self, sqlite_url: str, tmp_path: Path) -> None:
         now = [100.0]
