@@ -76,7 +76,7 @@ class TestFigures:
         assert got[key("forewarn_task_attempts_total", flow="orders", task="ship", outcome="success")] == 1
         assert got[key("forewarn_task_retries_total", **charge)] == 2  # o1's attempts 2 and 3; not the fallback
         assert got[key("forewarn_task_fallbacks_total", **charge)] == 1
-        assert got[key("forewarn_breaker_refusals_total", **charge)] == 1
+        assert got[key("forewarn_breaker_refusals", **charge)] == 1
         last_refusal = (T0 + timedelta(seconds=1)).timestamp()  # the refused attempt's end
         assert got[key("forewarn_breaker_last_refusal_timestamp_seconds", **charge)] == last_refusal
         assert got[key("forewarn_flow_runs_total", flow="orders", state="FAILED")] == 1
@@ -126,6 +126,22 @@ class TestCache:
         now[0] += 0.1
         scrape(collector)
         assert collector.reads == 2
+
+    def test_whole_store_counters_are_read_less_often(self, sqlite_url: str, tmp_path: Path) -> None:
+        """Windowed figures refresh every cache_seconds; the attempt and run counters every counts_seconds."""
+        now = [0.0]
+        store = TelemetryStore(sqlite_url)
+        fill(store)
+        collector = StoreCollector(store, cache_seconds=10, counts_seconds=60, model_dir=tmp_path, clock=lambda: now[0])
+        first = scrape(collector)
+        store.record_attempt(attempt("o3", "t9", "ship", 1, "success"))
+        now[0] = 30.0
+        second = scrape(collector)
+        assert (collector.reads, collector.count_reads) == (2, 1)
+        ship = key("forewarn_task_attempts_total", flow="orders", task="ship", outcome="success")
+        assert first[ship] == second[ship] == 1  # the counters are the cached ones
+        now[0] = 60.0
+        assert scrape(collector)[ship] == 2 and collector.count_reads == 2
 
     def test_a_store_that_cannot_be_read_reports_down(self, sqlite_url: str, tmp_path: Path) -> None:
         store = TelemetryStore(sqlite_url)

@@ -625,7 +625,10 @@ def serve_metrics_command(
     db: DbOption = None,
     port: Annotated[int, typer.Option(min=0, max=65535, help="Port to serve /metrics on.")] = 9464,
     addr: Annotated[str, typer.Option(help="Address to listen on; 0.0.0.0 for every interface.")] = "127.0.0.1",
-    cache_seconds: Annotated[float, typer.Option(min=0.0, help="Reuse a store read for this long.")] = 10.0,
+    cache_seconds: Annotated[float, typer.Option(min=0.0, help="Reuse windowed figures this long.")] = 10.0,
+    counts_seconds: Annotated[
+        float, typer.Option(min=0.0, help="Re-read the whole-store counters (a table scan) this often.")
+    ] = 120.0,
     live_days: Annotated[float, typer.Option(min=0.01, help="Live figures and latest risks over N days.")] = 7.0,
     model_dir: Annotated[Optional[str], typer.Option(help="Default FOREWARN_MODEL_DIR.")] = None,  # noqa: UP045
 ) -> None:
@@ -638,10 +641,10 @@ def serve_metrics_command(
     store = open_store(db, create=False)
     try:
         server, _ = serve_metrics(
-            store, port=port, addr=addr, cache_seconds=cache_seconds, live_window=timedelta(days=live_days),
-            model_dir=model_dir,
+            store, port=port, addr=addr, cache_seconds=cache_seconds, counts_seconds=counts_seconds,
+            live_window=timedelta(days=live_days), model_dir=model_dir,
         )
-    except (ForewarnError, OSError) as exc:
+    except (ForewarnError, OSError, ValueError) as exc:
         raise _fail(exc, db) from None
     where = f"http://{addr}:{server.server_port}/metrics"
     console.print(escape(f"serving metrics of {store.url} on {where}"), soft_wrap=True)

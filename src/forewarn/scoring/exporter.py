@@ -2,8 +2,11 @@
 
 :class:`StoreCollector` is a ``prometheus_client`` collector: a scrape asks the store for its
 :meth:`~forewarn.store.TelemetryStore.totals` (a few ``GROUP BY`` queries, aggregated by the database)
-and turns them into metric families. Answers are kept for ``cache_seconds``, so several Prometheus
-servers (or a dashboard refreshing fast) cost the database one read per interval. A store that cannot
+and turns them into metric families. The windowed figures (breaker refusals, latest risks, live
+precision/WR) read only the live window through indexes and are kept for ``cache_seconds``; the
+whole-store counters (attempts, retries, fallbacks, runs) scan their tables, so they are re-read only
+every ``counts_seconds``. Several Prometheus servers, or a dashboard refreshing fast, cost the database
+one read per interval. A store that cannot
 be read gives ``forewarn_store_up 0`` and no other family, rather than an error page.
 
 The families (label ``flow`` is ``""`` for attempts outside a forewarn flow):
@@ -11,8 +14,8 @@ The families (label ``flow`` is ``""`` for attempts outside a forewarn flow):
 - ``forewarn_task_attempts_total{flow,task,outcome}``: task attempts recorded, per outcome;
 - ``forewarn_task_retries_total{flow,task}``: attempts after the first of their task run;
 - ``forewarn_task_fallbacks_total{flow,task}``: task runs whose result came from a fallback;
-- ``forewarn_breaker_refusals_total{flow,task}``: attempts an open circuit breaker refused, and
-  ``forewarn_breaker_last_refusal_timestamp_seconds{flow,task}``: when (``time() - x`` is how long ago);
+- ``forewarn_breaker_refusals{flow,task}``: attempts an open circuit breaker refused in the live window,
+  and ``forewarn_breaker_last_refusal_timestamp_seconds{flow,task}``: when (``time() - x``: how long ago);
 - ``forewarn_flow_runs_total{flow,state}``: flow runs per state (``RUNNING`` ones included);
 - ``forewarn_latest_risk{flow,deployment}`` and ``forewarn_latest_risk_threshold{flow,deployment}``: the
   newest predicted failure risk (within ``live_window``) and the threshold it was judged against;
@@ -40,6 +43,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -54,6 +58,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_PORT = 9464
 DEFAULT_CACHE_SECONDS = 10.0
+DEFAULT_COUNTS_SECONDS = 120.0
 DEFAULT_LIVE_WINDOW = timedelta(days=7)
 
 
@@ -81,39 +86,54 @@ class StoreCollector:
         store: TelemetryStore,
         *,
         cache_seconds: float = DEFAULT_CACHE_SECONDS,
+        counts_seconds: float = DEFAULT_COUNTS_SECONDS,
         live_window: timedelta = DEFAULT_LIVE_WINDOW,
         model_dir: Path | str | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        if cache_seconds < 0:
-            raise ValueError(f"cache_seconds must be 0 or more, got {cache_seconds}")
+        if not 0 <= cache_seconds <= counts_seconds:
+            raise ValueError(f"need 0 <= cache_seconds <= counts_seconds, got {cache_seconds} and {counts_seconds}")
         self.store = store
         self.cache_seconds = cache_seconds
+        self.counts_seconds = counts_seconds
         self.live_window = live_window
         self.model_dir = model_dir
         self._clock = clock
         self._lock = threading.Lock()
-        self._cached: tuple[float, StoreTotals | None, float] | None = None  # (read at, totals, seconds)
+        self._windowed: tuple[float, StoreTotals | None, float] | None = None  # (read at, totals, seconds)
+        self._counts: tuple[float, StoreTotals] | None = None  # the last whole-store counters, and when
         self.reads = 0
+        self.count_reads = 0
 
     def _totals(self) -> tuple[StoreTotals | None, float]:
-        """The store's totals, read at most once per ``cache_seconds``; ``None`` when the read failed."""
+        """The store's totals: windowed figures at most every ``cache_seconds``, counters every ``counts_seconds``.
+
+        ``None`` when the last read failed.
+        """
         with self._lock:  # one read at a time; concurrent scrapes share it
             now = self._clock()
-            if self._cached is not None and now - self._cached[0] < self.cache_seconds:
-                return self._cached[1], self._cached[2]
+            if self._windowed is not None and now - self._windowed[0] < self.cache_seconds:
+                return self._windowed[1], self._windowed[2]
+            with_counts = self._counts is None or now - self._counts[0] >= self.counts_seconds
             started = time.perf_counter()
             totals: StoreTotals | None
             try:
                 reference = installed_reference(self.model_dir)
                 version = reference.model_version if reference is not None else None
-                totals = self.store.totals(since=utc_now() - self.live_window, model_version=version)
+                totals = self.store.totals(
+                    since=utc_now() - self.live_window, model_version=version, counts=with_counts
+                )
             except (ForewarnError, OSError) as exc:
                 log.warning("forewarn metrics: cannot read %s: %s", self.store.url, exc)
                 totals = None
             self.reads += 1
-            self._cached = (now, totals, time.perf_counter() - started)
-            return totals, self._cached[2]
+            if totals is not None and with_counts:
+                self.count_reads += 1
+                self._counts = (now, totals)
+            if totals is not None and self._counts is not None:
+                totals = replace(totals, attempts=self._counts[1].attempts, runs=self._counts[1].runs)
+            self._windowed = (now, totals, time.perf_counter() - started)
+            return totals, self._windowed[2]
 
     def describe(self) -> list[Any]:
         """Nothing at registration: describing would read the store (``prometheus_client`` calls it once)."""
@@ -148,8 +168,8 @@ def _attempt_families(core: Any, totals: StoreTotals) -> Iterator[Any]:
     for (flow, task), (n_retries, n_fallbacks) in sorted(per_task.items()):
         retries.add_metric([flow, task], n_retries)
         fallbacks.add_metric([flow, task], n_fallbacks)
-    refusals = core.CounterMetricFamily(
-        "forewarn_breaker_refusals", "attempts an open circuit breaker refused", labels=["flow", "task"]
+    refusals = core.GaugeMetricFamily(
+        "forewarn_breaker_refusals", "calls an open circuit breaker refused in the live window", labels=["flow", "task"]
     )
     last_refusal = core.GaugeMetricFamily(
         "forewarn_breaker_last_refusal_timestamp_seconds", "when an open breaker last refused", labels=["flow", "task"]
@@ -223,4 +243,11 @@ def serve_metrics(
     return prometheus_client.start_http_server(port, addr=addr, registry=registry)  # type: ignore[no-any-return]
 
 
-__all__ = ["DEFAULT_CACHE_SECONDS", "DEFAULT_LIVE_WINDOW", "DEFAULT_PORT", "StoreCollector", "serve_metrics"]
+__all__ = [
+    "DEFAULT_CACHE_SECONDS",
+    "DEFAULT_COUNTS_SECONDS",
+    "DEFAULT_LIVE_WINDOW",
+    "DEFAULT_PORT",
+    "StoreCollector",
+    "serve_metrics",
+]

@@ -520,13 +520,14 @@ class TelemetryStore:
         return self._select_frame(stmt, PREDICTION_COLUMNS, "predictions", newest_first=limit is not None)
 
     def totals(
-        self, *, since: datetime, until: datetime | None = None, model_version: str | None = None
+        self, *, since: datetime, until: datetime | None = None, model_version: str | None = None, counts: bool = True
     ) -> StoreTotals:
         """Aggregates for a metrics exporter, computed by the database (:mod:`forewarn.store.aggregates`).
 
-        Attempt, retry, run and breaker-refusal totals over the whole store; the newest risk per flow and
-        deployment predicted in ``[since, until)``; live warning figures over the runs that ended in it
-        (``until`` default now), of ``model_version``'s predictions if given.
+        Attempt, retry and run totals over the whole store (only with ``counts``: they scan their tables);
+        breaker refusals that ended in ``[since, until)`` (``until`` default now), the newest risk per flow
+        and deployment predicted in it, and live warning figures over the runs that ended in it, of
+        ``model_version``'s predictions if given.
 
         Example::
 
@@ -535,7 +536,7 @@ class TelemetryStore:
             []
         """
         end = until if until is not None else utc_now()
-        return self._read(lambda conn: read_totals(conn, since, end, model_version), "totals")
+        return self._read(lambda conn: read_totals(conn, since, end, model_version, counts=counts), "totals")
 
     def last_runs(self, flow_name: str, ended_before: datetime, n: int) -> pd.DataFrame:
         """The ``n`` runs of ``flow_name`` that ended most recently before ``ended_before``, oldest first.
