@@ -149,11 +149,11 @@ class TestCli:
 class TestReadersNeverCreate:
     """Commands that only read refuse a missing store instead of creating an empty one."""
 
-    @pytest.mark.parametrize("command", [["report"], ["backtest"], ["train"]])
+    @pytest.mark.parametrize("command", [["report"], ["backtest"], ["train"], ["monitor"], ["serve-metrics"]])
     def test_a_mistyped_path_is_no_store(
         self, tmp_path: Path, normalize: Callable[[str], str], command: list[str]
     ) -> None:
-        """report, backtest and train on a missing SQLite file: exit 2, 'no forewarn store at PATH', no file."""
+        """Every reader on a missing SQLite file: exit 2, 'no forewarn store at PATH', no file created."""
         path = tmp_path / "typo" / "telemtry.db"
         result = runner.invoke(app, [*command, "--db", f"sqlite:///{path}"])
         assert result.exit_code == 2, result.output

@@ -6,6 +6,7 @@ Example::
     forewarn simulate --runs 50000 --out history.csv
     forewarn import-runs history.csv
     forewarn backtest --json backtest.json
+    forewarn monitor --bucket day
 """
 
 from __future__ import annotations
@@ -434,6 +435,56 @@ def simulate(
     console.print(escape(f"next: forewarn import-runs {out}{follow}"), soft_wrap=True)
 
 
+_SHORT_RUN_ID = 8  # characters of a run id kept when the whole id does not fit beside the reasons
+_REASON_WORD_MAX = 40  # a reason's word longer than this (a pathological feature name) may fold
+_FORECAST_START_WIDTH = len("2026-03-02 09:00")
+_FORECAST_RISK_WIDTH = len("0.812")
+_FORECAST_CHROME = 2 * 4 + 3 + 2  # four columns' padding, three separators and two edges of box.SIMPLE_HEAD
+
+
+def print_forecast(rows: list[dict[str, object]], title: str) -> None:
+    """Print forecast rows (:func:`forewarn.orchestration.forecast.forecast_rows`) as a table.
+
+    Each run is its flow name over its flow run id, its start over how far off it is, its risk over the
+    threshold, and its reasons one per line, wrapped between words. The reasons keep room for their
+    longest word; the flow column takes what is left, and where that is narrower than a whole run id (an
+    80-column terminal) the ids are cut to their first characters and the caption says so. So on 80
+    columns no word is broken, in a reason or in a flow name that fits.
+
+    Example::
+
+        >>> print_forecast([], "0 of 0 scheduled run(s) in the next 24 h at risk")  # doctest: +SKIP
+    """
+    console.print(_forecast_table(rows, title, console.width))
+
+
+def _forecast_table(rows: list[dict[str, object]], title: str, width: int) -> Table:
+    from rich import box
+
+    fixed = _FORECAST_START_WIDTH + _FORECAST_RISK_WIDTH + _FORECAST_CHROME
+    longest_word = max((len(word) for row in rows for word in str(row["reasons"]).split()), default=1)
+    reasons_width = min(longest_word, _REASON_WORD_MAX, max(_LIVE_NAME_MIN, width - fixed - _LIVE_NAME_MIN))
+    flow_width = max(_LIVE_NAME_MIN, width - fixed - reasons_width)
+    short_ids = any(len(str(row["flow run"])) > flow_width for row in rows)
+    caption = f"flow run ids cut to their first {_SHORT_RUN_ID} characters to fit" if short_ids else None
+    table = Table(title=title, caption=caption, box=box.SIMPLE_HEAD, padding=(0, 1), show_lines=bool(rows))
+    table.add_column("flow\nflow run", overflow="fold", max_width=flow_width)  # a name too long folds here
+    table.add_column("starts (UTC)\nin", no_wrap=True, width=_FORECAST_START_WIDTH)
+    table.add_column("risk\nthr.", justify="right", no_wrap=True, width=_FORECAST_RISK_WIDTH)
+    table.add_column("reasons", ratio=1, overflow="fold", min_width=reasons_width)  # wraps between words
+    for row in rows:
+        run_id = str(row["flow run"])
+        shown = f"{run_id[:_SHORT_RUN_ID]}…" if short_ids and len(run_id) > _SHORT_RUN_ID else run_id
+        reasons = str(row["reasons"]).split("; ") if row["reasons"] else ["-"]
+        table.add_row(
+            f"{escape(str(row['flow']))}\n[dim]{escape(shown)}[/]",
+            f"{row['scheduled start (UTC)']}\nin {row['in (hours)']} h",
+            f"{float(row['risk']):.3f}\n{float(row['threshold']):.3f}",  # type: ignore[arg-type]
+            escape("\n".join(reasons)),
+        )
+    return table
+
+
 @app.command()
 def forecast(
     db: DbOption = None,
@@ -452,14 +503,155 @@ def forecast(
         raise _fail(exc) from None
     rows = forecast_rows(table, warned_only=not all_runs)
     at_risk = int(table["warned"].astype(bool).sum()) if len(table) else 0
-    result = Table(title=f"{at_risk} of {len(table)} scheduled run(s) in the next {horizon_hours:g} h at risk")
-    for column in ("flow", "scheduled start (UTC)", "in (hours)", "risk", "threshold", "reasons"):
-        result.add_column(column, overflow="fold")
-    for row in rows:
-        result.add_row(
-            *(str(row[c]) for c in ("flow", "scheduled start (UTC)", "in (hours)", "risk", "threshold", "reasons"))
+    print_forecast(rows, f"{at_risk} of {len(table)} scheduled run(s) in the next {horizon_hours:g} h at risk")
+
+
+# --- live monitoring -------------------------------------------------------------------------------------
+
+# column -> header of the live-monitoring tables; compact, so both fit an 80-column terminal
+_LIVE_COLUMNS = {
+    "scored": "runs",
+    "pending": "pend",
+    "failures": "fail",
+    "warnings": "warn",
+    "WR": "WR",
+    "precision": "prec",
+    "false_alarms": "FA",
+    "false_alarm_rate": "FAR",
+}
+_LIVE_NAME_MIN = 10  # a date (2026-03-02) or a flow name's first ten characters on one line
+_LIVE_RATES = ("WR", "precision", "false_alarm_rate")
+
+
+def _live_cell(column: str, value: float | None) -> str:
+    if value is None or value != value:  # None or NaN: undefined (no failure, no warning)
+        return "-"
+    return f"{float(value):.0%}" if column in _LIVE_RATES else f"{int(value):,}"
+
+
+def _live_table(frame, first: str, title: str, names=None) -> Table:  # type: ignore[no-untyped-def]
+    from rich import box
+
+    table = Table(title=title, box=box.SIMPLE_HEAD, padding=(0, 1))
+    table.add_column(first, overflow="fold", min_width=_LIVE_NAME_MIN)  # names fold; figures never do
+    for header in _LIVE_COLUMNS.values():
+        table.add_column(header, justify="right", no_wrap=True)
+    for index, row in frame.iterrows():
+        label = names(index) if names else str(index)
+        table.add_row(escape(label), *(_live_cell(c, row[c]) for c in _LIVE_COLUMNS))
+    return table
+
+
+def print_monitor(result) -> None:  # type: ignore[no-untyped-def]
+    """Render a :class:`forewarn.learning.monitoring.MonitorReport`: per flow, over time, drift, the advice."""
+    window = f"{result.since:%Y-%m-%d %H:%M} to {result.until:%Y-%m-%d %H:%M} UTC"
+    model = f"model {result.model_version}" if result.model_version else "no model installed"
+    overall = result.overall
+    console.print(escape(f"live warnings of {model}, runs from {window}"))
+    if overall["scored"]:
+        console.print(_live_table(result.per_flow, "flow", "per flow"))
+        step = "week of" if result.freq == "week" else "day"
+        console.print(_live_table(result.over_time, step, f"per {result.freq} (UTC)", names=lambda t: f"{t:%Y-%m-%d}"))
+    console.print(
+        f"all flows: {overall['scored']:,} scored run(s), {overall['pending']:,} pending; "
+        f"WR {_live_cell('WR', overall['WR'])}, precision {_live_cell('precision', overall['precision'])}, "
+        f"{overall['false_alarms']:,} false alarm(s)"
+    )
+    console.print(escape(_drift_line(result)))
+    style = "bold red" if result.advice.retrain else "bold green"
+    console.print(f"[{style}]{escape(result.advice.headline)}[/]")
+    console.print(
+        "runs = scored runs; pend = not ended yet; fail/warn = failed/warned runs; WR = warned failures / "
+        "failures; prec = warned failures / warnings; FA = false alarms (warned runs that did not fail); "
+        "FAR = FA / runs that did not fail. Over ended runs, CANCELLED left out."
+    )
+
+
+def _drift_line(result) -> str:  # type: ignore[no-untyped-def]
+    drift = result.drift
+    parts = [f"drift since {result.drift_since:%Y-%m-%d %H:%M}:"]
+    psi = drift["psi"]
+    parts.append(f"risk PSI {psi:.3f} over {drift['live_risks']:,} live risk(s);" if psi is not None else "risk PSI -;")
+    live, train = drift["live_failure_rate"], drift["train_failure_rate"]
+    if live is None or train is None:
+        parts.append(f"failure rate - ({drift['live_runs']:,} ended run(s))")
+    else:
+        low, high = drift["failure_rate_change_ci"]
+        parts.append(
+            f"failure rate {live:.1%} of {drift['live_runs']:,} run(s) vs {train:.1%} in training "
+            f"({(live - train) * 100:+.1f} points, {drift['confidence']:.0%} CI {low * 100:+.1f} to {high * 100:+.1f})"
         )
-    console.print(result)
+    return " ".join(parts)
+
+
+@app.command()
+def monitor(
+    db: DbOption = None,
+    model_dir: Annotated[Optional[str], typer.Option(help="Default FOREWARN_MODEL_DIR.")] = None,  # noqa: UP045
+    since: Annotated[Optional[str], typer.Option(help="Runs from (ISO-8601); default 28 days ago.")] = None,  # noqa: UP045
+    until: Annotated[Optional[str], typer.Option(help="Runs before (ISO-8601); default now.")] = None,  # noqa: UP045
+    drift_days: Annotated[float, typer.Option(min=0.01, help="Compare the last N days with training.")] = 7.0,
+    bucket: Annotated[str, typer.Option(help="Time buckets: week or day.")] = "week",
+    min_runs: Annotated[int, typer.Option(min=1, help="Fewest runs a drift check judges on.")] = 50,
+    psi_limit: Annotated[float, typer.Option(min=0.0, help="Risk PSI that recommends retraining.")] = 0.25,
+    json_path: Annotated[Optional[str], typer.Option("--json", help="Write all figures as one JSON object.")] = None,  # noqa: UP045
+) -> None:
+    """Did the live warnings come true? Precision, WR, false alarms per flow and over time, drift, retrain advice."""
+    import json
+
+    from forewarn.learning.monitoring import FREQUENCIES
+    from forewarn.scoring.monitor import monitor_store
+
+    if bucket not in FREQUENCIES:
+        raise typer.BadParameter(f"{bucket!r} is not one of {', '.join(FREQUENCIES)}", param_hint="--bucket")
+    start, end = parse_time(since, "--since"), parse_time(until, "--until")
+    store = open_store(db, create=False)
+    try:
+        result = monitor_store(
+            store, model_dir=model_dir, now=end, since=start, drift_days=drift_days, freq=bucket,
+            min_runs=min_runs, psi_limit=psi_limit,
+        )
+    except (ForewarnError, ValueError) as exc:
+        raise _fail(exc, db) from None
+    print_monitor(result)
+    if json_path:
+        with open(json_path, "w") as out:
+            json.dump(result.to_json(), out, indent=2)
+        console.print(escape(f"figures written to {json_path}"), soft_wrap=True)
+
+
+@app.command("serve-metrics")
+def serve_metrics_command(
+    db: DbOption = None,
+    port: Annotated[int, typer.Option(min=0, max=65535, help="Port to serve /metrics on.")] = 9464,
+    addr: Annotated[str, typer.Option(help="Address to listen on; 0.0.0.0 for every interface.")] = "127.0.0.1",
+    cache_seconds: Annotated[float, typer.Option(min=0.0, help="Reuse windowed figures this long.")] = 10.0,
+    counts_seconds: Annotated[
+        float, typer.Option(min=0.0, help="Re-read the whole-store counters (a table scan) this often.")
+    ] = 120.0,
+    live_days: Annotated[float, typer.Option(min=0.01, help="Live figures and latest risks over N days.")] = 7.0,
+    model_dir: Annotated[Optional[str], typer.Option(help="Default FOREWARN_MODEL_DIR.")] = None,  # noqa: UP045
+) -> None:
+    """Serve Prometheus metrics read from the store: attempts, retries, fallbacks, breakers, risk, live WR."""
+    import threading
+    from datetime import timedelta
+
+    from forewarn.scoring.exporter import serve_metrics
+
+    store = open_store(db, create=False)
+    try:
+        server, _ = serve_metrics(
+            store, port=port, addr=addr, cache_seconds=cache_seconds, counts_seconds=counts_seconds,
+            live_window=timedelta(days=live_days), model_dir=model_dir,
+        )
+    except (ForewarnError, OSError, ValueError) as exc:
+        raise _fail(exc, db) from None
+    where = f"http://{addr}:{server.server_port}/metrics"
+    console.print(escape(f"serving metrics of {store.url} on {where}"), soft_wrap=True)
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        server.shutdown()
 
 
 def main() -> None:
@@ -467,4 +659,4 @@ def main() -> None:
     app()
 
 
-__all__ = ["app", "main", "print_metrics", "print_report"]
+__all__ = ["app", "main", "print_forecast", "print_metrics", "print_monitor", "print_report"]

@@ -26,6 +26,7 @@ from typing import Any
 import pandas as pd
 
 from forewarn.learning.backtest import BacktestResult, prepare_history, walk_forward_backtest
+from forewarn.learning.drift import risk_reference
 from forewarn.learning.features import FeatureConfig
 from forewarn.learning.model import DEFAULT_FAMILY, FailureWarningModel, ModelKey, ModelManifest, save_model
 
@@ -57,7 +58,8 @@ def train_and_save(
     With ``backtest=True`` (the default) a walk-forward backtest runs first on the same history, and its
     overall figures (model and baselines) go into the manifest's ``backtest_metrics``. ``feature_config``
     (default :class:`~forewarn.learning.features.FeatureConfig`) is saved in the manifest, so live scoring computes
-    the features with the same windows.
+    the features with the same windows, and so is the distribution of the final model's risks over its
+    training runs (``extra["risk_reference"]``), which live monitoring compares live risks with.
     The model is signed with ``key`` (``forewarn train`` passes :func:`forewarn.scoring.configured_model_key`,
     which creates the key file if there is none).
     Raises :class:`~forewarn.errors.InsufficientHistoryError` when there are too few runs or failures.
@@ -83,7 +85,12 @@ def train_and_save(
         Path(model_dir),
         training_window=(first, last),
         backtest_metrics=result.to_json()["overall"] if result is not None else None,
-        extra={"n_folds": n_folds if backtest else 0, "feature_config": config.to_dict()},
+        extra={
+            "n_folds": n_folds if backtest else 0,
+            "feature_config": config.to_dict(),
+            # the final model's risks on its own training runs: live monitoring's reference for the risk PSI
+            "risk_reference": risk_reference(model.risk(prepared.X)).to_json(),
+        },
         key=key,
     )
     return TrainingResult(manifest=manifest, backtest=result, path=Path(model_dir) / manifest.version)

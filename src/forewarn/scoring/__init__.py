@@ -1,7 +1,8 @@
 """Live scoring: the current model, the prepared history and the scores of runs about to start.
 
 Owns: the model registry (which model is installed, loaded once per process), the prepared-history cache
-and its on-disk snapshot, and :func:`score_runs`, shared by the pre-run hook and the forecast. May import:
+and its on-disk snapshot, :func:`score_runs`, shared by the pre-run hook and the forecast, and live
+monitoring of those scores. May import:
 the store and the learning core, and the shared modules at the package root. Never Prefect: the Prefect
 layer calls in here.
 
@@ -12,6 +13,10 @@ Modules:
 * ``cache`` - the prepared-history cache (:class:`HistoryCache`, :func:`history_cache`, :func:`read_history`);
 * ``snapshot`` - the cache's stable rows in a file, so a new process starts warm;
 * ``live`` - :func:`score_runs` and the tables and records made from its scores.
+* ``monitor`` - :func:`~forewarn.scoring.monitor.monitor_store`: the live warnings against the runs'
+  outcomes, drift against the installed model's training window, the retrain advice;
+* ``exporter`` - Prometheus metrics read from the store per scrape (needs the ``metrics`` extra; imported
+  on its own, never by this package).
 
 Example::
 

@@ -64,8 +64,10 @@ from forewarn.store._queries import (
 )
 from forewarn.store._rows import RUN_LENGTHS, attempt_row, check_source, prediction_row, run_row
 from forewarn.store._timeouts import StoreTimeouts
+from forewarn.store.aggregates import StoreTotals, read_totals
 from forewarn.store.migrations import ensure_schema, read_version
 from forewarn.store.spool_drainer import flush_pending
+from forewarn.timeutil import utc_now
 
 if TYPE_CHECKING:
     import numpy as np
@@ -560,6 +562,25 @@ class TelemetryStore:
             flow_name=flow_name, flow_run_id=flow_run_id, since=since, until=until, source=source, limit=limit
         )
         return self._select_frame(stmt, PREDICTION_COLUMNS, "predictions", newest_first=limit is not None)
+
+    def totals(
+        self, *, since: datetime, until: datetime | None = None, model_version: str | None = None, counts: bool = True
+    ) -> StoreTotals:
+        """Aggregates for a metrics exporter, computed by the database (:mod:`forewarn.store.aggregates`).
+
+        Attempt, retry and run totals over the whole store (only with ``counts``: they scan their tables);
+        breaker refusals that ended in ``[since, until)`` (``until`` default now), the newest risk per flow
+        and deployment predicted in it, and live warning figures over the runs that ended in it, of
+        ``model_version``'s predictions if given.
+
+        Example::
+
+            >>> from datetime import datetime, timezone
+            >>> TelemetryStore("sqlite://").totals(since=datetime(2026, 1, 1, tzinfo=timezone.utc)).runs
+            []
+        """
+        end = until if until is not None else utc_now()
+        return self._read(lambda conn: read_totals(conn, since, end, model_version, counts=counts), "totals")
 
     def last_runs(self, flow_name: str, ended_before: datetime, n: int) -> pd.DataFrame:
         """The ``n`` runs of ``flow_name`` that ended most recently before ``ended_before``, oldest first.
