@@ -23,6 +23,7 @@ from prefect.cache_policies import NO_CACHE
 from forewarn.learning.backtest import walk_forward_backtest
 from forewarn.learning.summary import metrics_markdown
 from forewarn.learning.training import train_and_save
+from forewarn.orchestration.prefect_history import import_prefect_history
 from forewarn.scoring import configured_model_key
 from forewarn.settings import get_settings
 from forewarn.store import TelemetryStore
@@ -39,12 +40,35 @@ def load_history(db_url: str | None = None) -> tuple[pd.DataFrame, pd.DataFrame 
         return store.history()
 
 
+@task(cache_policy=NO_CACHE)
+def import_prefect_runs(db_url: str | None = None) -> dict[str, int]:
+    """Import what ended in Prefect since the last import (``forewarn import-prefect``); the counts."""
+    with TelemetryStore(db_url) as store:
+        result = import_prefect_history(store)
+    get_run_logger().info(
+        "imported %d flow run(s) and %d task attempt(s) from %s",
+        result.runs_imported,
+        result.attempts_imported,
+        result.api_url,
+    )
+    return {"runs": result.runs_imported, "attempts": result.attempts_imported}
+
+
 @flow(name="forewarn-train")
 def train_failure_model(
-    family: str = "hgb", n_folds: int = 5, model_dir: str | None = None, db_url: str | None = None
+    family: str = "hgb",
+    n_folds: int = 5,
+    model_dir: str | None = None,
+    db_url: str | None = None,
+    import_prefect: bool = False,
 ) -> dict[str, Any]:
-    """Backtest, then fit and save the failure-warning model; publish its figures as an artifact."""
+    """Backtest, then fit and save the failure-warning model; publish its figures as an artifact.
+
+    With ``import_prefect`` the flow first imports the flow runs that ended in Prefect since the last import.
+    """
     logger = get_run_logger()
+    if import_prefect:
+        import_prefect_runs(db_url)
     runs, attempts = load_history(db_url)
     target = Path(model_dir or get_settings().model_dir)
     key = configured_model_key(create=True)

@@ -5,6 +5,7 @@ Example::
     forewarn report --since 2026-11-01
     forewarn simulate --runs 50000 --out history.csv
     forewarn import-runs history.csv
+    forewarn import-prefect
     forewarn backtest --json backtest.json
 """
 
@@ -399,6 +400,49 @@ def import_attempts_command(
     All or nothing and idempotent, like import-runs. The format is in docs/import.md.
     """
     _import("attempts", path, db, skip_invalid, assume_utc)
+
+
+@app.command("import-prefect")
+def import_prefect_command(
+    db: DbOption = None,
+    since: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option(help="Import runs that ended at or after this time (ISO-8601) instead of since the last import."),
+    ] = None,
+    include_operational: Annotated[
+        bool, typer.Option("--include-operational", help="Also import forewarn's own training/forecast/... runs.")
+    ] = False,
+) -> None:
+    """Import the flow runs and task runs that ended in Prefect (PREFECT_API_URL) into the store.
+
+    Incremental: a second import reads only what ended since the first (less 10 minutes, skipped by id).
+    Runs already in the store, such as those forewarn.flow recorded, are never overwritten. See docs/import.md.
+    """
+    from forewarn.orchestration.prefect_history import import_prefect_history
+
+    start = parse_time(since, "--since")
+    store = open_store(db)
+    bar, progress = _progress_bar("importing Prefect flow runs")
+    try:
+        with bar:
+            result = import_prefect_history(
+                store, since=start, include_operational=include_operational, progress=progress
+            )
+    except ForewarnError as exc:
+        raise _fail(exc, db) from None
+    except Exception as exc:  # the Prefect client's own errors: an API that does not answer or refuses
+        raise _fail(ForewarnError(f"the Prefect API did not answer as expected: {type(exc).__name__}: {exc}")) from None
+    finally:
+        store.close()
+    console.print(
+        escape(
+            f"imported {result.runs_imported:,} flow run(s) and {result.attempts_imported:,} task attempt(s) "
+            f"from {result.api_url} into {store.url} in {result.seconds:.1f} s; "
+            f"{result.runs_known:,} run(s) were already in the store; "
+            f"skipped {result.runs_skipped:,} run(s) of forewarn's own flows"
+        ),
+        soft_wrap=True,
+    )
 
 
 @app.command()

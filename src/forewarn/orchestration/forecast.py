@@ -24,7 +24,7 @@ Example::
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
@@ -62,18 +62,37 @@ def _read_scheduled(client: Any, now: datetime, horizon: timedelta) -> list[Any]
         state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.SCHEDULED])),
         expected_start_time=FlowRunFilterExpectedStartTime(after_=cast(Any, now), before_=cast(Any, now + horizon)),
     )
-    runs: list[Any] = []
-    while True:
-        page = client.read_flow_runs(
-            flow_run_filter=flow_run_filter, sort=FlowRunSort.EXPECTED_START_TIME_ASC, limit=PAGE, offset=len(runs)
+    return read_pages(
+        lambda offset: client.read_flow_runs(
+            flow_run_filter=flow_run_filter, sort=FlowRunSort.EXPECTED_START_TIME_ASC, limit=PAGE, offset=offset
         )
-        runs.extend(page)
-        if len(page) < PAGE:
-            return runs
+    )
 
 
-def _names(client: Any, runs: Iterable[Any]) -> tuple[dict[UUID, str], dict[UUID, str]]:
-    """Flow names by flow id and deployment names by deployment id, for ``runs``."""
+def read_pages(read_page: Callable[[int], Iterable[Any]], page_size: int = PAGE) -> list[Any]:
+    """Every item of a paged Prefect API read: ``read_page(offset)`` returns up to ``page_size`` items.
+
+    Example::
+
+        >>> read_pages(lambda offset: range(offset, min(offset + 2, 5)), page_size=2)
+        [0, 1, 2, 3, 4]
+    """
+    items: list[Any] = []
+    while True:
+        page = list(read_page(len(items)))
+        items.extend(page)
+        if len(page) < page_size:
+            return items
+
+
+def flow_and_deployment_names(client: Any, runs: Iterable[Any]) -> tuple[dict[UUID, str], dict[UUID, str]]:
+    """Flow names by flow id and deployment names by deployment id, for Prefect flow ``runs``.
+
+    Example::
+
+        >>> flow_and_deployment_names(None, [])
+        ({}, {})
+    """
     from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId, FlowFilter, FlowFilterId
 
     runs = list(runs)
@@ -199,10 +218,10 @@ def forecast_upcoming_runs(
 
         with get_client(sync_client=True) as own_client:
             runs = _read_scheduled(own_client, moment, horizon)
-            flows, deployments = _names(own_client, runs)
+            flows, deployments = flow_and_deployment_names(own_client, runs)
     else:
         runs = _read_scheduled(client, moment, horizon)
-        flows, deployments = _names(client, runs)
+        flows, deployments = flow_and_deployment_names(client, runs)
     targets = _with_known_versions(store, upcoming_runs_frame(runs, flows, deployments), moment)
     if targets.empty:
         return pd.DataFrame({c: pd.Series(dtype=object) for c in SCORE_COLUMNS})
@@ -264,8 +283,10 @@ def publish_forecast(table: pd.DataFrame, *, key: str = FORECAST_ARTIFACT_KEY) -
 
 __all__ = [
     "FORECAST_ARTIFACT_KEY",
+    "flow_and_deployment_names",
     "forecast_rows",
     "forecast_upcoming_runs",
     "publish_forecast",
+    "read_pages",
     "upcoming_runs_frame",
 ]
