@@ -14,16 +14,31 @@ from datetime import timedelta
 from typing import Any
 
 from prefect import flow, get_run_logger
+from prefect.artifacts import create_markdown_artifact
 
-from forewarn.orchestration.forecast import forecast_upcoming_runs, publish_forecast
+from forewarn.orchestration.forecast import FORECAST_ARTIFACT_KEY, cold_start, forecast_upcoming_runs, publish_forecast
 from forewarn.store import TelemetryStore
 
 
 @flow(name="forewarn-forecast")
 def forecast_flow(horizon_hours: float = 24.0, db_url: str | None = None) -> list[dict[str, Any]]:
-    """Score the scheduled runs starting within ``horizon_hours``; warn about those at risk."""
+    """Score the scheduled runs starting within ``horizon_hours``; warn about those at risk.
+
+    Until a model is installed the run completes with "not enough history yet: ..." (or "no model yet")
+    in its log and in a markdown artifact, and returns an empty list.
+    """
     logger = get_run_logger()
-    table = forecast_upcoming_runs(TelemetryStore(db_url), horizon=timedelta(hours=horizon_hours))
+    store = TelemetryStore(db_url)
+    waiting = cold_start(store)
+    if waiting is not None:
+        logger.warning(waiting.message)
+        create_markdown_artifact(
+            key=FORECAST_ARTIFACT_KEY,
+            markdown=waiting.markdown("forewarn forecast"),
+            description="No forecast yet: no model is installed.",
+        )
+        return []
+    table = forecast_upcoming_runs(store, horizon=timedelta(hours=horizon_hours))
     publish_forecast(table)
     at_risk = table.loc[table["warned"].astype(bool)]
     logger.info("scored %d scheduled run(s) in the next %g h; %d at risk", len(table), horizon_hours, len(at_risk))

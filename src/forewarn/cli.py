@@ -205,6 +205,19 @@ def _history(db: str | None):  # type: ignore[no-untyped-def]
     return store, runs, attempts
 
 
+NOT_ENOUGH_HISTORY = 3
+"""Exit code of ``forewarn train`` while the store holds too little history to train: nothing was saved."""
+
+
+def _not_enough_history(message: str) -> typer.Exit:
+    err_console.print(escape(message), soft_wrap=True)
+    err_console.print(
+        "Get more history: `forewarn import-prefect`, `forewarn import-runs`, or keep running forewarn.flow flows.",
+        soft_wrap=True,
+    )
+    return typer.Exit(code=NOT_ENOUGH_HISTORY)
+
+
 @app.command()
 def train(
     db: DbOption = None,
@@ -212,13 +225,22 @@ def train(
     family: Annotated[str, typer.Option(help="hgb (gradient boosting) or logreg.")] = "hgb",
     folds: Annotated[int, typer.Option(min=1, help="Walk-forward test windows for the manifest's figures.")] = 5,
 ) -> None:
-    """Backtest, then fit and save the failure-warning model on the store's history."""
+    """Backtest, then fit and save the failure-warning model on the store's history.
+
+    Exit code 3 while the store holds too little history ("not enough history yet: N runs, M failures of
+    the 200/20 needed"): nothing is saved, and a script such as `forewarn train && ...` stops there.
+    """
+    from forewarn.errors import InsufficientHistoryError
+    from forewarn.learning.readiness import HistoryReadiness
     from forewarn.learning.summary import metrics_rows
     from forewarn.learning.training import train_and_save
     from forewarn.scoring import configured_model_key
     from forewarn.settings import get_settings
 
     _, runs, attempts = _history(db)
+    readiness = HistoryReadiness.from_runs(runs)
+    if not readiness.ready:
+        raise _not_enough_history(readiness.message)
     target = model_dir or str(get_settings().model_dir)
     bar, progress = _progress_bar("backtest folds")
     try:
@@ -227,6 +249,8 @@ def train(
             result = train_and_save(
                 runs, attempts, model_dir=target, key=key, family=family, n_folds=folds, progress=progress
             )
+    except InsufficientHistoryError as exc:
+        raise _not_enough_history(str(exc)) from None
     except ForewarnError as exc:
         raise _fail(exc) from None
     manifest = result.manifest
@@ -454,17 +478,33 @@ def simulate(
         Optional[Path],  # noqa: UP045
         typer.Option("--attempts-out", dir_okay=False, help="Also write their task attempts here.", show_default=False),
     ] = None,
+    start: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option(
+            help="First scheduled start (ISO-8601). Default: whole weeks from 2026-01-01 so the history ends "
+            "within the last week, inside live scoring's lookback.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Write a synthetic run history in the import format, with documented failure mechanisms."""
     from rich.markup import escape
 
-    from forewarn.history.simulate import simulate_history, simulated_attempts, write_simulated_history
+    from forewarn.history.simulate import (
+        simulate_history,
+        simulated_attempts,
+        start_ending_by,
+        write_simulated_history,
+    )
+    from forewarn.timeutil import utc_now
 
+    first = parse_time(start, "--start")
     try:
+        first = first or start_ending_by(runs, utc_now(), seed=seed)
         if attempts_out is None:
-            write_simulated_history(out, runs, seed=seed)
+            write_simulated_history(out, runs, seed=seed, start=first)
         else:
-            history = simulate_history(runs, seed=seed, include_cause=True)  # causes shape the exception types
+            history = simulate_history(runs, seed=seed, start=first, include_cause=True)  # causes shape exceptions
             attempts = simulated_attempts(history, seed=seed)
             out.parent.mkdir(parents=True, exist_ok=True)
             history.drop(columns="failure_cause").to_csv(out, index=False)
@@ -473,7 +513,7 @@ def simulate(
             console.print(escape(f"wrote {len(attempts):,} simulated task attempts to {attempts_out}"), soft_wrap=True)
     except (ForewarnError, OSError) as exc:
         raise _import_failed(exc) from None
-    console.print(escape(f"wrote {runs:,} simulated runs to {out}"), soft_wrap=True)
+    console.print(escape(f"wrote {runs:,} simulated runs from {first:%Y-%m-%d %H:%M} UTC to {out}"), soft_wrap=True)
     follow = f" && forewarn import-attempts {attempts_out}" if attempts_out is not None else ""
     console.print(escape(f"next: forewarn import-runs {out}{follow}"), soft_wrap=True)
 
@@ -487,10 +527,14 @@ def forecast(
     """Score the scheduled flow runs of the next hours (from the Prefect API) and list those at risk."""
     from datetime import timedelta
 
-    from forewarn.orchestration.forecast import forecast_rows, forecast_upcoming_runs
+    from forewarn.orchestration.forecast import cold_start, forecast_rows, forecast_upcoming_runs
 
     store = open_store(db)
     try:
+        waiting = cold_start(store)
+        if waiting is not None:  # not an error: nothing to forecast yet (exit 0, like a forecast with no run at risk)
+            console.print(escape(waiting.message), soft_wrap=True)
+            return
         table = forecast_upcoming_runs(store, horizon=timedelta(hours=horizon_hours))
     except ForewarnError as exc:
         raise _fail(exc) from None

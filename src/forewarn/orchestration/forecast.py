@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
@@ -33,6 +34,7 @@ from uuid import UUID
 import pandas as pd
 
 from forewarn.errors import ConfigurationError, ModelError
+from forewarn.learning.readiness import HistoryReadiness
 from forewarn.records import parameters_hash
 from forewarn.scoring import SCORE_COLUMNS, load_current_model, prediction_records, score_runs
 from forewarn.timeutil import utc
@@ -173,6 +175,58 @@ def _with_known_versions(store: TelemetryStore, targets: pd.DataFrame, now: date
     return targets
 
 
+@dataclass(frozen=True, slots=True)
+class ColdStart:
+    """No model is installed yet: where the history stands (see :func:`cold_start`)."""
+
+    readiness: HistoryReadiness
+    model_dir: Path
+
+    @property
+    def message(self) -> str:
+        """One sentence for logs and the command line.
+
+        Example::
+
+            >>> ColdStart(HistoryReadiness(40, 3), Path("/models")).message
+            'not enough history yet: 40 runs, 3 failures of the 200/20 needed; nothing to forecast without a model'
+        """
+        if not self.readiness.ready:
+            return f"{self.readiness.message}; nothing to forecast without a model"
+        return (
+            f"no model in {self.model_dir} yet, though the history is enough ({self.readiness.runs:,} runs, "
+            f"{self.readiness.failures:,} failures): run `forewarn train` or the training deployment"
+        )
+
+    def markdown(self, title: str) -> str:
+        """A markdown artifact body for a run that completed without a model."""
+        if not self.readiness.ready:
+            return self.readiness.markdown(title)
+        return f"# {title}: no model yet\n\n{self.message}.\n"
+
+
+def cold_start(store: TelemetryStore, model_dir: Path | str | None = None) -> ColdStart | None:
+    """``None`` when a model is installed in ``model_dir`` (default ``FOREWARN_MODEL_DIR``); else a
+    :class:`ColdStart` saying whether the store's history is enough to train one yet.
+
+    A model that is installed but broken or untrusted raises, as :func:`~forewarn.scoring.load_current_model`
+    does: that is no cold start.
+
+    Example::
+
+        >>> from forewarn.store import TelemetryStore
+        >>> cold_start(TelemetryStore("sqlite://"), "/nonexistent/models").message
+        'not enough history yet: 0 runs, 0 failures of the 200/20 needed; nothing to forecast without a model'
+    """
+    if model_dir is None:
+        from forewarn.settings import get_settings
+
+        model_dir = get_settings().model_dir
+    if load_current_model(model_dir) is not None:
+        return None
+    return ColdStart(HistoryReadiness.from_state_counts(store.state_counts()), Path(model_dir))
+
+
 def forecast_upcoming_runs(
     store: TelemetryStore,
     *,
@@ -283,6 +337,8 @@ def publish_forecast(table: pd.DataFrame, *, key: str = FORECAST_ARTIFACT_KEY) -
 
 __all__ = [
     "FORECAST_ARTIFACT_KEY",
+    "ColdStart",
+    "cold_start",
     "flow_and_deployment_names",
     "forecast_rows",
     "forecast_upcoming_runs",

@@ -70,6 +70,11 @@ def known_ids_select(table: str) -> sa.Select[Any]:
     return sa.select(column).distinct().where(column.in_(sa.bindparam("ids", expanding=True)))
 
 
+def state_counts_select() -> sa.Select[Any]:
+    """``(state, runs)`` for every state in ``flow_runs``."""
+    return sa.select(flow_runs.c.state, sa.func.count()).group_by(flow_runs.c.state)
+
+
 def meta_value_select(key: str) -> sa.Select[Any]:
     """The ``forewarn_meta`` value stored under ``key`` (a bound parameter)."""
     return sa.select(forewarn_meta.c.value).where(forewarn_meta.c.key == key)

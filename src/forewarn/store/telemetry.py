@@ -60,6 +60,7 @@ from forewarn.store._queries import (
     predictions_query,
     recent_failures_query,
     runs_query,
+    state_counts_select,
     with_raw_times,
 )
 from forewarn.store._rows import RUN_LENGTHS, attempt_row, check_source, prediction_row, run_row
@@ -474,6 +475,23 @@ class TelemetryStore:
         for start in range(0, len(wanted), chunk):
             found.update(self._read(_ids_reader(stmt, wanted[start : start + chunk]), f"known_ids({table})"))
         return found
+
+    def state_counts(self) -> dict[str, int]:
+        """How many runs the store holds in each state (one grouped count), e.g. to see if training can start.
+
+        Example::
+
+            >>> from datetime import datetime, timezone
+            >>> t0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+            >>> store = TelemetryStore("sqlite://")
+            >>> store.record_flow_runs([FlowRunRecord("a", "etl", t0, RunState.FAILED, end_time=t0)])
+            1
+            >>> store.state_counts()
+            {'FAILED': 1}
+        """
+        stmt = state_counts_select()
+        rows = self._read(lambda conn: conn.execute(stmt).all(), "state_counts")
+        return {str(state): int(n) for state, n in rows}
 
     def meta_value(self, key: str) -> str | None:
         """The ``forewarn_meta`` value under ``key`` (``None`` when unset), e.g. an importer's watermark.
