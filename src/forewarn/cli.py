@@ -523,8 +523,24 @@ def forecast(
     db: DbOption = None,
     horizon_hours: Annotated[float, typer.Option(min=0.01, help="Score runs scheduled within this many hours.")] = 24.0,
     all_runs: Annotated[bool, typer.Option("--all", help="List every scored run, not only those at risk.")] = False,
+    notify: Annotated[
+        bool,
+        typer.Option("--notify", help="Record the scores and emit the at-risk event (once per run); default: preview."),
+    ] = False,
+    deployment: Annotated[
+        Optional[list[str]],  # noqa: UP045
+        typer.Option("--deployment", help="Only this deployment (name or flow/name); repeatable.", show_default=False),
+    ] = None,
+    tag: Annotated[
+        Optional[list[str]],  # noqa: UP045
+        typer.Option("--tag", help="Only runs with this tag (any of those given); repeatable.", show_default=False),
+    ] = None,
 ) -> None:
-    """Score the scheduled flow runs of the next hours (from the Prefect API) and list those at risk."""
+    """Score the scheduled flow runs of the next hours (from the Prefect API) and list those at risk.
+
+    A preview by default: nothing is recorded and no event is emitted. --notify records the scores and emits
+    the at-risk event for each run not warned about before (or whose risk rose since), as the forecast flow does.
+    """
     from datetime import timedelta
 
     from forewarn.orchestration.forecast import cold_start, forecast_rows, forecast_upcoming_runs
@@ -535,12 +551,21 @@ def forecast(
         if waiting is not None:  # not an error: nothing to forecast yet (exit 0, like a forecast with no run at risk)
             console.print(escape(waiting.message), soft_wrap=True)
             return
-        table = forecast_upcoming_runs(store, horizon=timedelta(hours=horizon_hours))
+        table = forecast_upcoming_runs(
+            store,
+            horizon=timedelta(hours=horizon_hours),
+            record=notify,
+            emit_events=notify,
+            deployments=deployment,
+            tags=tag,
+        )
     except ForewarnError as exc:
         raise _fail(exc) from None
     rows = forecast_rows(table, warned_only=not all_runs)
     at_risk = int(table["warned"].astype(bool).sum()) if len(table) else 0
-    result = Table(title=f"{at_risk} of {len(table)} scheduled run(s) in the next {horizon_hours:g} h at risk")
+    notified = int(table["notified"].astype(bool).sum()) if len(table) else 0
+    done = f"{notified} warned about now" if notify else "preview: nothing recorded or notified (--notify to warn)"
+    result = Table(title=f"{at_risk} of {len(table)} scheduled run(s) in the next {horizon_hours:g} h at risk; {done}")
     for column in ("flow", "scheduled start (UTC)", "in (hours)", "risk", "threshold", "reasons"):
         result.add_column(column, overflow="fold")
     for row in rows:

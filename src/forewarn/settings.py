@@ -173,6 +173,14 @@ class ForewarnSettings(BaseSettings):
         description="Longest a process waits at exit for its spooled records to reach the store (the rest stay "
         "in the spool for the next process).",
     )
+    forecast_rise: float = Field(
+        0.1,
+        ge=0,
+        le=1,
+        allow_inf_nan=False,
+        description="A scheduled run the forecast already warned about is warned about again only when its risk "
+        "rose by at least this much (0 to 1) since that warning, or crossed into a higher risk band.",
+    )
 
     @field_validator("db_url")
     @classmethod

@@ -70,6 +70,11 @@ def known_ids_select(table: str) -> sa.Select[Any]:
     return sa.select(column).distinct().where(column.in_(sa.bindparam("ids", expanding=True)))
 
 
+def flow_names_select() -> sa.Select[Any]:
+    """The distinct ``flow_name`` values of ``flow_runs``."""
+    return sa.select(flow_runs.c.flow_name).distinct()
+
+
 def state_counts_select() -> sa.Select[Any]:
     """``(state, runs)`` for every state in ``flow_runs``."""
     return sa.select(flow_runs.c.state, sa.func.count()).group_by(flow_runs.c.state)

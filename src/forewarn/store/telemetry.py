@@ -54,6 +54,7 @@ from forewarn.store._queries import (
     count_ended_select,
     ended_params,
     ended_select,
+    flow_names_select,
     known_ids_select,
     last_runs_query,
     meta_value_select,
@@ -475,6 +476,20 @@ class TelemetryStore:
         for start in range(0, len(wanted), chunk):
             found.update(self._read(_ids_reader(stmt, wanted[start : start + chunk]), f"known_ids({table})"))
         return found
+
+    def flow_names(self) -> set[str]:
+        """The names of the flows the store holds runs of.
+
+        Example::
+
+            >>> from datetime import datetime, timezone
+            >>> store = TelemetryStore("sqlite://")
+            >>> store.record_flow_run_start(FlowRunRecord("f1", "etl", datetime(2026, 1, 1, tzinfo=timezone.utc)))
+            >>> store.flow_names()
+            {'etl'}
+        """
+        stmt = flow_names_select()
+        return set(self._read(lambda conn: [str(n) for n in conn.execute(stmt).scalars()], "flow_names"))
 
     def state_counts(self) -> dict[str, int]:
         """How many runs the store holds in each state (one grouped count), e.g. to see if training can start.
