@@ -11,10 +11,7 @@ from uuid import UUID, uuid4
 import pandas as pd
 import pytest
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import (
-    ArtifactFilter,
-    ArtifactFilterKey,
-)
+from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey, DeploymentFilter, DeploymentFilterId
 from prefect.states import Scheduled
 
 from forewarn.errors import ConfigurationError, ModelError
@@ -260,6 +257,46 @@ class TestWarnOnce:
         )
         assert not after.set_index("flow_run_id").loc[run, "notified"]
         assert [e["resource"]["prefect.resource.id"] for e in emitted].count(f"prefect.flow-run.{run}") == 1
+
+
+class TestScheduledDeployment:
+    """A deployment with a real schedule: the Prefect server's own scheduler creates its runs."""
+
+    def test_two_hourly_forecasts_warn_once_per_scheduled_run(
+        self, store: TelemetryStore, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        from prefect.client.schemas.actions import DeploymentScheduleCreate
+        from prefect.client.schemas.schedules import IntervalSchedule
+
+        later = NOW + timedelta(days=10)  # a window no other test forecasts
+        every_6h = IntervalSchedule(interval=timedelta(hours=6), anchor_date=later + timedelta(minutes=30))
+        with get_client(sync_client=True) as client:
+            deployment = client.create_deployment(
+                flow_id=client.create_flow_from_name(DOOMED),
+                name="every-6h",
+                schedules=[DeploymentScheduleCreate(schedule=every_6h, active=True)],
+            )
+            client.request(  # the scheduler service's own step, run now instead of on its loop
+                "POST",
+                "/deployments/{id}/schedule",
+                path_params={"id": deployment},
+                json={"start_time": later.isoformat(), "end_time": (later + timedelta(hours=24)).isoformat()},
+            )
+            created = client.read_flow_runs(
+                deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment]))
+            )
+        starts = sorted(run.expected_start_time for run in created)
+        assert len(starts) >= 2 and starts[0] == later + timedelta(minutes=30)  # every 6 h from the anchor
+        emitted = capture_events(monkeypatch)
+        first = forecast_upcoming_runs(store, now=later, deployments=["every-6h"])
+        second = forecast_upcoming_runs(store, now=later + timedelta(hours=1), deployments=["every-6h"])
+        assert sorted(first["flow_run_id"]) == sorted(str(run.id) for run in created)
+        assert first["warned"].all() and first["notified"].all()  # DOOMED fails 95 % of its runs
+        assert len(second) == len(created) - 1  # the first run was due by then
+        assert second["warned"].all() and not second["notified"].any()
+        warned = {f"prefect.flow-run.{run}" for run in first["flow_run_id"]}
+        assert sorted(e["resource"]["prefect.resource.id"] for e in emitted) == sorted(warned)
+        assert len(store.predictions(source="forecast")) == len(first) + len(second)
 
 
 class TestCommandLine:
