@@ -53,7 +53,7 @@ def create_history(client: Any, runs: int, tasks: int, retried_every: int) -> No
             if (i * tasks + t) % retried_every == 0:
                 client.set_task_run_state(task_run.id, Retrying(), force=True)
             client.set_task_run_state(task_run.id, Completed(), force=True)
-        final = Failed(message="Flow run encountered an exception") if i % 10 == 0 else Completed()
+        final: Any = Failed(message="Flow run encountered an exception") if i % 10 == 0 else Completed()
         client.set_flow_run_state(flow_run.id, final, force=True)
 
 
