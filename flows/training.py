@@ -20,9 +20,12 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
+from forewarn.errors import InsufficientHistoryError
 from forewarn.learning.backtest import walk_forward_backtest
+from forewarn.learning.readiness import HistoryReadiness
 from forewarn.learning.summary import metrics_markdown
 from forewarn.learning.training import train_and_save
+from forewarn.orchestration.prefect_history import import_prefect_history
 from forewarn.scoring import configured_model_key
 from forewarn.settings import get_settings
 from forewarn.store import TelemetryStore
@@ -39,16 +42,48 @@ def load_history(db_url: str | None = None) -> tuple[pd.DataFrame, pd.DataFrame 
         return store.history()
 
 
+@task(cache_policy=NO_CACHE)
+def import_prefect_runs(db_url: str | None = None) -> dict[str, int]:
+    """Import what ended in Prefect since the last import (``forewarn import-prefect``); the counts."""
+    with TelemetryStore(db_url) as store:
+        result = import_prefect_history(store)
+    get_run_logger().info(
+        "imported %d flow run(s) and %d task attempt(s) from %s",
+        result.runs_imported,
+        result.attempts_imported,
+        result.api_url,
+    )
+    return {"runs": result.runs_imported, "attempts": result.attempts_imported}
+
+
 @flow(name="forewarn-train")
 def train_failure_model(
-    family: str = "hgb", n_folds: int = 5, model_dir: str | None = None, db_url: str | None = None
+    family: str = "hgb",
+    n_folds: int = 5,
+    model_dir: str | None = None,
+    db_url: str | None = None,
+    import_prefect: bool = False,
 ) -> dict[str, Any]:
-    """Backtest, then fit and save the failure-warning model; publish its figures as an artifact."""
+    """Backtest, then fit and save the failure-warning model; publish its figures as an artifact.
+
+    Until the store holds enough history (200 labelled runs with 20 failures) the run completes without a
+    model and says so ("not enough history yet: N runs, M failures of the 200/20 needed") in its log and in
+    the ``forewarn-model`` markdown artifact; it returns ``{"version": None, "status": ...}``.
+    With ``import_prefect`` the flow first imports the flow runs that ended in Prefect since the last import.
+    """
     logger = get_run_logger()
+    if import_prefect:
+        import_prefect_runs(db_url)
     runs, attempts = load_history(db_url)
+    readiness = HistoryReadiness.from_runs(runs)
+    if not readiness.ready:
+        return _without_a_model(readiness, readiness.message)
     target = Path(model_dir or get_settings().model_dir)
     key = configured_model_key(create=True)
-    result = train_and_save(runs, attempts, model_dir=target, key=key, family=family, n_folds=n_folds)
+    try:
+        result = train_and_save(runs, attempts, model_dir=target, key=key, family=family, n_folds=n_folds)
+    except InsufficientHistoryError as exc:  # enough runs overall, but too few in what the model can learn from
+        return _without_a_model(readiness, str(exc))
     manifest = result.manifest
     logger.info("saved model %s (threshold %.3f) to %s", manifest.version, manifest.threshold, result.path)
     create_markdown_artifact(
@@ -61,6 +96,17 @@ def train_failure_model(
         description="The failure-warning model now in use, and how it did on runs it never trained on.",
     )
     return {"version": manifest.version, "path": str(result.path), "threshold": manifest.threshold}
+
+
+def _without_a_model(readiness: HistoryReadiness, reason: str) -> dict[str, Any]:
+    """Complete the training run without a model: say why in the log and in the model artifact."""
+    get_run_logger().warning(reason)
+    create_markdown_artifact(
+        key="forewarn-model",
+        markdown=readiness.markdown("forewarn model") + f"\n{reason}\n",
+        description="No model yet: not enough history.",
+    )
+    return {"version": None, "status": reason, "runs": readiness.runs, "failures": readiness.failures}
 
 
 @flow(name="forewarn-backtest")

@@ -503,7 +503,7 @@ class TestCli:
         runs, attempts = tmp_path / "h.csv", tmp_path / "a.csv"
         out = runner.invoke(app, ["simulate", "--runs", "300", "--out", str(runs), "--attempts-out", str(attempts)])
         assert out.exit_code == 0, out.output
-        assert f"wrote 300 simulated runs to {runs}" in out.output
+        assert "wrote 300 simulated runs from " in out.output and f" UTC to {runs}" in out.output
         assert f"next: forewarn import-runs {runs} && forewarn import-attempts {attempts}" in out.output
         done = runner.invoke(app, ["import-runs", str(runs), "--db", sqlite_url])
         assert done.exit_code == 0, done.output
@@ -516,13 +516,23 @@ class TestCli:
             assert len(store.runs()) == 300 and len(store.attempts()) == n_attempts
 
     def test_simulate_is_reproducible(self, tmp_path: Path) -> None:
-        """The same seed writes the same file."""
+        """The same seed and start write the same file."""
         for name in ("one.csv", "two.csv"):
-            assert (
-                runner.invoke(app, ["simulate", "--runs", "50", "--seed", "4", "--out", str(tmp_path / name)]).exit_code
-                == 0
-            )
+            args = ["simulate", "--runs", "50", "--seed", "4", "--start", "2026-03-05", "--out", str(tmp_path / name)]
+            assert runner.invoke(app, args).exit_code == 0
         assert (tmp_path / "one.csv").read_text() == (tmp_path / "two.csv").read_text()
+        assert pd.read_csv(tmp_path / "one.csv")["scheduled_start"].min() >= "2026-03-05"
+
+    def test_simulated_history_ends_within_the_last_week(self, tmp_path: Path) -> None:
+        """Without --start the history ends now, inside live scoring's 30-day lookback."""
+        out = tmp_path / "h.csv"
+        assert runner.invoke(app, ["simulate", "--runs", "2000", "--out", str(out)]).exit_code == 0
+        last = pd.to_datetime(pd.read_csv(out)["scheduled_start"], utc=True).max()
+        assert pd.Timedelta(0) <= pd.Timestamp.now(tz="UTC") - last < pd.Timedelta(days=7)
+
+    def test_a_bad_start_is_named(self, tmp_path: Path) -> None:
+        done = runner.invoke(app, ["simulate", "--runs", "5", "--start", "soon", "--out", str(tmp_path / "h.csv")])
+        assert done.exit_code == 2 and "soon" in done.output
 
     def test_invalid_file_exits_2_with_line_numbers_and_writes_nothing(self, tmp_path: Path, sqlite_url: str) -> None:
         """The first problems are printed with their lines; the flag names are the CLI's."""

@@ -5,6 +5,7 @@ Example::
     forewarn report --since 2026-11-01
     forewarn simulate --runs 50000 --out history.csv
     forewarn import-runs history.csv
+    forewarn import-prefect
     forewarn backtest --json backtest.json
     forewarn monitor --bucket day
 """
@@ -205,6 +206,19 @@ def _history(db: str | None):  # type: ignore[no-untyped-def]
     return store, runs, attempts
 
 
+NOT_ENOUGH_HISTORY = 3
+"""Exit code of ``forewarn train`` while the store holds too little history to train: nothing was saved."""
+
+
+def _not_enough_history(message: str) -> typer.Exit:
+    err_console.print(escape(message), soft_wrap=True)
+    err_console.print(
+        "Get more history: `forewarn import-prefect`, `forewarn import-runs`, or keep running forewarn.flow flows.",
+        soft_wrap=True,
+    )
+    return typer.Exit(code=NOT_ENOUGH_HISTORY)
+
+
 @app.command()
 def train(
     db: DbOption = None,
@@ -212,13 +226,22 @@ def train(
     family: Annotated[str, typer.Option(help="hgb (gradient boosting) or logreg.")] = "hgb",
     folds: Annotated[int, typer.Option(min=1, help="Walk-forward test windows for the manifest's figures.")] = 5,
 ) -> None:
-    """Backtest, then fit and save the failure-warning model on the store's history."""
+    """Backtest, then fit and save the failure-warning model on the store's history.
+
+    Exit code 3 while the store holds too little history ("not enough history yet: N runs, M failures of
+    the 200/20 needed"): nothing is saved, and a script such as `forewarn train && ...` stops there.
+    """
+    from forewarn.errors import InsufficientHistoryError
+    from forewarn.learning.readiness import HistoryReadiness
     from forewarn.learning.summary import metrics_rows
     from forewarn.learning.training import train_and_save
     from forewarn.scoring import configured_model_key
     from forewarn.settings import get_settings
 
     _, runs, attempts = _history(db)
+    readiness = HistoryReadiness.from_runs(runs)
+    if not readiness.ready:
+        raise _not_enough_history(readiness.message)
     target = model_dir or str(get_settings().model_dir)
     bar, progress = _progress_bar("backtest folds")
     try:
@@ -227,6 +250,8 @@ def train(
             result = train_and_save(
                 runs, attempts, model_dir=target, key=key, family=family, n_folds=folds, progress=progress
             )
+    except InsufficientHistoryError as exc:
+        raise _not_enough_history(str(exc)) from None
     except ForewarnError as exc:
         raise _fail(exc) from None
     manifest = result.manifest
@@ -402,6 +427,49 @@ def import_attempts_command(
     _import("attempts", path, db, skip_invalid, assume_utc)
 
 
+@app.command("import-prefect")
+def import_prefect_command(
+    db: DbOption = None,
+    since: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option(help="Import runs that ended at or after this time (ISO-8601) instead of since the last import."),
+    ] = None,
+    include_operational: Annotated[
+        bool, typer.Option("--include-operational", help="Also import forewarn's own training/forecast/... runs.")
+    ] = False,
+) -> None:
+    """Import the flow runs and task runs that ended in Prefect (PREFECT_API_URL) into the store.
+
+    Incremental: a second import reads only what ended since the first (less 10 minutes, skipped by id).
+    Runs already in the store, such as those forewarn.flow recorded, are never overwritten. See docs/import.md.
+    """
+    from forewarn.orchestration.prefect_history import import_prefect_history
+
+    start = parse_time(since, "--since")
+    store = open_store(db)
+    bar, progress = _progress_bar("importing Prefect flow runs")
+    try:
+        with bar:
+            result = import_prefect_history(
+                store, since=start, include_operational=include_operational, progress=progress
+            )
+    except ForewarnError as exc:
+        raise _fail(exc, db) from None
+    except Exception as exc:  # the Prefect client's own errors: an API that does not answer or refuses
+        raise _fail(ForewarnError(f"the Prefect API did not answer as expected: {type(exc).__name__}: {exc}")) from None
+    finally:
+        store.close()
+    console.print(
+        escape(
+            f"imported {result.runs_imported:,} flow run(s) and {result.attempts_imported:,} task attempt(s) "
+            f"from {result.api_url} into {store.url} in {result.seconds:.1f} s; "
+            f"{result.runs_known:,} run(s) were already in the store; "
+            f"skipped {result.runs_skipped:,} run(s) of forewarn's own flows"
+        ),
+        soft_wrap=True,
+    )
+
+
 @app.command()
 def simulate(
     out: Annotated[Path, typer.Option("--out", dir_okay=False, help="Run-history CSV to write.", show_default=False)],
@@ -411,17 +479,33 @@ def simulate(
         Optional[Path],  # noqa: UP045
         typer.Option("--attempts-out", dir_okay=False, help="Also write their task attempts here.", show_default=False),
     ] = None,
+    start: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option(
+            help="First scheduled start (ISO-8601). Default: whole weeks from 2026-01-01 so the history ends "
+            "within the last week, inside live scoring's lookback.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Write a synthetic run history in the import format, with documented failure mechanisms."""
     from rich.markup import escape
 
-    from forewarn.history.simulate import simulate_history, simulated_attempts, write_simulated_history
+    from forewarn.history.simulate import (
+        simulate_history,
+        simulated_attempts,
+        start_ending_by,
+        write_simulated_history,
+    )
+    from forewarn.timeutil import utc_now
 
+    first = parse_time(start, "--start")
     try:
+        first = first or start_ending_by(runs, utc_now(), seed=seed)
         if attempts_out is None:
-            write_simulated_history(out, runs, seed=seed)
+            write_simulated_history(out, runs, seed=seed, start=first)
         else:
-            history = simulate_history(runs, seed=seed, include_cause=True)  # causes shape the exception types
+            history = simulate_history(runs, seed=seed, start=first, include_cause=True)  # causes shape exceptions
             attempts = simulated_attempts(history, seed=seed)
             out.parent.mkdir(parents=True, exist_ok=True)
             history.drop(columns="failure_cause").to_csv(out, index=False)
@@ -430,7 +514,7 @@ def simulate(
             console.print(escape(f"wrote {len(attempts):,} simulated task attempts to {attempts_out}"), soft_wrap=True)
     except (ForewarnError, OSError) as exc:
         raise _import_failed(exc) from None
-    console.print(escape(f"wrote {runs:,} simulated runs to {out}"), soft_wrap=True)
+    console.print(escape(f"wrote {runs:,} simulated runs from {first:%Y-%m-%d %H:%M} UTC to {out}"), soft_wrap=True)
     follow = f" && forewarn import-attempts {attempts_out}" if attempts_out is not None else ""
     console.print(escape(f"next: forewarn import-runs {out}{follow}"), soft_wrap=True)
 
@@ -490,20 +574,49 @@ def forecast(
     db: DbOption = None,
     horizon_hours: Annotated[float, typer.Option(min=0.01, help="Score runs scheduled within this many hours.")] = 24.0,
     all_runs: Annotated[bool, typer.Option("--all", help="List every scored run, not only those at risk.")] = False,
+    notify: Annotated[
+        bool,
+        typer.Option("--notify", help="Record the scores and emit the at-risk event (once per run); default: preview."),
+    ] = False,
+    deployment: Annotated[
+        Optional[list[str]],  # noqa: UP045
+        typer.Option("--deployment", help="Only this deployment (name or flow/name); repeatable.", show_default=False),
+    ] = None,
+    tag: Annotated[
+        Optional[list[str]],  # noqa: UP045
+        typer.Option("--tag", help="Only runs with this tag (any of those given); repeatable.", show_default=False),
+    ] = None,
 ) -> None:
-    """Score the scheduled flow runs of the next hours (from the Prefect API) and list those at risk."""
+    """Score the scheduled flow runs of the next hours (from the Prefect API) and list those at risk.
+
+    A preview by default: nothing is recorded and no event is emitted. --notify records the scores and emits
+    the at-risk event for each run not warned about before (or whose risk rose since), as the forecast flow does.
+    """
     from datetime import timedelta
 
-    from forewarn.orchestration.forecast import forecast_rows, forecast_upcoming_runs
+    from forewarn.orchestration.forecast import cold_start, forecast_rows, forecast_upcoming_runs
 
     store = open_store(db)
     try:
-        table = forecast_upcoming_runs(store, horizon=timedelta(hours=horizon_hours))
+        waiting = cold_start(store)
+        if waiting is not None:  # not an error: nothing to forecast yet (exit 0, like a forecast with no run at risk)
+            console.print(escape(waiting.message), soft_wrap=True)
+            return
+        table = forecast_upcoming_runs(
+            store,
+            horizon=timedelta(hours=horizon_hours),
+            record=notify,
+            emit_events=notify,
+            deployments=deployment,
+            tags=tag,
+        )
     except ForewarnError as exc:
         raise _fail(exc) from None
     rows = forecast_rows(table, warned_only=not all_runs)
     at_risk = int(table["warned"].astype(bool).sum()) if len(table) else 0
-    print_forecast(rows, f"{at_risk} of {len(table)} scheduled run(s) in the next {horizon_hours:g} h at risk")
+    notified = int(table["notified"].astype(bool).sum()) if len(table) else 0
+    done = f"{notified} warned about now" if notify else "preview: nothing recorded or notified (--notify to warn)"
+    print_forecast(rows, f"{at_risk} of {len(table)} scheduled run(s) in the next {horizon_hours:g} h at risk; {done}")
 
 
 # --- live monitoring -------------------------------------------------------------------------------------

@@ -83,6 +83,11 @@ FEATURE_PREFIX = "feature_"
 
 HOSTNAME = socket.gethostname()
 
+OPERATIONAL_FLOWS: frozenset[str] = frozenset(
+    {"forewarn-train", "forewarn-backtest", "forewarn-forecast", "forewarn-monitor", "forewarn-import-prefect"}
+)
+"""forewarn's own operational flows (``flows/``): never imported as history, never forecast or warned."""
+
 
 @overload
 def parameters_hash(parameters: Mapping[str, Any]) -> str: ...
@@ -210,6 +215,7 @@ __all__ = [
     "FEATURE_PREFIX",
     "FINAL_STATES",
     "HOSTNAME",
+    "OPERATIONAL_FLOWS",
     "PREDICTION_SOURCES",
     "AttemptOutcome",
     "AttemptRecord",

@@ -187,6 +187,15 @@ class ForewarnSettings(BaseSettings):
         "reading it again, from 0 to 3600 s; another process's opening is seen within this time.",
     )
 
+    forecast_rise: float = Field(
+        0.1,
+        ge=0,
+        le=1,
+        allow_inf_nan=False,
+        description="A scheduled run the forecast already warned about is warned about again only when its risk "
+        "rose by at least this much (0 to 1) since that warning, or crossed into a higher risk band.",
+    )
+
     @field_validator("db_url", mode="before")
     @classmethod
     def _empty_db_url_is_the_default(cls, value: Any) -> Any:

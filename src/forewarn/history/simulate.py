@@ -120,11 +120,17 @@ ATTEMPT_COLUMNS: tuple[str, ...] = (*ATTEMPT_REQUIRED, *ATTEMPT_OPTIONAL)
 :class:`~forewarn.records.AttemptOutcome` values as ``state``)."""
 
 
+DEFAULT_START = "2026-01-01T00:00:00Z"
+"""Where :func:`simulate_history` starts unless told otherwise (a Thursday, 00:00 UTC)."""
+
+_WEEK_NS = 7 * 24 * 3600 * 10**9
+
+
 def simulate_history(
     n_runs: int,
     *,
     seed: int = 0,
-    start: datetime | str = "2026-01-01T00:00:00Z",
+    start: datetime | str = DEFAULT_START,
     n_flows: int = 12,
     include_cause: bool = False,
 ) -> pd.DataFrame:
@@ -189,6 +195,30 @@ def simulate_history(
     if include_cause:
         out["failure_cause"] = pd.Series(cause, dtype=object)
     return out
+
+
+def start_ending_by(n_runs: int, end: datetime, *, seed: int = 0, n_flows: int = 12) -> datetime:
+    """The ``start`` whose simulated history of ``n_runs`` has its last run start at or before ``end``, less than a
+    week before it: :data:`DEFAULT_START` moved by whole weeks, so weekdays, hours and maintenance windows
+    fall as they do from the default start.
+
+    ``forewarn simulate`` uses it so that a history ends now, inside live scoring's lookback.
+
+    Example::
+
+        >>> from datetime import timezone
+        >>> end = datetime(2026, 11, 29, 12, tzinfo=timezone.utc)
+        >>> start = start_ending_by(2_000, end, seed=1)
+        >>> start.weekday(), start.time().isoformat()
+        (3, '00:00:00')
+        >>> last = pd.Timestamp(simulate_history(2_000, seed=1, start=start)["scheduled_start"].max())
+        >>> pd.Timedelta(0) <= pd.Timestamp(end) - last < pd.Timedelta(days=7)
+        True
+    """
+    probe = simulate_history(n_runs, seed=seed, start=DEFAULT_START, n_flows=n_flows)
+    last = pd.to_datetime(probe["scheduled_start"], utc=True).max()
+    weeks = math.floor((pd.Timestamp(end).value - last.value) / _WEEK_NS)
+    return (pd.Timestamp(DEFAULT_START) + pd.Timedelta(weeks=weeks)).to_pydatetime()
 
 
 def _check_sizes(n_runs: Any, n_flows: Any) -> None:
@@ -417,6 +447,8 @@ def history_to_attempts_frame(
 
 
 __all__ = [
+    "DEFAULT_START",
+    "start_ending_by",
     "ATTEMPT_COLUMNS",
     "DEPENDENCIES",
     "FAILURE_CAUSES",

@@ -95,7 +95,7 @@ def current_flow_run_record(
         parameters=parameters,
         parameters_hash=parameters_hash(parameters),
         flow_version=run.flow_version or (ctx.flow.version if ctx.flow is not None else None),
-        scheduled_start=_stdlib_time(run.expected_start_time),
+        scheduled_start=stdlib_time(run.expected_start_time),
         start_time=clock(),
         state=RunState.RUNNING,
         forewarn_version=__version__,
@@ -113,8 +113,16 @@ def _features(features: FeaturesFn | None, parameters: dict[str, Any]) -> dict[s
         return {}
 
 
-def _stdlib_time(value: datetime | None) -> datetime | None:
-    # Prefect hands out pendulum-style datetimes; the store wants plain aware UTC datetimes.
+def stdlib_time(value: datetime | None) -> datetime | None:
+    """A Prefect time as a plain aware UTC ``datetime`` (``None`` stays ``None``).
+
+    Prefect hands out its own ``DateTime`` subclass; the store wants the standard library's.
+
+    Example::
+
+        >>> stdlib_time(datetime(2026, 1, 1, tzinfo=timezone.utc)).isoformat()
+        '2026-01-01T00:00:00+00:00'
+    """
     if value is None:
         return None
     return datetime.fromtimestamp(value.timestamp(), tz=timezone.utc)
@@ -125,8 +133,17 @@ def _stdlib_time(value: datetime | None) -> datetime | None:
 _ENDS_AS = {"CANCELLING": RunState.CANCELLED}
 
 
-def _final_state(state: Any) -> RunState:
-    """The stored final state of a Prefect state a hook is given (``TimedOut`` is a Failed state by name)."""
+def final_run_state(state: Any) -> RunState:
+    """forewarn's :class:`~forewarn.records.RunState` for a final Prefect state: its type, or ``TIMEDOUT``
+    for Prefect's ``TimedOut`` (a ``FAILED`` state by that name); ``CANCELLED`` for the ``CANCELLING`` state
+    Prefect hands ``on_cancellation`` hooks.
+
+    Example::
+
+        >>> from prefect.states import Failed
+        >>> final_run_state(Failed(name="TimedOut")), final_run_state(Failed())
+        (<RunState.TIMEDOUT: 'TIMEDOUT'>, <RunState.FAILED: 'FAILED'>)
+    """
     if getattr(state, "name", None) == "TimedOut":
         return RunState.TIMEDOUT
     value = state.type.value
@@ -137,7 +154,7 @@ def _record_end(flow: Any, flow_run: Any, state: Any) -> None:
     """Prefect state hook ``(flow, flow_run, state)`` that writes the run's final state."""
     recorder = default_recorder()
     if recorder is not None:
-        recorder.flow_run_ended(str(flow_run.id), _final_state(state), utc_now())
+        recorder.flow_run_ended(str(flow_run.id), final_run_state(state), utc_now())
 
 
 def flow(

@@ -24,7 +24,8 @@ Example::
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
@@ -33,12 +34,17 @@ from uuid import UUID
 import pandas as pd
 
 from forewarn.errors import ConfigurationError, ModelError
-from forewarn.records import parameters_hash
+from forewarn.learning.readiness import HistoryReadiness
+from forewarn.records import OPERATIONAL_FLOWS, parameters_hash
 from forewarn.scoring import SCORE_COLUMNS, load_current_model, prediction_records, score_runs
+from forewarn.scoring.notify import forecast_notifications
 from forewarn.timeutil import utc
 
 if TYPE_CHECKING:
     from forewarn.store import TelemetryStore
+
+FORECAST_COLUMNS: tuple[str, ...] = (*SCORE_COLUMNS, "notified")
+"""Columns of :func:`forecast_upcoming_runs`: the scores and whether each one notifies."""
 
 FORECAST_ARTIFACT_KEY = "forewarn-forecast"
 """Key of the table artifact :func:`publish_forecast` writes."""
@@ -47,13 +53,14 @@ PAGE = 200
 """Flow runs read per API request (the Prefect server's default page limit)."""
 
 
-def _read_scheduled(client: Any, now: datetime, horizon: timedelta) -> list[Any]:
-    """Every SCHEDULED flow run expected to start in ``[now, now + horizon]``, earliest first."""
+def _read_scheduled(client: Any, now: datetime, horizon: timedelta, tags: Sequence[str] | None = None) -> list[Any]:
+    """Every SCHEDULED flow run expected to start in ``[now, now + horizon]`` (with any of ``tags``), earliest first."""
     from prefect.client.schemas.filters import (
         FlowRunFilter,
         FlowRunFilterExpectedStartTime,
         FlowRunFilterState,
         FlowRunFilterStateType,
+        FlowRunFilterTags,
     )
     from prefect.client.schemas.objects import StateType
     from prefect.client.schemas.sorting import FlowRunSort
@@ -61,19 +68,39 @@ def _read_scheduled(client: Any, now: datetime, horizon: timedelta) -> list[Any]
     flow_run_filter = FlowRunFilter(
         state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.SCHEDULED])),
         expected_start_time=FlowRunFilterExpectedStartTime(after_=cast(Any, now), before_=cast(Any, now + horizon)),
+        tags=FlowRunFilterTags(any_=list(tags)) if tags else None,
     )
-    runs: list[Any] = []
-    while True:
-        page = client.read_flow_runs(
-            flow_run_filter=flow_run_filter, sort=FlowRunSort.EXPECTED_START_TIME_ASC, limit=PAGE, offset=len(runs)
+    return read_pages(
+        lambda offset: client.read_flow_runs(
+            flow_run_filter=flow_run_filter, sort=FlowRunSort.EXPECTED_START_TIME_ASC, limit=PAGE, offset=offset
         )
-        runs.extend(page)
-        if len(page) < PAGE:
-            return runs
+    )
 
 
-def _names(client: Any, runs: Iterable[Any]) -> tuple[dict[UUID, str], dict[UUID, str]]:
-    """Flow names by flow id and deployment names by deployment id, for ``runs``."""
+def read_pages(read_page: Callable[[int], Iterable[Any]], page_size: int = PAGE) -> list[Any]:
+    """Every item of a paged Prefect API read: ``read_page(offset)`` returns up to ``page_size`` items.
+
+    Example::
+
+        >>> read_pages(lambda offset: range(offset, min(offset + 2, 5)), page_size=2)
+        [0, 1, 2, 3, 4]
+    """
+    items: list[Any] = []
+    while True:
+        page = list(read_page(len(items)))
+        items.extend(page)
+        if len(page) < page_size:
+            return items
+
+
+def flow_and_deployment_names(client: Any, runs: Iterable[Any]) -> tuple[dict[UUID, str], dict[UUID, str]]:
+    """Flow names by flow id and deployment names by deployment id, for Prefect flow ``runs``.
+
+    Example::
+
+        >>> flow_and_deployment_names(None, [])
+        ({}, {})
+    """
     from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId, FlowFilter, FlowFilterId
 
     runs = list(runs)
@@ -140,6 +167,35 @@ def upcoming_runs_frame(runs: Iterable[Any], flows: dict[UUID, str], deployments
     return frame
 
 
+def in_scope(
+    targets: pd.DataFrame,
+    *,
+    deployments: Sequence[str] | None = None,
+    known_flows: Iterable[str] | None = None,
+) -> pd.DataFrame:
+    """The scheduled runs the forecast scores: never forewarn's own operational flows; with ``deployments``,
+    only runs of those deployments (a name, or ``flow-name/deployment-name``); otherwise, with
+    ``known_flows``, only runs of flows the store has history for.
+
+    Example::
+
+        >>> targets = pd.DataFrame({"flow_name": ["etl", "forewarn-forecast", "new", "etl"],
+        ...                         "deployment": ["nightly", "forecast", "daily", "hourly"]})
+        >>> in_scope(targets, known_flows={"etl", "forewarn-forecast"})["deployment"].tolist()
+        ['nightly', 'hourly']
+        >>> in_scope(targets, deployments=["etl/hourly", "daily"])["deployment"].tolist()
+        ['daily', 'hourly']
+    """
+    keep = ~targets["flow_name"].isin(OPERATIONAL_FLOWS)
+    if deployments:
+        wanted = set(deployments)
+        full = targets["flow_name"].astype(str) + "/" + targets["deployment"].astype(str)
+        keep &= targets["deployment"].isin(wanted) | full.isin(wanted)
+    elif known_flows is not None:
+        keep &= targets["flow_name"].isin(set(known_flows))
+    return targets.loc[keep].reset_index(drop=True)
+
+
 def _with_known_versions(store: TelemetryStore, targets: pd.DataFrame, now: datetime) -> pd.DataFrame:
     """Runs without a code version get their flow's latest version among runs that ended before ``now``."""
     missing = targets["flow_version"].isna()
@@ -154,6 +210,58 @@ def _with_known_versions(store: TelemetryStore, targets: pd.DataFrame, now: date
     return targets
 
 
+@dataclass(frozen=True, slots=True)
+class ColdStart:
+    """No model is installed yet: where the history stands (see :func:`cold_start`)."""
+
+    readiness: HistoryReadiness
+    model_dir: Path
+
+    @property
+    def message(self) -> str:
+        """One sentence for logs and the command line.
+
+        Example::
+
+            >>> ColdStart(HistoryReadiness(40, 3), Path("/models")).message
+            'not enough history yet: 40 runs, 3 failures of the 200/20 needed; nothing to forecast without a model'
+        """
+        if not self.readiness.ready:
+            return f"{self.readiness.message}; nothing to forecast without a model"
+        return (
+            f"no model in {self.model_dir} yet, though the history is enough ({self.readiness.runs:,} runs, "
+            f"{self.readiness.failures:,} failures): run `forewarn train` or the training deployment"
+        )
+
+    def markdown(self, title: str) -> str:
+        """A markdown artifact body for a run that completed without a model."""
+        if not self.readiness.ready:
+            return self.readiness.markdown(title)
+        return f"# {title}: no model yet\n\n{self.message}.\n"
+
+
+def cold_start(store: TelemetryStore, model_dir: Path | str | None = None) -> ColdStart | None:
+    """``None`` when a model is installed in ``model_dir`` (default ``FOREWARN_MODEL_DIR``); else a
+    :class:`ColdStart` saying whether the store's history is enough to train one yet.
+
+    A model that is installed but broken or untrusted raises, as :func:`~forewarn.scoring.load_current_model`
+    does: that is no cold start.
+
+    Example::
+
+        >>> from forewarn.store import TelemetryStore
+        >>> cold_start(TelemetryStore("sqlite://"), "/nonexistent/models").message
+        'not enough history yet: 0 runs, 0 failures of the 200/20 needed; nothing to forecast without a model'
+    """
+    if model_dir is None:
+        from forewarn.settings import get_settings
+
+        model_dir = get_settings().model_dir
+    if load_current_model(model_dir) is not None:
+        return None
+    return ColdStart(HistoryReadiness.from_state_counts(store.state_counts()), Path(model_dir))
+
+
 def forecast_upcoming_runs(
     store: TelemetryStore,
     *,
@@ -163,8 +271,19 @@ def forecast_upcoming_runs(
     model_dir: Path | str | None = None,
     record: bool = True,
     emit_events: bool = True,
+    deployments: Sequence[str] | None = None,
+    tags: Sequence[str] | None = None,
+    rise: float | None = None,
 ) -> pd.DataFrame:
     """Score the scheduled flow runs expected to start within ``horizon`` of ``now``, as known now.
+
+    **Scope** (:func:`in_scope`): runs with any of ``tags`` (Prefect flow run tags, which runs take from their
+    deployment) and, with ``deployments``, of those deployments; without ``deployments``, only runs of flows
+    the store has history for. forewarn's own operational flows are never scored.
+
+    **Warn once** (:mod:`forewarn.scoring.notify`): the returned ``notified`` column says which scores notify:
+    at risk, and the run was not warned about by an earlier recorded forecast, or its risk rose by ``rise``
+    (default ``FOREWARN_FORECAST_RISE``) or crossed into a higher band since. Only those get the event.
 
     Reads the runs from the Prefect API (``client``: a sync Prefect client, default
     ``get_client(sync_client=True)``), scores them with the model in ``model_dir`` (default
@@ -194,27 +313,38 @@ def forecast_upcoming_runs(
         raise ModelError(f"no model in {model_dir}: run `forewarn train` first", path=model_dir)
     model, manifest = loaded
 
+    if rise is None:
+        from forewarn.settings import get_settings
+
+        rise = get_settings().forecast_rise
     if client is None:
         from prefect.client.orchestration import get_client
 
         with get_client(sync_client=True) as own_client:
-            runs = _read_scheduled(own_client, moment, horizon)
-            flows, deployments = _names(own_client, runs)
+            upcoming = _upcoming(own_client, moment, horizon, tags)
     else:
-        runs = _read_scheduled(client, moment, horizon)
-        flows, deployments = _names(client, runs)
-    targets = _with_known_versions(store, upcoming_runs_frame(runs, flows, deployments), moment)
+        upcoming = _upcoming(client, moment, horizon, tags)
+    known = None if deployments else store.flow_names()
+    targets = in_scope(upcoming, deployments=deployments, known_flows=known)
+    targets = _with_known_versions(store, targets, moment)
     if targets.empty:
-        return pd.DataFrame({c: pd.Series(dtype=object) for c in SCORE_COLUMNS})
+        return pd.DataFrame({c: pd.Series(dtype=object) for c in FORECAST_COLUMNS})
     table = score_runs(store, targets, model, manifest, now=moment)
+    table["notified"] = forecast_notifications(store, table, rise)  # before this forecast's rows are recorded
     if record:
         store.record_predictions(prediction_records(table, source="forecast", predicted_at=moment))
     if emit_events:
         from forewarn.orchestration.warning import emit_at_risk_event
 
-        for _, row in table.loc[table["warned"]].iterrows():
+        for _, row in table.loc[table["notified"]].iterrows():
             emit_at_risk_event(row, source="forecast")
     return table
+
+
+def _upcoming(client: Any, now: datetime, horizon: timedelta, tags: Sequence[str] | None) -> pd.DataFrame:
+    runs = _read_scheduled(client, now, horizon, tags)
+    flows, deployments = flow_and_deployment_names(client, runs)
+    return upcoming_runs_frame(runs, flows, deployments)
 
 
 def forecast_rows(table: pd.DataFrame, *, warned_only: bool = True) -> list[dict[str, Any]]:
@@ -264,8 +394,14 @@ def publish_forecast(table: pd.DataFrame, *, key: str = FORECAST_ARTIFACT_KEY) -
 
 __all__ = [
     "FORECAST_ARTIFACT_KEY",
+    "FORECAST_COLUMNS",
+    "ColdStart",
+    "cold_start",
+    "flow_and_deployment_names",
     "forecast_rows",
     "forecast_upcoming_runs",
+    "in_scope",
     "publish_forecast",
+    "read_pages",
     "upcoming_runs_frame",
 ]

@@ -12,7 +12,8 @@ Modules:
   the key that verifies it (:func:`configured_model_key`);
 * ``cache`` - the prepared-history cache (:class:`HistoryCache`, :func:`history_cache`, :func:`read_history`);
 * ``snapshot`` - the cache's stable rows in a file, so a new process starts warm;
-* ``live`` - :func:`score_runs` and the tables and records made from its scores.
+* ``live`` - :func:`score_runs` and the tables and records made from its scores;
+* ``notify`` - warn once per scheduled run: which forecast scores notify (``forecast_notifications``);
 * ``monitor`` - :func:`~forewarn.scoring.monitor.monitor_store`: the live warnings against the runs'
   outcomes, drift against the installed model's training window, the retrain advice;
 * ``exporter`` - Prometheus metrics read from the store per scrape (needs the ``metrics`` extra; imported

@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from forewarn.errors import InvalidRecordError
 from forewarn.records import FAILURE_STATES
 from forewarn.store._codec import TIME_COLUMNS, aware
-from forewarn.store.schema import flow_runs, predictions, task_attempts
+from forewarn.store.schema import flow_runs, forewarn_meta, predictions, task_attempts
 
 RUN_COLUMNS: tuple[str, ...] = tuple(flow_runs.c.keys())
 """The ``flow_runs`` columns in table order: :meth:`TelemetryStore.runs` and friends return these, then one
@@ -56,6 +56,33 @@ ENDED_ATTEMPT_COLUMNS: tuple[str, ...] = (
 
 _FAILURE_STATES = tuple(sorted(FAILURE_STATES))
 _ENDED_TABLES = ("flow_runs", "task_attempts")
+
+
+_ID_COLUMNS = {"flow_runs": flow_runs.c.flow_run_id, "task_attempts": task_attempts.c.task_run_id}
+
+
+def known_ids_select(table: str) -> sa.Select[Any]:
+    """The distinct ids of ``table`` (``flow_runs``: ``flow_run_id``; ``task_attempts``: ``task_run_id``)
+    among the expanding bound parameter ``ids``."""
+    if table not in _ID_COLUMNS:
+        raise InvalidRecordError(f"table={table!r} is invalid: expected one of {', '.join(_ID_COLUMNS)}")
+    column = _ID_COLUMNS[table]
+    return sa.select(column).distinct().where(column.in_(sa.bindparam("ids", expanding=True)))
+
+
+def flow_names_select() -> sa.Select[Any]:
+    """The distinct ``flow_name`` values of ``flow_runs``."""
+    return sa.select(flow_runs.c.flow_name).distinct()
+
+
+def state_counts_select() -> sa.Select[Any]:
+    """``(state, runs)`` for every state in ``flow_runs``."""
+    return sa.select(flow_runs.c.state, sa.func.count()).group_by(flow_runs.c.state)
+
+
+def meta_value_select(key: str) -> sa.Select[Any]:
+    """The ``forewarn_meta`` value stored under ``key`` (a bound parameter)."""
+    return sa.select(forewarn_meta.c.value).where(forewarn_meta.c.key == key)
 
 
 def runs_query(

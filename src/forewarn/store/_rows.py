@@ -25,8 +25,9 @@ from forewarn.store._codec import (
 )
 from forewarn.store.schema import flow_runs, predictions, string_lengths, task_attempts
 
-SOURCES = ("forewarn", "import")
-"""Where a ``flow_runs`` row came from: recorded live by forewarn, or imported from another scheduler."""
+SOURCES = ("forewarn", "import", "prefect")
+"""Where a ``flow_runs`` row came from: recorded live by forewarn, imported from a CSV history, or imported
+from the Prefect API's flow runs (``forewarn import-prefect``)."""
 
 RUN_LENGTHS = string_lengths(flow_runs)
 """Length of each string column of ``flow_runs``."""

@@ -388,14 +388,30 @@ def _upgrade(conn: sa.Connection, version: int, target: int, steps: dict[int, Mi
 
 
 def _write_version(conn: sa.Connection, version: int) -> None:
+    write_meta(conn, VERSION_KEY, str(version))
+
+
+def write_meta(conn: sa.Connection, key: str, value: str) -> None:
+    """Set ``forewarn_meta[key] = value`` (update, or insert when the key is new), inside the caller's transaction.
+
+    Example::
+
+        >>> engine = sa.create_engine("sqlite://", isolation_level="AUTOCOMMIT")
+        >>> with engine.connect() as conn:
+        ...     _ = ensure_schema(conn, url="sqlite://")
+        ...     write_meta(conn, "prefect_import", "2026-01-01T00:00:00+00:00")
+        ...     conn.execute(sa.text("select value from forewarn_meta where key = 'prefect_import'")).scalar()
+        '2026-01-01T00:00:00+00:00'
+    """
     meta = schema.forewarn_meta
-    updated = conn.execute(sa.update(meta).where(meta.c.key == VERSION_KEY).values(value=str(version)))
+    updated = conn.execute(sa.update(meta).where(meta.c.key == key).values(value=value))
     if updated.rowcount == 0:
-        conn.execute(sa.insert(meta).values(key=VERSION_KEY, value=str(version)))
+        conn.execute(sa.insert(meta).values(key=key, value=value))
 
 
 __all__ = [
     "MIGRATIONS",
+    "write_meta",
     "Migration",
     "VERSION_KEY",
     "check_migrations",

@@ -26,11 +26,11 @@ Example::
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from forewarn.errors import StoreError
+from forewarn.errors import InvalidRecordError, StoreError
 from forewarn.records import (
     FEATURE_PREFIX,
     AttemptRecord,
@@ -56,16 +56,20 @@ from forewarn.store._queries import (
     count_ended_select,
     ended_params,
     ended_select,
+    flow_names_select,
+    known_ids_select,
     last_runs_query,
+    meta_value_select,
     predictions_query,
     recent_failures_query,
     runs_query,
+    state_counts_select,
     with_raw_times,
 )
 from forewarn.store._rows import RUN_LENGTHS, attempt_row, check_source, prediction_row, run_row
 from forewarn.store._timeouts import StoreTimeouts
 from forewarn.store.aggregates import StoreTotals, read_totals
-from forewarn.store.migrations import ensure_schema, read_version
+from forewarn.store.migrations import VERSION_KEY, ensure_schema, read_version, write_meta
 from forewarn.store.spool_drainer import flush_pending
 from forewarn.timeutil import utc_now
 
@@ -414,6 +418,48 @@ class TelemetryStore:
             self._write(lambda conn: conn.execute(insert, params), "record_predictions", atomic=True)
         return len(params)
 
+    def record_history(
+        self,
+        runs: Iterable[FlowRunRecord],
+        attempts: Iterable[AttemptRecord] = (),
+        *,
+        source: str,
+        meta: Mapping[str, str] | None = None,
+    ) -> tuple[int, int]:
+        """Upsert imported runs and their attempts, and set ``meta`` keys, all in **one** transaction.
+
+        What an importer that reads another system page by page writes per page: either the page's runs,
+        attempts and bookkeeping (``meta``: ``forewarn_meta`` keys, e.g. an import watermark) are all
+        written, or none. Returns ``(runs written, attempts written)``. The key ``schema_version`` is refused.
+
+        Example::
+
+            >>> from datetime import datetime, timezone
+            >>> t0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+            >>> store = TelemetryStore("sqlite://")
+            >>> run = FlowRunRecord("r1", "etl", t0, RunState.COMPLETED, end_time=t0)
+            >>> store.record_history([run], source="prefect", meta={"import_mark": "2026-01-01"})
+            (1, 0)
+            >>> store.meta_value("import_mark")
+            '2026-01-01'
+        """
+        run_params = [run_row(rec, source) for rec in runs]
+        attempt_params = [attempt_row(rec) for rec in attempts]
+        meta = dict(meta or {})
+        if VERSION_KEY in meta:
+            raise InvalidRecordError(f"meta key {VERSION_KEY!r} is the store's own; choose another key")
+
+        def write(conn: sa.Connection) -> tuple[int, int]:
+            if run_params:
+                conn.execute(self._statements.upsert_run, run_params)
+            if attempt_params:
+                conn.execute(self._statements.upsert_attempt, attempt_params)
+            for key, value in meta.items():
+                write_meta(conn, key, value)
+            return len(run_params), len(attempt_params)
+
+        return self._write(write, "record_history", atomic=True)
+
     # -- reading -------------------------------------------------------------------------------------
 
     # -- circuit breakers ----------------------------------------------------------------------------
@@ -457,6 +503,67 @@ class TelemetryStore:
             atomic=True,
             bounded=True,
         )
+    def known_ids(self, table: str, ids: Iterable[str], *, chunk: int = 500) -> set[str]:
+        """Which of ``ids`` the store already holds: run ids (``table="flow_runs"``) or task run ids
+        (``"task_attempts"``). Asked ``chunk`` ids per query.
+
+        Example::
+
+            >>> from datetime import datetime, timezone
+            >>> store = TelemetryStore("sqlite://")
+            >>> store.record_flow_run_start(FlowRunRecord("f1", "etl", datetime(2026, 1, 1, tzinfo=timezone.utc)))
+            >>> store.known_ids("flow_runs", ["f1", "f2"])
+            {'f1'}
+        """
+        stmt = known_ids_select(table)
+        wanted = list(dict.fromkeys(str(i) for i in ids))
+        found: set[str] = set()
+        for start in range(0, len(wanted), chunk):
+            found.update(self._read(_ids_reader(stmt, wanted[start : start + chunk]), f"known_ids({table})"))
+        return found
+
+    def flow_names(self) -> set[str]:
+        """The names of the flows the store holds runs of.
+
+        Example::
+
+            >>> from datetime import datetime, timezone
+            >>> store = TelemetryStore("sqlite://")
+            >>> store.record_flow_run_start(FlowRunRecord("f1", "etl", datetime(2026, 1, 1, tzinfo=timezone.utc)))
+            >>> store.flow_names()
+            {'etl'}
+        """
+        stmt = flow_names_select()
+        return set(self._read(lambda conn: [str(n) for n in conn.execute(stmt).scalars()], "flow_names"))
+
+    def state_counts(self) -> dict[str, int]:
+        """How many runs the store holds in each state (one grouped count), e.g. to see if training can start.
+
+        Example::
+
+            >>> from datetime import datetime, timezone
+            >>> t0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+            >>> store = TelemetryStore("sqlite://")
+            >>> store.record_flow_runs([FlowRunRecord("a", "etl", t0, RunState.FAILED, end_time=t0)])
+            1
+            >>> store.state_counts()
+            {'FAILED': 1}
+        """
+        stmt = state_counts_select()
+        rows = self._read(lambda conn: conn.execute(stmt).all(), "state_counts")
+        return {str(state): int(n) for state, n in rows}
+
+    def meta_value(self, key: str) -> str | None:
+        """The ``forewarn_meta`` value under ``key`` (``None`` when unset), e.g. an importer's watermark.
+
+        Example::
+
+            >>> print(TelemetryStore("sqlite://").meta_value("prefect_import"))
+            None
+        """
+        stmt = meta_value_select(key)
+        value = self._read(lambda conn: conn.execute(stmt).scalar_one_or_none(), "meta_value")
+        return None if value is None else str(value)
 
     def runs(
         self,
@@ -726,6 +833,11 @@ class TelemetryStore:
     def _check_open(self) -> None:
         if self._db.closed:
             raise StoreError(f"{self!r} was closed; open a new TelemetryStore", url=self.url)
+
+
+def _ids_reader(stmt: sa.Select[Any], ids: list[str]) -> Callable[[sa.Connection], list[str]]:
+    """A read that runs ``stmt`` with the expanding parameter ``ids`` and returns the first column."""
+    return lambda conn: [str(value) for value in conn.execute(stmt, {"ids": ids}).scalars()]
 
 
 __all__ = [

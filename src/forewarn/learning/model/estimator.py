@@ -40,6 +40,7 @@ from forewarn.learning.features.reasons import reason_text
 from forewarn.learning.model.encoder import PICKLED_MODULE, SMALL_BATCH, numeric_block
 from forewarn.learning.model.pipeline import DEFAULT_FAMILY, FAMILIES, make_pipeline
 from forewarn.learning.model.threshold import THRESHOLD_RULES, choose_threshold
+from forewarn.learning.readiness import MIN_FAILURES, MIN_RUNS
 
 _OPENMP: Any = None
 
@@ -105,8 +106,8 @@ class FailureWarningModel(ClassifierMixin, BaseEstimator):
         threshold_rule: str = "precision",
         target_precision: float = 0.5,
         alert_budget: float = 0.05,
-        min_failures: int = 20,
-        min_runs: int = 200,
+        min_failures: int = MIN_FAILURES,
+        min_runs: int = MIN_RUNS,
         threshold_holdout: float = 0.25,
         calibration: str = "sigmoid",
         n_threads: int | None = 1,
