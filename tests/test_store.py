@@ -117,7 +117,7 @@ def store(store_url: str) -> Any:
 
 class TestOpening:
     def test_creates_every_table_and_index_and_records_the_version(self, store: TelemetryStore) -> None:
-        """An empty database gets the whole schema and schema_version 2."""
+        """An empty database gets the whole schema and the current schema_version."""
         inspector = sa.inspect(store.engine)
         assert set(inspector.get_table_names()) >= {"forewarn_meta", "flow_runs", "task_attempts", "predictions"}
         indexes = {
@@ -130,9 +130,10 @@ class TestOpening:
         uniques = {tuple(u["column_names"]) for u in inspector.get_unique_constraints("task_attempts")}
         assert ("task_run_id", "attempt") in uniques
         assert "features" in {c["name"] for c in inspector.get_columns("flow_runs")}
-        assert store.schema_version == schema.SCHEMA_VERSION == 2
+        assert store.schema_version == schema.SCHEMA_VERSION
         with store.engine.connect() as conn:
-            assert conn.execute(sa.select(schema.forewarn_meta)).all() == [("schema_version", "2")]
+            version = str(schema.SCHEMA_VERSION)
+            assert conn.execute(sa.select(schema.forewarn_meta)).all() == [("schema_version", version)]
 
     def test_reopening_keeps_the_data(self, store_url: str) -> None:
         """A second store on the same URL sees what the first wrote and changes nothing."""
@@ -140,7 +141,7 @@ class TestOpening:
             first.record_flow_run_start(run())
         with TelemetryStore(store_url) as second:
             assert second.runs()["flow_run_id"].tolist() == ["r1"]
-            assert second.schema_version == 2
+            assert second.schema_version == schema.SCHEMA_VERSION
 
     def test_create_false_refuses_an_empty_database(self, store_url: str) -> None:
         """create=False opens existing stores only (on SQLite the file is missing, elsewhere the database empty)."""
@@ -148,7 +149,7 @@ class TestOpening:
             TelemetryStore(store_url, create=False)
         TelemetryStore(store_url).close()
         with TelemetryStore(store_url, create=False) as store:
-            assert store.schema_version == 2
+            assert store.schema_version == schema.SCHEMA_VERSION
 
     def test_default_url_comes_from_settings(self, tmp_path: Path) -> None:
         """Without a URL the store opens FOREWARN_DB_URL."""
@@ -363,7 +364,7 @@ class TestAttempts:
             )
         )
         store.record_attempt(attempt("t1", 2, start=1, outcome=AttemptOutcome.FALLBACK, used_fallback=True))
-        store.record_attempt(attempt("t9", flow_run_id=None, start=2))
+        store.record_attempt(attempt("t9", flow_run_id=None, start=2, replica=2, provider="backup"))
         frame = store.attempts()
         assert list(frame.columns) == list(ATTEMPT_COLUMNS)
         ids = frame["id"].tolist()
@@ -383,6 +384,8 @@ class TestAttempts:
                 "retryable": True,
                 "used_fallback": False,
                 "host": "h1",
+                "replica": None,
+                "provider": None,
                 "flow_name": "etl",
             },
             {
@@ -399,6 +402,8 @@ class TestAttempts:
                 "retryable": None,
                 "used_fallback": True,
                 "host": "h1",
+                "replica": None,
+                "provider": None,
                 "flow_name": "etl",
             },
             {
@@ -415,6 +420,8 @@ class TestAttempts:
                 "retryable": None,
                 "used_fallback": False,
                 "host": "h1",
+                "replica": 2,
+                "provider": "backup",
                 "flow_name": None,
             },
         ]
@@ -675,6 +682,11 @@ class TestQueryPlans:
         assert "SCAN task_attempts" not in plan
 
 
+NOW = schema.SCHEMA_VERSION
+NEXT = NOW + 1
+"""The schema this forewarn writes, and the one a test step pretends to add (tests stay true when it grows)."""
+
+
 class TestSchemaVersions:
     @staticmethod
     def set_version(url: str, version: int) -> None:
@@ -690,8 +702,8 @@ class TestSchemaVersions:
         with pytest.raises(SchemaVersionError) as info:
             TelemetryStore(store_url)
         assert (
-            "this store was written by a newer forewarn (schema 7, this forewarn reads up to 2): upgrade "
-            "forewarn (pip install -U forewarn) or point FOREWARN_DB_URL at another store"
+            f"this store was written by a newer forewarn (schema 7, this forewarn reads up to {NOW}): "
+            "upgrade forewarn (pip install -U forewarn) or point FOREWARN_DB_URL at another store"
         ) in str(info.value)
         assert isinstance(info.value, StoreError)
 
@@ -701,25 +713,25 @@ class TestSchemaVersions:
             batch.add_column(sa.Column("queue", sa.String(64)))
 
     def test_older_store_is_upgraded(self, store_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
-        """Opening a v2 store with a forewarn that reads v3 runs the v3 step once and keeps the data."""
+        """Opening a store with a forewarn that reads the next version runs that step once and keeps the data."""
         with TelemetryStore(store_url) as old:
             old.record_attempt(attempt())
         calls: list[int] = []
 
         def step(op: Any) -> None:
-            calls.append(3)
+            calls.append(NEXT)
             self.add_queue_column(op)
 
-        monkeypatch.setattr(schema, "SCHEMA_VERSION", 3)
-        monkeypatch.setattr(migrations, "MIGRATIONS", [*migrations.MIGRATIONS, (3, step)])
+        monkeypatch.setattr(schema, "SCHEMA_VERSION", NEXT)
+        monkeypatch.setattr(migrations, "MIGRATIONS", [*migrations.MIGRATIONS, (NEXT, step)])
         with TelemetryStore(store_url) as upgraded:
-            assert upgraded.schema_version == 3
+            assert upgraded.schema_version == NEXT
             columns = {c["name"] for c in sa.inspect(upgraded.engine).get_columns("task_attempts")}
             assert "queue" in columns
             assert upgraded.attempts()["task_run_id"].tolist() == ["t1"]
         with TelemetryStore(store_url) as again:
-            assert again.schema_version == 3
-        assert calls == [3]
+            assert again.schema_version == NEXT
+        assert calls == [NEXT]
 
     def test_failed_upgrade_leaves_the_store_unchanged(self, store_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
         """A step that fails rolls back every change of the upgrade, version included."""
@@ -727,26 +739,27 @@ class TestSchemaVersions:
 
         def broken(op: Any) -> None:
             self.add_queue_column(op)
-            raise RuntimeError("step 3 is broken")
+            raise RuntimeError("the step is broken")
 
         real = list(migrations.MIGRATIONS)
-        monkeypatch.setattr(schema, "SCHEMA_VERSION", 3)
-        monkeypatch.setattr(migrations, "MIGRATIONS", [*real, (3, broken)])
-        with pytest.raises(StoreError, match=r"from schema 2 to 3 failed \(RuntimeError: step 3 is broken\)"):
+        monkeypatch.setattr(schema, "SCHEMA_VERSION", NEXT)
+        monkeypatch.setattr(migrations, "MIGRATIONS", [*real, (NEXT, broken)])
+        failed = rf"from schema {NOW} to {NEXT} failed \(RuntimeError: the step is broken\)"
+        with pytest.raises(StoreError, match=failed):
             TelemetryStore(store_url)
-        monkeypatch.setattr(schema, "SCHEMA_VERSION", 2)
+        monkeypatch.setattr(schema, "SCHEMA_VERSION", NOW)
         monkeypatch.setattr(migrations, "MIGRATIONS", real)
         with TelemetryStore(store_url) as store:
-            assert store.schema_version == 2
+            assert store.schema_version == NOW
             columns = {c["name"] for c in sa.inspect(store.engine).get_columns("task_attempts")}
             assert "queue" not in columns
 
     def test_missing_step_is_reported(self, store_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
         """SCHEMA_VERSION without a matching step is a StoreError, not a half-migrated store."""
         TelemetryStore(store_url).close()
-        monkeypatch.setattr(schema, "SCHEMA_VERSION", 4)
-        monkeypatch.setattr(migrations, "MIGRATIONS", [*migrations.MIGRATIONS, (3, self.add_queue_column)])
-        with pytest.raises(StoreError, match=r"no step for schema version\(s\) \[4\]"):
+        monkeypatch.setattr(schema, "SCHEMA_VERSION", NEXT + 1)
+        monkeypatch.setattr(migrations, "MIGRATIONS", [*migrations.MIGRATIONS, (NEXT, self.add_queue_column)])
+        with pytest.raises(StoreError, match=rf"no step for schema version\(s\) \[{NEXT + 1}\]"):
             TelemetryStore(store_url)
 
     def test_concurrent_openers_migrate_once(self, store_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -755,12 +768,12 @@ class TestSchemaVersions:
         calls: list[int] = []
 
         def slow_step(op: Any) -> None:
-            calls.append(3)
+            calls.append(NEXT)
             time.sleep(0.3)  # widen the window in which a second migrator could start
             self.add_queue_column(op)
 
-        monkeypatch.setattr(schema, "SCHEMA_VERSION", 3)
-        monkeypatch.setattr(migrations, "MIGRATIONS", [*migrations.MIGRATIONS, (3, slow_step)])
+        monkeypatch.setattr(schema, "SCHEMA_VERSION", NEXT)
+        monkeypatch.setattr(migrations, "MIGRATIONS", [*migrations.MIGRATIONS, (NEXT, slow_step)])
         barrier = threading.Barrier(4)
         versions: list[int] = []
         errors: list[BaseException] = []
@@ -779,8 +792,8 @@ class TestSchemaVersions:
         for thread in threads:
             thread.join(30)
         assert errors == []
-        assert versions == [3, 3, 3, 3]
-        assert calls == [3]
+        assert versions == [NEXT] * 4
+        assert calls == [NEXT]
 
     def test_concurrent_creators_of_an_empty_store(self, store_url: str) -> None:
         """Four stores opening one empty database at once all succeed; the schema is created once."""
@@ -801,7 +814,7 @@ class TestSchemaVersions:
             thread.join(30)
         assert errors == []
         with TelemetryStore(store_url) as store:
-            assert store.schema_version == 2
+            assert store.schema_version == NOW
 
 
 class TestForeignDatabases:
@@ -872,7 +885,7 @@ class TestForeignDatabases:
     def test_writers_still_create_a_store_in_an_empty_database(self, store_url: str) -> None:
         """An empty or missing database becomes a store for a writer, as before."""
         with TelemetryStore(store_url) as store:
-            assert store.schema_version == 2
+            assert store.schema_version == schema.SCHEMA_VERSION
 
     def test_a_reader_on_a_missing_path_creates_nothing(self, tmp_path: Path) -> None:
         """create=False on a mistyped SQLite path: 'no forewarn store at PATH', no file, no directory."""
@@ -1405,10 +1418,10 @@ class TestUpgradeToVersion2:
     """A store written by forewarn 0.1 (schema 1) is upgraded in place by the real MIGRATIONS step."""
 
     def test_v1_store_is_upgraded_and_keeps_its_rows(self, store_url: str) -> None:
-        """Opening a v1 store: version 2, the old rows unchanged, features and predictions usable."""
+        """Opening a v1 store: the current version, the old rows unchanged, features and predictions usable."""
         make_v1_store(store_url)
         with TelemetryStore(store_url) as store:
-            assert store.schema_version == 2
+            assert store.schema_version == schema.SCHEMA_VERSION
             old = rows(store.runs())
             assert old == [
                 {
@@ -1437,7 +1450,7 @@ class TestUpgradeToVersion2:
             assert store.predictions()["flow_run_id"].tolist() == ["new"]
 
     def test_upgraded_store_matches_a_new_one(self, store_url: str) -> None:
-        """Columns, types, defaults, comments, indexes and keys of a migrated store equal a fresh v2 store's."""
+        """Columns, types, defaults, comments, indexes and keys of a migrated store equal a fresh store's."""
         TelemetryStore(store_url).close()
         fresh = describe_schema(store_url)
         engine = sa.create_engine(store_url)

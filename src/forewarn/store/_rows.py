@@ -85,6 +85,8 @@ def attempt_row(rec: AttemptRecord) -> dict[str, Any]:
         "retryable": rec.retryable,
         "used_fallback": bool(rec.used_fallback),
         "host": cut(rec.host, n["host"]),
+        "replica": rec.replica,
+        "provider": cut(rec.provider, n["provider"]),
     }
 
 

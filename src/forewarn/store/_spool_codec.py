@@ -80,6 +80,8 @@ def _attempt_values(r: AttemptRecord) -> dict[str, Any]:
         "retryable": r.retryable,
         "used_fallback": r.used_fallback,
         "host": r.host,
+        "replica": r.replica,
+        "provider": r.provider,
     }
 
 

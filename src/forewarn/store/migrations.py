@@ -24,15 +24,17 @@ The versions so far:
 
 1. ``forewarn_meta``, ``flow_runs``, ``task_attempts``.
 2. ``flow_runs.features`` (JSON text, nullable) and the ``predictions`` table (:func:`_v2_features_and_predictions`).
+3. ``task_attempts.replica`` and ``task_attempts.provider`` (nullable) for redundant and failover calls
+   (:func:`_v3_replica_and_provider`).
 
-Adding schema version 3 means: change the tables in :mod:`forewarn.store.schema`, set ``SCHEMA_VERSION = 3``
-and append a step that turns a version-2 store into a version-3 one::
+Adding schema version 4 means: change the tables in :mod:`forewarn.store.schema`, set ``SCHEMA_VERSION = 4``
+and append a step that turns a version-3 store into a version-4 one::
 
-    def _v3_add_queue_column(op: Operations) -> None:
+    def _v4_add_queue_column(op: Operations) -> None:
         with op.batch_alter_table("task_attempts") as batch:
             batch.add_column(sa.Column("queue", sa.String(255)))
 
-    MIGRATIONS = [(2, _v2_features_and_predictions), (3, _v3_add_queue_column)]
+    MIGRATIONS = [..., (3, _v3_replica_and_provider), (4, _v4_add_queue_column)]
 
 A step must only use ``op`` and spell out the columns it creates (never import the current tables: they
 describe the newest schema, not the one the step starts from). A test compares a migrated store with a
@@ -44,7 +46,7 @@ Example::
     >>> engine = sa.create_engine("sqlite://", isolation_level="AUTOCOMMIT")
     >>> with engine.connect() as conn:
     ...     ensure_schema(conn, url="sqlite://"), read_version(conn)
-    (2, 2)
+    (3, 3)
 """
 
 from __future__ import annotations
@@ -101,7 +103,19 @@ def _v2_features_and_predictions(op: Operations) -> None:
     op.create_index("ix_predictions_flow_name_scheduled_start", "predictions", ["flow_name", "scheduled_start"])
 
 
-MIGRATIONS: list[tuple[int, Migration]] = [(2, _v2_features_and_predictions)]
+def _v3_replica_and_provider(op: Operations) -> None:
+    """Version 2 → 3: ``task_attempts.replica`` and ``task_attempts.provider``, both nullable, added last.
+
+    Existing rows keep null in both: they were neither redundant copies nor failover calls.
+    """
+    with op.batch_alter_table("task_attempts") as batch:
+        batch.add_column(
+            sa.Column("replica", sa.Integer, comment="1, 2, ... for redundant copies of one call; null otherwise")
+        )
+        batch.add_column(sa.Column("provider", sa.String(255), comment="the failover provider that served the attempt"))
+
+
+MIGRATIONS: list[tuple[int, Migration]] = [(2, _v2_features_and_predictions), (3, _v3_replica_and_provider)]
 """Ordered upgrade steps ``(n, step)``; ``step`` turns a version ``n - 1`` store into version ``n``."""
 
 VERSION_KEY = "schema_version"
