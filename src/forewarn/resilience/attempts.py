@@ -4,8 +4,9 @@ This module knows nothing of Prefect. :class:`AttemptRunner` is handed the ids o
 and a sink for :class:`~forewarn.records.AttemptRecord` values, so tests drive it with a fake clock, a list's
 ``append`` as ``sleep`` and a list as the sink, and assert the exact rows.
 
-The order of the layers is documented once, in ``docs/architecture.md`` ("Wrapper order"): breaker
-check → attempt under its own timeout → record → retry or stop → fallback after the last failure.
+The order of the layers is documented once, in ``docs/architecture.md`` ("Wrapper order"): for each
+provider in turn (failover) → retries → breaker check → attempt (or a race of redundant copies) under its
+own timeout → record → retry or stop → next provider → fallback after the last failure.
 
 Example::
 
@@ -31,7 +32,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -40,6 +41,8 @@ from forewarn.errors import AttemptTimeoutError, CircuitOpenError, FallbackError
 from forewarn.records import AttemptOutcome, AttemptRecord
 from forewarn.redaction import Redactor
 from forewarn.resilience.breaker import CircuitBreaker
+from forewarn.resilience.failover import Provider
+from forewarn.resilience.hedging import CopyExecutor, CopyStatus, HedgingPolicy, arace, race
 from forewarn.resilience.retry import RetryPolicy
 from forewarn.resilience.timeout import acall_with_timeout, call_with_timeout
 from forewarn.timeutil import utc_now
@@ -90,6 +93,24 @@ def current_hardening() -> Hardening | None:
     return _hardening.get()
 
 
+class _Call:
+    """One task call's bookkeeping: its (task run, flow run) ids and the next attempt number to record.
+
+    Rows are numbered in the order their attempts *start*, across retries, redundant copies, providers and
+    the fallback, so ``(task_run_id, attempt)`` stays unique.
+    """
+
+    __slots__ = ("ids", "rows")
+
+    def __init__(self, task_run_id: str, flow_run_id: str | None) -> None:
+        self.ids = (task_run_id, flow_run_id)
+        self.rows = 0
+
+    def next_attempt(self) -> int:
+        self.rows += 1
+        return self.rows
+
+
 class AttemptRunner:
     """Runs one task call through the fault-tolerance layers and records each attempt.
 
@@ -104,6 +125,12 @@ class AttemptRunner:
             swallows its own errors).
         sleep / asleep / clock: injectable for tests; real defaults.
         redactor: cleans exception messages before they are recorded.
+        hedging: a :class:`~forewarn.resilience.hedging.HedgingPolicy`: each attempt races that many
+            copies (idempotent calls only; the caller checks). Every copy is one recorded row with its
+            ``replica`` number.
+        providers: :class:`~forewarn.resilience.failover.Provider` values tried in order, each with the
+            full retry policy, before the fallback. Rows carry the provider's name.
+        executor: how sync copies run (:class:`~forewarn.resilience.hedging.ThreadExecutor` by default).
     """
 
     def __init__(
@@ -119,6 +146,9 @@ class AttemptRunner:
         asleep: Callable[[float], Awaitable[Any]] | None = None,
         clock: Callable[[], datetime] = utc_now,
         redactor: Redactor | None = None,
+        hedging: HedgingPolicy | None = None,
+        providers: Sequence[Provider] = (),
+        executor: CopyExecutor | None = None,
     ) -> None:
         self.task_name = task_name
         self.policy = policy
@@ -130,6 +160,9 @@ class AttemptRunner:
         self.asleep = asleep
         self.clock = clock
         self.redactor = redactor or Redactor()
+        self.hedging = hedging if hedging is not None and hedging.redundant else None
+        self.providers: tuple[Provider | None, ...] = tuple(providers) or (None,)
+        self.executor = executor
 
     # -- one attempt's bookkeeping, shared by the sync and async loops ---------------------------------
 
@@ -145,6 +178,9 @@ class AttemptRunner:
         outcome: AttemptOutcome,
         exc: BaseException | None = None,
         retryable: bool | None = None,
+        *,
+        provider: Provider | None = None,
+        replica: int | None = None,
     ) -> None:
         if self.sink is None:
             return
@@ -161,23 +197,41 @@ class AttemptRunner:
                 exception_message=self.redactor.redact(str(exc)) if exc is not None else None,
                 retryable=retryable,
                 used_fallback=outcome in (AttemptOutcome.FALLBACK, AttemptOutcome.FALLBACK_FAILURE),
+                replica=replica,
+                provider=provider.name if provider is not None else None,
             )
         )
 
-    def _failed(self, ids: tuple[str, str | None], attempt: int, start: datetime, exc: Exception) -> bool:
-        """Record a failed attempt; return True when another attempt should follow."""
+    def _retryable(self, exc: BaseException) -> bool:
         # An open circuit is not the service failing again: never retry into it.
-        retryable = not isinstance(exc, CircuitOpenError) and self.policy.is_retryable(exc)
-        if self.breaker is not None and not isinstance(exc, CircuitOpenError):
-            self.breaker.record_failure()
-        outcome = AttemptOutcome.TIMEOUT if isinstance(exc, AttemptTimeoutError) else AttemptOutcome.FAILURE
-        self._record(ids, attempt, start, outcome, exc, retryable)
-        return retryable and attempt < self._attempts()
+        return isinstance(exc, Exception) and not isinstance(exc, CircuitOpenError) and self.policy.is_retryable(exc)
 
-    def _succeeded(self, ids: tuple[str, str | None], attempt: int, start: datetime) -> None:
-        if self.breaker is not None:
-            self.breaker.record_success()
-        self._record(ids, attempt, start, AttemptOutcome.SUCCESS)
+    def _breaker(self, provider: Provider | None) -> CircuitBreaker | None:
+        return self.breaker if provider is None else provider.breaker
+
+    def _failed(
+        self,
+        call: _Call,
+        attempt: int,
+        start: datetime,
+        exc: BaseException,
+        provider: Provider | None,
+        replica: int | None = None,
+    ) -> None:
+        """Record a failed attempt (and tell its breaker)."""
+        breaker = self._breaker(provider)
+        if breaker is not None and not isinstance(exc, CircuitOpenError):
+            breaker.record_failure()
+        outcome = AttemptOutcome.TIMEOUT if isinstance(exc, AttemptTimeoutError) else AttemptOutcome.FAILURE
+        self._record(call.ids, attempt, start, outcome, exc, self._retryable(exc), provider=provider, replica=replica)
+
+    def _succeeded(
+        self, call: _Call, attempt: int, start: datetime, provider: Provider | None, replica: int | None = None
+    ) -> None:
+        breaker = self._breaker(provider)
+        if breaker is not None:
+            breaker.record_success()
+        self._record(call.ids, attempt, start, AttemptOutcome.SUCCESS, provider=provider, replica=replica)
 
     def _fallback_failed(
         self, ids: tuple[str, str | None], attempt: int, start: datetime, error: Exception, fallback_error: Exception
@@ -185,7 +239,28 @@ class AttemptRunner:
         self._record(ids, attempt, start, AttemptOutcome.FALLBACK_FAILURE, fallback_error)
         return FallbackError(self.task_name, error, fallback_error)
 
-    # -- the loops -------------------------------------------------------------------------------------
+    def _copy_hooks(
+        self, call: _Call, provider: Provider | None, lost: AttemptOutcome
+    ) -> tuple[Callable[[int], None], Callable[[int, CopyStatus, BaseException | None], None]]:
+        """``on_start`` and ``on_end`` for a race: number each copy as it starts, record it as it ends."""
+        starts: dict[int, tuple[int, datetime]] = {}
+
+        def on_start(replica: int) -> None:
+            starts[replica] = (call.next_attempt(), self.clock())
+
+        def on_end(replica: int, status: CopyStatus, error: BaseException | None) -> None:
+            attempt, start = starts[replica]
+            if status == "success":
+                self._succeeded(call, attempt, start, provider, replica)
+            elif status == "failure":
+                assert error is not None
+                self._failed(call, attempt, start, error, provider, replica)
+            else:
+                self._record(call.ids, attempt, start, lost, provider=provider, replica=replica)
+
+        return on_start, on_end
+
+    # -- the sync path ----------------------------------------------------------------------------------
 
     def run(
         self,
@@ -196,35 +271,82 @@ class AttemptRunner:
         task_run_id: str,
         flow_run_id: str | None,
     ) -> Any:
-        """Call ``fn(*args, **kwargs)`` with retries, timeout and fallback; return its (or the fallback's) result."""
-        ids = (task_run_id, flow_run_id)
-        attempt = 0
-        while True:
-            attempt += 1
-            start = self.clock()
-            try:
-                if self.breaker is not None:
-                    self.breaker.before_call()
-                result = call_with_timeout(fn, args, kwargs, seconds=self.timeout_seconds, name=self.task_name)
-            except Exception as exc:
-                if self._failed(ids, attempt, start, exc):
-                    self.sleep(self.policy.wait(attempt))
-                    continue
-                error = exc
-                break
-            self._succeeded(ids, attempt, start)
-            return result
+        """Call ``fn(*args, **kwargs)`` with retries, timeout and fallback; return its (or the fallback's) result.
 
+        With providers, each is tried in turn with the whole retry policy before the fallback runs.
+        """
+        call = _Call(task_run_id, flow_run_id)
+        error: Exception | None = None
+        for provider in self.providers:
+            try:
+                return self._retries(fn, provider, args, kwargs, call)
+            except Exception as exc:  # this provider has failed for good: the next one, then the fallback
+                error = exc
+        assert error is not None
         if self.fallback is None:
             raise error
-        attempt += 1
-        start = self.clock()
+        attempt, start = call.next_attempt(), self.clock()
         try:
             result = self.fallback(error, *args, **kwargs)
         except Exception as fallback_error:
-            raise self._fallback_failed(ids, attempt, start, error, fallback_error) from fallback_error
-        self._record(ids, attempt, start, AttemptOutcome.FALLBACK, error)
+            raise self._fallback_failed(call.ids, attempt, start, error, fallback_error) from fallback_error
+        self._record(call.ids, attempt, start, AttemptOutcome.FALLBACK, error)
         return result
+
+    def _retries(
+        self,
+        fn: Callable[..., Any],
+        provider: Provider | None,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        call: _Call,
+    ) -> Any:
+        attempts = self._attempts()
+        round_ = 1
+        while True:
+            try:
+                return self._attempt(fn, provider, args, kwargs, call)
+            except Exception as exc:
+                if not (self._retryable(exc) and round_ < attempts):
+                    raise
+            self.sleep(self.policy.wait(round_))
+            round_ += 1
+
+    def _attempt(
+        self,
+        fn: Callable[..., Any],
+        provider: Provider | None,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        call: _Call,
+    ) -> Any:
+        """One attempt: a single call, or a race of copies when hedging; every call is recorded."""
+        if provider is not None:
+            fn, args, kwargs = provider.bind(fn, args, kwargs), (), {}
+        breaker = self._breaker(provider)
+        if self.hedging is not None:
+
+            def copy(replica: int) -> Any:
+                if breaker is not None:
+                    breaker.before_call()
+                return call_with_timeout(fn, args, kwargs, seconds=self.timeout_seconds, name=self.task_name)
+
+            on_start, on_end = self._copy_hooks(call, provider, AttemptOutcome.ABANDONED)
+            return race(
+                copy, self.hedging, on_start=on_start, on_end=on_end, executor=self.executor, hedge_on=self._retryable
+            )
+        attempt, start = call.next_attempt(), self.clock()
+        try:
+            if breaker is not None:
+                breaker.before_call()
+            result = call_with_timeout(fn, args, kwargs, seconds=self.timeout_seconds, name=self.task_name)
+        except Exception as exc:
+            self._failed(call, attempt, start, exc, provider)
+            raise
+        self._succeeded(call, attempt, start, provider)
+        return result
+
+    # -- the async path: the same steps; timeouts and losing copies are really cancelled ---------------
 
     async def arun(
         self,
@@ -236,39 +358,79 @@ class AttemptRunner:
         flow_run_id: str | None,
     ) -> Any:
         """The async twin of :meth:`run`: the timeout really cancels the attempt; the fallback may be async."""
-        import asyncio
         import inspect
 
-        asleep = self.asleep or asyncio.sleep
-        ids = (task_run_id, flow_run_id)
-        attempt = 0
-        while True:
-            attempt += 1
-            start = self.clock()
+        call = _Call(task_run_id, flow_run_id)
+        error: Exception | None = None
+        for provider in self.providers:
             try:
-                if self.breaker is not None:
-                    self.breaker.before_call()
-                result = await acall_with_timeout(fn, args, kwargs, seconds=self.timeout_seconds, name=self.task_name)
+                return await self._aretries(fn, provider, args, kwargs, call)
             except Exception as exc:
-                if self._failed(ids, attempt, start, exc):
-                    await asleep(self.policy.wait(attempt))
-                    continue
                 error = exc
-                break
-            self._succeeded(ids, attempt, start)
-            return result
-
+        assert error is not None
         if self.fallback is None:
             raise error
-        attempt += 1
-        start = self.clock()
+        attempt, start = call.next_attempt(), self.clock()
         try:
             result = self.fallback(error, *args, **kwargs)
             if inspect.isawaitable(result):
                 result = await result
         except Exception as fallback_error:
-            raise self._fallback_failed(ids, attempt, start, error, fallback_error) from fallback_error
-        self._record(ids, attempt, start, AttemptOutcome.FALLBACK, error)
+            raise self._fallback_failed(call.ids, attempt, start, error, fallback_error) from fallback_error
+        self._record(call.ids, attempt, start, AttemptOutcome.FALLBACK, error)
+        return result
+
+    async def _aretries(
+        self,
+        fn: Callable[..., Awaitable[Any]],
+        provider: Provider | None,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        call: _Call,
+    ) -> Any:
+        import asyncio
+
+        asleep = self.asleep or asyncio.sleep
+        attempts = self._attempts()
+        round_ = 1
+        while True:
+            try:
+                return await self._aattempt(fn, provider, args, kwargs, call)
+            except Exception as exc:
+                if not (self._retryable(exc) and round_ < attempts):
+                    raise
+            await asleep(self.policy.wait(round_))
+            round_ += 1
+
+    async def _aattempt(
+        self,
+        fn: Callable[..., Awaitable[Any]],
+        provider: Provider | None,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        call: _Call,
+    ) -> Any:
+        if provider is not None:
+            fn, args, kwargs = provider.bind(fn, args, kwargs), (), {}
+        breaker = self._breaker(provider)
+        if self.hedging is not None:
+
+            async def copy(replica: int) -> Any:
+                if breaker is not None:
+                    breaker.before_call()
+                return await acall_with_timeout(fn, args, kwargs, seconds=self.timeout_seconds, name=self.task_name)
+
+            on_start, on_end = self._copy_hooks(call, provider, AttemptOutcome.CANCELLED)
+            return await arace(copy, self.hedging, on_start=on_start, on_end=on_end, hedge_on=self._retryable)
+        attempt, start = call.next_attempt(), self.clock()
+        try:
+            if breaker is not None:
+                breaker.before_call()
+            result = await acall_with_timeout(fn, args, kwargs, seconds=self.timeout_seconds, name=self.task_name)
+        except Exception as exc:
+            self._failed(call, attempt, start, exc, provider)
+            raise
+        self._succeeded(call, attempt, start, provider)
         return result
 
 
