@@ -67,6 +67,11 @@ class PendingUndo:
     attempt: int
     """The attempt number the compensation row gets: one after the task run's last row."""
 
+    def __deepcopy__(self, memo: dict[int, Any]) -> PendingUndo:
+        # Transaction.get deep-copies what it hands out; the undo must act on the very objects the task
+        # used (a client holding a lock cannot even be copied), so it is handed out as it is.
+        return self
+
 
 def stage_undo(undo: PendingUndo) -> None:
     """Keep ``undo`` in the current task run's transaction, for its rollback hook (no transaction: nothing)."""

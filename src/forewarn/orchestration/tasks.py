@@ -262,10 +262,6 @@ def task(
             hedging=hedging,
             providers=routes,
         )
-        options = dict(prefect_options)
-        if compensate is not None:
-            undo_hook = rollback_hook(name, compensate, _sink(hooks), clock or utc_now, runner.redactor)
-            options["on_rollback"] = [*(options.get("on_rollback") or []), undo_hook]
 
         if inspect.iscoroutinefunction(fn):
 
@@ -307,7 +303,9 @@ def task(
             wrapped = sync_call
 
         # forewarn enforces timeout_seconds per attempt; Prefect's whole-run timeout stays off.
-        prefect_task: prefect.Task[..., Any] = prefect.task(**options)(wrapped)
+        prefect_task: prefect.Task[..., Any] = prefect.task(**prefect_options)(wrapped)
+        if compensate is not None:  # Prefect runs it when an enclosing transaction rolls back
+            prefect_task.on_rollback(rollback_hook(name, compensate, _sink(hooks), clock or utc_now, runner.redactor))
         prefect_task.forewarn_runner = runner  # type: ignore[attr-defined]  # for introspection and tests
         return prefect_task
 

@@ -16,6 +16,7 @@ Example::
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -52,10 +53,19 @@ class Provider:
             )
 
     def bind(self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Callable[[], Any]:
-        """A no-argument callable making this provider's call with ``args`` and ``kwargs``."""
+        """A no-argument callable making this provider's call with ``args`` and ``kwargs``, its
+        ``parameters`` replacing the arguments of the same name however they were passed (Prefect passes
+        a task's parameters by position)."""
         target = self.call if self.call is not None else fn
-        merged = {**kwargs, **self.parameters}
-        return lambda: target(*args, **merged)
+        if not self.parameters:
+            return lambda: target(*args, **kwargs)
+        try:
+            bound = inspect.signature(target).bind(*args, **kwargs)
+        except (TypeError, ValueError):  # no signature to read, or the call does not fit it: by keyword
+            merged = {**kwargs, **self.parameters}
+            return lambda: target(*args, **merged)
+        bound.arguments.update(self.parameters)
+        return lambda: target(*bound.args, **bound.kwargs)
 
 
 def providers_of(items: Sequence[Provider | Callable[..., Any] | Mapping[str, Any]]) -> tuple[Provider, ...]:
