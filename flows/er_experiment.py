@@ -28,7 +28,7 @@ HERE = Path(__file__).resolve().parent
 def cross_check(prefect_runs: int, seed: int) -> dict[str, Any]:
     """Run the real order flow ``prefect_runs`` times at 20 % transient faults; its figures from the store."""
     sys.path.insert(0, str(HERE))
-    import order_flow  # noqa: PLC0415 - the example flow lives beside this file, not in the package
+    import order_flow  # the example flow lives beside this file, not in the package
 
     import forewarn
     from forewarn.orchestration.recorder import default_recorder
