@@ -77,3 +77,17 @@ class TestBulkReplicas:
             got: dict[str, Any] = store.attempts().set_index("task_run_id")[["replica", "provider"]].to_dict("index")
         assert got["a"] == {"replica": 1, "provider": "primary"}
         assert pd.isna(got["b"]["replica"]) and got["b"]["provider"] is None
+
+
+class TestSpool:
+    def test_replica_and_provider_survive_the_spool(self) -> None:
+        """An attempt with replica and provider is spooled and decoded unchanged; an old entry without them
+        decodes with both None."""
+        from forewarn.store._spool_codec import decode_entry, encode_entry
+
+        rec = AttemptRecord("f", "t", "quote", 2, T0, T0, AttemptOutcome.ABANDONED, replica=2, provider="eu")
+        entry = encode_entry("attempt", rec)
+        assert decode_entry(entry) == ("attempt", rec)
+        del entry["record"]["replica"], entry["record"]["provider"]
+        _, old = decode_entry(entry)
+        assert isinstance(old, AttemptRecord) and (old.replica, old.provider) == (None, None)
