@@ -228,6 +228,11 @@ def task(
         ...     return True
         >>> reserve_inventory.name
         'reserve_inventory'
+        >>> @forewarn.task(idempotent=True, hedge_after=0.5, providers=[{"region": "eu"}, {"region": "us"}])
+        ... def quote(item: str, region: str = "eu") -> float:
+        ...     return 1.0
+        >>> runner_of(quote).hedging, [p.name for p in runner_of(quote).providers]
+        (HedgingPolicy(replicas=1, hedge_after=0.5, max_hedged=1), ['parameters 1', 'parameters 2'])
     """
     for option, spelling in _REPLACED_PREFECT_OPTIONS.items():
         if option in prefect_options:
