@@ -206,9 +206,6 @@ class AttemptRunner:
         # An open circuit is not the service failing again: never retry into it.
         return isinstance(exc, Exception) and not isinstance(exc, CircuitOpenError) and self.policy.is_retryable(exc)
 
-    def _breaker(self, provider: Provider | None) -> CircuitBreaker | None:
-        return self.breaker if provider is None else provider.breaker
-
     def _failed(
         self,
         call: _Call,
@@ -219,7 +216,7 @@ class AttemptRunner:
         replica: int | None = None,
     ) -> None:
         """Record a failed attempt (and tell its breaker)."""
-        breaker = self._breaker(provider)
+        breaker = self.breaker if provider is None else provider.breaker
         if breaker is not None and not isinstance(exc, CircuitOpenError):
             breaker.record_failure()
         outcome = AttemptOutcome.TIMEOUT if isinstance(exc, AttemptTimeoutError) else AttemptOutcome.FAILURE
@@ -228,7 +225,7 @@ class AttemptRunner:
     def _succeeded(
         self, call: _Call, attempt: int, start: datetime, provider: Provider | None, replica: int | None = None
     ) -> None:
-        breaker = self._breaker(provider)
+        breaker = self.breaker if provider is None else provider.breaker
         if breaker is not None:
             breaker.record_success()
         self._record(call.ids, attempt, start, AttemptOutcome.SUCCESS, provider=provider, replica=replica)
@@ -323,7 +320,7 @@ class AttemptRunner:
         """One attempt: a single call, or a race of copies when hedging; every call is recorded."""
         if provider is not None:
             fn, args, kwargs = provider.bind(fn, args, kwargs), (), {}
-        breaker = self._breaker(provider)
+        breaker = self.breaker if provider is None else provider.breaker
         if self.hedging is not None:
 
             def copy(replica: int) -> Any:
@@ -412,7 +409,7 @@ class AttemptRunner:
     ) -> Any:
         if provider is not None:
             fn, args, kwargs = provider.bind(fn, args, kwargs), (), {}
-        breaker = self._breaker(provider)
+        breaker = self.breaker if provider is None else provider.breaker
         if self.hedging is not None:
 
             async def copy(replica: int) -> Any:
