@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import sys
 import threading
 from pathlib import Path
@@ -92,6 +93,33 @@ class TestRedundantTasks:
         assert rows(run_id(state), order="replica") == [
             ("quote", 1, 1, None, "abandoned", None),
             ("quote", 2, 2, None, "success", None),
+        ]
+
+    def test_async_losers_are_cancelled(self) -> None:
+        """An async task hedged at once: the hanging first copy is cancelled and recorded cancelled."""
+        cancelled: list[str] = []
+        calls = {"n": 0}
+
+        @forewarn.task(idempotent=True, hedge_after=0.0, retry=NO_WAIT, cache_policy=NO_CACHE)
+        async def lookup(key: str) -> str:
+            calls["n"] += 1
+            if calls["n"] == 1:
+                try:
+                    await asyncio.Event().wait()
+                except asyncio.CancelledError:
+                    cancelled.append(key)
+                    raise
+            return f"value of {key}"
+
+        @forewarn.flow
+        async def read() -> str:
+            return await lookup("k")
+
+        state = asyncio.run(read(return_state=True))
+        assert state.result() == "value of k" and cancelled == ["k"]
+        assert rows(run_id(state), order="replica") == [
+            ("lookup", 1, 1, None, "cancelled", None),
+            ("lookup", 2, 2, None, "success", None),
         ]
 
     def test_failover_in_a_flow_records_each_switch(self) -> None:
