@@ -3,6 +3,11 @@
 validate order -> reserve inventory -> charge payment (fallback: a secondary gateway)
 -> arrange shipping -> notify customer (fallback: queue the notification for later)
 
+The first four steps are a saga: they run inside one Prefect transaction, so when a later step fails
+for good (shipping cannot be booked), the steps that already succeeded are undone, the latest first:
+the payment is refunded, then the inventory released (``compensate=``, recorded as ``compensated``
+attempts), and the run fails.
+
 Each fake service asks a :class:`forewarn.resilience.chaos.FaultInjector` whether to fail, so the flow's parameters
 decide how rough the day is: ``transient_rate`` (connection resets that a retry fixes), ``permanent_rate``
 (bad input that no retry fixes) and ``latency_seconds``. The same ``seed`` gives the same faults.
@@ -16,10 +21,11 @@ or serve it from the Prefect UI through ``prefect.yaml`` (deployment ``orders``)
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from prefect.cache_policies import NO_CACHE
+from prefect.transactions import transaction
 
 import forewarn
 from forewarn import FaultInjector, RetryPolicy
@@ -33,6 +39,8 @@ class OrderServices:
     """The fake services one order run talks to, sharing one seeded fault injector."""
 
     faults: FaultInjector
+    undone: list[str] = field(default_factory=list)
+    """Undo actions taken, in order (the saga's compensations)."""
 
     def call(self, operation: str, result: Any) -> Any:
         self.faults.maybe_fail(operation)
@@ -59,7 +67,12 @@ def validate_order(services: OrderServices, order_id: str, amount: float) -> dic
     return services.call("orders.validate", {"order_id": order_id, "amount": amount})
 
 
-@forewarn.task(retry=DEMO_POLICY, cache_policy=NO_CACHE)
+def release_inventory(reservation: str, services: OrderServices, order: dict[str, Any]) -> None:
+    """Undo of reserve_inventory: put the reserved stock back."""
+    services.undone.append(f"released {reservation}")
+
+
+@forewarn.task(retry=DEMO_POLICY, cache_policy=NO_CACHE, compensate=release_inventory)
 def reserve_inventory(services: OrderServices, order: dict[str, Any]) -> str:
     """Reserve stock for the order in the warehouse service."""
     return services.call("inventory.reserve", f"rsv-{order['order_id']}")
@@ -70,10 +83,16 @@ def charge_secondary_gateway(exc: Exception, services: OrderServices, order: dic
     return services.call("payments.secondary.charge", f"ch2-{order['order_id']}")
 
 
+def refund_payment(charge: str, services: OrderServices, order: dict[str, Any]) -> None:
+    """Undo of charge_payment: refund the charge on the gateway that took it."""
+    services.undone.append(f"refunded {charge}")
+
+
 @forewarn.task(
     retry=DEMO_POLICY,
     retry_on=(ConnectionError, TimeoutError),
     fallback=charge_secondary_gateway,
+    compensate=refund_payment,
     cache_policy=NO_CACHE,
 )
 def charge_payment(services: OrderServices, order: dict[str, Any]) -> str:
@@ -114,10 +133,11 @@ def process_order(
 ) -> dict[str, str]:
     """Process one order end to end; fault parameters drive the seeded fault injector."""
     services = _services(seed, transient_rate, permanent_rate, latency_seconds)
-    order = validate_order(services, order_id, amount)
-    reservation = reserve_inventory(services, order)
-    charge = charge_payment(services, order)
-    tracking = arrange_shipping(services, order, reservation)
+    with transaction():  # the saga: a failure in here undoes the steps that succeeded, latest first
+        order = validate_order(services, order_id, amount)
+        reservation = reserve_inventory(services, order)
+        charge = charge_payment(services, order)
+        tracking = arrange_shipping(services, order, reservation)
     notice = notify_customer(services, order, tracking)
     return {"reservation": reservation, "charge": charge, "tracking": tracking, "notice": notice}
 

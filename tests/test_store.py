@@ -368,7 +368,7 @@ class TestAttempts:
             )
         )
         store.record_attempt(attempt("t1", 2, start=1, outcome=AttemptOutcome.FALLBACK, used_fallback=True))
-        store.record_attempt(attempt("t9", flow_run_id=None, start=2))
+        store.record_attempt(attempt("t9", flow_run_id=None, start=2, replica=2, provider="backup"))
         frame = store.attempts()
         assert list(frame.columns) == list(ATTEMPT_COLUMNS)
         ids = frame["id"].tolist()
@@ -389,6 +389,8 @@ class TestAttempts:
                 "used_fallback": False,
                 "host": "h1",
                 "wait_seconds": None,
+                "replica": None,
+                "provider": None,
                 "flow_name": "etl",
             },
             {
@@ -406,6 +408,8 @@ class TestAttempts:
                 "used_fallback": True,
                 "host": "h1",
                 "wait_seconds": None,
+                "replica": None,
+                "provider": None,
                 "flow_name": "etl",
             },
             {
@@ -423,6 +427,8 @@ class TestAttempts:
                 "used_fallback": False,
                 "host": "h1",
                 "wait_seconds": None,
+                "replica": 2,
+                "provider": "backup",
                 "flow_name": None,
             },
         ]
@@ -683,6 +689,9 @@ class TestQueryPlans:
         assert "SCAN task_attempts" not in plan
 
 
+"""The schema this forewarn writes, and the one a test step pretends to add (tests stay true when it grows)."""
+
+
 class TestSchemaVersions:
     """Newer stores refused, older ones upgraded by the next step (NEXT: one more than this forewarn reads)."""
 
@@ -738,12 +747,12 @@ class TestSchemaVersions:
 
         def broken(op: Any) -> None:
             self.add_queue_column(op)
-            raise RuntimeError("step 3 is broken")
+            raise RuntimeError("the step is broken")
 
         real = list(migrations.MIGRATIONS)
         monkeypatch.setattr(schema, "SCHEMA_VERSION", NEXT)
         monkeypatch.setattr(migrations, "MIGRATIONS", [*real, (NEXT, broken)])
-        failed = rf"from schema {NEXT - 1} to {NEXT} failed \(RuntimeError: step 3 is broken\)"
+        failed = rf"from schema {NEXT - 1} to {NEXT} failed \(RuntimeError: the step is broken\)"
         with pytest.raises(StoreError, match=failed):
             TelemetryStore(store_url)
         monkeypatch.setattr(schema, "SCHEMA_VERSION", NEXT - 1)
@@ -1449,7 +1458,7 @@ class TestUpgradeToVersion2:
             assert store.predictions()["flow_run_id"].tolist() == ["new"]
 
     def test_upgraded_store_matches_a_new_one(self, store_url: str) -> None:
-        """Columns, types, defaults, comments, indexes and keys of a migrated store equal a fresh v2 store's."""
+        """Columns, types, defaults, comments, indexes and keys of a migrated store equal a fresh store's."""
         TelemetryStore(store_url).close()
         fresh = describe_schema(store_url)
         engine = sa.create_engine(store_url)

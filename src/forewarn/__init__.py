@@ -38,6 +38,8 @@ _EXPORTS = {
     "hardened": "forewarn.resilience",
     "FaultInjector": "forewarn.resilience",
     "FaultProfile": "forewarn.resilience",
+    "HedgingPolicy": "forewarn.resilience",
+    "Provider": "forewarn.resilience",
     # telemetry
     "TelemetryStore": "forewarn.store",
     "AttemptRecord": "forewarn.records",
@@ -118,6 +120,8 @@ if TYPE_CHECKING:
         FaultInjector,
         FaultProfile,
         Hardening,
+        HedgingPolicy,
+        Provider,
         RetryPolicy,
         hardened,
         set_testing,

@@ -30,6 +30,12 @@ class AttemptOutcome(str, enum.Enum):
 
     ``FALLBACK`` and ``FALLBACK_FAILURE`` are the rows written for the fallback call that follows the
     task's last failed attempt; they carry the next attempt number and ``used_fallback=True``.
+
+    Redundant copies of an idempotent task (``replicas``, ``hedge_after``) that lost the race end as
+    ``CANCELLED`` (an async copy, really cancelled) or ``ABANDONED`` (a sync copy: Python cannot stop a
+    thread, so it runs on unobserved and its result is ignored). ``COMPENSATED`` and
+    ``COMPENSATION_FAILURE`` are the rows of a succeeded task's undo action, run when its flow later
+    failed (a saga). None of these four is a failure of the task's own call.
     """
 
     SUCCESS = "success"
@@ -37,6 +43,10 @@ class AttemptOutcome(str, enum.Enum):
     TIMEOUT = "timeout"
     FALLBACK = "fallback"
     FALLBACK_FAILURE = "fallback_failure"
+    CANCELLED = "cancelled"
+    ABANDONED = "abandoned"
+    COMPENSATED = "compensated"
+    COMPENSATION_FAILURE = "compensation_failure"
 
     @property
     def is_failure(self) -> bool:
@@ -77,6 +87,19 @@ FINAL_STATES: frozenset[str] = frozenset(s.value for s in RunState if s.is_final
 
 FAILED_ATTEMPT_OUTCOMES: frozenset[str] = frozenset(o.value for o in AttemptOutcome if o.is_failure)
 """The attempt outcomes that mean the task's own call did not produce a result (``failure``, ``timeout``)."""
+
+NOT_RETRY_OUTCOMES: frozenset[str] = frozenset(
+    o.value
+    for o in (
+        AttemptOutcome.FALLBACK,
+        AttemptOutcome.FALLBACK_FAILURE,
+        AttemptOutcome.CANCELLED,
+        AttemptOutcome.ABANDONED,
+        AttemptOutcome.COMPENSATED,
+        AttemptOutcome.COMPENSATION_FAILURE,
+    )
+)
+"""Attempt rows that are not a retry of the task's call: fallbacks, losing redundant copies, compensations."""
 
 FEATURE_PREFIX = "feature_"
 """A run's pre-run attribute ``x`` travels as the column ``feature_x`` (import CSV, store reads, features)."""
@@ -134,6 +157,10 @@ class AttemptRecord:
     host: str = HOSTNAME
     wait_seconds: float | None = None
     """Seconds of the attempt spent waiting for a Prefect concurrency slot or rate limit (None: no limit)."""
+    replica: int | None = None
+    """Which redundant copy (1, 2, ...) this attempt was, for a task run with ``replicas`` or ``hedge_after``."""
+    provider: str | None = None
+    """Which of the task's ``providers`` served this attempt (its name), for a task with failover."""
 
     @property
     def duration_seconds(self) -> float:
@@ -216,6 +243,7 @@ __all__ = [
     "FINAL_STATES",
     "HOSTNAME",
     "OPERATIONAL_FLOWS",
+    "NOT_RETRY_OUTCOMES",
     "PREDICTION_SOURCES",
     "AttemptOutcome",
     "AttemptRecord",

@@ -8,7 +8,8 @@ Definitions (the README repeats them):
   ``timeout``.
 - **ER** (escape rate) = runs with a fault that still ended COMPLETED / runs with a fault. Undefined (NaN)
   when no run met a fault.
-- **retries per run** = task attempts after the first of their task run (fallback calls excluded) / runs.
+- **retries per run** = task attempts after the first of their task run (fallback calls, losing redundant
+  copies and compensations excluded) / runs.
 - **fallback rate** = task runs whose result came from a fallback / task runs.
 
 This module knows pandas only: pass it :meth:`TelemetryStore.runs` and :meth:`TelemetryStore.attempts`.
@@ -31,9 +32,8 @@ import numpy as np
 import pandas as pd
 
 from forewarn.learning.metrics import escape_rate
-from forewarn.records import FINAL_STATES
+from forewarn.records import FINAL_STATES, NOT_RETRY_OUTCOMES
 
-FALLBACK_OUTCOMES = ("fallback", "fallback_failure")
 OVERALL = "ALL"
 
 COLUMNS = [
@@ -57,7 +57,7 @@ def _figures(runs: pd.DataFrame, attempts: pd.DataFrame) -> dict[str, float]:
     ended = runs[runs["state"].isin(FINAL_STATES)]
     completed = ended["state"].eq("COMPLETED")
     escape = escape_rate(runs, attempts)  # the one definition of ER, shared with the backtest
-    own = attempts[~attempts["outcome"].isin(FALLBACK_OUTCOMES)]
+    own = attempts[~attempts["outcome"].isin(NOT_RETRY_OUTCOMES)]
     task_runs = attempts["task_run_id"].nunique()
     fallbacks = attempts.loc[attempts["outcome"].eq("fallback"), "task_run_id"].nunique()
     retries = int((own["attempt"] > 1).sum())

@@ -30,7 +30,7 @@ import inspect
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, TypeVar, overload
 
@@ -39,6 +39,7 @@ from prefect.context import TaskRunContext
 
 from forewarn.errors import ConfigurationError
 from forewarn.orchestration.breakers import share_through_the_store
+from forewarn.orchestration.compensation import Compensate, PendingUndo, rollback_hook, stage_undo
 from forewarn.orchestration.concurrency import LimitNames, limit_gates
 from forewarn.orchestration.failure_response import note_task_call, respond_to_task_failure, task_failure, watch_breaker
 from forewarn.orchestration.log_redaction import install_log_redaction
@@ -47,6 +48,8 @@ from forewarn.orchestration.retry_options import RetryConditionFn, prefect_retry
 from forewarn.records import AttemptRecord
 from forewarn.resilience.attempts import AttemptRunner, Fallback
 from forewarn.resilience.breaker import CircuitBreaker
+from forewarn.resilience.failover import Provider, providers_of
+from forewarn.resilience.hedging import HedgingPolicy
 from forewarn.resilience.retry import RetryOn, RetryPolicy
 from forewarn.timeutil import utc_now
 
@@ -98,6 +101,43 @@ def _check_timeout(timeout_seconds: float | None) -> None:
         raise ConfigurationError("timeout_seconds", timeout_seconds, "a number of seconds > 0, e.g. 30")
 
 
+def _check_redundancy(
+    idempotent: bool, replicas: int, hedge_after: float | None, max_hedged: int
+) -> HedgingPolicy | None:
+    if not isinstance(idempotent, bool):
+        raise ConfigurationError("idempotent", idempotent, "True or False, e.g. idempotent=True")
+    policy = HedgingPolicy(replicas=replicas, hedge_after=hedge_after, max_hedged=max_hedged)
+    if policy.redundant and not idempotent:
+        raise ConfigurationError(
+            "idempotent",
+            idempotent,
+            "idempotent=True to run copies of this task at once (replicas / hedge_after): two copies of a call "
+            "that is not idempotent may both take effect (charge a card twice). Mark it idempotent=True only "
+            "if repeating the call is harmless, e.g. @forewarn.task(idempotent=True, hedge_after=2.0)",
+        )
+    return policy if policy.redundant else None
+
+
+def _check_providers(
+    providers: Sequence[Provider | Callable[..., Any] | Mapping[str, Any]] | None,
+    circuit_breaker: CircuitBreaker | None,
+) -> tuple[Provider, ...]:
+    if providers is None:
+        return ()
+    if circuit_breaker is not None:
+        raise ConfigurationError(
+            "circuit_breaker",
+            circuit_breaker,
+            "no task-wide breaker with providers: give each provider its own, e.g. "
+            'providers=[Provider("primary", call=charge_primary, breaker=primary_breaker), charge_backup]',
+        )
+    return providers_of(providers)
+
+
+_last_attempt: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar("forewarn_last_attempt", default=None)
+"""While a task with ``compensate`` runs: the highest attempt number it recorded (its undo row comes next)."""
+
+
 def _run_ids() -> tuple[str, str | None, bool]:
     """(task run id, flow run id, inside a Prefect task run?) for the current call."""
     ctx = TaskRunContext.get()
@@ -126,6 +166,9 @@ def _sink(on_attempt: list[Callable[[AttemptRecord], Any]]) -> Callable[[Attempt
                 hook(record)
             except Exception:  # a user's hook must not break the task either
                 logger.exception("on_attempt hook %r failed", hook)
+        seen = _last_attempt.get()
+        if seen is not None and record.attempt > seen[0]:
+            seen[0] = record.attempt
 
     return emit
 
@@ -155,6 +198,12 @@ def task(
     runbook: str | None = None,
     sleep: Callable[[float], Any] | None = None,
     clock: Callable[[], datetime] | None = None,
+    idempotent: bool = False,
+    replicas: int = 1,
+    hedge_after: float | None = None,
+    max_hedged: int = 1,
+    providers: Sequence[Provider | Callable[..., Any] | Mapping[str, Any]] | None = None,
+    compensate: Compensate | None = None,
     **prefect_options: Any,
 ) -> Callable[[Callable[..., R]], prefect.Task[..., R]]: ...
 
@@ -179,6 +228,12 @@ def task(
     runbook: str | None = None,
     sleep: Callable[[float], Any] | None = None,
     clock: Callable[[], datetime] | None = None,
+    idempotent: bool = False,
+    replicas: int = 1,
+    hedge_after: float | None = None,
+    max_hedged: int = 1,
+    providers: Sequence[Provider | Callable[..., Any] | Mapping[str, Any]] | None = None,
+    compensate: Compensate | None = None,
     **prefect_options: Any,
 ) -> Any:
     """Make ``fn`` a Prefect task that retries by policy, falls back, times out and records every attempt.
@@ -208,6 +263,17 @@ def task(
             the ``forewarn.task.failed`` event and the failure artifact
             (:mod:`forewarn.orchestration.failure_response`).
         sleep / clock: injectable for tests (``sleep=waits.append``).
+        idempotent: declare that running the call twice is harmless; required by ``replicas`` and
+            ``hedge_after``.
+        replicas: copies of each attempt started at once; the first success wins (see
+            :mod:`forewarn.resilience.hedging`). Losing async copies are cancelled, sync ones abandoned.
+        hedge_after / max_hedged: seconds without a success after which one more copy starts, at most
+            ``max_hedged`` more (Polly's hedging delay and maximum hedged attempts).
+        providers: an ordered list of callables (used instead of the task's function), keyword-argument
+            dicts (laid over the call's) or :class:`~forewarn.resilience.failover.Provider` values (each with
+            its own breaker); each is tried with the whole retry policy, then the next, then the fallback.
+        compensate: ``compensate(result, *args, **kwargs)`` undoes a succeeded call when an enclosing
+            ``prefect.transactions.transaction()`` fails later (see :mod:`forewarn.orchestration.compensation`).
         **prefect_options: anything Prefect's ``@task`` takes (name, tags, cache_policy, ...).
 
     Example::
@@ -225,6 +291,11 @@ def task(
         (1.0, 10.0, 60.0)
         >>> runner_of(ship.with_options(retries=1, name="ship-fast")).policy.attempts  # forewarn's meaning too
         2
+        >>> @forewarn.task(idempotent=True, hedge_after=0.5, providers=[{"region": "eu"}, {"region": "us"}])
+        ... def quote(item: str, region: str = "eu") -> float:
+        ...     return 1.0
+        >>> runner_of(quote).hedging, [p.name for p in runner_of(quote).providers]
+        (HedgingPolicy(replicas=1, hedge_after=0.5, max_hedged=1), ['parameters 1', 'parameters 2'])
     """
     # Every option as given, so that Task.with_options can build the task again with some changed.
     given = {name: value for name, value in locals().items() if name not in ("__fn", "prefect_options")}
@@ -256,6 +327,10 @@ def task(
     gate, agate = limit_gates(
         concurrency=concurrency, rate_limit=rate_limit, timeout_seconds=limit_timeout_seconds, strict=limit_strict
     )
+    hedging = _check_redundancy(idempotent, replicas, hedge_after, max_hedged)
+    routes = _check_providers(providers, circuit_breaker)
+    if compensate is not None and not callable(compensate):
+        raise ConfigurationError("compensate", compensate, "a callable compensate(result, *args, **kwargs)")
     hooks = list(on_attempt or [])
     if circuit_breaker is not None:
         share_through_the_store(circuit_breaker)  # shared by every process using FOREWARN_DB_URL's store
@@ -275,6 +350,8 @@ def task(
             clock=clock or utc_now,
             gate=gate,
             agate=agate,
+            hedging=hedging,
+            providers=routes,
         )
 
         if inspect.iscoroutinefunction(fn):
@@ -285,7 +362,16 @@ def task(
                 if not in_run:  # called as .fn(): no run to record, still fault tolerant
                     return await _unrecorded(runner).arun(fn, args, kwargs, task_run_id=task_run_id, flow_run_id=None)
                 with _responding(runbook):
-                    return await runner.arun(fn, args, kwargs, task_run_id=task_run_id, flow_run_id=flow_run_id)
+                    if compensate is None:
+                        return await runner.arun(fn, args, kwargs, task_run_id=task_run_id, flow_run_id=flow_run_id)
+                    seen = [0]
+                    token = _last_attempt.set(seen)
+                    try:
+                        result = await runner.arun(fn, args, kwargs, task_run_id=task_run_id, flow_run_id=flow_run_id)
+                    finally:
+                        _last_attempt.reset(token)
+                    stage_undo(PendingUndo(result, args, kwargs, task_run_id, flow_run_id, seen[0] + 1))
+                    return result
 
             wrapped: Callable[..., Any] = async_call
         else:
@@ -296,12 +382,23 @@ def task(
                 if not in_run:
                     return _unrecorded(runner).run(fn, args, kwargs, task_run_id=task_run_id, flow_run_id=None)
                 with _responding(runbook):
-                    return runner.run(fn, args, kwargs, task_run_id=task_run_id, flow_run_id=flow_run_id)
+                    if compensate is None:
+                        return runner.run(fn, args, kwargs, task_run_id=task_run_id, flow_run_id=flow_run_id)
+                    seen = [0]
+                    token = _last_attempt.set(seen)
+                    try:
+                        result = runner.run(fn, args, kwargs, task_run_id=task_run_id, flow_run_id=flow_run_id)
+                    finally:
+                        _last_attempt.reset(token)
+                    stage_undo(PendingUndo(result, args, kwargs, task_run_id, flow_run_id, seen[0] + 1))
+                    return result
 
             wrapped = sync_call
 
         # forewarn enforces timeout_seconds per attempt; Prefect's whole-run timeout stays off.
         prefect_task: prefect.Task[..., Any] = prefect.task(**prefect_options)(wrapped)
+        if compensate is not None:  # Prefect runs it when an enclosing transaction rolls back
+            prefect_task.on_rollback(rollback_hook(name, compensate, _sink(hooks), clock or utc_now, runner.redactor))
         prefect_task.forewarn_runner = runner  # type: ignore[attr-defined]  # for introspection and tests
         prefect_task.with_options = _with_options(given, fn)  # type: ignore[method-assign]
         task_cell[:] = [prefect_task]

@@ -1,8 +1,9 @@
 """Fault tolerance without Prefect or SQL: retry policy, circuit breaker, timeouts, the attempt loop, chaos.
 
 Owns: :class:`RetryPolicy` (waits as pure functions), :class:`CircuitBreaker`, per-attempt timeouts,
-:class:`AttemptRunner` (breaker -> retries -> timeout -> record -> fallback) and the seeded
-:class:`FaultInjector`. May import: the shared modules at the package root (``errors``, ``records``,
+:class:`HedgingPolicy` and the race of redundant copies, failover :class:`Provider` values,
+:class:`AttemptRunner` (providers -> retries -> breaker -> timeout or race -> record -> fallback) and the
+seeded :class:`FaultInjector`. May import: the shared modules at the package root (``errors``, ``records``,
 ``redaction``, ``settings``). Never Prefect, SQLAlchemy, pandas or scikit-learn: the Prefect layer wraps
 these, and a user's own tests can use them bare.
 
@@ -16,6 +17,8 @@ Example::
 from forewarn.resilience.attempts import AttemptRunner, Hardening, current_hardening, hardened
 from forewarn.resilience.breaker import CircuitBreaker
 from forewarn.resilience.chaos import FaultInjector, FaultProfile, PermanentFault, TransientFault
+from forewarn.resilience.failover import Provider
+from forewarn.resilience.hedging import HedgingPolicy, ThreadExecutor, VirtualExecutor, arace, race
 from forewarn.resilience.retry import RetryOn, RetryPolicy, set_testing
 from forewarn.resilience.timeout import acall_with_timeout, call_with_timeout
 
@@ -25,13 +28,19 @@ __all__ = [
     "FaultInjector",
     "FaultProfile",
     "Hardening",
+    "HedgingPolicy",
     "PermanentFault",
+    "Provider",
     "RetryOn",
     "RetryPolicy",
+    "ThreadExecutor",
     "TransientFault",
+    "VirtualExecutor",
     "acall_with_timeout",
+    "arace",
     "call_with_timeout",
     "current_hardening",
     "hardened",
+    "race",
     "set_testing",
 ]

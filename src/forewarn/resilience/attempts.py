@@ -4,9 +4,10 @@ This module knows nothing of Prefect. :class:`AttemptRunner` is handed the ids o
 and a sink for :class:`~forewarn.records.AttemptRecord` values, so tests drive it with a fake clock, a list's
 ``append`` as ``sleep`` and a list as the sink, and assert the exact rows.
 
-The order of the layers is documented once, in ``docs/architecture.md`` ("Wrapper order"): breaker
-check → gate (a concurrency slot or rate limit, when given) → attempt under its own timeout → record →
-retry or stop → fallback after the last failure.
+The order of the layers is documented once, in ``docs/architecture.md`` ("Wrapper order"): for each
+provider in turn (failover) → retries → breaker check → gate (a concurrency slot or rate limit, when
+given) → attempt (or a race of redundant copies) under its own timeout → record → retry or stop → next
+provider → fallback after the last failure.
 
 Example::
 
@@ -32,7 +33,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -41,6 +42,8 @@ from forewarn.errors import AttemptTimeoutError, CircuitOpenError, FallbackError
 from forewarn.records import AttemptOutcome, AttemptRecord
 from forewarn.redaction import Redactor
 from forewarn.resilience.breaker import CircuitBreaker
+from forewarn.resilience.failover import Provider
+from forewarn.resilience.hedging import CopyExecutor, CopyStatus, HedgingPolicy, arace, race
 from forewarn.resilience.retry import RetryPolicy
 from forewarn.resilience.timeout import acall_with_timeout, call_with_timeout
 from forewarn.timeutil import utc_now
@@ -105,6 +108,24 @@ def current_hardening() -> Hardening | None:
     return _hardening.get()
 
 
+class _Call:
+    """One task call's bookkeeping: its (task run, flow run) ids and the next attempt number to record.
+
+    Rows are numbered in the order their attempts *start*, across retries, redundant copies, providers and
+    the fallback, so ``(task_run_id, attempt)`` stays unique.
+    """
+
+    __slots__ = ("ids", "rows")
+
+    def __init__(self, task_run_id: str, flow_run_id: str | None) -> None:
+        self.ids = (task_run_id, flow_run_id)
+        self.rows = 0
+
+    def next_attempt(self) -> int:
+        self.rows += 1
+        return self.rows
+
+
 class AttemptRunner:
     """Runs one task call through the fault-tolerance layers and records each attempt.
 
@@ -123,6 +144,12 @@ class AttemptRunner:
             for the attempt, a rate-limit token): the time spent entering is recorded as the attempt's
             ``wait_seconds``; an error raised entering it (refused, timed out) fails the attempt without
             counting against the breaker, since the service was not called.
+        hedging: a :class:`~forewarn.resilience.hedging.HedgingPolicy`: each attempt races that many
+            copies (idempotent calls only; the caller checks). Every copy is one recorded row with its
+            ``replica`` number.
+        providers: :class:`~forewarn.resilience.failover.Provider` values tried in order, each with the
+            full retry policy, before the fallback. Rows carry the provider's name.
+        executor: how sync copies run (:class:`~forewarn.resilience.hedging.ThreadExecutor` by default).
     """
 
     def __init__(
@@ -140,6 +167,9 @@ class AttemptRunner:
         redactor: Redactor | None = None,
         gate: Gate | None = None,
         agate: AsyncGate | None = None,
+        hedging: HedgingPolicy | None = None,
+        providers: Sequence[Provider] = (),
+        executor: CopyExecutor | None = None,
     ) -> None:
         self.task_name = task_name
         self.policy = policy
@@ -153,6 +183,9 @@ class AttemptRunner:
         self.redactor = redactor or Redactor()
         self.gate = gate
         self.agate = agate
+        self.hedging = hedging if hedging is not None and hedging.redundant else None
+        self.providers: tuple[Provider | None, ...] = tuple(providers) or (None,)
+        self.executor = executor
 
     # -- one attempt's bookkeeping, shared by the sync and async loops ---------------------------------
 
@@ -169,6 +202,9 @@ class AttemptRunner:
         exc: BaseException | None = None,
         retryable: bool | None = None,
         waited: _Waited | None = None,
+        *,
+        provider: Provider | None = None,
+        replica: int | None = None,
     ) -> None:
         if self.sink is None:
             return
@@ -186,31 +222,57 @@ class AttemptRunner:
                 retryable=retryable,
                 used_fallback=outcome in (AttemptOutcome.FALLBACK, AttemptOutcome.FALLBACK_FAILURE),
                 wait_seconds=waited.seconds if waited is not None else None,
+                replica=replica,
+                provider=provider.name if provider is not None else None,
             )
         )
 
-    def _failed(
-        self, ids: tuple[str, str | None], attempt: int, start: datetime, exc: Exception, waited: _Waited | None
-    ) -> bool:
-        """Record a failed attempt; return True when another attempt should follow."""
+    def _retryable(self, exc: BaseException) -> bool:
         # An open circuit is not the service failing again: never retry into it.
-        retryable = not isinstance(exc, CircuitOpenError) and self.policy.is_retryable(exc)
+        return isinstance(exc, Exception) and not isinstance(exc, CircuitOpenError) and self.policy.is_retryable(exc)
+
+    def _failed(
+        self,
+        call: _Call,
+        attempt: int,
+        start: datetime,
+        exc: BaseException,
+        provider: Provider | None,
+        replica: int | None = None,
+        waited: _Waited | None = None,
+    ) -> None:
+        """Record a failed attempt (and tell its breaker, when the service was called)."""
+        breaker = self.breaker if provider is None else provider.breaker
         called = not isinstance(exc, CircuitOpenError) and not (waited is not None and waited.refused)
-        if self.breaker is not None and called:
-            self.breaker.record_failure(self._seconds_since(start))
+        if breaker is not None and called:
+            breaker.record_failure(self._seconds_since(start))
         outcome = AttemptOutcome.TIMEOUT if isinstance(exc, AttemptTimeoutError) else AttemptOutcome.FAILURE
-        self._record(ids, attempt, start, outcome, exc, retryable, waited)
-        return retryable and attempt < self._attempts()
+        self._record(
+            call.ids, attempt, start, outcome, exc, self._retryable(exc), waited, provider=provider, replica=replica
+        )
 
-    def _succeeded(self, ids: tuple[str, str | None], attempt: int, start: datetime, waited: _Waited | None) -> None:
-        if self.breaker is not None:
-            self.breaker.record_success(self._seconds_since(start))
-        self._record(ids, attempt, start, AttemptOutcome.SUCCESS, waited=waited)
+    def _succeeded(
+        self,
+        call: _Call,
+        attempt: int,
+        start: datetime,
+        provider: Provider | None,
+        replica: int | None = None,
+        waited: _Waited | None = None,
+    ) -> None:
+        breaker = self.breaker if provider is None else provider.breaker
+        if breaker is not None:
+            breaker.record_success(self._seconds_since(start))
+        self._record(
+            call.ids, attempt, start, AttemptOutcome.SUCCESS, waited=waited, provider=provider, replica=replica
+        )
 
-    def _gated_call(
-        self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], waited: _Waited
+    def _timed_call(
+        self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], waited: _Waited | None
     ) -> Any:
-        assert self.gate is not None
+        """The call under its timeout, inside the gate when there is one (its wait noted in ``waited``)."""
+        if self.gate is None or waited is None:
+            return call_with_timeout(fn, args, kwargs, seconds=self.timeout_seconds, name=self.task_name)
         with contextlib.ExitStack() as stack:
             began = self.clock()
             try:
@@ -222,10 +284,12 @@ class AttemptRunner:
                 waited.seconds = (self.clock() - began).total_seconds()
             return call_with_timeout(fn, args, kwargs, seconds=self.timeout_seconds, name=self.task_name)
 
-    async def _agated_call(
-        self, fn: Callable[..., Awaitable[Any]], args: tuple[Any, ...], kwargs: dict[str, Any], waited: _Waited
+    async def _atimed_call(
+        self, fn: Callable[..., Awaitable[Any]], args: tuple[Any, ...], kwargs: dict[str, Any], waited: _Waited | None
     ) -> Any:
-        assert self.agate is not None
+        """The async twin of :meth:`_timed_call`."""
+        if self.agate is None or waited is None:
+            return await acall_with_timeout(fn, args, kwargs, seconds=self.timeout_seconds, name=self.task_name)
         async with contextlib.AsyncExitStack() as stack:
             began = self.clock()
             try:
@@ -247,7 +311,28 @@ class AttemptRunner:
         self._record(ids, attempt, start, AttemptOutcome.FALLBACK_FAILURE, fallback_error)
         return FallbackError(self.task_name, error, fallback_error)
 
-    # -- the loops -------------------------------------------------------------------------------------
+    def _copy_hooks(
+        self, call: _Call, provider: Provider | None, lost: AttemptOutcome
+    ) -> tuple[Callable[[int], None], Callable[[int, CopyStatus, BaseException | None], None]]:
+        """``on_start`` and ``on_end`` for a race: number each copy as it starts, record it as it ends."""
+        starts: dict[int, tuple[int, datetime]] = {}
+
+        def on_start(replica: int) -> None:
+            starts[replica] = (call.next_attempt(), self.clock())
+
+        def on_end(replica: int, status: CopyStatus, error: BaseException | None) -> None:
+            attempt, start = starts[replica]
+            if status == "success":
+                self._succeeded(call, attempt, start, provider, replica)
+            elif status == "failure":
+                assert error is not None
+                self._failed(call, attempt, start, error, provider, replica)
+            else:
+                self._record(call.ids, attempt, start, lost, provider=provider, replica=replica)
+
+        return on_start, on_end
+
+    # -- the sync path ----------------------------------------------------------------------------------
 
     def run(
         self,
@@ -258,39 +343,83 @@ class AttemptRunner:
         task_run_id: str,
         flow_run_id: str | None,
     ) -> Any:
-        """Call ``fn(*args, **kwargs)`` with retries, timeout and fallback; return its (or the fallback's) result."""
-        ids = (task_run_id, flow_run_id)
-        attempt = 0
-        while True:
-            attempt += 1
-            start = self.clock()
-            waited = None if self.gate is None else _Waited()
-            try:
-                if self.breaker is not None:
-                    self.breaker.before_call()
-                if waited is None:
-                    result = call_with_timeout(fn, args, kwargs, seconds=self.timeout_seconds, name=self.task_name)
-                else:
-                    result = self._gated_call(fn, args, kwargs, waited)
-            except Exception as exc:
-                if self._failed(ids, attempt, start, exc, waited):
-                    self.sleep(self.policy.wait(attempt))
-                    continue
-                error = exc
-                break
-            self._succeeded(ids, attempt, start, waited)
-            return result
+        """Call ``fn(*args, **kwargs)`` with retries, timeout and fallback; return its (or the fallback's) result.
 
+        With providers, each is tried in turn with the whole retry policy before the fallback runs.
+        """
+        call = _Call(task_run_id, flow_run_id)
+        error: Exception | None = None
+        for provider in self.providers:
+            try:
+                return self._retries(fn, provider, args, kwargs, call)
+            except Exception as exc:  # this provider has failed for good: the next one, then the fallback
+                error = exc
+        assert error is not None
         if self.fallback is None:
             raise error
-        attempt += 1
-        start = self.clock()
+        attempt, start = call.next_attempt(), self.clock()
         try:
             result = self.fallback(error, *args, **kwargs)
         except Exception as fallback_error:
-            raise self._fallback_failed(ids, attempt, start, error, fallback_error) from fallback_error
-        self._record(ids, attempt, start, AttemptOutcome.FALLBACK, error)
+            raise self._fallback_failed(call.ids, attempt, start, error, fallback_error) from fallback_error
+        self._record(call.ids, attempt, start, AttemptOutcome.FALLBACK, error)
         return result
+
+    def _retries(
+        self,
+        fn: Callable[..., Any],
+        provider: Provider | None,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        call: _Call,
+    ) -> Any:
+        attempts = self._attempts()
+        round_ = 1
+        while True:
+            try:
+                return self._attempt(fn, provider, args, kwargs, call)
+            except Exception as exc:
+                if not (self._retryable(exc) and round_ < attempts):
+                    raise
+            self.sleep(self.policy.wait(round_))
+            round_ += 1
+
+    def _attempt(
+        self,
+        fn: Callable[..., Any],
+        provider: Provider | None,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        call: _Call,
+    ) -> Any:
+        """One attempt: a single call, or a race of copies when hedging; every call is recorded."""
+        if provider is not None:
+            fn, args, kwargs = provider.bind(fn, args, kwargs), (), {}
+        breaker = self.breaker if provider is None else provider.breaker
+        if self.hedging is not None:
+
+            def copy(replica: int) -> Any:
+                if breaker is not None:
+                    breaker.before_call()
+                return self._timed_call(fn, args, kwargs, _Waited())  # each copy holds its own slot
+
+            on_start, on_end = self._copy_hooks(call, provider, AttemptOutcome.ABANDONED)
+            return race(
+                copy, self.hedging, on_start=on_start, on_end=on_end, executor=self.executor, hedge_on=self._retryable
+            )
+        attempt, start = call.next_attempt(), self.clock()
+        waited = None if self.gate is None else _Waited()
+        try:
+            if breaker is not None:
+                breaker.before_call()
+            result = self._timed_call(fn, args, kwargs, waited)
+        except Exception as exc:
+            self._failed(call, attempt, start, exc, provider, waited=waited)
+            raise
+        self._succeeded(call, attempt, start, provider, waited=waited)
+        return result
+
+    # -- the async path: the same steps; timeouts and losing copies are really cancelled ---------------
 
     async def arun(
         self,
@@ -302,45 +431,80 @@ class AttemptRunner:
         flow_run_id: str | None,
     ) -> Any:
         """The async twin of :meth:`run`: the timeout really cancels the attempt; the fallback may be async."""
-        import asyncio
         import inspect
 
-        asleep = self.asleep or asyncio.sleep
-        ids = (task_run_id, flow_run_id)
-        attempt = 0
-        while True:
-            attempt += 1
-            start = self.clock()
-            waited = None if self.agate is None else _Waited()
+        call = _Call(task_run_id, flow_run_id)
+        error: Exception | None = None
+        for provider in self.providers:
             try:
-                if self.breaker is not None:
-                    self.breaker.before_call()
-                if waited is None:
-                    result = await acall_with_timeout(
-                        fn, args, kwargs, seconds=self.timeout_seconds, name=self.task_name
-                    )
-                else:
-                    result = await self._agated_call(fn, args, kwargs, waited)
+                return await self._aretries(fn, provider, args, kwargs, call)
             except Exception as exc:
-                if self._failed(ids, attempt, start, exc, waited):
-                    await asleep(self.policy.wait(attempt))
-                    continue
                 error = exc
-                break
-            self._succeeded(ids, attempt, start, waited)
-            return result
-
+        assert error is not None
         if self.fallback is None:
             raise error
-        attempt += 1
-        start = self.clock()
+        attempt, start = call.next_attempt(), self.clock()
         try:
             result = self.fallback(error, *args, **kwargs)
             if inspect.isawaitable(result):
                 result = await result
         except Exception as fallback_error:
-            raise self._fallback_failed(ids, attempt, start, error, fallback_error) from fallback_error
-        self._record(ids, attempt, start, AttemptOutcome.FALLBACK, error)
+            raise self._fallback_failed(call.ids, attempt, start, error, fallback_error) from fallback_error
+        self._record(call.ids, attempt, start, AttemptOutcome.FALLBACK, error)
+        return result
+
+    async def _aretries(
+        self,
+        fn: Callable[..., Awaitable[Any]],
+        provider: Provider | None,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        call: _Call,
+    ) -> Any:
+        import asyncio
+
+        asleep = self.asleep or asyncio.sleep
+        attempts = self._attempts()
+        round_ = 1
+        while True:
+            try:
+                return await self._aattempt(fn, provider, args, kwargs, call)
+            except Exception as exc:
+                if not (self._retryable(exc) and round_ < attempts):
+                    raise
+            await asleep(self.policy.wait(round_))
+            round_ += 1
+
+    async def _aattempt(
+        self,
+        fn: Callable[..., Awaitable[Any]],
+        provider: Provider | None,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        call: _Call,
+    ) -> Any:
+        if provider is not None:
+            fn, args, kwargs = provider.bind(fn, args, kwargs), (), {}
+        breaker = self.breaker if provider is None else provider.breaker
+        if self.hedging is not None:
+
+            async def copy(replica: int) -> Any:
+                if breaker is not None:
+                    breaker.before_call()
+                return await self._atimed_call(fn, args, kwargs, _Waited())  # each copy holds its own slot
+
+            on_start, on_end = self._copy_hooks(call, provider, AttemptOutcome.CANCELLED)
+            return await arace(copy, self.hedging, on_start=on_start, on_end=on_end, hedge_on=self._retryable)
+        attempt, start = call.next_attempt(), self.clock()
+        waited = None if self.agate is None else _Waited()
+        try:
+            if breaker is not None:
+                breaker.before_call()
+            result = await self._atimed_call(fn, args, kwargs, waited)
+        except Exception as exc:
+            self._failed(call, attempt, start, exc, provider, waited=waited)
+            raise
+        self._succeeded(call, attempt, start, provider, waited=waited)
         return result
 
 

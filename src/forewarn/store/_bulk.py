@@ -226,7 +226,23 @@ def attempts_bulk(attempts: pd.DataFrame, prepared: PreparedInsert, *, sqlite: b
         cols["wait_seconds"] = [None if pd.isna(v) else float(v) for v in waits.tolist()]
     else:
         cols["wait_seconds"] = np.full(n, None, dtype=object)
+    cols["replica"] = _whole_or_none(attempts, "replica")
+    cols["provider"] = object_values(attempts, "provider", length=lengths["provider"])
     return bulk
+
+
+def _whole_or_none(frame: pd.DataFrame, name: str) -> list[int | None]:
+    """A column of optional whole numbers (``replica``): missing column or empty cells are ``None``."""
+    import numpy as np
+    import pandas as pd
+
+    if name not in frame.columns:
+        return [None] * len(frame)
+    number = pd.to_numeric(frame[name], errors="coerce")
+    bad = number.notna() & (number != np.floor(number))
+    if (frame[name].notna() & number.isna()).any() or bad.any():
+        raise InvalidRecordError(f"attempts[{name!r}] must hold whole numbers or be empty, e.g. 2 for the second copy")
+    return [None if pd.isna(v) else int(v) for v in number.tolist()]
 
 
 def write_chunks(

@@ -87,6 +87,8 @@ def attempt_row(rec: AttemptRecord) -> dict[str, Any]:
         "used_fallback": bool(rec.used_fallback),
         "host": cut(rec.host, n["host"]),
         "wait_seconds": rec.wait_seconds,
+        "replica": rec.replica,
+        "provider": cut(rec.provider, n["provider"]),
     }
 
 

@@ -82,6 +82,8 @@ def _attempt_values(r: AttemptRecord) -> dict[str, Any]:
         "retryable": r.retryable,
         "used_fallback": r.used_fallback,
         "host": r.host,
+        "replica": r.replica,
+        "provider": r.provider,
     }
     if r.wait_seconds is not None:
         values["wait_seconds"] = r.wait_seconds

@@ -26,15 +26,17 @@ The versions so far:
 2. ``flow_runs.features`` (JSON text, nullable) and the ``predictions`` table (:func:`_v2_features_and_predictions`).
 3. ``task_attempts.wait_seconds`` (float, nullable) (:func:`_v3_attempt_wait_seconds`).
 4. the ``circuit_breakers`` table, one row per shared circuit breaker (:func:`_v4_circuit_breakers`).
+5. ``task_attempts.replica`` and ``task_attempts.provider`` (nullable) for redundant and failover calls
+   (:func:`_v5_replica_and_provider`).
 
-Adding schema version 5 means: change the tables in :mod:`forewarn.store.schema`, set ``SCHEMA_VERSION = 5``
-and append a step that turns a version-4 store into a version-5 one::
+Adding schema version 6 means: change the tables in :mod:`forewarn.store.schema`, set ``SCHEMA_VERSION = 6``
+and append a step that turns a version-5 store into a version-6 one::
 
-    def _v5_add_queue_column(op: Operations) -> None:
+    def _v6_add_queue_column(op: Operations) -> None:
         with op.batch_alter_table("task_attempts") as batch:
             batch.add_column(sa.Column("queue", sa.String(255)))
 
-    MIGRATIONS = [..., (4, _v4_circuit_breakers), (5, _v5_add_queue_column)]
+    MIGRATIONS = [..., (5, _v5_replica_and_provider), (6, _v6_add_queue_column)]
 
 A step must only use ``op`` and spell out the columns it creates (never import the current tables: they
 describe the newest schema, not the one the step starts from). A test compares a migrated store with a
@@ -46,7 +48,7 @@ Example::
     >>> engine = sa.create_engine("sqlite://", isolation_level="AUTOCOMMIT")
     >>> with engine.connect() as conn:
     ...     ensure_schema(conn, url="sqlite://"), read_version(conn)
-    (4, 4)
+    (5, 5)
 """
 
 from __future__ import annotations
@@ -135,10 +137,23 @@ def _v4_circuit_breakers(op: Operations) -> None:
     )
 
 
+def _v5_replica_and_provider(op: Operations) -> None:
+    """Version 4 → 5: ``task_attempts.replica`` and ``task_attempts.provider``, both nullable, added last.
+
+    Existing rows keep null in both: they were neither redundant copies nor failover calls.
+    """
+    with op.batch_alter_table("task_attempts") as batch:
+        batch.add_column(
+            sa.Column("replica", sa.Integer, comment="1, 2, ... for redundant copies of one call; null otherwise")
+        )
+        batch.add_column(sa.Column("provider", sa.String(255), comment="the failover provider that served the attempt"))
+
+
 MIGRATIONS: list[tuple[int, Migration]] = [
     (2, _v2_features_and_predictions),
     (3, _v3_attempt_wait_seconds),
     (4, _v4_circuit_breakers),
+    (5, _v5_replica_and_provider),
 ]
 """Ordered upgrade steps ``(n, step)``; ``step`` turns a version ``n - 1`` store into version ``n``."""
 

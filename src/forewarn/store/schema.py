@@ -10,7 +10,8 @@ Schema version :data:`SCHEMA_VERSION` (stored in ``forewarn_meta``; see :mod:`fo
     history). ``features`` (version 2) is a JSON object of the run's pre-run attributes, or null.
 ``task_attempts``
     One row per attempt of a task run (and one for its fallback call), unique on
-    ``(task_run_id, attempt)``.
+    ``(task_run_id, attempt)``. ``replica`` (version 3) numbers the redundant copies of a hedged or
+    replicated call (null otherwise); ``provider`` (version 3) names the provider a failover task used.
 ``predictions`` (version 2)
     One row per failure-risk score of a flow run, made by the pre-run hook or by the forecast of
     scheduled runs. A run may be scored many times (each forecast scores it again, with less lead).
@@ -44,7 +45,7 @@ from sqlalchemy.engine import Dialect
 
 from forewarn.errors import InvalidRecordError
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 """The schema this forewarn writes and reads. Bump it together with a step in ``migrations.MIGRATIONS``."""
 
 ID_LENGTH = 255
@@ -179,6 +180,9 @@ task_attempts = sa.Table(
     sa.Column("host", sa.String(NAME_LENGTH)),
     # version 3: seconds spent waiting for a Prefect concurrency slot or rate limit; NULL without a limit
     sa.Column("wait_seconds", sa.Float),
+    # version 5, added last by the migration step, so migrated and new stores match
+    sa.Column("replica", sa.Integer, comment="1, 2, ... for redundant copies of one call; null otherwise"),
+    sa.Column("provider", sa.String(NAME_LENGTH), comment="the failover provider that served the attempt"),
     sa.UniqueConstraint("task_run_id", "attempt"),
     # all attempts of one flow run
     sa.Index(None, "flow_run_id"),
