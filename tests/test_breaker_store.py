@@ -11,9 +11,9 @@ import sqlalchemy as sa
 
 from forewarn.errors import CircuitOpenError, StoreError
 from forewarn.resilience.breaker import CircuitBreaker
-from forewarn.store import TelemetryStore, schema
+from forewarn.store import TelemetryStore, migrations, schema
 from forewarn.store.breakers import StoreBreakerState
-from test_store import describe_schema
+from test_store import describe_schema, make_v1_store
 
 
 class Clock:
@@ -146,19 +146,25 @@ class TestUpgradeToVersion4:
     """A version-3 store gains the circuit_breakers table in place."""
 
     def test_v3_store_is_upgraded(self, store_url: str) -> None:
-        """A v3 store (every table but circuit_breakers, version 3) with a run: reopened, it is v4 with the same
-        schema as a new store, its run kept, and breakers work."""
-        with TelemetryStore(store_url) as new:
+        """A real v3 store (version 1 with a run, upgraded by the real steps 2 and 3): reopened, it has the
+        same schema as a new store, its run kept, and breakers work."""
+        fresh_url = store_url + "-fresh" if store_url.startswith("sqlite") else None
+        with TelemetryStore(fresh_url or store_url) as new:
             new.record_flow_run_start(_run())
-        fresh = describe_schema(store_url)
-        engine = sa.create_engine(store_url)
-        with engine.begin() as conn:
-            schema.circuit_breakers.drop(conn)
-            conn.execute(sa.update(schema.forewarn_meta).values(value="3"))
+        fresh = describe_schema(fresh_url or store_url)
+        if fresh_url is None:  # one PostgreSQL database: start it again from nothing
+            engine = sa.create_engine(store_url)
+            with engine.begin() as conn:
+                schema.metadata.drop_all(conn)
+            engine.dispose()
+        make_v1_store(store_url)
+        engine = sa.create_engine(store_url, isolation_level="AUTOCOMMIT")
+        with engine.connect() as conn:
+            migrations.ensure_schema(conn, url=store_url, target=3, migrations=migrations.MIGRATIONS[:2])
         engine.dispose()
-        with TelemetryStore(store_url) as upgraded:
+        with TelemetryStore(store_url) as upgraded:  # v3 (the old run, no circuit_breakers) -> current
             assert upgraded.schema_version == schema.SCHEMA_VERSION
-            assert upgraded.runs()["flow_run_id"].tolist() == ["r1"]
+            assert upgraded.runs()["flow_run_id"].tolist() == ["old"]
             upgraded.change_breaker("payments", lambda s: (s, None))
             assert upgraded.breaker_state("payments").state == "closed"
         assert describe_schema(store_url) == fresh

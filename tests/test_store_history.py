@@ -8,7 +8,7 @@ import pytest
 
 from forewarn.errors import InvalidRecordError
 from forewarn.records import AttemptOutcome, AttemptRecord, FlowRunRecord, RunState
-from forewarn.store import TelemetryStore
+from forewarn.store import TelemetryStore, schema
 
 T0 = datetime(2026, 11, 1, tzinfo=timezone.utc)
 
@@ -43,7 +43,7 @@ class TestRecordHistory:
         store = TelemetryStore(sqlite_url)
         with pytest.raises(InvalidRecordError, match="schema_version"):
             store.record_history([], source="prefect", meta={"schema_version": "99"})
-        assert store.schema_version == 2
+        assert store.schema_version == schema.SCHEMA_VERSION
 
 
 class TestLookups:

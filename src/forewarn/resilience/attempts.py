@@ -115,11 +115,14 @@ class _Call:
     the fallback, so ``(task_run_id, attempt)`` stays unique.
     """
 
-    __slots__ = ("ids", "rows")
+    __slots__ = ("decided", "ids", "rows")
 
     def __init__(self, task_run_id: str, flow_run_id: str | None) -> None:
         self.ids = (task_run_id, flow_run_id)
         self.rows = 0
+        # whether each failure (by the exception's id, alive while it propagates) is retried: asked once,
+        # because a retry_condition_fn may be costly or count its calls
+        self.decided: dict[int, bool] = {}
 
     def next_attempt(self) -> int:
         self.rows += 1
@@ -231,6 +234,13 @@ class AttemptRunner:
         # An open circuit is not the service failing again: never retry into it.
         return isinstance(exc, Exception) and not isinstance(exc, CircuitOpenError) and self.policy.is_retryable(exc)
 
+    def _decision(self, call: _Call, exc: BaseException) -> bool:
+        """:meth:`_retryable` for ``exc``, asked once per failure of this call (recorded, then acted on)."""
+        decided = call.decided.get(id(exc))
+        if decided is None:
+            decided = call.decided[id(exc)] = self._retryable(exc)
+        return decided
+
     def _failed(
         self,
         call: _Call,
@@ -248,7 +258,15 @@ class AttemptRunner:
             breaker.record_failure(self._seconds_since(start))
         outcome = AttemptOutcome.TIMEOUT if isinstance(exc, AttemptTimeoutError) else AttemptOutcome.FAILURE
         self._record(
-            call.ids, attempt, start, outcome, exc, self._retryable(exc), waited, provider=provider, replica=replica
+            call.ids,
+            attempt,
+            start,
+            outcome,
+            exc,
+            self._decision(call, exc),
+            waited,
+            provider=provider,
+            replica=replica,
         )
 
     def _succeeded(
@@ -379,7 +397,7 @@ class AttemptRunner:
             try:
                 return self._attempt(fn, provider, args, kwargs, call)
             except Exception as exc:
-                if not (self._retryable(exc) and round_ < attempts):
+                if not (self._decision(call, exc) and round_ < attempts):
                     raise
             self.sleep(self.policy.wait(round_))
             round_ += 1
@@ -405,7 +423,12 @@ class AttemptRunner:
 
             on_start, on_end = self._copy_hooks(call, provider, AttemptOutcome.ABANDONED)
             return race(
-                copy, self.hedging, on_start=on_start, on_end=on_end, executor=self.executor, hedge_on=self._retryable
+                copy,
+                self.hedging,
+                on_start=on_start,
+                on_end=on_end,
+                executor=self.executor,
+                hedge_on=lambda exc: self._decision(call, exc),
             )
         attempt, start = call.next_attempt(), self.clock()
         waited = None if self.gate is None else _Waited()
@@ -470,7 +493,7 @@ class AttemptRunner:
             try:
                 return await self._aattempt(fn, provider, args, kwargs, call)
             except Exception as exc:
-                if not (self._retryable(exc) and round_ < attempts):
+                if not (self._decision(call, exc) and round_ < attempts):
                     raise
             await asleep(self.policy.wait(round_))
             round_ += 1
@@ -494,7 +517,9 @@ class AttemptRunner:
                 return await self._atimed_call(fn, args, kwargs, _Waited())  # each copy holds its own slot
 
             on_start, on_end = self._copy_hooks(call, provider, AttemptOutcome.CANCELLED)
-            return await arace(copy, self.hedging, on_start=on_start, on_end=on_end, hedge_on=self._retryable)
+            return await arace(
+                copy, self.hedging, on_start=on_start, on_end=on_end, hedge_on=lambda exc: self._decision(call, exc)
+            )
         attempt, start = call.next_attempt(), self.clock()
         waited = None if self.agate is None else _Waited()
         try:
