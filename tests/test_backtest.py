@@ -21,9 +21,11 @@ from forewarn.learning.backtest import (
     PREDICTION_COLUMNS,
     BacktestResult,
     compare_families,
+    prepare_history,
     walk_forward_backtest,
 )
-from forewarn.learning.features import failure_labels
+from forewarn.learning.features import build_features, failure_labels
+from forewarn.learning.metrics import operating_point
 
 N_RUNS = 24_000
 
@@ -137,6 +139,53 @@ class TestFoldsAreHonest:
             assert fold["train_last_end"] < fold["train_cutoff"]
         assert res.overall["model"]["median_lead_time_seconds"] >= lead.total_seconds()
         assert res.params["lead_seconds"] == 1800.0
+
+
+class TestFeaturesOnce:
+    """Features are computed once for the whole history: a run's features do not depend on the fold."""
+
+    @pytest.mark.parametrize("share", [0.45, 0.8])
+    def test_a_rows_features_are_what_the_store_knew_at_any_later_time(self, share: float) -> None:
+        """Recomputed from the history a store held at a later moment (later runs absent, runs not yet
+        ended still running, attempts not yet ended absent), every earlier run's features are the same
+        as in the whole history's table the folds slice."""
+        raw = simulate_history(4_000, seed=6)
+        runs, attempts = history_to_runs_frame(raw), history_to_attempts_frame(simulated_attempts(raw, seed=6))
+        prep = prepare_history(runs, attempts)
+        cut = pd.Timestamp(int(prep.sched[int(len(prep.sched) * share)]), tz="UTC")
+        known = runs[runs["scheduled_start"] < cut].copy()
+        going = ~(known["end_time"] < cut)
+        known.loc[going, "end_time"] = pd.NaT
+        known.loc[going, "state"] = "RUNNING"
+        known.loc[known["start_time"] >= cut, "start_time"] = pd.NaT
+        known_attempts = attempts[attempts["end_time"] < cut]
+        targets = prep.runs.loc[prep.runs["_sched"] < cut].drop(columns=["_label", "_sched"])
+        assert going.any() and len(targets) > 1_000
+        then = build_features(targets, known, known_attempts)
+        pd.testing.assert_frame_equal(then, prep.X.loc[then.index])
+
+
+@pytest.mark.slow  # a walk-forward backtest on simulated history: 10-20 s each here
+class TestOperatingPointPerFold:
+    """Each fold reports where its threshold landed; the overall spread sums the folds up."""
+
+    def test_fold_operating_point_matches_its_predictions(self, result: BacktestResult) -> None:
+        """Recomputed from the fold's prediction rows, against the model's rule and target."""
+        for fold in result.folds:
+            rows = result.predictions[result.predictions["fold"] == fold["fold"]]
+            expected = operating_point(rows["failed"], rows["warned"], rows["risk"], "precision", target_precision=0.5)
+            assert fold["operating_point"] == expected
+            assert np.median(fold["slice_thresholds"]) == fold["threshold"]
+
+    def test_spread_is_the_folds_range(self, result: BacktestResult) -> None:
+        """overall["operating_point"]: the rule, its target, [min, max] of each figure, folds on target."""
+        spread = result.overall["operating_point"]
+        points = [f["operating_point"] for f in result.folds]
+        assert (spread["rule"], spread["target_precision"], spread["folds"]) == ("precision", 0.5, len(points))
+        precisions = [p["precision"] for p in points]
+        assert spread["precision"] == [min(precisions), max(precisions)]
+        assert spread["folds_on_target"] == sum(p["on_target"] for p in points)
+        assert json.loads(json.dumps(result.to_json()))["overall"]["operating_point"]["folds"] == len(points)
 
 
 @pytest.mark.slow  # a walk-forward backtest on simulated history: 10-20 s each here

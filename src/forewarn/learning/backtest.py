@@ -42,7 +42,7 @@ import pandas as pd
 
 from forewarn.errors import ConfigurationError, InsufficientHistoryError
 from forewarn.learning._json import jsonable
-from forewarn.learning.metrics import escape_rate, warning_metrics
+from forewarn.learning.metrics import escape_rate, operating_point, warning_metrics
 from forewarn.learning.model import DEFAULT_FAMILY, FailureWarningModel, choose_threshold
 
 PREDICTION_COLUMNS: tuple[str, ...] = (
@@ -231,8 +231,10 @@ def _run_folds(
         reasons = "; ".join(f"fold {f['fold']}: {f['skipped']}" for f in folds)
         raise InsufficientHistoryError(f"no backtest fold could be trained ({reasons})")
     predictions, rows = _predictions(scored)
+    overall = _overall(prep, predictions, rows)
+    overall["operating_point"] = operating_point_spread(folds, template)
     return BacktestResult(
-        overall=_overall(prep, predictions, rows),
+        overall=overall,
         per_flow=_per_flow(predictions),
         folds=folds,
         predictions=predictions,
@@ -251,6 +253,36 @@ def _run_folds(
             "folds_seconds": time.perf_counter() - started,
         },
     )
+
+
+def operating_point_spread(folds: list[dict[str, Any]], model: FailureWarningModel) -> dict[str, Any]:
+    """How the model's operating point varied across the trained folds: the per-fold figures' ranges.
+
+    ``rule`` and its target (``target_precision`` or ``alert_budget``), and over the folds that were
+    trained: ``precision``, ``alert_share``, ``WR``, ``best_WR`` and ``WR_to_best`` as ``[min, max]``
+    (``None`` where no fold defines it), ``folds`` (how many), and ``folds_on_target`` (how many met
+    :func:`forewarn.learning.metrics.operating_point`'s ``on_target``).
+
+    Example::
+
+        >>> folds = [{"operating_point": {"precision": 0.45, "alert_share": 0.04, "WR": 0.5, "best_WR": 0.55,
+        ...           "WR_to_best": 0.9, "on_target": True}}, {"skipped": "too few runs"}]
+        >>> operating_point_spread(folds, FailureWarningModel())["precision"]
+        [0.45, 0.45]
+    """
+    points = [f["operating_point"] for f in folds if f.get("operating_point")]
+    target = (
+        {"target_precision": model.target_precision}
+        if model.threshold_rule == "precision"
+        else {"alert_budget": model.alert_budget}
+    )
+    spread: dict[str, Any] = {"rule": model.threshold_rule, **target}
+    for key in ("precision", "alert_share", "WR", "best_WR", "WR_to_best"):
+        values = [p[key] for p in points if p[key] is not None]
+        spread[key] = [min(values), max(values)] if values else None
+    spread["folds"] = len(points)
+    spread["folds_on_target"] = sum(bool(p["on_target"]) for p in points)
+    return spread
 
 
 def _window_edges(sched: np.ndarray, n_folds: int, min_train_fraction: float) -> list[int]:
@@ -366,6 +398,15 @@ def _score_fold(
     for system in SYSTEMS:
         rk, wk = _columns(system)
         record[f"{system}_pr_auc"] = warning_metrics(part["failed"], part[wk], part[rk])["pr_auc"]
+    record["slice_thresholds"] = list(model.slice_thresholds_)
+    record["operating_point"] = operating_point(
+        part["failed"],
+        part["warned"],
+        part["risk"],
+        model.threshold_rule,
+        target_precision=model.target_precision,
+        alert_budget=model.alert_budget,
+    )
     return part
 
 
