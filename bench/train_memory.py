@@ -51,8 +51,10 @@ def simulate(n_runs: int, path: Path) -> tuple[int, int]:
 
 def train(path: Path, model_dir: Path, fit_threads: int | None, queue: Any) -> None:
     """In a fresh process: load the history, train and save, and put the figures on ``queue``."""
-    from forewarn.learning._openmp import PASSIVE_WAITING
+    import forewarn.learning
     from forewarn.learning.training import train_and_save
+
+    passive = getattr(getattr(forewarn.learning, "_openmp", None), "PASSIVE_WAITING", None)  # None: older forewarn
 
     with path.open("rb") as f:
         runs, attempts = pickle.load(f)  # our own file, written a moment ago
@@ -69,7 +71,7 @@ def train(path: Path, model_dir: Path, fit_threads: int | None, queue: Any) -> N
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             "load_before": load_before,
             "load_after": load_average(),
-            "passive": PASSIVE_WAITING,
+            "passive": passive,
             "threshold": result.manifest.threshold,
             "train_runs": result.manifest.n_train_runs,
         }

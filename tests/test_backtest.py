@@ -25,7 +25,7 @@ from forewarn.learning.backtest import (
     walk_forward_backtest,
 )
 from forewarn.learning.features import build_features, failure_labels
-from forewarn.learning.metrics import operating_point
+from forewarn.learning.metrics import operating_point, warning_metrics
 
 N_RUNS = 24_000
 
@@ -217,6 +217,20 @@ class TestOutputs:
         assert back["overall"]["model"]["pr_auc"] == pytest.approx(result.overall["model"]["pr_auc"])
         assert back["folds"][0]["test_start"].startswith(str(result.folds[0]["test_start"].year))
         assert len(back["predictions"]) == len(result.predictions)
+
+    def test_per_flow_figures_are_warning_metrics_per_flow(self, result: BacktestResult) -> None:
+        """Each flow's PR-AUC, WR, precision and warnings are warning_metrics() on that flow's rows."""
+        for flow, rows in result.predictions.groupby("flow_name"):
+            for system, (risk, warned) in {
+                "model": ("risk", "warned"),
+                "last_failed": ("last_failed_risk", "last_failed_warned"),
+            }.items():
+                m = warning_metrics(rows["failed"], rows[warned], rows[risk])
+                got = result.per_flow.loc[flow]
+                for key in ("pr_auc", "WR", "precision"):
+                    expected = np.nan if m[key] is None else m[key]
+                    assert got[f"{system}_{key}"] == pytest.approx(expected, abs=1e-12, nan_ok=True)
+                assert got[f"{system}_warnings"] == m["warnings"]
 
     def test_per_flow_rows(self, result: BacktestResult) -> None:
         """One row per flow, counts adding up to the whole."""

@@ -8,9 +8,16 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.metrics import average_precision_score
 
 from forewarn.learning._json import jsonable as _jsonable
-from forewarn.learning.metrics import best_wr, escape_rate, operating_point, warning_metrics
+from forewarn.learning.metrics import (
+    average_precision_by_group,
+    best_wr,
+    escape_rate,
+    operating_point,
+    warning_metrics,
+)
 
 
 class TestWarningMetrics:
@@ -131,6 +138,29 @@ class TestOperatingPoint:
         warned = np.asarray(self.RISK) >= cut
         op = operating_point(self.FAILED, warned, self.RISK, "budget", alert_budget=0.4)
         assert op["on_target"] is on_target
+
+
+class TestAveragePrecisionByGroup:
+    """average_precision_by_group() is scikit-learn's average precision within each group, all at once."""
+
+    @pytest.mark.parametrize("decimals", [1, 2, 6])  # coarse risks make many ties inside a group
+    def test_equals_sklearn_per_group(self, decimals: int) -> None:
+        """Every group's value equals average_precision_score on its rows; NaN for a group without failures."""
+        rng = np.random.default_rng(decimals)
+        groups = rng.integers(0, 60, 3_000)
+        failed = (rng.random(3_000) < 0.15).astype(float)
+        failed[groups == 7] = 0.0
+        risk = np.round(rng.random(3_000), decimals)
+        risk[:5] = np.nan  # counts as 0, as in warning_metrics
+        got = average_precision_by_group(groups, failed, risk)
+        clean = np.nan_to_num(risk, nan=0.0)
+        for g in range(60):
+            rows = groups == g
+            if failed[rows].sum() == 0:
+                assert math.isnan(got[g])
+            else:
+                assert got[g] == pytest.approx(average_precision_score(failed[rows], clean[rows]), abs=1e-12)
+        assert math.isnan(got[7])
 
 
 class TestEscapeRate:

@@ -42,7 +42,7 @@ import pandas as pd
 
 from forewarn.errors import ConfigurationError, InsufficientHistoryError
 from forewarn.learning._json import jsonable
-from forewarn.learning.metrics import escape_rate, operating_point, warning_metrics
+from forewarn.learning.metrics import average_precision_by_group, escape_rate, operating_point, warning_metrics
 from forewarn.learning.model import DEFAULT_FAMILY, FailureWarningModel, choose_threshold
 
 PREDICTION_COLUMNS: tuple[str, ...] = (
@@ -438,14 +438,28 @@ def _metrics(predictions: pd.DataFrame, system: str, lead_seconds: np.ndarray | 
 
 
 def _per_flow(predictions: pd.DataFrame) -> pd.DataFrame:
-    rows = []
-    for flow, group in predictions.groupby("flow_name", sort=True):
-        row: dict[str, Any] = {"flow_name": flow, "runs": len(group), "failures": int(group["failed"].sum())}
+    """Per flow (sorted by name): runs, failures, and each system's PR-AUC, WR, precision and warnings.
+
+    The same definitions as :func:`warning_metrics` on each flow's rows (NaN where those are ``None``),
+    computed for every flow at once: real schedulers have thousands of flows.
+    """
+    codes, flows = pd.factorize(predictions["flow_name"], sort=True)
+    k = len(flows)
+    failed = predictions["failed"].to_numpy(dtype=float)
+    runs = np.bincount(codes, minlength=k)
+    failures = np.bincount(codes, weights=failed, minlength=k)
+    table: dict[str, Any] = {"runs": runs, "failures": failures.astype(np.int64)}
+    with np.errstate(invalid="ignore", divide="ignore"):
         for system in SYSTEMS:
-            m = _metrics(group, system, None)
-            row.update({f"{system}_{k}": m[k] for k in ("pr_auc", "WR", "precision", "warnings")})
-        rows.append(row)
-    return pd.DataFrame(rows).set_index("flow_name")
+            risk, warned = _columns(system)
+            w = predictions[warned].to_numpy(dtype=bool)
+            warnings = np.bincount(codes, weights=w, minlength=k)
+            true = np.bincount(codes, weights=w & (failed == 1), minlength=k)
+            table[f"{system}_pr_auc"] = average_precision_by_group(codes, failed, predictions[risk])
+            table[f"{system}_WR"] = np.where(failures > 0, true / failures, np.nan)
+            table[f"{system}_precision"] = np.where(warnings > 0, true / warnings, np.nan)
+            table[f"{system}_warnings"] = warnings.astype(np.int64)
+    return pd.DataFrame(table, index=pd.Index(flows, name="flow_name"))
 
 
 def walk_forward_backtest(

@@ -188,6 +188,46 @@ def operating_point(
     }
 
 
+def average_precision_by_group(groups: Any, failed: Any, risk: Any) -> np.ndarray:
+    """``average_precision_score(failed, risk)`` within each group, for all groups at once; NaN without failures.
+
+    ``groups`` holds integer codes ``0..k-1`` (``pd.factorize``); the result has one value per code. The
+    definition is scikit-learn's: over the group's distinct risks from the highest, the sum of (gain in
+    recall) x (precision at that risk), NaN risks counting as 0. One sort instead of one scikit-learn call per
+    group: a backtest over 4,000 flows took 30 s of CPU in those calls.
+
+    Example::
+
+        >>> average_precision_by_group([0, 0, 0, 1, 1], [1, 0, 1, 0, 0], [0.9, 0.8, 0.7, 0.5, 0.1]).round(3)
+        array([0.833,   nan])
+    """
+    g = np.asarray(groups, dtype=np.int64)
+    y = np.asarray(failed, dtype=float)
+    r = np.nan_to_num(np.asarray(risk, dtype=float), nan=0.0)
+    k = int(g.max()) + 1 if len(g) else 0
+    order = np.lexsort((-r, g))  # by group, then risk from the highest
+    g, y, r = g[order], y[order], r[order]
+    start = np.r_[True, g[1:] != g[:-1]]
+    # the end of each run of equal (group, risk): a threshold at that risk warns the whole run
+    end = np.r_[(g[1:] != g[:-1]) | (r[1:] != r[:-1]), True]
+    tp_all = np.cumsum(y)
+    seen_all = np.arange(1, len(y) + 1)
+    first = np.flatnonzero(start)
+    group_of = np.cumsum(start) - 1
+    base_tp = (tp_all - y)[first][group_of]  # true positives before the group
+    base_seen = first[group_of]
+    tp = (tp_all - base_tp)[end]
+    seen = (seen_all - base_seen)[end]
+    who = g[end]
+    failures = np.bincount(g, weights=y, minlength=k)
+    prev_tp = np.r_[0.0, tp[:-1]]
+    prev_tp[np.r_[True, who[1:] != who[:-1]]] = 0.0  # recall starts at 0 in each group
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ap = np.bincount(who, weights=(tp - prev_tp) * (tp / seen), minlength=k) / failures
+    ap[failures == 0] = np.nan
+    return ap
+
+
 def escape_rate(runs: pd.DataFrame, attempts: pd.DataFrame | None) -> dict[str, Any]:
     """Share of runs that met a failed task attempt and still completed (retries/fallbacks worked).
 
@@ -227,6 +267,7 @@ __all__ = [
     "FAILED_ATTEMPT_OUTCOMES",
     "FINAL_STATES",
     "OPERATING_POINT_TOLERANCE",
+    "average_precision_by_group",
     "best_wr",
     "escape_rate",
     "operating_point",
