@@ -73,8 +73,11 @@ class BacktestResult:
       over all test runs of all folds (metrics as :func:`forewarn.learning.metrics.warning_metrics`, ER as
       :func:`forewarn.learning.metrics.escape_rate`).
     * ``per_flow``: one row per flow name with its runs, failures and each system's PR-AUC, WR, precision.
-    * ``folds``: one dict per test window: bounds, training counts, thresholds, timings, per-fold PR-AUC,
-      and ``skipped`` (``None``, or why the fold could not be trained).
+    * ``folds``: one dict per test window: bounds, training counts, thresholds (and ``slice_thresholds``,
+      the validation slices' own), timings, per-fold PR-AUC, ``operating_point`` (where the threshold landed
+      on the window: :func:`forewarn.learning.metrics.operating_point`) and ``skipped`` (``None``, or why the
+      fold could not be trained). ``overall["operating_point"]`` is their spread
+      (:func:`operating_point_spread`).
     * ``predictions``: one row per test run, columns :data:`PREDICTION_COLUMNS`.
     * ``params`` and ``timings``: how it was run and how long it took.
 
@@ -565,6 +568,7 @@ __all__ = [
     "BacktestResult",
     "PreparedHistory",
     "compare_families",
+    "operating_point_spread",
     "prepare_history",
     "walk_forward_backtest",
 ]
