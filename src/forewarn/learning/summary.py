@@ -10,7 +10,7 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 SYSTEMS = ("model", "last_failed", "smoothed_rate")
@@ -68,7 +68,7 @@ FOLD_HEADER = ("fold", "test runs", "threshold", "precision", "warned", "WR", "b
 :func:`forewarn.learning.metrics.operating_point`)."""
 
 
-def fold_rows(folds: list[Mapping[str, Any]]) -> list[list[str]]:
+def fold_rows(folds: Sequence[Mapping[str, Any]]) -> list[list[str]]:
     """One row of formatted cells per backtest fold: where its threshold landed on its test window.
 
     ``warned`` is the share of test runs warned; ``best WR`` the best WR any threshold reaches on that
@@ -103,7 +103,7 @@ def fold_rows(folds: list[Mapping[str, Any]]) -> list[list[str]]:
     return rows
 
 
-def fold_markdown(folds: list[Mapping[str, Any]]) -> str:
+def fold_markdown(folds: Sequence[Mapping[str, Any]]) -> str:
     """:func:`fold_rows` as a markdown table."""
     return "\n".join(_markdown(FOLD_HEADER, fold_rows(folds)))
 
