@@ -304,6 +304,19 @@ class TestEstimatorContract:
             FailureWarningModel(threshold_rule="recall").fit(*data)
 
 
+def _dump_without(model: FailureWarningModel, names: tuple[str, ...]) -> Any:
+    """A joblib file of ``model`` as an older forewarn pickled it: without the attributes ``names``."""
+    import io
+
+    state = {k: v for k, v in model.__dict__.items() if k not in names}
+    older = FailureWarningModel.__new__(FailureWarningModel)
+    older.__dict__.update(state)
+    buffer = io.BytesIO()
+    joblib.dump(older, buffer)
+    buffer.seek(0)
+    return buffer
+
+
 class TestThresholdOverSlices:
     """choose_threshold_over_slices() takes the median of the rule over consecutive time slices."""
 
@@ -376,6 +389,12 @@ class TestThreshold:
         one = FailureWarningModel(fit_threads=1).fit(X, y)
         assert one.threshold_ == fitted.threshold_
         np.testing.assert_array_equal(one.predict_proba(X.iloc[:300]), fitted.predict_proba(X.iloc[:300]))
+
+    def test_model_pickled_before_slices_still_describes_itself(self, fitted: FailureWarningModel) -> None:
+        """An older pickle without threshold_slices/fit_threads unpickles with what it was fitted with."""
+        old = joblib.load(_dump_without(fitted, ("threshold_slices", "fit_threads", "slice_thresholds_")))
+        assert old.get_params()["threshold_slices"] == 1 and old.slice_thresholds_ == [fitted.threshold_]
+        assert "FailureWarningModel(" in repr(old)
 
     @pytest.mark.parametrize(("name", "value"), [("fit_threads", 0), ("n_threads", -2), ("fit_threads", "2")])
     def test_bad_thread_count_is_refused(self, data: Data, name: str, value: Any) -> None:

@@ -151,6 +151,15 @@ class FailureWarningModel(ClassifierMixin, BaseEstimator):
         self.threshold_slices = threshold_slices
         self.fit_threads = fit_threads
 
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Unpickle; a model saved before ``threshold_slices`` and ``fit_threads`` existed gets the values
+        it was fitted with (one pooled holdout, its one threshold), so ``get_params`` and ``repr`` work."""
+        state.setdefault("threshold_slices", 1)
+        state.setdefault("fit_threads", state.get("n_threads", 1))
+        if "threshold_" in state:
+            state.setdefault("slice_thresholds_", [state["threshold_"]])
+        super().__setstate__(state)
+
     # -- fitting
 
     def _check_params(self) -> None:
