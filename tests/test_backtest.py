@@ -21,9 +21,11 @@ from forewarn.learning.backtest import (
     PREDICTION_COLUMNS,
     BacktestResult,
     compare_families,
+    prepare_history,
     walk_forward_backtest,
 )
-from forewarn.learning.features import failure_labels
+from forewarn.learning.features import build_features, failure_labels
+from forewarn.learning.metrics import operating_point, warning_metrics
 
 N_RUNS = 24_000
 
@@ -139,6 +141,53 @@ class TestFoldsAreHonest:
         assert res.params["lead_seconds"] == 1800.0
 
 
+class TestFeaturesOnce:
+    """Features are computed once for the whole history: a run's features do not depend on the fold."""
+
+    @pytest.mark.parametrize("share", [0.45, 0.8])
+    def test_a_rows_features_are_what_the_store_knew_at_any_later_time(self, share: float) -> None:
+        """Recomputed from the history a store held at a later moment (later runs absent, runs not yet
+        ended still running, attempts not yet ended absent), every earlier run's features are the same
+        as in the whole history's table the folds slice."""
+        raw = simulate_history(4_000, seed=6)
+        runs, attempts = history_to_runs_frame(raw), history_to_attempts_frame(simulated_attempts(raw, seed=6))
+        prep = prepare_history(runs, attempts)
+        cut = pd.Timestamp(int(prep.sched[int(len(prep.sched) * share)]), tz="UTC")
+        known = runs[runs["scheduled_start"] < cut].copy()
+        going = ~(known["end_time"] < cut)
+        known.loc[going, "end_time"] = pd.NaT
+        known.loc[going, "state"] = "RUNNING"
+        known.loc[known["start_time"] >= cut, "start_time"] = pd.NaT
+        known_attempts = attempts[attempts["end_time"] < cut]
+        targets = prep.runs.loc[prep.runs["_sched"] < cut].drop(columns=["_label", "_sched"])
+        assert going.any() and len(targets) > 1_000
+        then = build_features(targets, known, known_attempts)
+        pd.testing.assert_frame_equal(then, prep.X.loc[then.index])
+
+
+@pytest.mark.slow  # a walk-forward backtest on simulated history: 10-20 s each here
+class TestOperatingPointPerFold:
+    """Each fold reports where its threshold landed; the overall spread sums the folds up."""
+
+    def test_fold_operating_point_matches_its_predictions(self, result: BacktestResult) -> None:
+        """Recomputed from the fold's prediction rows, against the model's rule and target."""
+        for fold in result.folds:
+            rows = result.predictions[result.predictions["fold"] == fold["fold"]]
+            expected = operating_point(rows["failed"], rows["warned"], rows["risk"], "precision", target_precision=0.5)
+            assert fold["operating_point"] == expected
+            assert np.median(fold["slice_thresholds"]) == fold["threshold"]
+
+    def test_spread_is_the_folds_range(self, result: BacktestResult) -> None:
+        """overall["operating_point"]: the rule, its target, [min, max] of each figure, folds on target."""
+        spread = result.overall["operating_point"]
+        points = [f["operating_point"] for f in result.folds]
+        assert (spread["rule"], spread["target_precision"], spread["folds"]) == ("precision", 0.5, len(points))
+        precisions = [p["precision"] for p in points]
+        assert spread["precision"] == [min(precisions), max(precisions)]
+        assert spread["folds_on_target"] == sum(p["on_target"] for p in points)
+        assert json.loads(json.dumps(result.to_json()))["overall"]["operating_point"]["folds"] == len(points)
+
+
 @pytest.mark.slow  # a walk-forward backtest on simulated history: 10-20 s each here
 class TestOutputs:
     """The result has exactly the documented shape and serialises to JSON."""
@@ -168,6 +217,20 @@ class TestOutputs:
         assert back["overall"]["model"]["pr_auc"] == pytest.approx(result.overall["model"]["pr_auc"])
         assert back["folds"][0]["test_start"].startswith(str(result.folds[0]["test_start"].year))
         assert len(back["predictions"]) == len(result.predictions)
+
+    def test_per_flow_figures_are_warning_metrics_per_flow(self, result: BacktestResult) -> None:
+        """Each flow's PR-AUC, WR, precision and warnings are warning_metrics() on that flow's rows."""
+        for flow, rows in result.predictions.groupby("flow_name"):
+            for system, (risk, warned) in {
+                "model": ("risk", "warned"),
+                "last_failed": ("last_failed_risk", "last_failed_warned"),
+            }.items():
+                m = warning_metrics(rows["failed"], rows[warned], rows[risk])
+                got = result.per_flow.loc[flow]
+                for key in ("pr_auc", "WR", "precision"):
+                    expected = np.nan if m[key] is None else m[key]
+                    assert got[f"{system}_{key}"] == pytest.approx(expected, abs=1e-12, nan_ok=True)
+                assert got[f"{system}_warnings"] == m["warnings"]
 
     def test_per_flow_rows(self, result: BacktestResult) -> None:
         """One row per flow, counts adding up to the whole."""

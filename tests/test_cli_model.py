@@ -73,6 +73,10 @@ class TestTrainAndBacktest:
                 "median_lead_time_seconds",
             } <= set(figures["overall"][system])
         assert figures["overall"]["model"]["pr_auc"] > figures["overall"]["last_failed"]["pr_auc"]
+        spread = figures["overall"]["operating_point"]
+        assert spread["rule"] == "precision" and spread["folds"] == 3
+        assert all({"precision", "alert_share", "WR", "best_WR"} <= set(f["operating_point"]) for f in figures["folds"])
+        assert "operating point per fold" in result.output and "best WR" in result.output
         scored = pd.read_csv(out_csv)
         assert list(scored.columns) == list(PREDICTION_COLUMNS)  # their spelling is pinned in test_backtest.py
         assert scored["fold"].nunique() == 3

@@ -8,9 +8,16 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.metrics import average_precision_score
 
 from forewarn.learning._json import jsonable as _jsonable
-from forewarn.learning.metrics import escape_rate, warning_metrics
+from forewarn.learning.metrics import (
+    average_precision_by_group,
+    best_wr,
+    escape_rate,
+    operating_point,
+    warning_metrics,
+)
 
 
 class TestWarningMetrics:
@@ -83,6 +90,77 @@ class TestWarningMetrics:
     def test_result_is_json_serialisable(self) -> None:
         """Every value is a plain number or None."""
         json.dumps(warning_metrics([0, 0], [0, 0], [float("nan"), 0.1]), allow_nan=False)
+
+
+class TestOperatingPoint:
+    """best_wr() and operating_point(): where a threshold landed against its target and the best possible."""
+
+    FAILED = [1, 0, 1, 1, 0, 0, 1, 0, 0, 0]
+    RISK = [0.95, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1]
+
+    @pytest.mark.parametrize(("target", "expected"), [(1.0, 0.25), (0.75, 0.75), (0.5, 1.0), (0.3, 1.0)])
+    def test_best_wr_at_precision(self, target: float, expected: float) -> None:
+        """The most failures any threshold warns with precision >= target, over all failures."""
+        assert best_wr(self.FAILED, self.RISK, "precision", target_precision=target) == expected
+
+    @pytest.mark.parametrize(("budget", "expected"), [(0.1, 0.25), (0.3, 0.5), (0.4, 0.75), (0.05, 0.0)])
+    def test_best_wr_within_budget(self, budget: float, expected: float) -> None:
+        """The most failures any threshold warns while warning at most the budget's share of runs."""
+        assert best_wr(self.FAILED, self.RISK, "budget", alert_budget=budget) == expected
+
+    def test_ties_are_warned_whole(self) -> None:
+        """A threshold warns every run at its risk: a tied group cannot be split to reach the target."""
+        assert best_wr([1, 0, 1, 0], [0.5, 0.5, 0.5, 0.5], "precision", target_precision=0.6) == 0.0
+
+    def test_no_failures_has_no_best(self) -> None:
+        """Without failures there is no WR to compare with: None."""
+        assert best_wr([0, 0], [0.1, 0.2], "precision") is None
+        assert operating_point([0, 0], [True, False], [0.1, 0.2], "precision")["on_target"] is None
+
+    def test_precision_rule_on_target(self) -> None:
+        """Precision within 0.1 of the target and WR at least 80 % of the best: on target."""
+        warned = np.asarray(self.RISK) >= 0.7  # precision 3/4, WR 3/4; best at 0.75 is 3/4
+        op = operating_point(self.FAILED, warned, self.RISK, "precision", target_precision=0.7)
+        assert (op["precision"], op["alert_share"], op["WR"], op["best_WR"]) == (0.75, 0.4, 0.75, 0.75)
+        assert op["WR_to_best"] == 1.0 and op["on_target"] is True
+
+    @pytest.mark.parametrize(("cut", "target"), [(0.9, 0.5), (0.1, 0.6), (0.8, 0.5)])
+    def test_precision_rule_off_target(self, cut: float, target: float) -> None:
+        """Too high (WR under 80 % of the best) or too low (precision off by more than 0.1): off target."""
+        warned = np.asarray(self.RISK) >= cut
+        assert (
+            operating_point(self.FAILED, warned, self.RISK, "precision", target_precision=target)["on_target"] is False
+        )
+
+    @pytest.mark.parametrize(("cut", "on_target"), [(0.6, True), (0.9, False), (0.4, False)])
+    def test_budget_rule_within_thirty_percent(self, cut: float, on_target: bool) -> None:
+        """With the budget rule, the warned share must lie within ±30 % of the budget (here 0.4)."""
+        warned = np.asarray(self.RISK) >= cut
+        op = operating_point(self.FAILED, warned, self.RISK, "budget", alert_budget=0.4)
+        assert op["on_target"] is on_target
+
+
+class TestAveragePrecisionByGroup:
+    """average_precision_by_group() is scikit-learn's average precision within each group, all at once."""
+
+    @pytest.mark.parametrize("decimals", [1, 2, 6])  # coarse risks make many ties inside a group
+    def test_equals_sklearn_per_group(self, decimals: int) -> None:
+        """Every group's value equals average_precision_score on its rows; NaN for a group without failures."""
+        rng = np.random.default_rng(decimals)
+        groups = rng.integers(0, 60, 3_000)
+        failed = (rng.random(3_000) < 0.15).astype(float)
+        failed[groups == 7] = 0.0
+        risk = np.round(rng.random(3_000), decimals)
+        risk[:5] = np.nan  # counts as 0, as in warning_metrics
+        got = average_precision_by_group(groups, failed, risk)
+        clean = np.nan_to_num(risk, nan=0.0)
+        for g in range(60):
+            rows = groups == g
+            if failed[rows].sum() == 0:
+                assert math.isnan(got[g])
+            else:
+                assert got[g] == pytest.approx(average_precision_score(failed[rows], clean[rows]), abs=1e-12)
+        assert math.isnan(got[7])
 
 
 class TestEscapeRate:

@@ -15,7 +15,6 @@ from sklearn.base import clone
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.exceptions import NotFittedError
 from sklearn.pipeline import Pipeline
-from threadpoolctl import threadpool_limits
 
 import forewarn.learning.model._sklearn_fast as sklearn_fast
 from forewarn.errors import (
@@ -33,10 +32,13 @@ from forewarn.learning.model import (
     ModelManifest,
     Reason,
     choose_threshold,
+    choose_threshold_over_slices,
     load_model,
     make_pipeline,
     save_model,
 )
+from forewarn.learning.model.estimator import calibrated_risk
+from forewarn.learning.model.threshold import time_slices
 
 MODEL_KEY = "test-model-key-" + "0" * 32  # signs and verifies the models saved here
 WINDOW = (pd.Timestamp("2026-01-01", tz="UTC"), pd.Timestamp("2026-02-01", tz="UTC"))
@@ -303,22 +305,103 @@ class TestEstimatorContract:
             FailureWarningModel(threshold_rule="recall").fit(*data)
 
 
+def _dump_without(model: FailureWarningModel, names: tuple[str, ...]) -> Any:
+    """A joblib file of ``model`` as an older forewarn pickled it: without the attributes ``names``."""
+    import io
+
+    state = {k: v for k, v in model.__dict__.items() if k not in names}
+    older = FailureWarningModel.__new__(FailureWarningModel)
+    older.__dict__.update(state)
+    buffer = io.BytesIO()
+    joblib.dump(older, buffer)
+    buffer.seek(0)
+    return buffer
+
+
+class TestThresholdOverSlices:
+    """choose_threshold_over_slices() takes the median of the rule over consecutive time slices."""
+
+    def test_median_of_the_slices_thresholds(self) -> None:
+        """Each slice gets the rule's threshold; the threshold is their median."""
+        y = [1, 0, 0, 0] * 10 + [1, 1, 0, 0] * 10 + [1, 0, 0, 0] * 10
+        r = [0.9, 0.5, 0.2, 0.1] * 30
+        t, per_slice = choose_threshold_over_slices(y, r, n_slices=3, target_precision=0.6)
+        assert per_slice == [0.9, 0.2, 0.9]
+        assert t == 0.9
+
+    def test_one_slice_tail_does_not_move_it(self) -> None:
+        """A slice whose precision comes back above target deep in its tail leaves the median alone."""
+        rng = np.random.default_rng(0)
+        risk = rng.random(4_000)
+        y = (rng.random(4_000) < risk**3).astype(float)
+        before, _ = choose_threshold_over_slices(y, risk, n_slices=4, target_precision=0.5)
+        y[-1000:][risk[-1000:] < 0.3] = 1.0  # the last slice's low-risk tail fails
+        after, per_slice = choose_threshold_over_slices(y, risk, n_slices=4, target_precision=0.5)
+        assert per_slice[-1] < 0.01 < 0.4 < before  # that slice alone would warn nearly everything
+        assert abs(after - before) < 0.05
+
+    @pytest.mark.parametrize(("failures", "expected"), [(40, 4), (25, 2), (9, 1), (0, 1)])
+    def test_fewer_slices_when_failures_are_few(self, failures: int, expected: int) -> None:
+        """Each slice keeps at least MIN_SLICE_FAILURES (10) failures; never fewer than one slice."""
+        y = np.zeros(400)
+        y[np.linspace(0, 399, failures).astype(int)] = 1
+        slices = time_slices(y, 4)
+        assert len(slices) == expected
+        assert slices[0].start == 0 and slices[-1].stop == 400
+
+    @pytest.mark.parametrize("n_slices", [0, -1, 2.5, True])
+    def test_bad_slice_count_is_refused(self, n_slices: Any) -> None:
+        """Anything but a whole number >= 1 raises ConfigurationError naming threshold_slices."""
+        with pytest.raises(ConfigurationError, match="threshold_slices"):
+            time_slices([1, 0], n_slices)
+
+
 class TestThreshold:
     """The threshold is chosen on the training data alone, out of fold and in time order."""
 
     def test_threshold_comes_from_the_latest_quarter(self, fitted: FailureWarningModel, data: Data) -> None:
-        """threshold_ equals the rule applied to a model fitted on the earlier 75 % scoring the rest."""
+        """threshold_: the median over time slices of the rule applied to the latest quarter, scored out of
+        time by an uncalibrated classifier fitted on the earlier 75 % through the final model's calibrator."""
         X, y = data
         n_hold = round(len(X) * 0.25)
-        with threadpool_limits(1, user_api="openmp"):  # as fit() does for small data
-            early = (
-                FailureWarningModel()
-                ._pipeline(feature_spec(X), 100)
-                .fit(X.iloc[:-n_hold], y.iloc[:-n_hold].to_numpy(dtype=int))
-            )
-        risk = early.predict_proba(X.iloc[-n_hold:])[:, 1]
+        early = (
+            FailureWarningModel()
+            ._pipeline(feature_spec(X), 100, calibrated=False)
+            .fit(X.iloc[:-n_hold], y.iloc[:-n_hold].to_numpy(dtype=int))
+        )
+        risk = calibrated_risk(fitted.pipeline_, early.decision_function(X.iloc[-n_hold:]))
+        expected, per_slice = choose_threshold_over_slices(y.iloc[-n_hold:], risk, n_slices=4, target_precision=0.5)
         assert fitted.threshold_source_ == "time_holdout"
-        assert fitted.threshold_ == choose_threshold(y.iloc[-n_hold:], risk, "precision", target_precision=0.5)
+        assert len(per_slice) > 1
+        assert (fitted.threshold_, fitted.slice_thresholds_) == (expected, per_slice)
+
+    def test_calibrated_risk_is_the_pipelines_own_mapping(self, fitted: FailureWarningModel, data: Data) -> None:
+        """For the pipeline's own classifier's raw scores, calibrated_risk equals predict_proba."""
+        X, _ = data
+        pipe = fitted.pipeline_
+        (member,) = pipe.named_steps["classifier"].calibrated_classifiers_
+        decision = member.estimator.decision_function(pipe.named_steps["features"].transform(X.iloc[:500]))
+        np.testing.assert_allclose(calibrated_risk(pipe, decision), pipe.predict_proba(X.iloc[:500])[:, 1], atol=1e-12)
+
+    @pytest.mark.slow  # fits two models
+    def test_fit_threads_do_not_change_the_model(self, fitted: FailureWarningModel, data: Data) -> None:
+        """One fit thread or all cores: the same risks and threshold (the thread count is speed only)."""
+        X, y = data
+        one = FailureWarningModel(fit_threads=1).fit(X, y)
+        assert one.threshold_ == fitted.threshold_
+        np.testing.assert_array_equal(one.predict_proba(X.iloc[:300]), fitted.predict_proba(X.iloc[:300]))
+
+    def test_model_pickled_before_slices_still_describes_itself(self, fitted: FailureWarningModel) -> None:
+        """An older pickle without threshold_slices/fit_threads unpickles with what it was fitted with."""
+        old = joblib.load(_dump_without(fitted, ("threshold_slices", "fit_threads", "slice_thresholds_")))
+        assert old.get_params()["threshold_slices"] == 1 and old.slice_thresholds_ == [fitted.threshold_]
+        assert "FailureWarningModel(" in repr(old)
+
+    @pytest.mark.parametrize(("name", "value"), [("fit_threads", 0), ("n_threads", -2), ("fit_threads", "2")])
+    def test_bad_thread_count_is_refused(self, data: Data, name: str, value: Any) -> None:
+        """A thread count must be a whole number >= 1 or None."""
+        with pytest.raises(ConfigurationError, match=name):
+            FailureWarningModel(**{name: value}).fit(*data)
 
     def test_budget_rule_warns_about_that_share(self, data: Data) -> None:
         """With the budget rule, about alert_budget of new runs are warned."""

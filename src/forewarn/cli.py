@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 from rich.console import Console
@@ -297,6 +297,36 @@ def print_metrics(rows: list[list[str]], title: str) -> None:
     console.print(table)
 
 
+def print_folds(folds: list[dict[str, Any]], spread: dict[str, Any]) -> None:
+    """Print each fold's operating point (from :func:`forewarn.learning.summary.fold_rows`) as one table.
+
+    Example::
+
+        >>> print_folds([], {"rule": "precision", "target_precision": 0.5})  # doctest: +SKIP
+    """
+    from rich import box
+
+    from forewarn.learning.summary import FOLD_HEADER, fold_rows
+
+    target = (
+        f"precision {spread['target_precision']:.0%} ±10 points"
+        if spread.get("rule") == "precision"
+        else f"alert share {spread.get('alert_budget', 0):.1%} ±30 %"
+    )
+    table = Table(
+        title=f"operating point per fold (target: {target}, WR >= 80 % of the best)",
+        box=box.SIMPLE_HEAD,
+        padding=(0, 1),
+        caption="warned = share of test runs warned; best WR = the best any threshold reaches on that window at "
+        "the target",
+    )
+    for header in FOLD_HEADER:
+        table.add_column(header, justify="right", no_wrap=True)
+    for row in fold_rows(folds):
+        table.add_row(*row)
+    console.print(table)
+
+
 @app.command()
 def backtest(
     db: DbOption = None,
@@ -328,6 +358,7 @@ def backtest(
     except ForewarnError as exc:
         raise _fail(exc) from None
     print_metrics(metrics_rows(result.overall), f"walk-forward backtest, {folds} folds")
+    print_folds(result.folds, result.overall.get("operating_point") or {})
     escape = result.overall.get("escape") or {}
     if escape.get("ER") is not None:
         console.print(

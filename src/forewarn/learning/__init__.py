@@ -16,6 +16,7 @@ Example::
     0.5
 """
 
+import forewarn.learning._openmp  # noqa: F401  (first: OpenMP's wait policy, before scikit-learn loads)
 from forewarn.learning.backtest import BacktestResult, walk_forward_backtest
 from forewarn.learning.features import FeatureConfig, build_features, failure_labels
 from forewarn.learning.metrics import escape_rate, warning_metrics

@@ -42,7 +42,7 @@ import pandas as pd
 
 from forewarn.errors import ConfigurationError, InsufficientHistoryError
 from forewarn.learning._json import jsonable
-from forewarn.learning.metrics import escape_rate, warning_metrics
+from forewarn.learning.metrics import average_precision_by_group, escape_rate, operating_point, warning_metrics
 from forewarn.learning.model import DEFAULT_FAMILY, FailureWarningModel, choose_threshold
 
 PREDICTION_COLUMNS: tuple[str, ...] = (
@@ -73,8 +73,11 @@ class BacktestResult:
       over all test runs of all folds (metrics as :func:`forewarn.learning.metrics.warning_metrics`, ER as
       :func:`forewarn.learning.metrics.escape_rate`).
     * ``per_flow``: one row per flow name with its runs, failures and each system's PR-AUC, WR, precision.
-    * ``folds``: one dict per test window: bounds, training counts, thresholds, timings, per-fold PR-AUC,
-      and ``skipped`` (``None``, or why the fold could not be trained).
+    * ``folds``: one dict per test window: bounds, training counts, thresholds (and ``slice_thresholds``,
+      the validation slices' own), timings, per-fold PR-AUC, ``operating_point`` (where the threshold landed
+      on the window: :func:`forewarn.learning.metrics.operating_point`) and ``skipped`` (``None``, or why the
+      fold could not be trained). ``overall["operating_point"]`` is their spread
+      (:func:`operating_point_spread`).
     * ``predictions``: one row per test run, columns :data:`PREDICTION_COLUMNS`.
     * ``params`` and ``timings``: how it was run and how long it took.
 
@@ -231,8 +234,10 @@ def _run_folds(
         reasons = "; ".join(f"fold {f['fold']}: {f['skipped']}" for f in folds)
         raise InsufficientHistoryError(f"no backtest fold could be trained ({reasons})")
     predictions, rows = _predictions(scored)
+    overall = _overall(prep, predictions, rows)
+    overall["operating_point"] = operating_point_spread(folds, template)
     return BacktestResult(
-        overall=_overall(prep, predictions, rows),
+        overall=overall,
         per_flow=_per_flow(predictions),
         folds=folds,
         predictions=predictions,
@@ -251,6 +256,36 @@ def _run_folds(
             "folds_seconds": time.perf_counter() - started,
         },
     )
+
+
+def operating_point_spread(folds: list[dict[str, Any]], model: FailureWarningModel) -> dict[str, Any]:
+    """How the model's operating point varied across the trained folds: the per-fold figures' ranges.
+
+    ``rule`` and its target (``target_precision`` or ``alert_budget``), and over the folds that were
+    trained: ``precision``, ``alert_share``, ``WR``, ``best_WR`` and ``WR_to_best`` as ``[min, max]``
+    (``None`` where no fold defines it), ``folds`` (how many), and ``folds_on_target`` (how many met
+    :func:`forewarn.learning.metrics.operating_point`'s ``on_target``).
+
+    Example::
+
+        >>> folds = [{"operating_point": {"precision": 0.45, "alert_share": 0.04, "WR": 0.5, "best_WR": 0.55,
+        ...           "WR_to_best": 0.9, "on_target": True}}, {"skipped": "too few runs"}]
+        >>> operating_point_spread(folds, FailureWarningModel())["precision"]
+        [0.45, 0.45]
+    """
+    points = [f["operating_point"] for f in folds if f.get("operating_point")]
+    target = (
+        {"target_precision": model.target_precision}
+        if model.threshold_rule == "precision"
+        else {"alert_budget": model.alert_budget}
+    )
+    spread: dict[str, Any] = {"rule": model.threshold_rule, **target}
+    for key in ("precision", "alert_share", "WR", "best_WR", "WR_to_best"):
+        values = [p[key] for p in points if p[key] is not None]
+        spread[key] = [min(values), max(values)] if values else None
+    spread["folds"] = len(points)
+    spread["folds_on_target"] = sum(bool(p["on_target"]) for p in points)
+    return spread
 
 
 def _window_edges(sched: np.ndarray, n_folds: int, min_train_fraction: float) -> list[int]:
@@ -366,6 +401,15 @@ def _score_fold(
     for system in SYSTEMS:
         rk, wk = _columns(system)
         record[f"{system}_pr_auc"] = warning_metrics(part["failed"], part[wk], part[rk])["pr_auc"]
+    record["slice_thresholds"] = list(model.slice_thresholds_)
+    record["operating_point"] = operating_point(
+        part["failed"],
+        part["warned"],
+        part["risk"],
+        model.threshold_rule,
+        target_precision=model.target_precision,
+        alert_budget=model.alert_budget,
+    )
     return part
 
 
@@ -397,14 +441,28 @@ def _metrics(predictions: pd.DataFrame, system: str, lead_seconds: np.ndarray | 
 
 
 def _per_flow(predictions: pd.DataFrame) -> pd.DataFrame:
-    rows = []
-    for flow, group in predictions.groupby("flow_name", sort=True):
-        row: dict[str, Any] = {"flow_name": flow, "runs": len(group), "failures": int(group["failed"].sum())}
+    """Per flow (sorted by name): runs, failures, and each system's PR-AUC, WR, precision and warnings.
+
+    The same definitions as :func:`warning_metrics` on each flow's rows (NaN where those are ``None``),
+    computed for every flow at once: real schedulers have thousands of flows.
+    """
+    codes, flows = pd.factorize(predictions["flow_name"], sort=True)
+    k = len(flows)
+    failed = predictions["failed"].to_numpy(dtype=float)
+    runs = np.bincount(codes, minlength=k)
+    failures = np.bincount(codes, weights=failed, minlength=k)
+    table: dict[str, Any] = {"runs": runs, "failures": failures.astype(np.int64)}
+    with np.errstate(invalid="ignore", divide="ignore"):
         for system in SYSTEMS:
-            m = _metrics(group, system, None)
-            row.update({f"{system}_{k}": m[k] for k in ("pr_auc", "WR", "precision", "warnings")})
-        rows.append(row)
-    return pd.DataFrame(rows).set_index("flow_name")
+            risk, warned = _columns(system)
+            w = predictions[warned].to_numpy(dtype=bool)
+            warnings = np.bincount(codes, weights=w, minlength=k)
+            true = np.bincount(codes, weights=w & (failed == 1), minlength=k)
+            table[f"{system}_pr_auc"] = average_precision_by_group(codes, failed, predictions[risk])
+            table[f"{system}_WR"] = np.where(failures > 0, true / failures, np.nan)
+            table[f"{system}_precision"] = np.where(warnings > 0, true / warnings, np.nan)
+            table[f"{system}_warnings"] = warnings.astype(np.int64)
+    return pd.DataFrame(table, index=pd.Index(flows, name="flow_name"))
 
 
 def walk_forward_backtest(
@@ -510,6 +568,7 @@ __all__ = [
     "BacktestResult",
     "PreparedHistory",
     "compare_families",
+    "operating_point_spread",
     "prepare_history",
     "walk_forward_backtest",
 ]

@@ -10,7 +10,7 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 SYSTEMS = ("model", "last_failed", "smoothed_rate")
@@ -52,8 +52,7 @@ def metrics_rows(overall: Mapping[str, Any]) -> list[list[str]]:
 
 def metrics_markdown(overall: Mapping[str, Any]) -> str:
     """A markdown table of the model's and the baselines' figures, plus ER when known."""
-    lines = ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
-    lines += ["| " + " | ".join(row) + " |" for row in metrics_rows(overall)]
+    lines = _markdown(HEADER, metrics_rows(overall))
     escape = overall.get("escape") or {}
     if escape.get("ER") is not None:
         lines.append("")
@@ -64,4 +63,54 @@ def metrics_markdown(overall: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["HEADER", "metrics_markdown", "metrics_rows"]
+FOLD_HEADER = ("fold", "test runs", "threshold", "precision", "warned", "WR", "best WR", "WR/best", "on target")
+"""Columns of :func:`fold_rows`: each trained fold's operating point (see
+:func:`forewarn.learning.metrics.operating_point`)."""
+
+
+def fold_rows(folds: Sequence[Mapping[str, Any]]) -> list[list[str]]:
+    """One row of formatted cells per backtest fold: where its threshold landed on its test window.
+
+    ``warned`` is the share of test runs warned; ``best WR`` the best WR any threshold reaches on that
+    window at the target (precision, or alert budget). A skipped fold's row says ``skipped``.
+
+    Example::
+
+        >>> fold = {"fold": 0, "n_test_runs": 4000, "threshold": 0.31, "operating_point": {"precision": 0.52,
+        ...         "alert_share": 0.04, "WR": 0.41, "best_WR": 0.45, "WR_to_best": 0.91, "on_target": True}}
+        >>> fold_rows([fold])[0]
+        ['0', '4000', '0.310', '52.0%', '4.0%', '41.0%', '45.0%', '91.0%', 'yes']
+    """
+    rows = []
+    for fold in folds:
+        point = fold.get("operating_point")
+        if not point:
+            rows.append([str(fold.get("fold")), _num(fold.get("n_test_runs"), "d"), "skipped", *["-"] * 6])
+            continue
+        rows.append(
+            [
+                str(fold.get("fold")),
+                _num(fold.get("n_test_runs"), "d"),
+                _num(fold.get("threshold"), ".3f"),
+                _num(point.get("precision"), "%"),
+                _num(point.get("alert_share"), "%"),
+                _num(point.get("WR"), "%"),
+                _num(point.get("best_WR"), "%"),
+                _num(point.get("WR_to_best"), "%"),
+                {True: "yes", False: "no"}.get(point.get("on_target"), "-"),
+            ]
+        )
+    return rows
+
+
+def fold_markdown(folds: Sequence[Mapping[str, Any]]) -> str:
+    """:func:`fold_rows` as a markdown table."""
+    return "\n".join(_markdown(FOLD_HEADER, fold_rows(folds)))
+
+
+def _markdown(header: tuple[str, ...], rows: list[list[str]]) -> list[str]:
+    """The lines of a markdown table."""
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + ["| " + " | ".join(r) + " |" for r in rows]
+
+
+__all__ = ["FOLD_HEADER", "HEADER", "fold_markdown", "fold_rows", "metrics_markdown", "metrics_rows"]

@@ -40,7 +40,7 @@ from forewarn.learning.model.encoder import numeric_block as _numeric_block  # n
 from forewarn.learning.model.estimator import FailureWarningModel, Reason
 from forewarn.learning.model.pipeline import DEFAULT_FAMILY, FAMILIES, make_pipeline
 from forewarn.learning.model.signing import ModelKey, model_key
-from forewarn.learning.model.threshold import THRESHOLD_RULES, choose_threshold
+from forewarn.learning.model.threshold import THRESHOLD_RULES, choose_threshold, choose_threshold_over_slices
 
 __all__ = [
     "DEFAULT_FAMILY",
@@ -56,6 +56,7 @@ __all__ = [
     "ModelManifest",
     "Reason",
     "choose_threshold",
+    "choose_threshold_over_slices",
     "library_versions",
     "load_model",
     "make_pipeline",

@@ -35,11 +35,17 @@ from threadpoolctl import ThreadpoolController
 
 import forewarn.learning.model._sklearn_fast as _sklearn_fast
 from forewarn.errors import ConfigurationError, FeatureSchemaError, InsufficientHistoryError
+from forewarn.learning._openmp import fit_thread_count
 from forewarn.learning.features import FeatureSpec, feature_spec
 from forewarn.learning.features.reasons import reason_text
 from forewarn.learning.model.encoder import PICKLED_MODULE, SMALL_BATCH, numeric_block
 from forewarn.learning.model.pipeline import DEFAULT_FAMILY, FAMILIES, make_pipeline
-from forewarn.learning.model.threshold import THRESHOLD_RULES, choose_threshold
+from forewarn.learning.model.threshold import (
+    THRESHOLD_RULES,
+    choose_threshold,
+    choose_threshold_over_slices,
+    time_slices,
+)
 from forewarn.learning.readiness import MIN_FAILURES, MIN_RUNS
 
 _OPENMP: Any = None
@@ -86,11 +92,17 @@ class FailureWarningModel(ClassifierMixin, BaseEstimator):
     * ``threshold_holdout``: share of the (time-ordered) training rows, taken from the end, whose
       out-of-fold risks choose the threshold.
     * ``calibration``: ``"sigmoid"`` (Platt; keeps the ranking) or ``"isotonic"``.
-    * ``n_threads``: OpenMP threads for fitting and scoring (``None``: all cores). The default is 1:
-      on a machine whose cores are busy with other work, OpenMP's spin-waiting made a 200,000-row HGB
-      fit take 37 s on two threads against 5.8 s on one; on an idle machine two threads gain little.
+    * ``n_threads``: OpenMP threads for scoring (``None``: all cores). The default is 1: for a few rows a
+      parallel region costs more than the rows, and live scoring scores one row at a time.
+    * ``threshold_slices``: the holdout's risks are cut into up to this many consecutive time slices (each
+      with at least :data:`~forewarn.learning.model.threshold.MIN_SLICE_FAILURES` failures), the rule picks
+      a threshold in each, and ``threshold_`` is their median (see :func:`choose_threshold_over_slices`).
+    * ``fit_threads``: OpenMP threads for fitting, separate from ``n_threads`` because a fit's histograms
+      over 100,000s of rows split well across idle cores. ``None`` (the default): the cores the rest of
+      the machine leaves idle when the fit starts, or every core where OpenMP's waiting threads sleep
+      (``forewarn.learning._openmp``).
 
-    Learned attributes: ``pipeline_``, ``threshold_``, ``threshold_source_``, ``feature_spec_``,
+    Learned attributes: ``pipeline_``, ``threshold_``, ``threshold_source_``, ``slice_thresholds_``, ``feature_spec_``,
     ``feature_baseline_``, ``n_train_runs_``, ``n_train_failures_``, ``classes_``.
 
     Example::
@@ -112,6 +124,8 @@ class FailureWarningModel(ClassifierMixin, BaseEstimator):
         calibration: str = "sigmoid",
         n_threads: int | None = 1,
         random_state: int = 0,
+        threshold_slices: int = 4,
+        fit_threads: int | None = None,
     ) -> None:
         self.family = family
         self.threshold_rule = threshold_rule
@@ -123,6 +137,17 @@ class FailureWarningModel(ClassifierMixin, BaseEstimator):
         self.calibration = calibration
         self.n_threads = n_threads
         self.random_state = random_state
+        self.threshold_slices = threshold_slices
+        self.fit_threads = fit_threads
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Unpickle; a model saved before ``threshold_slices`` and ``fit_threads`` existed gets the values
+        it was fitted with (one pooled holdout, its one threshold), so ``get_params`` and ``repr`` work."""
+        state.setdefault("threshold_slices", 1)
+        state.setdefault("fit_threads", state.get("n_threads", 1))
+        if "threshold_" in state:
+            state.setdefault("slice_thresholds_", [state["threshold_"]])
+        super().__setstate__(state)
 
     # -- fitting
 
@@ -140,26 +165,35 @@ class FailureWarningModel(ClassifierMixin, BaseEstimator):
         choose_threshold(
             [], [], self.threshold_rule, target_precision=self.target_precision, alert_budget=self.alert_budget
         )  # validates both values
+        time_slices([], self.threshold_slices)  # validates it
+        for name in ("n_threads", "fit_threads"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise ConfigurationError(name, value, "a whole number >= 1, or None for every core")
 
-    def _pipeline(self, spec: FeatureSpec, n_minority: int) -> Pipeline:
+    def _pipeline(self, spec: FeatureSpec, n_minority: int, *, calibrated: bool = True) -> Pipeline:
         return make_pipeline(
             spec,
             self.family,
             random_state=self.random_state,
-            calibration=self.calibration,
+            calibration=self.calibration if calibrated else None,
             calibration_cv=max(2, min(3, n_minority)),
         )
 
     def fit(self, X: pd.DataFrame, y: Any) -> FailureWarningModel:
         """Learn from feature rows ``X`` (in time order) and labels ``y`` (1 failed, 0 succeeded, NaN skip).
 
-        Rows with a NaN label are dropped. The threshold is chosen honestly on the training data alone:
-        a copy of the pipeline is fitted on the earliest ``1 - threshold_holdout`` of the rows, risks are
-        computed for the latest ``threshold_holdout`` (out of fold, later in time), and
-        :func:`choose_threshold` applies ``threshold_rule`` to them (``threshold_source_ = "time_holdout"``).
+        Rows with a NaN label are dropped. The pipeline is fitted on all rows. The threshold is chosen
+        honestly on the training data alone: an uncalibrated copy of the classifier is fitted on the
+        earliest ``1 - threshold_holdout`` of the rows, its raw scores for the latest ``threshold_holdout``
+        (out of fold, later in time) go through the fitted pipeline's own calibrator, and
+        :func:`choose_threshold_over_slices` applies ``threshold_rule`` to up to ``threshold_slices``
+        consecutive slices of them and takes the median (``threshold_source_ = "time_holdout"``). The
+        calibrator is monotone, so this is a cut on the raw score chosen out of time; it is not fitted
+        again for the copy, which saves three of the five classifier fits a calibrated copy took.
         If the earliest part holds fewer than 3 failures, shuffled stratified 3-fold out-of-fold risks
         over all rows are used instead (``"kfold"``), and with fewer than 6 failures in all the final
-        model's own in-sample risks (``"in_sample"``, optimistic). Then the pipeline is fitted on all rows.
+        model's own in-sample risks (``"in_sample"``, optimistic); both as one slice.
 
         Raises :class:`~forewarn.errors.InsufficientHistoryError` with fewer than ``min_failures``
         failures, fewer than ``min_runs`` runs, or fewer than 2 runs of either outcome.
@@ -190,15 +224,16 @@ class FailureWarningModel(ClassifierMixin, BaseEstimator):
         X = X.loc[:, list(spec.names)]
         n_minority = min(n_failures, n_runs - n_failures)
 
-        with _openmp_threads(self.n_threads):
-            oof = self._out_of_fold(X, labels, spec)
+        with _openmp_threads(fit_thread_count(self.fit_threads)):
             self.pipeline_ = self._pipeline(spec, n_minority).fit(X, labels)
+            oof = self._out_of_fold(X, labels, spec)
             if oof is None:  # too few failures to hold any out: in-sample risks, optimistic
                 oof = (labels, self.pipeline_.predict_proba(X)[:, 1], "in_sample")
-        self.threshold_ = choose_threshold(
+        self.threshold_, self.slice_thresholds_ = choose_threshold_over_slices(
             oof[0],
             oof[1],
             self.threshold_rule,
+            n_slices=self.threshold_slices if oof[2] == "time_holdout" else 1,
             target_precision=self.target_precision,
             alert_budget=self.alert_budget,
         )
@@ -225,8 +260,9 @@ class FailureWarningModel(ClassifierMixin, BaseEstimator):
         early_fail = int(early_y.sum())
         early_minority = min(early_fail, len(early_y) - early_fail)
         if early_minority >= 3:
-            pipe = self._pipeline(spec, early_minority).fit(X.iloc[: n - n_hold], early_y)
-            return y[n - n_hold :], pipe.predict_proba(X.iloc[n - n_hold :])[:, 1], "time_holdout"
+            early = self._pipeline(spec, early_minority, calibrated=False).fit(X.iloc[: n - n_hold], early_y)
+            risk = calibrated_risk(self.pipeline_, early.decision_function(X.iloc[n - n_hold :]))
+            return y[n - n_hold :], risk, "time_holdout"
         if min(int(y.sum()), n - int(y.sum())) >= 6:
             pipe = self._pipeline(spec, 3)
             folds = StratifiedKFold(3, shuffle=True, random_state=self.random_state)
@@ -362,6 +398,19 @@ class FailureWarningModel(ClassifierMixin, BaseEstimator):
         return proba[:, 1]
 
 
+def calibrated_risk(pipeline: Pipeline, decision: np.ndarray) -> np.ndarray:
+    """What the fitted calibrated ``pipeline`` makes of raw classifier scores ``decision``: a failure risk.
+
+    The pipeline's classifier is a :class:`~sklearn.calibration.CalibratedClassifierCV` with
+    ``ensemble=False`` (see :func:`make_pipeline`): one classifier and one calibrator; the risk is that
+    calibrator applied to ``decision``, clipped to [0, 1] as scikit-learn clips it. For the pipeline's own
+    classifier's scores it equals ``pipeline.predict_proba(X)[:, 1]`` (a test checks it).
+    """
+    (member,) = pipeline.named_steps["classifier"].calibrated_classifiers_
+    (calibrator,) = member.calibrators
+    return np.clip(np.asarray(calibrator.predict(np.asarray(decision, dtype=float)), dtype=float), 0.0, 1.0)
+
+
 def _mode(s: pd.Series) -> Any:
     counts = s.dropna().value_counts()
     return counts.index[0] if len(counts) else None
@@ -370,4 +419,4 @@ def _mode(s: pd.Series) -> Any:
 # Saved models pickle this class by its module: the package's path, as before the package was split.
 FailureWarningModel.__module__ = PICKLED_MODULE
 
-__all__ = ["FailureWarningModel", "Reason"]
+__all__ = ["FailureWarningModel", "Reason", "calibrated_risk"]

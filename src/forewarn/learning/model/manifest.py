@@ -101,6 +101,8 @@ class ModelManifest:
                 "alert_budget": model.alert_budget,
                 "threshold_holdout": model.threshold_holdout,
                 "source": model.threshold_source_,
+                "threshold_slices": getattr(model, "threshold_slices", 1),
+                "slice_thresholds": jsonable([float(t) for t in getattr(model, "slice_thresholds_", ())]),
             },
             sha256=sha256,
             library_versions=library_versions(),

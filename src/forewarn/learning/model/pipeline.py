@@ -37,7 +37,7 @@ def make_pipeline(
     family: str = DEFAULT_FAMILY,
     *,
     random_state: int = 0,
-    calibration: str = "sigmoid",
+    calibration: str | None = "sigmoid",
     calibration_cv: int = 3,
 ) -> Pipeline:
     """An unfitted Pipeline mapping raw feature rows (``spec.names``) to a calibrated failure probability.
@@ -60,6 +60,9 @@ def make_pipeline(
     * ``"logreg"``: a ColumnTransformer - numeric columns median-imputed with missing-indicators and
       standardised, categorical columns one-hot encoded with ``handle_unknown="infrequent_if_exist"`` -
       and an L2 logistic regression.
+
+    ``calibration=None`` leaves the classifier uncalibrated (its ``decision_function`` is the raw score the
+    calibrator of a calibrated pipeline maps to a probability): the model's threshold search uses it.
 
     Example::
 
@@ -100,6 +103,8 @@ def make_pipeline(
         clf = LogisticRegression(C=1.0, max_iter=2000, random_state=random_state)
     else:
         raise ConfigurationError("family", family, f"one of {', '.join(map(repr, FAMILIES))}")
+    if calibration is None:
+        return Pipeline([("features", features), ("classifier", clf)])
     calibrated = CalibratedClassifierCV(
         clf,
         method=calibration,
