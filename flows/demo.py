@@ -6,7 +6,9 @@
    a simulated multi-flow history (`forewarn simulate` + `forewarn import-runs`) into the same store.
 3. Trains the failure-warning model with a walk-forward backtest (WR, precision, PR-AUC against two
    baselines, all on runs the model never trained on) and saves it under FOREWARN_MODEL_DIR.
-4. Runs a few more orders: each `forewarn.flow` run now scores itself before it starts.
+4. A payment outage: orders keep failing, and each `forewarn.flow` run scores itself before it starts on
+   what the store knew then, until forewarn warns about one and says why (the reasons, the artifact and
+   the event it emitted).
 
 Prefect runs in its ephemeral mode (a temporary local API, no server to set up, no network). The demo
 store is `.forewarn/demo.db` in this directory unless FOREWARN_DB_URL says otherwise, so simulated

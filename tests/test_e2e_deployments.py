@@ -1,5 +1,10 @@
 """End to end as a Prefect team runs forewarn: a real server, a work pool, ``prefect deploy --all``, a worker.
 
+The sequence: an order run completes with its telemetry in the store named at deploy time; a slow one is
+cancelled from the CLI and stored CANCELLED; the training and forecast deployments complete on a store too
+young for a model ("not enough history yet" artifacts); ``forewarn import-prefect`` brings both order runs,
+and none of forewarn's own flow runs, into a fresh store.
+
 Nothing is mocked: ``prefect server start`` on a free loopback port with its own PREFECT_HOME, the process work
 pool, every deployment in the repository's prefect.yaml deployed as the README says, a process worker, and runs
 created through the API. The worker itself has no FOREWARN_* variable and a HOME of its own, so the only way a
@@ -11,6 +16,8 @@ from __future__ import annotations
 import json
 import os
 import re
+import subprocess
+import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -116,6 +123,29 @@ def test_deploy_all_then_the_worker_runs_orders_with_telemetry_in_the_configured
     cancelled = _wait_terminal(server, slow)
     assert cancelled["state_type"] == "CANCELLED", server.logs()
     _wait_until(lambda: _stored_state(store_url, slow) == "CANCELLED", server, "CANCELLED in the store")
+
+    # cold start: with two runs in the store, training (which imports Prefect's history first) and the
+    # forecast complete and say why there is no model yet, in a markdown artifact
+    for name in ("train-failure-model", "forecast"):
+        ended = _wait_terminal(server, _run_deployment(server, name))
+        assert ended["state_type"] == "COMPLETED", f"{name}: {ended['state_name']}\n{server.logs()}"
+        notes = _api(server, "/artifacts/filter", {"artifacts": {"flow_run_id": {"any_": [ended["id"]]}}})
+        assert any("not enough history yet" in str(a.get("data")) for a in notes), (name, notes)
+
+    # the history Prefect already has, into a fresh store: both order runs, none of forewarn's own flows
+    fresh = f"sqlite:///{tmp_path / 'imported.db'}"
+    imported = subprocess.run(
+        [sys.executable, "-m", "forewarn", "import-prefect", "--db", fresh],
+        env={**server.env, "FOREWARN_MODEL_KEY_FILE": str(tmp_path / "team-model.key")},
+        capture_output=True, text=True, timeout=300, check=False,
+    )
+    assert imported.returncode == 0, imported.stdout + imported.stderr
+    with TelemetryStore(fresh, create=False) as store:
+        runs = store.runs()
+    assert set(runs["flow_name"]) == {"process-order"}, runs[["flow_name", "state"]]
+    assert dict(zip(runs["flow_run_id"].astype(str), runs["state"], strict=True)) == {
+        run_id: "COMPLETED", slow: "CANCELLED"
+    }
 
 
 def _stored_state(store_url: str, run_id: str) -> str | None:
