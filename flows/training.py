@@ -118,9 +118,21 @@ def backtest_flow(
     predictions_out: str | None = None,
     db_url: str | None = None,
 ) -> dict[str, Any]:
-    """Walk-forward backtest of the model against both baselines; optional JSON and predictions CSV."""
+    """Walk-forward backtest of the model against both baselines; optional JSON and predictions CSV.
+
+    Like training, it completes without figures while the store holds too little history ("not enough
+    history yet: ..." in its log and in the ``forewarn-backtest`` artifact) instead of failing each run.
+    """
     runs, attempts = load_history(db_url)
-    result = walk_forward_backtest(runs, attempts, n_folds=n_folds, family=family, lead=timedelta(minutes=lead_minutes))
+    readiness = HistoryReadiness.from_runs(runs)
+    if not readiness.ready:
+        return _without_a_backtest(readiness, readiness.message)
+    try:
+        result = walk_forward_backtest(
+            runs, attempts, n_folds=n_folds, family=family, lead=timedelta(minutes=lead_minutes)
+        )
+    except InsufficientHistoryError as exc:  # enough runs overall, but a fold had too few to learn from
+        return _without_a_backtest(readiness, str(exc))
     summary = result.to_json()
     if json_path:
         Path(json_path).write_text(json.dumps(summary, indent=2))
@@ -132,6 +144,17 @@ def backtest_flow(
         description="Walk-forward backtest: the model against the last-run-failed and smoothed-rate baselines.",
     )
     return summary
+
+
+def _without_a_backtest(readiness: HistoryReadiness, reason: str) -> dict[str, Any]:
+    """Complete the backtest run without figures: say why in the log and in the backtest artifact."""
+    get_run_logger().warning(reason)
+    create_markdown_artifact(
+        key="forewarn-backtest",
+        markdown=readiness.markdown("forewarn backtest") + f"\n{reason}\n",
+        description="No backtest yet: not enough history.",
+    )
+    return {"status": reason, "runs": readiness.runs, "failures": readiness.failures}
 
 
 if __name__ == "__main__":

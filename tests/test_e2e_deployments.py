@@ -1,9 +1,9 @@
 """End to end as a Prefect team runs forewarn: a real server, a work pool, ``prefect deploy --all``, a worker.
 
 The sequence: an order run completes with its telemetry in the store named at deploy time; a slow one is
-cancelled from the CLI and stored CANCELLED; the training and forecast deployments complete on a store too
-young for a model ("not enough history yet" artifacts); ``forewarn import-prefect`` brings both order runs,
-and none of forewarn's own flow runs, into a fresh store.
+cancelled from the CLI and stored CANCELLED; the training, forecast and backtest deployments complete on a
+store too young for a model ("not enough history yet" artifacts), and so does the monitor;
+``forewarn import-prefect`` brings both order runs, and none of forewarn's own flow runs, into a fresh store.
 
 Nothing is mocked: ``prefect server start`` on a free loopback port with its own PREFECT_HOME, the process work
 pool, every deployment in the repository's prefect.yaml deployed as the README says, a process worker, and runs
@@ -126,11 +126,13 @@ def test_deploy_all_then_the_worker_runs_orders_with_telemetry_in_the_configured
 
     # cold start: with two runs in the store, training (which imports Prefect's history first) and the
     # forecast complete and say why there is no model yet, in a markdown artifact
-    for name in ("train-failure-model", "forecast"):
+    for name in ("train-failure-model", "forecast", "backtest"):
         ended = _wait_terminal(server, _run_deployment(server, name))
         assert ended["state_type"] == "COMPLETED", f"{name}: {ended['state_name']}\n{server.logs()}"
         notes = _api(server, "/artifacts/filter", {"artifacts": {"flow_run_id": {"any_": [ended["id"]]}}})
         assert any("not enough history yet" in str(a.get("data")) for a in notes), (name, notes)
+    monitored = _wait_terminal(server, _run_deployment(server, "monitor"))  # no model yet: it says so, and ends
+    assert monitored["state_type"] == "COMPLETED", server.logs()
 
     # the history Prefect already has, into a fresh store: both order runs, none of forewarn's own flows
     fresh = f"sqlite:///{tmp_path / 'imported.db'}"
