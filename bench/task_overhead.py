@@ -75,12 +75,28 @@ def _serve_proxy(target: tuple[str, int], conn: Any) -> None:
             return
 
 
+def thread_cpu() -> dict[tuple[int, str], float]:
+    """CPU seconds so far of each live thread of this process, by (native id, Python name) (Linux)."""
+    import threading
+
+    ticks = os.sysconf("SC_CLK_TCK")
+    out = {}
+    for thread in threading.enumerate():
+        try:
+            fields = Path(f"/proc/self/task/{thread.native_id}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        out[thread.native_id or 0, thread.name.split(" (")[0]] = (int(fields[11]) + int(fields[12])) / ticks
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--pg", default=None, help="PostgreSQL URL (adds the postgres, pg-down, pg-stalled runs)")
     parser.add_argument("--calls", type=int, default=1000)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--only", default=None, help="comma-separated conditions to run, e.g. sqlite,postgres")
+    parser.add_argument("--threads", action="store_true", help="also print CPU per call of each thread, by name")
     args = parser.parse_args()
     tmp = tempfile.mkdtemp()
     os.environ.setdefault("FOREWARN_SPOOL_DIR", f"{tmp}/spool")
@@ -127,9 +143,12 @@ def main() -> None:
     plain = prefect.task(body, name="plain", cache_policy=NO_CACHE)
     wrapped = forewarn.task(body, name="wrapped", cache_policy=NO_CACHE)
 
+    by_thread: dict[tuple[str, str], dict[str, float]] = {}  # (condition, kind) -> thread name -> CPU seconds
+
     def timed(task: prefect.Task, n: int, *, flush: bool) -> tuple[list[float], float]:
         """Wall seconds of each of ``n`` calls, and the process CPU seconds of all of them (and the flush)."""
         times = []
+        threads0 = thread_cpu() if args.threads else {}
         cpu0 = time.process_time()
         for i in range(n):
             t0 = time.perf_counter()
@@ -139,7 +158,13 @@ def main() -> None:
             recorder = default_recorder()
             assert recorder is not None
             recorder.flush(60)
-        return times, time.process_time() - cpu0
+        cpu = time.process_time() - cpu0
+        if args.threads:
+            block = by_thread.setdefault((os.environ["FOREWARN_DB_URL"], task.name), {})
+            for key, seconds in thread_cpu().items():
+                name = key[1]
+                block[name] = block.get(name, 0.0) + seconds - threads0.get(key, 0.0)
+        return times, cpu
 
     @prefect.flow(name="bench-overhead")
     def bench(calls: int, repeats: int) -> tuple[str, dict[str, dict[str, list[float]]], dict[str, dict[str, float]]]:
@@ -187,6 +212,14 @@ def main() -> None:
         with TelemetryStore(url) as store:
             stored += len(store.attempts(flow_run_id=flow_run_id))
     print(f"attempt rows of this run ({flow_run_id}): {stored} of {expected} forewarn calls")
+    if args.threads:
+        print("CPU ms per call by thread (warm-up included):")
+        for condition, (url, _) in conditions.items():
+            for kind in ("plain", "wrapped"):
+                block = by_thread.get((url, kind), {})
+                top = sorted(block.items(), key=lambda item: -item[1])[:6]
+                shown = ", ".join(f"{name} {seconds / (n + 50) * 1e3:.3f}" for name, seconds in top)
+                print(f"  {condition:<11} {kind:<8} {shown}")
     print(f"load after: {Path('/proc/loadavg').read_text().strip()}")
     if proxy is not None:
         proxy.close()
