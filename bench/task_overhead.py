@@ -7,7 +7,9 @@ loopback TCP proxy), ``pg-down`` (the proxy refuses every connection) and ``pg-s
 every byte: a database that accepts and never answers). The proxy runs in a child process, so its
 forwarding never competes for this process's GIL (a real deployment has no proxy).
 
-Reported per condition and kind: the median wall time per call, and the process CPU time per call (every
+Reported per condition and kind: the median wall time per call, their ratio, the median over repeats of
+each repeat's ratio of block medians ("paired": a plain block and the forewarn block right after it share
+the machine's load, so this moves less with other jobs), and the process CPU time per call (every
 thread of this process: Prefect's, forewarn's drainer; steadier than wall time on a shared machine). A
 block's CPU time includes flushing the spool after it where the store answers, so the drainer's work for a
 block is charged to that block and not to the next one. At the end the proxy forwards again, every
@@ -167,8 +169,9 @@ def main() -> None:
         return times, cpu
 
     @prefect.flow(name="bench-overhead")
-    def bench(calls: int, repeats: int) -> tuple[str, dict[str, dict[str, list[float]]], dict[str, dict[str, float]]]:
+    def bench(calls: int, repeats: int) -> tuple[str, Any, Any, Any]:
         walls: dict[str, dict[str, list[float]]] = {c: {"plain": [], "forewarn": []} for c in conditions}
+        pairs: dict[str, list[float]] = {c: [] for c in conditions}  # forewarn / plain median of each repeat
         cpus: dict[str, dict[str, float]] = {c: {"plain": 0.0, "forewarn": 0.0} for c in conditions}
         for condition in conditions:  # warm up both paths and open each store
             use(condition)
@@ -176,33 +179,38 @@ def main() -> None:
         for _ in range(repeats):
             for condition in conditions:
                 use(condition)
+                medians = []
                 for kind, task in (("plain", plain), ("forewarn", wrapped)):
                     wall, cpu = timed(task, calls, flush=condition in answers)
                     walls[condition][kind] += wall
                     cpus[condition][kind] += cpu
+                    medians.append(statistics.median(wall))
+                pairs[condition].append(medians[1] / medians[0])
         if proxy is not None:
             proxy.resume()
         run = FlowRunContext.get()
         assert run is not None
-        return str(run.flow_run.id), walls, cpus
+        return str(run.flow_run.id), walls, cpus, pairs
 
     use(next(iter(conditions)))
-    flow_run_id, walls, cpus = bench(args.calls, args.repeats)
+    flow_run_id, walls, cpus, pairs = bench(args.calls, args.repeats)
     n = args.calls * args.repeats
     print(f"calls per kind and condition: {args.calls} x {args.repeats}; load before {load_before}")
     print(
-        f"{'condition':<11} {'plain ms':>9} {'forewarn ms':>12} {'ratio':>7}   {'plain cpu ms':>12} "
+        f"{'condition':<11} {'plain ms':>9} {'forewarn ms':>12} {'ratio':>7} {'paired':>7}   {'plain cpu ms':>12} "
         f"{'forewarn cpu ms':>15} {'cpu ratio':>9} {'errors':>7} {'flushed':>8}"
     )
     for condition in conditions:
         use(condition, play=False)  # the proxy forwards again: every spool drains
         p, f = statistics.median(walls[condition]["plain"]), statistics.median(walls[condition]["forewarn"])
+        paired = pairs[condition]
         pc, fc = cpus[condition]["plain"] / n, cpus[condition]["forewarn"] / n
         recorder = default_recorder()
         assert recorder is not None
         flushed = recorder.flush(60)
         print(
-            f"{condition:<11} {p * 1e3:9.3f} {f * 1e3:12.3f} {f / p:6.3f}x   {pc * 1e3:12.3f} {fc * 1e3:15.3f} "
+            f"{condition:<11} {p * 1e3:9.3f} {f * 1e3:12.3f} {f / p:6.3f}x {statistics.median(paired):6.3f}x   "
+            f"{pc * 1e3:12.3f} {fc * 1e3:15.3f} "
             f"{fc / pc:8.3f}x {recorder.errors:7d} {flushed!s:>8}"
         )
     expected = (n + 50) * len(conditions)
