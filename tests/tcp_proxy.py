@@ -35,6 +35,7 @@ class Proxy:
         self.sockets.clear()
 
     def stall(self) -> None:
+        self.refusing = False  # accept new connections (and hold their bytes), even right after refuse()
         self.flowing.clear()
 
     def resume(self) -> None:

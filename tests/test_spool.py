@@ -6,25 +6,30 @@ outage test puts a loopback TCP proxy the test controls between forewarn and Pos
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
+import os
 import signal
 import subprocess
 import sys
 import textwrap
 import threading
 import time
+import zlib
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 
-from forewarn.errors import ConfigurationError
+from forewarn.errors import ConfigurationError, InvalidRecordError
 from forewarn.orchestration.recorder import TelemetryRecorder
 from forewarn.records import AttemptOutcome, AttemptRecord, FlowRunRecord, RunState
 from forewarn.settings import load_settings
 from forewarn.store import RunEnd, Spool, SpoolDrainer, TelemetryStore, spool_directory
-from forewarn.store._spool_file import frame
+from forewarn.store._spool_codec import ATTEMPT_FIELDS, decode_entry, encode_entry
+from forewarn.store._spool_file import frame, scan
 from tcp_proxy import Proxy  # tests/tcp_proxy.py, shared with bench/task_overhead.py
 
 T0 = datetime(2026, 11, 1, tzinfo=timezone.utc)
@@ -77,9 +82,9 @@ class TestSpoolFile:
         """A dead process's segment with a bad checksum inside and a torn tail: the intact records are replayed."""
         directory = tmp_path / "s"
         directory.mkdir(mode=0o700)
-        good = [frame({"kind": "attempt", "record": _encoded(attempt(i))}) for i in range(3)]
+        good = [frame(encode_entry("attempt", attempt(i))) for i in range(3)]
         damaged = good[1].replace(b"task-1", b"task-X")  # same length, wrong checksum
-        torn = frame({"kind": "attempt", "record": _encoded(attempt(9))})[:-10]
+        torn = frame(encode_entry("attempt", attempt(9)))[:-10]
         orphan = directory / "00000000000000000001-1-000001.spool"
         orphan.write_bytes(good[0] + damaged + good[2] + torn)
         store = TelemetryStore("sqlite://")
@@ -89,23 +94,42 @@ class TestSpoolFile:
         assert "damaged record at offset" in caplog.text and "torn last record" in caplog.text
         assert not orphan.exists()  # replayed, then deleted
 
+    @pytest.mark.parametrize(
+        ("field", "value", "message"),
+        [
+            ("outcome", "exploded", "attempt.outcome must be one of"),
+            ("task_run_id", 7, "attempt.task_run_id must be text, not 7"),
+            ("attempt", True, "attempt.attempt must be a whole number, not True"),
+            ("attempt", "1", "attempt.attempt must be a whole number, not '1'"),
+            ("start_time", "yesterday", "attempt.start_time must be an ISO 8601 time"),
+            ("end_time", "2026-11-01T00:00:00", "attempt.end_time must carry a UTC offset"),
+            ("retryable", "yes", "attempt.retryable must be true, false or null"),
+            ("exception_message", ["x"], "attempt.exception_message must be text or null"),
+        ],
+    )
+    @pytest.mark.parametrize("form", ["array", "object"])
     def test_an_entry_an_attacker_wrote_is_refused_by_name(
-        self, tmp_path: Path, caplog: pytest.LogCaptureFixture
+        self, tmp_path: Path, caplog: pytest.LogCaptureFixture, form: str, field: str, value: object, message: str
     ) -> None:
+        """Every field of a spooled attempt is checked, in the array form and in forewarn 0.1's object form."""
         directory = tmp_path / "s"
         directory.mkdir(mode=0o700)
-        bad = frame({"kind": "attempt", "record": {**_encoded(attempt(1)), "outcome": "exploded"}})
-        (directory / "00000000000000000001-1-000001.spool").write_bytes(bad)
+        good = attempt(2)
+        if form == "array":
+            bad = encode_entry("attempt", attempt(1))
+            bad[1 + ATTEMPT_FIELDS.index(field)] = value  # type: ignore[index]
+        else:
+            bad = {"kind": "attempt", "record": {**_object_form(attempt(1)), field: value}}
+        segment = directory / "00000000000000000001-1-000001.spool"
+        segment.write_bytes(frame(bad) + frame(encode_entry("attempt", good)))
         with caplog.at_level(logging.WARNING, "forewarn.telemetry"):
-            assert drain_into(Spool(directory), TelemetryStore("sqlite://")) == []
-        assert "attempt.outcome must be one of" in caplog.text
+            assert drain_into(Spool(directory), TelemetryStore("sqlite://")) == [("attempt", good)]
+        assert message in caplog.text
 
     def test_a_crashed_segment_replays_what_it_held_and_nothing_drained_before(
         self, tmp_path: Path, caplog: pytest.LogCaptureFixture
     ) -> None:
         """Segments are preallocated and mapped: the zeroed rest is not damage, drained records are not replayed."""
-        import os
-
         spool = Spool(tmp_path / "s")
         for i in range(5):
             spool.append("attempt", attempt(i))
@@ -134,25 +158,45 @@ class TestSpoolFile:
         spool.close()
         assert list((tmp_path / "s").glob("*.spool")) == []
 
-    def test_an_attempt_is_encoded_as_the_general_path_encodes_it(self) -> None:
-        """The attempt's fast encoding (no ``asdict``) gives what the general path gives, field for field."""
-        import dataclasses
-
-        from forewarn.store._spool_codec import decode_entry, encode_entry
-
+    def test_an_attempt_round_trips_and_forewarn_0_1_object_form_still_reads(self) -> None:
+        """An attempt is spooled as a compact array; a spool written before (objects with keys) decodes the same."""
         failed = AttemptRecord(
             None, "t", "w", 2, T0, T0 + timedelta(seconds=1), AttemptOutcome.FALLBACK_FAILURE,
             "KeyError", "bad \x00 é", True, True, "host-1",
         )  # fmt: skip
         waited = dataclasses.replace(attempt(2), wait_seconds=1.5)
-        for record in (attempt(1), failed, waited):
-            general = dataclasses.asdict(record)
-            general.update(start_time=record.start_time.isoformat(), end_time=record.end_time.isoformat())
-            general["outcome"] = record.outcome.value
-            if record.wait_seconds is None:  # left out, so older readers of a shared spool still read it
-                del general["wait_seconds"]
-            assert encode_entry("attempt", record) == {"kind": "attempt", "record": general}
-            assert decode_entry(encode_entry("attempt", record)) == ("attempt", record)
+        copy = dataclasses.replace(attempt(3), replica=2, provider="backup")
+        assert len(encode_entry("attempt", attempt(1))) == 13  # the rare trailing fields left out when null
+        for record in (attempt(1), failed, waited, copy):
+            encoded = encode_entry("attempt", record)
+            assert encoded[0] == "attempt" and 13 <= len(encoded) <= len(ATTEMPT_FIELDS) + 1
+            assert decode_entry(json.loads(json.dumps(encoded))) == ("attempt", record)
+            assert decode_entry({"kind": "attempt", "record": _object_form(record)}) == ("attempt", record)
+
+    @pytest.mark.parametrize(
+        ("extra", "field"), [(["1.5"], "wait_seconds"), ([None, True], "replica"), ([None, None, 7], "provider")]
+    )
+    def test_a_trailing_field_of_the_wrong_type_is_refused_by_name(self, extra: list[object], field: str) -> None:
+        """The optional fields after the twelve are checked too, and named."""
+        encoded = encode_entry("attempt", attempt(1))
+        with pytest.raises(InvalidRecordError, match=f"attempt.{field}"):
+            decode_entry([*encoded, *extra])
+        with pytest.raises(InvalidRecordError, match="12 to 15 fields"):
+            decode_entry([*encoded, None, None, None, None])
+
+    def test_many_records_decode_in_one_call_and_a_bad_one_alone_is_skipped(self, tmp_path: Path) -> None:
+        """Records are decoded together; one whose JSON is bad (but checksum right) is damage, the rest arrive."""
+        fd = os.open(tmp_path / "seg", os.O_RDWR | os.O_CREAT, 0o600)
+        bad_json = b"{not json"
+        bad = b"FW1 %x %08x %s\n" % (len(bad_json), zlib.crc32(bad_json), bad_json)
+        two = b"1, 2"  # one record that would count as two elements of the joined array
+        split = b"FW1 %x %08x %s\n" % (len(two), zlib.crc32(two), two)
+        data = frame({"a": 1}) + bad + frame([2]) + split + frame("x")
+        os.pwrite(fd, data, 0)
+        found = scan(fd, 0, len(data))
+        os.close(fd)
+        assert found.records == [{"a": 1}, [2], "x"]
+        assert len(found.damaged) == 2 and found.end == len(data)
 
     @pytest.mark.parametrize("mode", [0o770, 0o702])
     def test_a_directory_others_can_write_is_refused(self, tmp_path: Path, mode: int) -> None:
@@ -174,7 +218,7 @@ class TestFullSpool:
         self, tmp_path: Path, caplog: pytest.LogCaptureFixture
     ) -> None:
         """Beyond max_bytes each append returns False at once, is counted, and only the first is logged."""
-        one = len(frame({"kind": "attempt", "record": _encoded(attempt(0))}))
+        one = len(frame(encode_entry("attempt", attempt(0))))
         spool = Spool(tmp_path / "s", max_bytes=one * 10)
         with caplog.at_level(logging.WARNING, "forewarn.telemetry"):
             accepted = [spool.append("attempt", attempt(i)) for i in range(25)]
@@ -243,10 +287,12 @@ class TestRecorder:
             load_settings(spool_max_mb=float("inf"))
 
 
-def _encoded(record: AttemptRecord) -> dict[str, object]:
-    from forewarn.store._spool_codec import encode_entry
-
-    return encode_entry("attempt", record)["record"]  # type: ignore[return-value]
+def _object_form(record: AttemptRecord) -> dict[str, object]:
+    """An attempt as forewarn 0.1 spooled it: an object with every field by name."""
+    values = dataclasses.asdict(record)
+    values.update(start_time=record.start_time.isoformat(), end_time=record.end_time.isoformat())
+    values["outcome"] = record.outcome.value
+    return values
 
 
 # -- real processes ------------------------------------------------------------------------------------

@@ -439,6 +439,51 @@ class TestAttempts:
         assert store.record_attempts([]) == 0
         assert store.attempts()["task_run_id"].tolist() == [f"t{i}" for i in range(50)]
 
+    @pytest.mark.parametrize("n", [1, 3, 300])
+    def test_record_attempts_reads_back_as_record_attempt_writes(self, store_url: str, tmp_path: Path, n: int) -> None:
+        """The multi-row upserts (chunks of 128, 64, ... on SQLite; column arrays on PostgreSQL) store exactly
+        the rows one record_attempt per record stores: every field, offset times, NUL, long text, None."""
+        plus_two = timezone(timedelta(hours=2))
+        recs = [
+            attempt(
+                f"t{i}",
+                1 + i % 3,
+                start=i,
+                flow_run_id=None if i % 7 == 0 else "r1",
+                start_time=at(i).astimezone(plus_two),  # stored in UTC
+                outcome=list(AttemptOutcome)[i % len(AttemptOutcome)],
+                exception_type="E\x00rror" if i % 2 else None,
+                exception_message="m" * (20_000 if i == 2 else i),
+                retryable=(None, True, False)[i % 3],
+                used_fallback=bool(i % 4 == 0),
+            )
+            for i in range(n)
+        ]
+        batch = TelemetryStore(store_url)
+        assert batch.record_attempts(recs) == n
+        one_by_one = TelemetryStore(f"sqlite:///{tmp_path / 'one.db'}")
+        for rec in recs:
+            one_by_one.record_attempt(rec)
+        written = batch.attempts().drop(columns="id")
+        assert rows(written) == rows(one_by_one.attempts().drop(columns="id"))
+        assert batch.attempts()["id"].is_monotonic_increasing  # inserted in the records' order
+
+    def test_record_attempts_keeps_the_last_of_equal_keys_at_the_first_place(self, store: TelemetryStore) -> None:
+        """Equal (task_run_id, attempt) in one batch leave one row, as one upsert after the other would."""
+        recs = [
+            attempt("t1", outcome=AttemptOutcome.FAILURE),
+            attempt("t2"),
+            attempt("t1", outcome=AttemptOutcome.TIMEOUT),
+        ]
+        assert store.record_attempts(recs) == 3
+        frame = store.attempts().sort_values("id")
+        assert frame[["task_run_id", "outcome"]].values.tolist() == [["t1", "timeout"], ["t2", "success"]]
+
+    def test_a_retryable_that_is_no_boolean_is_refused_before_writing(self, store: TelemetryStore) -> None:
+        with pytest.raises(ValueError, match=r"AttemptRecord\.retryable must be True, False or None, not 'yes'"):
+            store.record_attempts([attempt("t1"), attempt("t2", retryable="yes")])
+        assert store.attempts().empty
+
     def test_same_task_run_and_attempt_overwrites(self, store: TelemetryStore) -> None:
         """(task_run_id, attempt) is unique: writing it again replaces the row (safe to retry)."""
         store.record_attempt(attempt(outcome=AttemptOutcome.FAILURE))

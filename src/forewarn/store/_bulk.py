@@ -2,13 +2,15 @@
 
 :class:`WriteStatements` holds the upserts and inserts of one dialect; its :class:`PreparedInsert` forms
 run straight on DBAPI connections for ``record_attempt`` (the hot path of every task call) and the frame
-writers. :class:`BulkColumns` holds a runs or attempts frame converted a column at a time
+writers, and its :class:`AttemptUpserts` writes many attempts (``record_attempts``, the spool's drainer)
+as multi-row statements. :class:`BulkColumns` holds a runs or attempts frame converted a column at a time
 (:func:`runs_bulk`, :func:`attempts_bulk`) and :func:`write_chunks` sends it. Checking a frame happens
 here too, before anything is written, with messages naming the column.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -69,7 +71,15 @@ class WriteStatements:
     again, or retrying a write whose outcome is unknown, leaves one row. Predictions are appended.
     """
 
-    __slots__ = ("end_run", "insert_prediction", "prepared_attempt", "prepared_run", "upsert_attempt", "upsert_run")
+    __slots__ = (
+        "attempt_upserts",
+        "end_run",
+        "insert_prediction",
+        "prepared_attempt",
+        "prepared_run",
+        "upsert_attempt",
+        "upsert_run",
+    )
 
     def __init__(self, dialect: sa.Dialect, *, sqlite: bool) -> None:
         insert = sqlite_dialect.insert if sqlite else postgresql.insert
@@ -87,12 +97,114 @@ class WriteStatements:
         attempt_keys = [c.name for c in task_attempts.c if c.name != "id"]
         self.prepared_attempt = PreparedInsert(self.upsert_attempt, task_attempts, attempt_keys, dialect)
         self.prepared_run = PreparedInsert(self.upsert_run, flow_runs, [c.name for c in flow_runs.c], dialect)
+        self.attempt_upserts = AttemptUpserts(dialect, sqlite=sqlite)
         self.insert_prediction = sa.insert(predictions)
         self.end_run = (
             sa.update(flow_runs)
             .where(flow_runs.c.flow_run_id == sa.bindparam("b_flow_run_id"))
             .values(state=sa.bindparam("b_state"), end_time=sa.bindparam("b_end_time"))
         )
+
+
+class AttemptUpserts:
+    """Many ``task_attempts`` rows in a few statements: the upsert of :class:`WriteStatements`, set-based.
+
+    The spool's drainer writes hundreds of attempts at a time in the task's own process. ``executemany``
+    runs the statement once per row, and each run is a trip through the driver (on SQLite one step,
+    which hands the interpreter lock to another thread and back; on PostgreSQL one message pair and
+    psycopg's Python per row). Here one statement carries many rows:
+
+    - SQLite: ``INSERT ... VALUES (...), (...), ... ON CONFLICT ...`` for up to :attr:`SQLITE_CHUNK` rows.
+      Chunks are powers of two, so at most eight forms of the statement exist (each compiled once).
+    - PostgreSQL: ``INSERT ... SELECT ... FROM unnest(%s::VARCHAR(255)[], ...) WITH ORDINALITY ... ORDER BY
+      n ON CONFLICT ...``: one array per column, so the SQL is one short constant text that psycopg caches
+      and the server prepares, whatever the number of rows (up to :attr:`POSTGRES_CHUNK`).
+
+    Both are compiled by SQLAlchemy from Core expressions, with positional parameters. Values go in as the
+    column types would bind them: times through :class:`~forewarn.store.schema.UTCDateTime`'s own bind
+    processor; the float and the booleans as Python ``float`` and ``bool``, which
+    :func:`~forewarn.store._rows.attempt_row` guarantees and both drivers bind as SQLAlchemy would.
+    """
+
+    SQLITE_CHUNK = 128
+    """Most rows in one SQLite statement (13 parameters each; SQLite allows 32,766)."""
+
+    POSTGRES_CHUNK = 5_000
+    """Most rows in one PostgreSQL statement (one array element per row and column)."""
+
+    __slots__ = ("_compiler", "_insert", "_sql", "_times", "keys", "sqlite")
+
+    def __init__(self, dialect: sa.Dialect, *, sqlite: bool) -> None:
+        self.sqlite = sqlite
+        self._insert = sqlite_dialect.insert if sqlite else postgresql.insert
+        # Positional parameters on PostgreSQL too (psycopg takes %s), so parameters are a list, not names.
+        self._compiler = dialect if dialect.positional else type(dialect)(paramstyle="format")  # type: ignore[call-arg]
+        self.keys = tuple(c.name for c in task_attempts.c if c.name != "id")
+        self._times = tuple(
+            (self.keys.index(name), task_attempts.c[name].type.dialect_impl(dialect).bind_processor(dialect))
+            for name in ("start_time", "end_time")
+        )
+        self._sql: dict[int, str] = {}
+
+    def statements(self, rows: Iterable[dict[str, Any]]) -> list[tuple[str, list[Any]]]:
+        """``(sql, parameters)`` of each statement writing ``rows`` (values by column, as ``attempt_row`` gives them).
+
+        Rows with the same ``(task_run_id, attempt)`` become one, the last one's values at the first
+        one's place: what upserting them one after another leaves (and PostgreSQL refuses a statement
+        that would touch one row twice).
+        """
+        unique: dict[tuple[Any, Any], tuple[Any, ...]] = {}
+        for row in rows:
+            unique[row["task_run_id"], row["attempt"]] = self._values(row)
+        values = list(unique.values())
+        out, start = [], 0
+        while start < len(values):
+            if self.sqlite:
+                n = min(self.SQLITE_CHUNK, 1 << (len(values) - start).bit_length() - 1)  # largest power of 2 that fits
+                chunk = values[start : start + n]
+                out.append((self._statement(n), list(itertools.chain.from_iterable(chunk))))
+            else:
+                n = min(self.POSTGRES_CHUNK, len(values) - start)
+                columns = [list(column) for column in zip(*values[start : start + n], strict=True)]
+                out.append((self._statement(0), columns))
+            start += n
+        return out
+
+    def _values(self, row: dict[str, Any]) -> tuple[Any, ...]:
+        values = [row[key] for key in self.keys]
+        for index, processor in self._times:
+            if processor is not None:
+                values[index] = processor(values[index])
+        return tuple(values)
+
+    def _statement(self, n: int) -> str:
+        """The SQL for ``n`` rows on SQLite; for any number (``n`` = 0) on PostgreSQL."""
+        sql = self._sql.get(n)
+        if sql is None:
+            if n:
+                stmt = self._insert(task_attempts).values(
+                    [{key: sa.bindparam(f"r{i}_{key}") for key in self.keys} for i in range(n)]
+                )
+                order = [f"r{i}_{key}" for i in range(n) for key in self.keys]  # row after row
+            else:
+                stmt = self._insert(task_attempts).from_select(self.keys, self._unnest())
+                order = list(self.keys)  # one array per column
+            conflict = ("id", "task_run_id", "attempt")
+            upsert = stmt.on_conflict_do_update(
+                index_elements=[task_attempts.c.task_run_id, task_attempts.c.attempt],
+                set_={c.name: stmt.excluded[c.name] for c in task_attempts.c if c.name not in conflict},
+            )
+            compiled = upsert.compile(dialect=self._compiler)
+            if list(compiled.positiontup or ()) != order:
+                raise AssertionError(f"unexpected parameter order in the attempts upsert: {compiled.positiontup}")
+            sql = self._sql[n] = str(compiled)
+        return sql
+
+    def _unnest(self) -> sa.Select[Any]:
+        """``SELECT ... FROM unnest(<a typed array per column>) WITH ORDINALITY ... ORDER BY n``: rows in order."""
+        arrays = [sa.bindparam(key, type_=postgresql.ARRAY(task_attempts.c[key].type)) for key in self.keys]
+        rows = sa.func.unnest(*arrays).table_valued(*self.keys, with_ordinality="n").render_derived()
+        return sa.select(*(rows.c[key] for key in self.keys)).order_by(rows.c.n)
 
 
 class BulkColumns:

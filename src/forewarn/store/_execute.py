@@ -16,6 +16,7 @@ one transaction, are bounded by the server's ``statement_timeout`` and the socke
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -84,7 +85,16 @@ def write_prepared_retrying(
 ) -> None:
     """Execute one prepared single-row write (autocommit: one statement, one commit), retried as
     :func:`write_retrying`."""
-    raw_write = _RawWrite(db, prepared.sql, prepared.bind(params), action)
+    write_raw_retrying(db, [(prepared.sql, prepared.bind(params))], action, sleep=sleep)
+
+
+def write_raw_retrying(
+    db: Database, statements: list[tuple[str, Any]], action: str, *, sleep: Callable[[float], None]
+) -> None:
+    """Execute ``(sql, DBAPI parameters)`` statements straight on a pooled DBAPI connection, retried as
+    :func:`write_retrying`: one statement alone (autocommit) under the write deadline, several in one
+    transaction with none (like any multi-row write)."""
+    raw_write = _RawWrite(db, statements, action)
     errors = (raw_write.driver_error, DBAPIError)
     _retrying(raw_write, db, action, sleep=sleep, errors=errors, transient=raw_write.transient)
 
@@ -104,25 +114,28 @@ def read_once(db: Database, work: Callable[[sa.Connection], T], action: str) -> 
 
 
 class _RawWrite:
-    """One statement run straight on a pooled DBAPI connection, skipping ``Connection.execute``.
+    """Statements run straight on a pooled DBAPI connection, skipping ``Connection.execute``: one alone in
+    autocommit, several between ``BEGIN`` (``BEGIN IMMEDIATE`` on SQLite, as
+    :func:`~forewarn.store.migrations.write_transaction`) and ``COMMIT``.
 
     A connection the driver reports as gone is invalidated here (``Connection.execute`` would do it), and
     the write counts as transient, so it is tried again on a fresh connection.
     """
 
-    def __init__(self, db: Database, sql: str, params: tuple[Any, ...] | dict[str, Any], action: str) -> None:
+    def __init__(self, db: Database, statements: list[tuple[str, Any]], action: str) -> None:
         self.db = db
-        self.sql = sql
-        self.params = params
+        self.statements = statements
         self.action = action
+        self.atomic = len(statements) > 1
         self.driver_error = db.engine.dialect.loaded_dbapi.Error  # the driver's own base error class
         self.invalidated = False
 
     def __call__(self) -> None:
         self.invalidated = False
         raw = self.db.raw_connection()  # pooled
+        deadline = None if self.atomic else self.db.timeouts.write
         try:
-            with self.db.bounded(raw.dbapi_connection, self.db.timeouts.write, self.action):
+            with self.db.bounded(raw.dbapi_connection, deadline, self.action):
                 self._execute(raw)
         finally:
             raw.close()  # back to the pool
@@ -131,7 +144,7 @@ class _RawWrite:
         try:
             cursor = raw.cursor()
             try:
-                cursor.execute(self.sql, self.params)
+                self._run(cursor)
             finally:
                 cursor.close()
         except self.driver_error as exc:
@@ -139,6 +152,21 @@ class _RawWrite:
                 raw.invalidate(exc)
                 self.invalidated = True
             raise
+
+    def _run(self, cursor: Any) -> None:
+        if not self.atomic:
+            sql, params = self.statements[0]
+            cursor.execute(sql, params)
+            return
+        cursor.execute("BEGIN IMMEDIATE" if self.db.is_sqlite else "BEGIN")
+        try:
+            for sql, params in self.statements:
+                cursor.execute(sql, params)
+        except BaseException:
+            with contextlib.suppress(self.driver_error):  # a dropped connection cannot roll back; the server does
+                cursor.execute("ROLLBACK")
+            raise
+        cursor.execute("COMMIT")
 
     def transient(self, exc: BaseException) -> bool:
         """The last try dropped its connection, or failed with a transient error."""

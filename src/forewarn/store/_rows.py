@@ -68,9 +68,19 @@ def run_row(rec: FlowRunRecord, source: str) -> dict[str, Any]:
 
 
 def attempt_row(rec: AttemptRecord) -> dict[str, Any]:
-    """The ``task_attempts`` values of ``rec`` (no ``id``), with ``duration_seconds`` computed."""
+    """The ``task_attempts`` values of ``rec`` (no ``id``), with ``duration_seconds`` computed.
+
+    ``retryable`` and ``used_fallback`` come out as Python ``bool`` (or ``None``), ``duration_seconds`` as
+    ``float``: what SQLAlchemy's ``Boolean`` and ``Float`` would bind, so the multi-row writes of
+    :class:`~forewarn.store._bulk.AttemptUpserts` can pass them to the driver as they are.
+    """
     start = aware(rec.start_time, "AttemptRecord.start_time")
     end = aware(rec.end_time, "AttemptRecord.end_time")
+    retryable = rec.retryable
+    if retryable is not None:
+        if retryable not in (True, False):
+            raise InvalidRecordError(f"AttemptRecord.retryable must be True, False or None, not {retryable!r:.80}")
+        retryable = bool(retryable)
     n = ATTEMPT_LENGTHS
     return {
         "flow_run_id": cut(rec.flow_run_id, n["flow_run_id"]),
@@ -83,7 +93,7 @@ def attempt_row(rec: AttemptRecord) -> dict[str, Any]:
         "outcome": outcome_value(rec.outcome),
         "exception_type": cut(rec.exception_type, n["exception_type"]),
         "exception_message": cut(rec.exception_message, n["exception_message"]),
-        "retryable": rec.retryable,
+        "retryable": retryable,
         "used_fallback": bool(rec.used_fallback),
         "host": cut(rec.host, n["host"]),
         "wait_seconds": rec.wait_seconds,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import zlib
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,6 +21,8 @@ MAX_RECORD_BYTES = 1 << 20
 """A longer record is refused when written and treated as damage when read."""
 
 _HEADER_MAX = len(MAGIC) + 8 + 1 + 8 + 1
+_HEADER = re.compile(rb"FW1 ([0-9a-f]{1,8}) ([0-9a-f]{8}) ")
+"""A record's header, read by one C call (``frame`` writes lower-case hex, the CRC in exactly 8 digits)."""
 _ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False)
 """What ``json.dumps(obj, ensure_ascii=False, allow_nan=False)`` builds on every call, built once."""
 
@@ -58,12 +61,15 @@ def scan(fd: int, start: int, stop: int, *, max_bytes: int = 4 << 20) -> Scan:
     A record that does not fit before ``stop`` (a torn tail, or the read limit) is left for later:
     ``end`` stops before it. A record whose checksum or JSON is wrong is skipped by its length; a
     header that cannot be parsed makes the rest of the range unreadable, so ``end`` jumps to ``stop``.
+    The JSON of every intact record is decoded in one call (see :func:`_decode_payloads`).
     """
     limit = min(stop, start + max_bytes + _HEADER_MAX + MAX_RECORD_BYTES)
     data = os.pread(fd, limit - start, start)
     result, pos = Scan(end=start), 0
+    payloads: list[bytes] = []
+    offsets: list[int] = []
     while pos < len(data):
-        header = _header(data, pos)
+        header = _HEADER.match(data, pos)
         if header is None and data[pos] == 0:
             result.blank = True  # segments are preallocated: zeros follow the last record written
             break
@@ -72,40 +78,50 @@ def scan(fd: int, start: int, stop: int, *, max_bytes: int = 4 << 20) -> Scan:
                 break  # a torn header at the end: maybe still being written, maybe cut by SIGKILL
             result.damaged.append(f"unreadable bytes from offset {start + pos} to {stop}")
             result.end = stop
-            return result
-        body, length, crc = header
+            break
+        body, length = header.end(), int(header[1], 16)
+        if length > MAX_RECORD_BYTES:
+            result.damaged.append(f"unreadable bytes from offset {start + pos} to {stop}")
+            result.end = stop
+            break
         if body + length + 1 > len(data):
             break
         payload = data[body : body + length]
-        next_pos = body + length + 1
-        try:
-            if zlib.crc32(payload) != crc or data[body + length] != ord("\n"):
-                raise ValueError("checksum mismatch")
-            result.records.append(json.loads(payload))
-        except ValueError as exc:
-            result.damaged.append(f"a damaged record at offset {start + pos} ({exc})")
-        pos = next_pos
+        if zlib.crc32(payload) != int(header[2], 16) or data[body + length] != 0x0A:  # 0x0A: b"\n"
+            result.damaged.append(f"a damaged record at offset {start + pos} (checksum mismatch)")
+        else:
+            payloads.append(payload)
+            offsets.append(start + pos)
+        pos = body + length + 1
         result.end = start + pos
         if pos >= max_bytes:
             break
+    _decode_payloads(payloads, offsets, result)
     return result
 
 
-def _header(data: bytes, pos: int) -> tuple[int, int, int] | None:
-    """(payload offset, payload length, crc) of the header at ``pos``, or None if there is none."""
-    if data[pos : pos + len(MAGIC)] != MAGIC:
-        return None
-    fields_end = data.find(b" ", data.find(b" ", pos + len(MAGIC)) + 1)
-    if fields_end < 0 or fields_end - pos > _HEADER_MAX:
-        return None
+def _decode_payloads(payloads: list[bytes], offsets: list[int], result: Scan) -> None:
+    """Append the JSON of ``payloads`` to ``result.records``; a payload that is not JSON is damage.
+
+    All of them are decoded by one ``json.loads`` of the array they make: a drain reads hundreds of
+    records, and one call per record cost more than the parsing. Each payload passed its checksum, so
+    it is what ``frame`` wrote, one JSON value; if the array still does not parse into one element per
+    payload (a file written by something else), each payload is decoded alone and the bad ones skipped.
+    """
+    if not payloads:
+        return
     try:
-        length_hex, crc_hex = data[pos + len(MAGIC) : fields_end].split(b" ")
-        length, crc = int(length_hex, 16), int(crc_hex, 16)
+        values = json.loads(b"[" + b",".join(payloads) + b"]")
     except ValueError:
-        return None
-    if length > MAX_RECORD_BYTES:
-        return None
-    return fields_end + 1, length, crc
+        values = None
+    if isinstance(values, list) and len(values) == len(payloads):
+        result.records.extend(values)
+        return
+    for payload, offset in zip(payloads, offsets, strict=True):
+        try:
+            result.records.append(json.loads(payload))
+        except ValueError as exc:
+            result.damaged.append(f"a damaged record at offset {offset} ({exc})")
 
 
 __all__ = ["MAGIC", "MAX_RECORD_BYTES", "Scan", "frame", "scan"]

@@ -1,11 +1,13 @@
 """The background writer that moves a :class:`~forewarn.store.spool.Spool` into a store, in batches.
 
-A :class:`SpoolDrainer` owns one daemon thread per process and store. :meth:`SpoolDrainer.notify` (called
-after each append, a few hundred nanoseconds) wakes it; it waits ``linger`` seconds so that a burst of
-entries becomes one transaction, then writes every pending entry with the store's idempotent batch
-writes (consecutive attempts as one ``record_attempts``, run starts as one ``record_flow_runs``, run
-ends one by one), oldest first. A database that is down or stalled only delays the thread: it backs off
-(50 ms doubling to 5 s) and the entries wait in the spool. An entry the store refuses while it is
+A :class:`SpoolDrainer` owns one daemon thread per process and store. The first entry appended wakes it;
+it then gathers entries for up to ``linger`` seconds, or until ``batch_records`` are waiting (or a reader
+or the exit flushes), and writes every pending entry with the store's idempotent batch writes
+(consecutive attempts as one ``record_attempts``, run starts as one ``record_flow_runs``, run ends one by
+one), oldest first. The thread runs in the task's own process and competes with it for the interpreter
+lock, so it wakes rarely and writes much at a time: a few writes a second, not one per attempt. A
+database that is down or stalled only delays the thread: it backs off (50 ms doubling to 5 s) and the
+entries wait in the spool. An entry the store refuses while it is
 reachable (an invalid record, the end of a run whose start was never recorded) would block every later
 one, so it is dropped, counted and logged once.
 
@@ -67,8 +69,9 @@ class SpoolDrainer:
     """Drains ``spool`` into the store ``open_store()`` returns (called in the thread, retried until it opens).
 
     ``on_error(exc)`` hears of every failed pass (the entries stay in the spool); ``key`` (the store's
-    URL) registers the drainer for :func:`flush_pending`; ``idle_seconds`` after the last entry the thread
-    ends, and the next append starts it again.
+    URL) registers the drainer for :func:`flush_pending`; a pass writes what gathered in ``linger`` seconds
+    after the first entry, or sooner once ``batch_records`` entries wait; ``idle_seconds`` after the last
+    entry the thread ends, and the next append starts it again.
     """
 
     def __init__(
@@ -78,7 +81,8 @@ class SpoolDrainer:
         *,
         on_error: Callable[[Exception], None] | None = None,
         key: str | None = None,
-        linger: float = 0.05,
+        linger: float = 0.5,
+        batch_records: int = 512,
         idle_seconds: float = 5.0,
         exit_seconds: float = 2.0,
     ) -> None:
@@ -88,13 +92,14 @@ class SpoolDrainer:
         self._open_store = open_store
         self._on_error = on_error or (lambda exc: None)
         self._linger = linger
+        self._batch_records = batch_records
         self._idle_seconds = idle_seconds
-        self._wake = threading.Event()
+        self._wake = threading.Event()  # an entry waits: the thread starts gathering
+        self._hurry = threading.Event()  # write now: batch_records wait, or a flush or close asks
         self._stop = threading.Event()
         self._drained = threading.Condition()
         self._thread: threading.Thread | None = None
         self._orphans_due = True
-        self._urgent = False
         if key is not None:
             _registry[key] = self
         _live.add(self)
@@ -102,13 +107,17 @@ class SpoolDrainer:
     def append(self, kind: str, record: Any) -> bool:
         """Spool one entry and wake the thread; False when the spool is full (the entry is dropped)."""
         accepted = self.spool.append(kind, record)
+        if self.spool.pending >= self._batch_records and not self._hurry.is_set():
+            self._hurry.set()
         self.notify()
         return accepted
 
     def notify(self) -> None:
-        """Wake the thread (starting it if it ended while idle)."""
-        if not self._wake.is_set():
-            self._wake.set()
+        """Wake the thread (starting it if it ended while idle). Nothing to do while it is awake already:
+        this runs on the task's thread after every append."""
+        if self._wake.is_set() and self._thread is not None:
+            return
+        self._wake.set()
         thread = self._thread
         if thread is None or not thread.is_alive():
             self._start()
@@ -125,7 +134,7 @@ class SpoolDrainer:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0 or self._stop.is_set():
                     return False
-                self._urgent = True
+                self._hurry.set()
                 self.notify()
                 self._drained.wait(min(remaining, 0.5))
         return True
@@ -136,6 +145,7 @@ class SpoolDrainer:
             self.flush(timeout)
         self._stop.set()
         self._wake.set()
+        self._hurry.set()
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout=1.0)
         self.spool.close()
@@ -151,14 +161,22 @@ class SpoolDrainer:
             self._thread.start()
 
     def _run(self) -> None:
+        try:
+            self._loop()
+        finally:  # however it ends, the next notify() starts a new thread
+            with _start_lock:
+                if self._thread is threading.current_thread():
+                    self._thread = None
+
+    def _loop(self) -> None:
         backoff = 0.0
         while not self._stop.is_set():
             if not self._wake.wait(timeout=self._idle_seconds) and self._retire_if_idle():
                 return
             self._wake.clear()
-            if self._linger and not self._urgent and not backoff:
-                self._stop.wait(self._linger)  # let a burst of entries gather into one transaction
-            self._urgent = False
+            if self._linger and not backoff:
+                self._hurry.wait(self._linger)  # gather a batch: one transaction for many entries
+            self._hurry.clear()
             try:
                 self.spool.drain(self._write, adopt=self._orphans_due)
                 self._orphans_due, backoff = False, 0.0

@@ -43,7 +43,7 @@ from forewarn.store._breakers import change_breaker, read_breaker
 from forewarn.store._bulk import BulkColumns, WriteStatements, attempts_bulk, check_chunk_rows, runs_bulk, write_chunks
 from forewarn.store._codec import aware, cut, encode_features, encode_parameters, state_value
 from forewarn.store._engine import Database
-from forewarn.store._execute import read_once, write_prepared_retrying, write_retrying
+from forewarn.store._execute import read_once, write_prepared_retrying, write_raw_retrying, write_retrying
 from forewarn.store._frames import ended_columns, ended_frame, rows_frame
 from forewarn.store._preflight import check_sqlite_file
 from forewarn.store._queries import (
@@ -296,7 +296,9 @@ class TelemetryStore:
         write_prepared_retrying(self._db, prepared, params, "record_attempt", sleep=self._sleep)
 
     def record_attempts(self, recs: Iterable[AttemptRecord]) -> int:
-        """Write many attempts in one transaction (one ``executemany``); return how many.
+        """Write many attempts in one transaction (a multi-row upsert per 128 rows); return how many.
+
+        Records with the same ``(task_run_id, attempt)`` leave one row, the last one's values.
 
         Example::
 
@@ -307,11 +309,12 @@ class TelemetryStore:
             >>> TelemetryStore("sqlite://").record_attempts(recs)
             2
         """
-        params = [attempt_row(rec) for rec in recs]
-        if params:
-            upsert = self._statements.upsert_attempt
-            self._write(lambda conn: conn.execute(upsert, params), "record_attempts", atomic=True)
-        return len(params)
+        rows = [attempt_row(rec) for rec in recs]
+        if rows:
+            self._check_open()
+            statements = self._statements.attempt_upserts.statements(rows)
+            write_raw_retrying(self._db, statements, "record_attempts", sleep=self._sleep)
+        return len(rows)
 
     def record_runs_frame(
         self,
