@@ -689,7 +689,7 @@ class TestOutput:
         passthrough = ["feature_input_rows", "feature_source_system", "feature_triggered_by"]
         history = [
             f"{prefix}{name}_{suffix}"
-            for name in ("hour", "source_system", "triggered_by")
+            for name in ("hour", "input_rows", "source_system", "triggered_by")
             for prefix, suffix in [
                 ("", "failure_rate_smoothed"),
                 ("", "runs_seen"),
@@ -708,7 +708,7 @@ class TestOutput:
         history = [c for c in out.columns if c.endswith(("_failure_rate_smoothed", "_runs_seen", "_window", "_failed"))]
         history = [c for c in history if c not in NUMERIC_FEATURES]
         assert spec.numeric == (*NUMERIC_FEATURES, "feature_input_rows", *history)
-        assert len(history) == 15
+        assert len(history) == 20  # hour, input_rows, source_system, triggered_by
         assert spec.categorical == (*CATEGORICAL_FEATURES, "feature_source_system", "feature_triggered_by")
         assert (out[list(spec.numeric)].dtypes == np.float64).all()
         assert all(dtype == np.dtype(object) for dtype in out[list(spec.categorical)].dtypes)
@@ -749,12 +749,10 @@ class TestOutput:
         targets = frame(run("t", "etl", 1, rows=3)).iloc[:0]
         out = build_features(targets)
         hour = ["hour_failure_rate_smoothed", "hour_runs_seen", "hour_failure_rate_window", "hour_last_ended_failed"]
-        assert out.empty and list(out.columns) == [
-            *ENGINEERED,
-            "feature_rows",
-            *hour,
-            "flow_hour_failure_rate_smoothed",
-        ]
+        rows = [c.replace("hour", "rows") for c in hour]
+        flows = ["flow_hour_failure_rate_smoothed", "flow_rows_failure_rate_smoothed"]
+        expected = [*ENGINEERED, "feature_rows", *hour, flows[0], *rows, flows[1]]
+        assert out.empty and list(out.columns) == expected
         assert list(out.columns) == list(build_features(frame(run("t", "etl", 1, rows=3))).columns)
         assert feature_spec(out).categorical == CATEGORICAL_FEATURES
 
@@ -906,6 +904,14 @@ class TestAttributeHistory:
         assert one(frame(target), frame(*hist, overlapping, target)).equals(without)
         assert one(frame(failed_self), frame(*hist, failed_self)).equals(without)
         assert without["user_runs_seen"] == 1.0
+
+    def test_a_numeric_attribute_is_a_category_too(self) -> None:
+        """Runs that asked for the same number (3600 s of wall time) share a record; 3600 and 3600.0 are one."""
+        hist = [run(f"a{i}", f"f{i}", i * 0.1, "FAILED", requested=3600) for i in range(3)]
+        hist += [run(f"b{i}", f"g{i}", i * 0.1, "COMPLETED", requested=60) for i in range(3)]
+        asked = one(frame(run("t", "new", 2, "SCHEDULED", requested=3600.0)), frame(*hist))
+        assert asked["requested_runs_seen"] == 3.0 and asked["requested_last_ended_failed"] == 1.0
+        assert asked["feature_requested"] == 3600.0  # the number itself is still passed through
 
     def test_hour_of_day_history(self) -> None:
         """Runs scheduled at the target's hour of day (UTC) count for it; other hours do not."""

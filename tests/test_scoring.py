@@ -629,7 +629,8 @@ class TestHistorySnapshot:
         live = score_runs(store, targets, model, manifest, now=now, cache=cache)["risk"].to_numpy()
         cold = score_runs(store, targets, model, manifest, now=now, cache=False)["risk"].to_numpy()
         assert cache.reads["runs_full"] == 0
-        assert load_snapshot(path, store_identity(store)).runs.part.attrs.shape[1] == 2  # source_system, triggered_by
+        held = load_snapshot(path, store_identity(store))
+        assert held is not None and held.runs.part.attrs.shape[1] == 3  # input_rows, source_system, triggered_by
         np.testing.assert_allclose(live, cold, rtol=0, atol=1e-12)
 
     @pytest.mark.parametrize("spoil", list(SPOILED.values()), ids=list(SPOILED))

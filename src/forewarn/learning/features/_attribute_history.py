@@ -71,7 +71,7 @@ def attribute_history_names(targets: pd.DataFrame) -> list[str]:
     names = [HOUR_ATTRIBUTE] + [
         str(c)[len(FEATURE_PREFIX) :]
         for c in targets.columns
-        if str(c).startswith(FEATURE_PREFIX) and not pd.api.types.is_numeric_dtype(targets[c].dtype)
+        if str(c).startswith(FEATURE_PREFIX) and not pd.api.types.is_bool_dtype(targets[c].dtype)
     ]
     return [column for name in names for column in _names(name)]
 

@@ -16,7 +16,7 @@ import pandas as pd
 from forewarn.errors import ConfigurationError
 from forewarn.learning._pandas_fast import frame_from_arrays
 from forewarn.learning.features._attribute_history import attribute_history_features, attribute_history_names
-from forewarn.learning.features._columns import lead_ns, optional_text, require, timedelta_ns
+from forewarn.learning.features._columns import lead_ns, number_text, optional_text, require, timedelta_ns
 from forewarn.learning.features._cross_flow import GlobalFailures, cross_flow_features
 from forewarn.learning.features._flow_history import flow_history_features
 from forewarn.learning.features._run_attributes import attribute_columns, run_attribute_features
@@ -118,7 +118,11 @@ def describe(
     columns += [(name, np.asarray(numeric[name], dtype=np.float64)) for name in NUMERIC_FEATURES]
     attributes = attribute_columns(targets)
     columns += attributes
-    text_attributes = [(name[len(FEATURE_PREFIX) :], values) for name, values in attributes if values.dtype == object]
+    text_attributes = [
+        (name[len(FEATURE_PREFIX) :], values if values.dtype == object else number_text(values))
+        for name, values in attributes
+        if not pd.api.types.is_bool_dtype(targets[name].dtype)  # yes/no flags: the model reads them directly
+    ]
     columns += attribute_history_features(
         visible,
         coded,

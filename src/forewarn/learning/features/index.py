@@ -26,6 +26,7 @@ from forewarn.learning.features._columns import (
     cased_codes,
     cells,
     column_names,
+    number_text,
     optional_text,
     parameter_hashes,
     require,
@@ -331,11 +332,11 @@ def _attribute_codes(history: Frame, rows: np.ndarray, vocab: RunVocabulary) -> 
 
 
 def _text_attributes(history: Frame, rows: np.ndarray) -> dict[str, np.ndarray]:
-    """The text pre-run attributes of ``rows``: name (unprefixed) -> cells.
+    """The pre-run attributes of ``rows`` as category text: name (unprefixed) -> cells.
 
-    From the ``feature_*`` columns whose dtype is not numeric (a runs frame, as ``TelemetryStore.runs``
-    gives it); without such columns, from a ``features`` column of JSON objects or dicts (the lean rows of
-    ``TelemetryStore.ended_rows``): the keys with a text value in some row.
+    From the ``feature_*`` columns (a runs frame, as ``TelemetryStore.runs`` gives it): text as it is,
+    numbers as :func:`number_text` (booleans are left out); without such columns, from a ``features`` column
+    of JSON objects or dicts (the lean rows of ``TelemetryStore.ended_rows``), the same way per key.
     """
     names = [str(n) for n in column_names(history)]
     prefixed = [n for n in names if n.startswith(FEATURE_PREFIX)]
@@ -343,14 +344,25 @@ def _text_attributes(history: Frame, rows: np.ndarray) -> dict[str, np.ndarray]:
         out = {}
         for name in prefixed:
             dtype = getattr(history[name], "dtype", None)
-            if dtype is not None and not (pd.api.types.is_numeric_dtype(dtype) or pd.api.types.is_bool_dtype(dtype)):
-                out[name[len(FEATURE_PREFIX) :]] = cells(history, name, rows)
+            if dtype is None or pd.api.types.is_bool_dtype(dtype):
+                continue
+            values = cells(history, name, rows)
+            numeric = pd.api.types.is_numeric_dtype(dtype)
+            out[name[len(FEATURE_PREFIX) :]] = number_text(pd.to_numeric(values)) if numeric else values
         return out
     if "features" not in names:
         return {}
     decoded = [_decoded(v) for v in cells(history, "features", rows).tolist()]
-    keys = sorted({k for d in decoded for k, v in d.items() if isinstance(v, str)})
-    return {k: np.asarray([d.get(k) for d in decoded], dtype=object) for k in keys}
+    keys = sorted({k for d in decoded for k, v in d.items() if isinstance(v, (str, int, float))})
+    return {k: _json_attribute([d.get(k) for d in decoded]) for k in keys}
+
+
+def _json_attribute(values: list[Any]) -> np.ndarray:
+    """One key's values across decoded ``features``: numbers only (and none) as :func:`number_text`, else text."""
+    present = [v for v in values if v is not None]
+    if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in present):
+        return number_text(np.asarray([np.nan if v is None else v for v in values], dtype=np.float64))
+    return np.asarray(values, dtype=object)
 
 
 def _decoded(value: Any) -> dict[str, Any]:
