@@ -305,6 +305,8 @@ class TestLeakage:
         future = runs["scheduled_start"] > t_split
         changed.loc[future, "flow_version"] = "9.9.9"
         changed.loc[future, "parameters_hash"] = "ffffffffffffffff"
+        for column in [c for c in runs.columns if c.startswith("feature_") and runs[c].dtype == object]:
+            changed.loc[future, column] = "rewritten"  # a later run's attributes are not history yet
         late_attempts = attempts["end_time"] >= t_split
         att_changed = attempts.copy()
         att_changed.loc[late_attempts, "outcome"] = "failure"
@@ -684,14 +686,29 @@ class TestOutput:
         out = build_features(targets, runs)
         assert out.index.name == "flow_run_id"
         assert out.index.tolist() == targets["flow_run_id"].tolist()
-        assert list(out.columns) == [*ENGINEERED, "feature_input_rows", "feature_source_system", "feature_triggered_by"]
+        passthrough = ["feature_input_rows", "feature_source_system", "feature_triggered_by"]
+        history = [
+            f"{prefix}{name}_{suffix}"
+            for name in ("hour", "input_rows", "source_system", "triggered_by")
+            for prefix, suffix in [
+                ("", "failure_rate_smoothed"),
+                ("", "runs_seen"),
+                ("", "failure_rate_window"),
+                ("", "last_ended_failed"),
+                ("flow_", "failure_rate_smoothed"),
+            ]
+        ]
+        assert list(out.columns) == [*ENGINEERED, *passthrough, *history]
 
     def test_dtypes(self, simulated: tuple[pd.DataFrame, pd.DataFrame]) -> None:
         """Numeric features are float64 without NaN; categorical ones are object text without missing."""
         runs, _ = simulated
         out = build_features(runs)
         spec = feature_spec(out)
-        assert spec.numeric == (*NUMERIC_FEATURES, "feature_input_rows")
+        history = [c for c in out.columns if c.endswith(("_failure_rate_smoothed", "_runs_seen", "_window", "_failed"))]
+        history = [c for c in history if c not in NUMERIC_FEATURES]
+        assert spec.numeric == (*NUMERIC_FEATURES, "feature_input_rows", *history)
+        assert len(history) == 20  # hour, input_rows, source_system, triggered_by
         assert spec.categorical == (*CATEGORICAL_FEATURES, "feature_source_system", "feature_triggered_by")
         assert (out[list(spec.numeric)].dtypes == np.float64).all()
         assert all(dtype == np.dtype(object) for dtype in out[list(spec.categorical)].dtypes)
@@ -731,7 +748,12 @@ class TestOutput:
         """No targets give an empty frame with the same columns and dtypes."""
         targets = frame(run("t", "etl", 1, rows=3)).iloc[:0]
         out = build_features(targets)
-        assert out.empty and list(out.columns) == [*ENGINEERED, "feature_rows"]
+        hour = ["hour_failure_rate_smoothed", "hour_runs_seen", "hour_failure_rate_window", "hour_last_ended_failed"]
+        rows = [c.replace("hour", "rows") for c in hour]
+        flows = ["flow_hour_failure_rate_smoothed", "flow_rows_failure_rate_smoothed"]
+        expected = [*ENGINEERED, "feature_rows", *hour, flows[0], *rows, flows[1]]
+        assert out.empty and list(out.columns) == expected
+        assert list(out.columns) == list(build_features(frame(run("t", "etl", 1, rows=3))).columns)
         assert feature_spec(out).categorical == CATEGORICAL_FEATURES
 
     def test_missing_columns(self) -> None:
@@ -856,3 +878,59 @@ class TestPandasFastPath:
         monkeypatch.setattr(_pandas_fast, "FAST_PATH_PANDAS", ((0, 0, 0), (1, 0, 0)))
         monkeypatch.setattr(pd.DataFrame, "_from_arrays", refuse)
         pd.testing.assert_frame_equal(_pandas_fast.frame_from_arrays(columns, pd.Index(["r", "s"])), expected)
+
+
+class TestAttributeHistory:
+    """The failure history of the run's pre-run attributes, across flows, from ended runs only."""
+
+    def test_a_new_flow_inherits_its_users_record(self) -> None:
+        """A flow never seen before reads the failure rate of the user's runs of other flows."""
+        hist = [run(f"a{i}", f"flow{i}", i * 0.1, "FAILED", user="alice") for i in range(4)]
+        hist += [run(f"b{i}", f"other{i}", i * 0.1, "COMPLETED", user="bob") for i in range(4)]
+        alice = one(frame(run("t", "new", 2, "SCHEDULED", user="alice")), frame(*hist))
+        bob = one(frame(run("t", "new", 2, "SCHEDULED", user="bob")), frame(*hist))
+        assert alice["user_runs_seen"] == bob["user_runs_seen"] == 4.0
+        assert alice["user_failure_rate_smoothed"] > 0.5 > bob["user_failure_rate_smoothed"]
+        assert alice["user_last_ended_failed"] == 1.0 and bob["user_last_ended_failed"] == 0.0
+        assert alice["flow_user_failure_rate_smoothed"] == alice["flow_failure_rate_smoothed"]  # no own history
+
+    def test_runs_still_going_and_the_own_outcome_are_invisible(self) -> None:
+        """Only runs that ended before the cutoff count; the target itself never does."""
+        hist = [run("a", "etl", 0, "COMPLETED", user="alice")]
+        target = run("t", "etl", 2, "SCHEDULED", user="alice")
+        without = one(frame(target), frame(*hist, target))
+        overlapping = run("c", "other", 1.5, "FAILED", minutes=45, user="alice")
+        failed_self = run("t", "etl", 2, "FAILED", user="alice")
+        assert one(frame(target), frame(*hist, overlapping, target)).equals(without)
+        assert one(frame(failed_self), frame(*hist, failed_self)).equals(without)
+        assert without["user_runs_seen"] == 1.0
+
+    def test_a_numeric_attribute_is_a_category_too(self) -> None:
+        """Runs that asked for the same number (3600 s of wall time) share a record; 3600 and 3600.0 are one."""
+        hist = [run(f"a{i}", f"f{i}", i * 0.1, "FAILED", requested=3600) for i in range(3)]
+        hist += [run(f"b{i}", f"g{i}", i * 0.1, "COMPLETED", requested=60) for i in range(3)]
+        asked = one(frame(run("t", "new", 2, "SCHEDULED", requested=3600.0)), frame(*hist))
+        assert asked["requested_runs_seen"] == 3.0 and asked["requested_last_ended_failed"] == 1.0
+        assert asked["feature_requested"] == 3600.0  # the number itself is still passed through
+
+    def test_hour_of_day_history(self) -> None:
+        """Runs scheduled at the target's hour of day (UTC) count for it; other hours do not."""
+        hist = [run(f"a{i}", "etl", 24 * i + 3, "FAILED") for i in range(3)]
+        hist += [run(f"b{i}", "etl", 24 * i + 5, "COMPLETED") for i in range(3)]
+        at_three = one(frame(run("t", "etl", 24 * 4 + 3, "SCHEDULED")), frame(*hist))
+        at_five = one(frame(run("t", "etl", 24 * 4 + 5, "SCHEDULED")), frame(*hist))
+        assert at_three["hour_runs_seen"] == at_five["hour_runs_seen"] == 3.0
+        assert at_three["hour_failure_rate_smoothed"] > at_five["hour_failure_rate_smoothed"]
+
+    def test_the_same_from_a_prepared_index(self) -> None:
+        """Live scoring's prepared history gives the same attribute features as the frame."""
+        hist = frame(
+            *[
+                run(f"a{i}", f"f{i % 3}", i * 0.5, "FAILED" if i % 2 else "COMPLETED", user=f"u{i % 2}")
+                for i in range(12)
+            ]
+        )
+        target = frame(run("t", "f9", 10, "SCHEDULED", user="u1"))
+        from forewarn.learning.features import RunIndex
+
+        assert one(target, RunIndex.from_frame(hist)).equals(one(target, hist))

@@ -629,6 +629,8 @@ class TestHistorySnapshot:
         live = score_runs(store, targets, model, manifest, now=now, cache=cache)["risk"].to_numpy()
         cold = score_runs(store, targets, model, manifest, now=now, cache=False)["risk"].to_numpy()
         assert cache.reads["runs_full"] == 0
+        held = load_snapshot(path, store_identity(store))
+        assert held is not None and held.runs.part.attrs.shape[1] == 3  # input_rows, source_system, triggered_by
         np.testing.assert_allclose(live, cold, rtol=0, atol=1e-12)
 
     @pytest.mark.parametrize("spoil", list(SPOILED.values()), ids=list(SPOILED))
@@ -763,7 +765,7 @@ class TestHistorySnapshot:
         """A new RunIndex or AttemptIndex array must be saved (and SNAPSHOT_FORMAT bumped): this fails first."""
         run_arrays = {f.name for f in dataclasses.fields(RunIndex)} - {"vocab"}
         attempt_arrays = {f.name for f in dataclasses.fields(AttemptIndex)} - {"flows"}
-        assert run_arrays == {"ids", *RUN_INT64, *RUN_BOOL}
+        assert run_arrays == {"ids", "attrs", *RUN_INT64, *RUN_BOOL}  # attrs: runs.attrs, with its vocabularies
         assert attempt_arrays == {"run", "families", *ATTEMPT_INT64, *ATTEMPT_BOOL}
 
     def test_each_store_has_its_own_file(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -863,10 +865,12 @@ class TestLeanStoreReads:
             until = runs["end_time"].quantile(0.6)
             lean = s.ended_runs(since.to_pydatetime(), until.to_pydatetime())
             full = runs.loc[(runs["end_time"] >= since) & (runs["end_time"] < until), list(s.ENDED_RUN_COLUMNS)]
+            by_id, full = (f.sort_values("flow_run_id").reset_index(drop=True) for f in (lean, full))
+            # the lean read leaves the features as their JSON text: RunIndex decodes only the text attributes
+            decoded = [{} if text is None else json.loads(text) for text in by_id["features"]]
+            assert decoded == full["features"].tolist() and any(decoded)
             pd.testing.assert_frame_equal(
-                lean.sort_values("flow_run_id").reset_index(drop=True),
-                full.sort_values("flow_run_id").reset_index(drop=True),
-                check_dtype=False,
+                by_id.drop(columns="features"), full.drop(columns="features"), check_dtype=False
             )
             assert str(lean["end_time"].dtype) == "datetime64[ns, UTC]"
             lean_att = s.ended_attempts(since.to_pydatetime(), until.to_pydatetime())

@@ -502,6 +502,47 @@ def import_prefect_command(
     )
 
 
+@app.command("import-swf")
+def import_swf_command(
+    path: Annotated[
+        Path,
+        typer.Argument(
+            exists=True, dir_okay=False, readable=True, help="The SWF job log (.swf or .swf.gz).", show_default=False
+        ),
+    ],
+    db: DbOption = None,
+    csv_out: Annotated[
+        Optional[Path],  # noqa: UP045
+        typer.Option(
+            "--csv-out", dir_okay=False, help="Also keep the converted run-history CSV here.", show_default=False
+        ),
+    ] = None,
+) -> None:
+    """Load an HPC job log in the Standard Workload Format (Parallel Workloads Archive) as run history.
+
+    Each job becomes a run: the executable (else the user) is the flow, the submit time the scheduled start,
+    and only what is known at submission (user, group, queue, partition, requested processors, time and
+    memory) becomes a feature. The mapping is in docs/import.md.
+    """
+    import tempfile
+
+    from rich.markup import escape
+
+    from forewarn.history.swf import swf_to_runs
+
+    try:
+        converted = swf_to_runs(path)
+    except ForewarnError as exc:
+        raise _import_failed(exc) from None
+    if converted.left_out:
+        console.print(f"{converted.left_out:,} job(s) with status -1 (unknown) or 2 (partial) left out")
+    with tempfile.TemporaryDirectory() as folder:
+        csv_path = converted.to_csv(csv_out if csv_out is not None else Path(folder) / "runs.csv")
+        _import("runs", csv_path, db, None, False)
+    if csv_out is not None:
+        console.print(escape(f"run-history CSV kept in {csv_out}"), soft_wrap=True)
+
+
 @app.command()
 def simulate(
     out: Annotated[Path, typer.Option("--out", dir_okay=False, help="Run-history CSV to write.", show_default=False)],

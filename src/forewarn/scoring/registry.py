@@ -23,7 +23,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from forewarn.errors import FeatureSchemaError
-from forewarn.learning.features import CATEGORICAL_FEATURES, NUMERIC_FEATURES, FeatureConfig
+from forewarn.learning.features import (
+    CATEGORICAL_FEATURES,
+    NUMERIC_FEATURES,
+    FeatureConfig,
+    is_attribute_history_feature,
+)
 from forewarn.learning.model import (
     LATEST_FILE,
     MANIFEST_FILE,
@@ -112,7 +117,13 @@ def check_feature_schema(manifest: ModelManifest) -> None:
         >>> from forewarn.learning.model import ModelManifest
         >>> check_feature_schema(manifest)  # doctest: +SKIP
     """
-    unknown = [n for n in manifest.feature_types if n not in _ENGINEERED and not n.startswith(FEATURE_PREFIX)]
+    unknown = [
+        n
+        for n, kind in manifest.feature_types.items()
+        if n not in _ENGINEERED
+        and not n.startswith(FEATURE_PREFIX)
+        and not (kind == "numeric" and is_attribute_history_feature(n))
+    ]
     changed = [
         f"{n} ({_ENGINEERED[n]} here, {kind} in the model)"
         for n, kind in manifest.feature_types.items()

@@ -25,6 +25,9 @@ stored together, because each member of an ``.npz`` costs about 0.1 ms to read. 
 ``runs.ids``, ``runs.int64``, ``runs.bool``, ``runs.vocab``
     the :class:`~forewarn.learning.features.RunIndex`: run ids (text), the rows of :data:`RUN_INT64` and of
     :data:`RUN_BOOL` (one row per array), and its vocabularies' names one after the other.
+``runs.attr_names``, ``runs.attr_sizes``, ``runs.attr_vocab``, ``runs.attrs``
+    its text pre-run attributes (format 2): their names, the size of each one's vocabulary, the
+    vocabularies' names one after the other, and ``RunIndex.attrs`` transposed (one row per attribute).
 ``attempts.run``, ``attempts.int64``, ``attempts.bool``, ``attempts.vocab``
     the :class:`~forewarn.learning.features.AttemptIndex` likewise (:data:`ATTEMPT_INT64`, then :data:`ATTEMPT_BOOL`
     and one row per exception family).
@@ -46,7 +49,6 @@ Example::
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import itertools
 import logging
@@ -65,7 +67,7 @@ from forewarn.learning.features import EXCEPTION_FAMILIES, AttemptIndex, RunInde
 if TYPE_CHECKING:
     from forewarn.store import TelemetryStore
 
-SNAPSHOT_FORMAT = 1
+SNAPSHOT_FORMAT = 2
 """The layout of a snapshot file; a file of another format is ignored."""
 
 logger = logging.getLogger("forewarn.snapshot")
@@ -81,7 +83,7 @@ ATTEMPT_INT64: tuple[str, ...] = ("end", "known", "flow")
 ATTEMPT_BOOL: tuple[str, ...] = ("failed", "own_flow")
 """Its boolean arrays, in the order of ``attempts.bool`` (its ``families`` columns follow)."""
 
-_VOCABS = tuple(f.name for f in dataclasses.fields(RunVocabulary))  # flows, versions, params
+_VOCABS = ("flows", "versions", "params")  # RunVocabulary's; its attributes are not held (see save_snapshot)
 _RUN_CODES = {"flow": "flows", "version": "versions", "params": "params"}  # code array -> its vocabulary
 _TIMES = 3  # lo, stable_hi, loaded_at: the first entries of a part's meta
 
@@ -186,6 +188,10 @@ def save_snapshot(path: Path | str, snapshot: HistorySnapshot) -> int:
         "runs.int64": np.stack([getattr(runs, name) for name in RUN_INT64]),
         "runs.bool": np.stack([getattr(runs, name) for name in RUN_BOOL]),
         "runs.vocab": _strings([name for vocab in run_vocabs for name in vocab.names]),
+        "runs.attr_names": _strings(list(runs.vocab.attributes)),
+        "runs.attr_sizes": np.asarray([len(v) for v in runs.vocab.attributes.values()], dtype=np.int64),
+        "runs.attr_vocab": _strings([name for vocab in runs.vocab.attributes.values() for name in vocab.names]),
+        "runs.attrs": np.ascontiguousarray(runs.attrs.T, dtype=np.int64),
         "attempts.meta": _meta(snapshot.attempts, [attempts.flows]),
         "attempts.run": attempts.run.astype(str),
         "attempts.int64": np.stack([getattr(attempts, name) for name in ATTEMPT_INT64]),
@@ -264,13 +270,34 @@ def _unpack_runs(data: Any) -> StablePart[RunIndex]:
     ints = _array(data, "runs.int64", np.int64, (len(RUN_INT64), rows))
     bools = _array(data, "runs.bool", np.bool_, (len(RUN_BOOL), rows))
     columns = {**dict(zip(RUN_INT64, ints, strict=True)), **dict(zip(RUN_BOOL, bools, strict=True))}
-    vocab = RunVocabulary(*_vocabularies(data, "runs.vocab", meta[_TIMES + 1 :]))
+    flows, versions, params = _vocabularies(data, "runs.vocab", meta[_TIMES + 1 :])
+    vocab = RunVocabulary(flows, versions, params)
     for name, vocab_name in _RUN_CODES.items():
         _check_codes(columns[name], len(getattr(vocab, vocab_name)), f"runs.{name}")
     _check_range(columns["end"], lo, stable_hi, "runs")
     # the run ids stay fixed-width text: making 12,000 str objects would be a third of the load
-    runs = RunIndex(ids=_text(data, "runs.ids", rows), **columns, vocab=vocab)
+    attrs = _unpack_attributes(data, vocab, rows)
+    runs = RunIndex(ids=_text(data, "runs.ids", rows), **columns, attrs=attrs, vocab=vocab)
     return StablePart(runs, lo, stable_hi, loaded_at)
+
+
+def _unpack_attributes(data: Any, vocab: RunVocabulary, rows: int) -> np.ndarray:
+    """The text pre-run attributes' codes (``RunIndex.attrs``); their vocabularies go into ``vocab``."""
+    sizes = data["runs.attr_sizes"]
+    sizes = _array(data, "runs.attr_sizes", np.int64, (len(sizes),))
+    if (sizes < 0).any():
+        raise ValueError("runs.attr_sizes holds a negative size")
+    names = _text(data, "runs.attr_names", len(sizes)).tolist()
+    for name, codes in zip(names, _vocabularies(data, "runs.attr_vocab", sizes), strict=True):
+        vocab.attributes[str(name)] = codes
+    if len(vocab.attributes) != len(names):
+        raise ValueError("runs.attr_names repeats a name")
+    attrs = data["runs.attrs"]
+    attrs = _array(data, "runs.attrs", np.int64, (min(len(attrs), len(names)), rows))
+    for j, size in enumerate(sizes[: len(attrs)].tolist()):
+        if rows and not (attrs[j].min() >= -1 and attrs[j].max() < size):
+            raise ValueError(f"runs.attrs holds codes outside the vocabulary of {names[j]!r}")
+    return np.ascontiguousarray(attrs.T)
 
 
 def _unpack_attempts(data: Any) -> StablePart[AttemptIndex]:

@@ -40,6 +40,7 @@ ENDED_RUN_COLUMNS: tuple[str, ...] = (
     "start_time",
     "end_time",
     "state",
+    "features",
 )
 """Columns of :meth:`TelemetryStore.ended_runs`: what :func:`forewarn.learning.features.build_features` reads."""
 

@@ -34,6 +34,7 @@ Example::
     (True, True)
 """
 
+from forewarn.learning.features._attribute_history import is_attribute_history_feature
 from forewarn.learning.features._columns import NONE
 from forewarn.learning.features.build import build_features
 from forewarn.learning.features.config import (
@@ -72,4 +73,5 @@ __all__ = [
     "reference_times",
     "feature_spec",
     "history_window",
+    "is_attribute_history_feature",
 ]

@@ -114,6 +114,20 @@ def text(col: pd.Series | np.ndarray) -> np.ndarray:
     return values
 
 
+def number_text(values: np.ndarray) -> np.ndarray:
+    """Numbers as category text, the same for ``7``, ``7.0`` and ``np.int64(7)``: ``"7.0"``; NaN is :data:`NONE`.
+
+    Example::
+
+        >>> number_text(np.array([7, 7.5, np.nan])).tolist()
+        ['7.0', '7.5', '<none>']
+    """
+    floats = np.asarray(values, dtype=np.float64)
+    codes, uniques = pd.factorize(floats, use_na_sentinel=True)
+    names = np.asarray([repr(float(u)) for u in uniques.tolist()] + [NONE], dtype=object)
+    return names[codes]  # the sentinel -1 picks NONE, the last name
+
+
 def optional_text(frame: Frame, name: str, rows: np.ndarray | None = None) -> np.ndarray:
     """A text column as :func:`text` gives it; all :data:`NONE` when the frame has no such column."""
     if name not in column_names(frame):

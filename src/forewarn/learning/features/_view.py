@@ -89,6 +89,12 @@ class VisibleRuns:
     params: np.ndarray
     has_duration: np.ndarray
     duration_us: np.ndarray
+    ref: np.ndarray
+    """Scheduled start, int64 ns."""
+    attrs: np.ndarray
+    """Codes of the text pre-run attributes, columns as :attr:`RunIndex.attrs`."""
+    attribute_names: tuple[str, ...]
+    """The attributes of :attr:`attrs`' columns, in order."""
 
     @classmethod
     def of(cls, runs: RunIndex, cutoff: np.ndarray, config: FeatureConfig) -> VisibleRuns:
@@ -107,6 +113,9 @@ class VisibleRuns:
             params=runs.params[visible],
             has_duration=runs.has_dur[visible],
             duration_us=runs.dur_us[visible],
+            ref=runs.ref[visible],
+            attrs=runs.attrs[visible],
+            attribute_names=tuple(runs.vocab.attributes)[: runs.attrs.shape[1]],
         )
 
 

@@ -15,13 +15,20 @@ import pandas as pd
 
 from forewarn.errors import ConfigurationError
 from forewarn.learning._pandas_fast import frame_from_arrays
-from forewarn.learning.features._columns import lead_ns, optional_text, require, timedelta_ns
+from forewarn.learning.features._attribute_history import attribute_history_features, attribute_history_names
+from forewarn.learning.features._columns import lead_ns, number_text, optional_text, require, timedelta_ns
 from forewarn.learning.features._cross_flow import GlobalFailures, cross_flow_features
 from forewarn.learning.features._flow_history import flow_history_features
 from forewarn.learning.features._run_attributes import attribute_columns, run_attribute_features
 from forewarn.learning.features._task_attempts import task_attempt_features
 from forewarn.learning.features._view import FlowWindows, Targets, VisibleRuns
-from forewarn.learning.features.config import CATEGORICAL_FEATURES, DEFAULT_CONFIG, NUMERIC_FEATURES, FeatureConfig
+from forewarn.learning.features.config import (
+    BASELINE_SMOOTHED_RATE,
+    CATEGORICAL_FEATURES,
+    DEFAULT_CONFIG,
+    NUMERIC_FEATURES,
+    FeatureConfig,
+)
 from forewarn.learning.features.index import AttemptIndex, RunIndex
 from forewarn.learning.features.windows import target_ids_and_times
 from forewarn.records import FEATURE_PREFIX
@@ -109,7 +116,22 @@ def describe(
     }
     columns = [("flow_name", coded.flow_names), ("deployment", optional_text(targets, "deployment"))]
     columns += [(name, np.asarray(numeric[name], dtype=np.float64)) for name in NUMERIC_FEATURES]
-    columns += attribute_columns(targets)
+    attributes = attribute_columns(targets)
+    columns += attributes
+    text_attributes = [
+        (name[len(FEATURE_PREFIX) :], values if values.dtype == object else number_text(values))
+        for name, values in attributes
+        if not pd.api.types.is_bool_dtype(targets[name].dtype)  # yes/no flags: the model reads them directly
+    ]
+    columns += attribute_history_features(
+        visible,
+        coded,
+        text_attributes,
+        runs.vocab,
+        global_failures.lookback_rate,
+        np.asarray(numeric[BASELINE_SMOOTHED_RATE], dtype=np.float64),
+        config,
+    )
     return frame_from_arrays(columns, pd.Index(ids, name="flow_run_id", dtype=object))
 
 
@@ -121,4 +143,6 @@ def _empty(targets: pd.DataFrame) -> pd.DataFrame:
         if str(name).startswith(FEATURE_PREFIX):
             numeric = pd.api.types.is_numeric_dtype(targets[name].dtype)
             columns[str(name)] = pd.Series(dtype=np.float64 if numeric else object)
+    for name in attribute_history_names(targets):
+        columns[name] = pd.Series(dtype=np.float64)
     return pd.DataFrame(columns, index=pd.Index([], name="flow_run_id", dtype=object))

@@ -9,6 +9,7 @@ can be extended with what ended since without re-coding what it holds.
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, replace
 from typing import Any, ClassVar, Self
@@ -25,6 +26,7 @@ from forewarn.learning.features._columns import (
     cased_codes,
     cells,
     column_names,
+    number_text,
     optional_text,
     parameter_hashes,
     require,
@@ -37,7 +39,7 @@ from forewarn.learning.features._sorted import first_positions
 from forewarn.learning.features.config import EXCEPTION_FAMILIES
 from forewarn.learning.features.labels import SUCCESS_STATE
 from forewarn.learning.features.vocabulary import RunVocabulary, Vocabulary
-from forewarn.records import FAILED_ATTEMPT_OUTCOMES, FAILURE_STATES, AttemptOutcome
+from forewarn.records import FAILED_ATTEMPT_OUTCOMES, FAILURE_STATES, FEATURE_PREFIX, AttemptOutcome
 
 _FAILED_OUTCOMES = sorted(FAILED_ATTEMPT_OUTCOMES)
 
@@ -60,7 +62,7 @@ class _Arrays:
         return {name: np.concatenate([getattr(self, name), getattr(newer, name)]) for name in self._ARRAYS}
 
 
-_RUN_ARRAYS = ("ids", "known", "ref", "end", "flow", "version", "params", "fail", "succ", "has_dur", "dur_us")
+_RUN_ARRAYS = ("ids", "known", "ref", "end", "flow", "version", "params", "fail", "succ", "has_dur", "dur_us", "attrs")
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -115,6 +117,10 @@ class RunIndex(_Arrays):
     """The run completed and has a start time: it has a duration."""
     dur_us: np.ndarray
     """Its duration in whole microseconds (integers: sums are exact whatever the window); 0 without one."""
+    attrs: np.ndarray
+    """Codes of the text pre-run attributes (``feature_*`` text columns), one column per
+    ``vocab.attributes`` entry (int64, shape ``(n, k)``); columns added to the vocabulary after these rows
+    were coded are read as missing (:meth:`attribute`)."""
     vocab: RunVocabulary
     """The codes' vocabularies, shared with the indexes this one extends or is extended by."""
 
@@ -168,8 +174,17 @@ class RunIndex(_Arrays):
             succ=succ,
             has_dur=has_dur,
             dur_us=np.where(has_dur, (end[rows] - start) // 1000, 0),
+            attrs=_attribute_codes(history, rows, vocab),
             vocab=vocab,
         )
+
+    def attribute(self, name: str) -> np.ndarray:
+        """The codes of attribute ``name`` for every row; -1 (no row has it) for rows that lack it."""
+        names = list(self.vocab.attributes)
+        j = names.index(name) if name in self.vocab.attributes else len(names)
+        if j >= self.attrs.shape[1]:
+            return np.full(len(self), -1, dtype=np.int64)
+        return self.attrs[:, j]
 
     def extend(self, newer: RunIndex) -> RunIndex:
         """This index plus the rows of ``newer`` (built with the same :attr:`vocab`; no run in both).
@@ -183,7 +198,10 @@ class RunIndex(_Arrays):
             return self
         if len(self) == 0:
             return newer
-        joined = self._joined(newer)
+        width = max(self.attrs.shape[1], newer.attrs.shape[1])
+        joined = replace(self, attrs=_widened(self.attrs, width))._joined(
+            replace(newer, attrs=_widened(newer.attrs, width))
+        )
         after = (int(newer.known[0]), int(newer.ref[0]), str(newer.ids[0])) > (
             int(self.known[-1]),
             int(self.ref[-1]),
@@ -296,6 +314,72 @@ class AttemptIndex(_Arrays):
         if len(newer) == 0:
             return self
         return replace(self, **self._joined(newer))
+
+
+def _attribute_codes(history: Frame, rows: np.ndarray, vocab: RunVocabulary) -> np.ndarray:
+    """The rows' text pre-run attributes coded in ``vocab.attributes`` (``<none>`` when a row lacks one).
+
+    Every attribute the vocabulary knows gets a column, so indexes built with one vocabulary line up.
+    """
+    values = _text_attributes(history, rows)
+    for name in values:
+        vocab.attribute(name)
+    out = np.empty((len(rows), len(vocab.attributes)), dtype=np.int64)
+    for j, (name, codes) in enumerate(vocab.attributes.items()):
+        column = values.get(name)
+        out[:, j] = codes.encode(np.full(len(rows), NONE, dtype=object) if column is None else text(column))
+    return out
+
+
+def _text_attributes(history: Frame, rows: np.ndarray) -> dict[str, np.ndarray]:
+    """The pre-run attributes of ``rows`` as category text: name (unprefixed) -> cells.
+
+    From the ``feature_*`` columns (a runs frame, as ``TelemetryStore.runs`` gives it): text as it is,
+    numbers as :func:`number_text` (booleans are left out); without such columns, from a ``features`` column
+    of JSON objects or dicts (the lean rows of ``TelemetryStore.ended_rows``), the same way per key.
+    """
+    names = [str(n) for n in column_names(history)]
+    prefixed = [n for n in names if n.startswith(FEATURE_PREFIX)]
+    if prefixed:
+        out = {}
+        for name in prefixed:
+            dtype = getattr(history[name], "dtype", None)
+            if dtype is None or pd.api.types.is_bool_dtype(dtype):
+                continue
+            values = cells(history, name, rows)
+            numeric = pd.api.types.is_numeric_dtype(dtype)
+            out[name[len(FEATURE_PREFIX) :]] = number_text(pd.to_numeric(values)) if numeric else values
+        return out
+    if "features" not in names:
+        return {}
+    decoded = [_decoded(v) for v in cells(history, "features", rows).tolist()]
+    keys = sorted({k for d in decoded for k, v in d.items() if isinstance(v, (str, int, float))})
+    return {k: _json_attribute([d.get(k) for d in decoded]) for k in keys}
+
+
+def _json_attribute(values: list[Any]) -> np.ndarray:
+    """One key's values across decoded ``features``: numbers only (and none) as :func:`number_text`, else text."""
+    present = [v for v in values if v is not None]
+    if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in present):
+        return number_text(np.asarray([np.nan if v is None else v for v in values], dtype=np.float64))
+    return np.asarray(values, dtype=object)
+
+
+def _decoded(value: Any) -> dict[str, Any]:
+    """A ``features`` cell as a dict: JSON text decoded, anything else that is not a dict as none."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _widened(attrs: np.ndarray, width: int) -> np.ndarray:
+    """``attrs`` with -1 (no value) columns added up to ``width``."""
+    if attrs.shape[1] == width:
+        return attrs
+    return np.hstack([attrs, np.full((len(attrs), width - attrs.shape[1]), -1, dtype=np.int64)])
 
 
 def _is_unique(values: np.ndarray) -> bool:

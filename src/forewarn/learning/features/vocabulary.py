@@ -95,3 +95,10 @@ class RunVocabulary:
     flows: Vocabulary = field(default_factory=Vocabulary)
     versions: Vocabulary = field(default_factory=Vocabulary)
     params: Vocabulary = field(default_factory=Vocabulary)
+    attributes: dict[str, Vocabulary] = field(default_factory=dict)
+    """One vocabulary per text pre-run attribute (``feature_<name>`` -> ``name``), in the order first seen;
+    column ``j`` of :attr:`RunIndex.attrs` holds codes of the ``j``-th."""
+
+    def attribute(self, name: str) -> Vocabulary:
+        """The vocabulary of attribute ``name``, added (after the others) if new."""
+        return self.attributes.setdefault(name, Vocabulary())
