@@ -59,7 +59,7 @@ def _hours(value: Any) -> str:
 
 
 def _seen(row: Row, name: str) -> float:
-    value = row.get(name)
+    value: Any = row.get(name)
     return 0.0 if _missing(value) else float(value)
 
 
@@ -89,7 +89,7 @@ def _streak(value: Any, usual: Any, row: Row) -> str | None:
 
 
 def _scheduled_at(value: Any, usual: Any, row: Row) -> str | None:
-    week_hour = row.get("hour_of_week")
+    week_hour: Any = row.get("hour_of_week")
     if _missing(week_hour):
         return None
     day, hour = divmod(int(float(week_hour)), 24)
