@@ -398,7 +398,10 @@ def task(
         # forewarn enforces timeout_seconds per attempt; Prefect's whole-run timeout stays off.
         prefect_task: prefect.Task[..., Any] = prefect.task(**prefect_options)(wrapped)
         if compensate is not None:  # Prefect runs it when an enclosing transaction rolls back
-            prefect_task.on_rollback(rollback_hook(name, compensate, _sink(hooks), clock or utc_now, runner.redactor))
+            undo = rollback_hook(name, compensate, _sink(hooks), clock or utc_now, runner.redactor)
+            wrapped.forewarn_rollback = undo  # type: ignore[attr-defined]  # named, so it pickles by reference
+            undo.__module__, undo.__qualname__ = fn.__module__, f"{fn.__qualname__}.fn.forewarn_rollback"
+            prefect_task.on_rollback(undo)
         # on the function, not the task: a shipped task's __dict__ is pickled, its function by reference
         wrapped.forewarn_runner = runner  # type: ignore[attr-defined]
         prefect_task.with_options = _with_options(given, fn)  # type: ignore[method-assign]
