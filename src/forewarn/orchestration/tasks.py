@@ -398,15 +398,36 @@ def task(
         # forewarn enforces timeout_seconds per attempt; Prefect's whole-run timeout stays off.
         prefect_task: prefect.Task[..., Any] = prefect.task(**prefect_options)(wrapped)
         if compensate is not None:  # Prefect runs it when an enclosing transaction rolls back
-            prefect_task.on_rollback(rollback_hook(name, compensate, _sink(hooks), clock or utc_now, runner.redactor))
-        prefect_task.forewarn_runner = runner  # type: ignore[attr-defined]  # for introspection and tests
+            undo = rollback_hook(name, compensate, _sink(hooks), clock or utc_now, runner.redactor)
+            wrapped.forewarn_rollback = undo  # type: ignore[attr-defined]  # named, so it pickles by reference
+            undo.__module__, undo.__qualname__ = fn.__module__, f"{fn.__qualname__}.fn.forewarn_rollback"
+            prefect_task.on_rollback(undo)
+        # on the function, not the task: a shipped task's __dict__ is pickled, its function by reference
+        wrapped.forewarn_runner = runner  # type: ignore[attr-defined]
         prefect_task.with_options = _with_options(given, fn)  # type: ignore[method-assign]
+        _by_reference(prefect_task, fn)
         task_cell[:] = [prefect_task]
         return prefect_task
 
     if __fn is not None:
         return decorate(__fn)
     return decorate
+
+
+def _by_reference(prefect_task: prefect.Task[..., Any], fn: Callable[..., Any]) -> None:
+    """Let a module-level task's functions pickle as ``<module>.<task>.fn``, never by value.
+
+    An executor that ships a task to another process (``prefect_dask.DaskTaskRunner``) pickles it with
+    its ``__dict__``. The wrapper and ``with_options`` are closures over the retry runner, the circuit
+    breaker and telemetry state (locks, context variables, engines), which cannot and should not cross
+    processes. Named as attributes of the task, cloudpickle pickles them by reference: the worker imports
+    the module and uses its own task, built the same way (a ``scope="shared"`` breaker still shares its
+    state through the store). A task defined inside a function has no such name and cannot be shipped.
+    """
+    for attribute in ("fn", "with_options"):
+        function = getattr(prefect_task, attribute)
+        function.__module__ = fn.__module__
+        function.__qualname__ = f"{fn.__qualname__}.{attribute}"
 
 
 def _with_options(given: dict[str, Any], fn: Callable[..., Any]) -> Callable[..., prefect.Task[..., Any]]:
@@ -470,7 +491,7 @@ def _unrecorded(runner: AttemptRunner) -> AttemptRunner:
 def runner_of(task_: prefect.Task[..., Any]) -> AttemptRunner:
     """The :class:`~forewarn.resilience.attempts.AttemptRunner` behind a ``forewarn.task`` (for tests and tooling)."""
     try:
-        return task_.forewarn_runner  # type: ignore[attr-defined, no-any-return]
+        return task_.fn.forewarn_runner  # type: ignore[attr-defined, no-any-return]
     except AttributeError:
         raise ConfigurationError("task", task_, "a task made with @forewarn.task") from None
 
