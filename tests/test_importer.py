@@ -162,7 +162,7 @@ class TestRunValidation:
             (
                 1,
                 "unknown column(s) end_tme; the format has run_id, flow_name, scheduled_start, state, deployment, "
-                "start_time, end_time, parameters, flow_version: rename a pre-run attribute to feature_<name> "
+                "start_time, end_time, parameters, flow_version, tags: rename a pre-run attribute to feature_<name> "
                 "(e.g. feature_end_tme) or drop the column",
             )
         ]

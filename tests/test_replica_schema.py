@@ -9,7 +9,7 @@ import sqlalchemy as sa
 
 from forewarn.records import AttemptOutcome, AttemptRecord
 from forewarn.store import TelemetryStore, migrations, schema
-from test_store import T0, describe_schema, make_v1_store
+from test_store import T0, assert_upgrade_matches_a_new_store, make_v1_store
 
 
 def make_v2_store(url: str) -> None:
@@ -46,14 +46,7 @@ class TestUpgradeToCurrent:
 
     def test_upgraded_store_matches_a_new_one(self, store_url: str) -> None:
         """Columns, types, comments and indexes of a v2 store migrated to v3 equal a fresh v3 store's."""
-        TelemetryStore(store_url).close()
-        fresh = describe_schema(store_url)
-        engine = sa.create_engine(store_url)
-        schema.metadata.drop_all(engine)
-        engine.dispose()
-        make_v2_store(store_url)
-        TelemetryStore(store_url).close()
-        assert describe_schema(store_url) == fresh
+        assert_upgrade_matches_a_new_store(store_url, make_v2_store)
 
 
 class TestBulkReplicas:

@@ -275,7 +275,7 @@ class TestHistoryToRunsFrame:
         runs = history_to_runs_frame(raw)
         expected = (
             "flow_run_id flow_name deployment parameters parameters_hash flow_version scheduled_start start_time "
-            "end_time state feature_rows feature_src"
+            "end_time state tags feature_rows feature_src"
         )
         assert list(runs.columns) == expected.split()
         for col in ("scheduled_start", "start_time", "end_time"):
@@ -290,6 +290,7 @@ class TestHistoryToRunsFrame:
         assert runs["feature_rows"].tolist() == [12, 3]
         assert runs["feature_src"].tolist() == ["sap", None]
         assert runs["flow_version"].tolist() == ["1.2.0", "1.2.0"]
+        assert runs["tags"].tolist() == [None, None]  # no tags column: runs without tags
 
     def test_parameters_hash_is_canonical(self) -> None:
         """Key order and spacing do not change the hash; values do."""

@@ -7,6 +7,7 @@ import sqlite3
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -108,6 +109,7 @@ def run_row(rec: FlowRunRecord, **changes: Any) -> dict[str, Any]:
         "forewarn_version": rec.forewarn_version,
         "source": "forewarn",
         "features": rec.features,
+        "tags": sorted(set(rec.tags)),
     }
     row.update(changes)
     return row
@@ -1448,6 +1450,18 @@ def make_v1_store(url: str) -> None:
     engine.dispose()
 
 
+def assert_upgrade_matches_a_new_store(url: str, make_old_store: Callable[[str], None]) -> None:
+    """The schema of a store made by ``make_old_store`` and opened (so upgraded) equals a freshly created one's."""
+    TelemetryStore(url).close()
+    fresh = describe_schema(url)
+    engine = sa.create_engine(url)
+    schema.metadata.drop_all(engine)
+    engine.dispose()
+    make_old_store(url)
+    TelemetryStore(url).close()
+    assert describe_schema(url) == fresh
+
+
 def describe_schema(url: str) -> dict[str, Any]:
     """Every table's columns (name, type, nullability, default, comment), indexes, keys, as the database has them."""
     engine = sa.create_engine(url)
@@ -1492,6 +1506,7 @@ class TestUpgradeToVersion2:
                     "forewarn_version": "0.1.0",
                     "source": "forewarn",
                     "features": {},
+                    "tags": [],
                 }
             ]
             assert store.attempts()[["task_run_id", "outcome", "flow_name"]].values.tolist() == [
@@ -1504,14 +1519,7 @@ class TestUpgradeToVersion2:
 
     def test_upgraded_store_matches_a_new_one(self, store_url: str) -> None:
         """Columns, types, defaults, comments, indexes and keys of a migrated store equal a fresh store's."""
-        TelemetryStore(store_url).close()
-        fresh = describe_schema(store_url)
-        engine = sa.create_engine(store_url)
-        schema.metadata.drop_all(engine)
-        engine.dispose()
-        make_v1_store(store_url)
-        TelemetryStore(store_url).close()
-        assert describe_schema(store_url) == fresh
+        assert_upgrade_matches_a_new_store(store_url, make_v1_store)
 
     def test_failed_upgrade_from_v1_leaves_it_at_v1(self, store_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
         """If the predictions table cannot be created, the features column is rolled back too."""

@@ -39,6 +39,10 @@ DbOption = Annotated[
     Optional[str],  # noqa: UP045 - typer reads the annotation at runtime on Python 3.10
     typer.Option("--db", help="Store URL; default FOREWARN_DB_URL.", show_default=False),
 ]
+TagOption = Annotated[
+    Optional[list[str]],  # noqa: UP045
+    typer.Option("--tag", help="Only runs with this Prefect tag (any of those given); repeatable.", show_default=False),
+]
 
 
 def _fail(exc: Exception, url: str | None = None) -> typer.Exit:
@@ -655,10 +659,7 @@ def forecast(
         Optional[list[str]],  # noqa: UP045
         typer.Option("--deployment", help="Only this deployment (name or flow/name); repeatable.", show_default=False),
     ] = None,
-    tag: Annotated[
-        Optional[list[str]],  # noqa: UP045
-        typer.Option("--tag", help="Only runs with this tag (any of those given); repeatable.", show_default=False),
-    ] = None,
+    tag: TagOption = None,
 ) -> None:
     """Score the scheduled flow runs of the next hours (from the Prefect API) and list those at risk.
 
@@ -781,6 +782,7 @@ def monitor(
     min_runs: Annotated[int, typer.Option(min=1, help="Fewest runs a drift check judges on.")] = 50,
     psi_limit: Annotated[float, typer.Option(min=0.0, help="Risk PSI that recommends retraining.")] = 0.25,
     json_path: Annotated[Optional[str], typer.Option("--json", help="Write all figures as one JSON object.")] = None,  # noqa: UP045
+    tag: TagOption = None,
 ) -> None:
     """Did the live warnings come true? Precision, WR, false alarms per flow and over time, drift, retrain advice."""
     import json
@@ -795,7 +797,7 @@ def monitor(
     try:
         result = monitor_store(
             store, model_dir=model_dir, now=end, since=start, drift_days=drift_days, freq=bucket,
-            min_runs=min_runs, psi_limit=psi_limit,
+            min_runs=min_runs, psi_limit=psi_limit, tags=tag,
         )
     except (ForewarnError, ValueError) as exc:
         raise _fail(exc, db) from None

@@ -186,6 +186,8 @@ class FlowRunRecord:
     forewarn_version: str | None = None
     features: dict[str, Any] = field(default_factory=dict)
     """Pre-run attributes by name without the ``feature_`` prefix, e.g. ``{"input_rows": 1200}``."""
+    tags: tuple[str, ...] = ()
+    """The run's Prefect tags, e.g. ``("etl", "nightly")``; the store keeps them sorted, without repeats."""
 
 
 PREDICTION_SOURCES: tuple[str, ...] = ("hook", "forecast")

@@ -218,28 +218,67 @@ def states(raw: pd.DataFrame, found: Problems, blank: np.ndarray, accepted: dict
     return pd.Series(values, dtype=object)
 
 
-def parse_json_objects(text: pd.Series, name: str, found: Problems) -> tuple[pd.Series, pd.Series]:
-    """JSON-object cells as dicts (``None`` when empty) and their :func:`parameters_hash`, each text once."""
+def _parse_json_cells(
+    text: pd.Series, name: str, found: Problems, noun: str, example: str, check: Callable[[Any], str | None]
+) -> tuple[np.ndarray, list[Any]]:
+    """Decode each distinct JSON cell once: the codes of the cells and the decoded value per code.
+
+    ``check(value)`` says what is wrong with a decoded value (``None``: nothing); a cell that is not JSON,
+    or that ``check`` refuses, decodes to ``None`` and is a problem naming ``name`` and showing ``example``.
+    """
     codes, uniques = pd.factorize(text, use_na_sentinel=True)
-    values: list[dict[str, Any] | None] = []
+    values: list[Any] = []
     reasons: dict[int, str] = {}
-    example = '{"batch_size": 500}'
     for code, cell in enumerate(uniques):
         try:
             value = json.loads(cell)
         except json.JSONDecodeError as exc:
-            reasons[code] = (
-                f"{name} is not valid JSON ({exc.msg} at character {exc.pos}); write an object like {example}"
-            )
+            reasons[code] = f"{name} is not valid JSON ({exc.msg} at character {exc.pos}); write {noun} like {example}"
             value = None
-        if value is not None and not isinstance(value, dict):
-            reasons[code] = f"{name} must be a JSON object, not {type(value).__name__}; write it like {example}"
+        wrong = None if value is None else check(value)
+        if wrong is not None:
+            reasons[code] = f"{name} must be {wrong}; write it like {example}"
             value = None
         values.append(value)
     found.add(np.isin(codes, list(reasons)), lambda i: reasons[int(codes[i])])
+    return codes, values
+
+
+def parse_json_objects(text: pd.Series, name: str, found: Problems) -> tuple[pd.Series, pd.Series]:
+    """JSON-object cells as dicts (``None`` when empty) and their :func:`parameters_hash`, each text once."""
+
+    def check(value: Any) -> str | None:
+        return None if isinstance(value, dict) else f"a JSON object, not {type(value).__name__}"
+
+    codes, values = _parse_json_cells(text, name, found, "an object", '{"batch_size": 500}', check)
     hashes = [parameters_hash(v) for v in values]
     parsed = np.asarray([*values, None], dtype=object)[codes]  # rows with equal text share one dict
     return pd.Series(parsed, dtype=object), pd.Series(np.asarray([*hashes, None], dtype=object)[codes], dtype=object)
+
+
+def parse_tag_lists(text: pd.Series, name: str, found: Problems) -> pd.Series:
+    """JSON-list-of-strings cells as sorted tuples without repeats (``None`` when empty), each text once.
+
+    Tuples rather than lists, so rows repeated identically still compare (and merge) as equal.
+
+    Example::
+
+        >>> found = Problems(3)
+        >>> parse_tag_lists(pd.Series(['["nightly", "etl"]', None, '"etl"']), "tags", found).tolist()
+        [('etl', 'nightly'), None, None]
+        >>> found.sorted()
+        [(4, 'tags must be a JSON list of strings, not str; write it like ["etl", "nightly"]')]
+    """
+
+    def check(value: Any) -> str | None:
+        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+            return None
+        what = "a list holding other values" if isinstance(value, list) else type(value).__name__
+        return f"a JSON list of strings, not {what}"
+
+    codes, values = _parse_json_cells(text, name, found, "a list", '["etl", "nightly"]', check)
+    tags = [None if v is None else tuple(sorted(set(v))) for v in values]
+    return pd.Series(np.asarray([*tags, None], dtype=object)[codes], dtype=object)
 
 
 def feature(raw: pd.DataFrame, name: str, valid: np.ndarray, found: Problems) -> pd.Series:

@@ -411,8 +411,8 @@ def history_to_runs_frame(
 
     Output columns: ``flow_run_id, flow_name, deployment, parameters`` (dict or None), ``parameters_hash``
     (:func:`forewarn.records.parameters_hash`), ``flow_version, scheduled_start, start_time, end_time``
-    (``datetime64[ns, UTC]``), ``state`` (a :class:`~forewarn.records.RunState` value), then the
-    ``feature_*`` columns. Text columns are object dtype with ``None`` for missing.
+    (``datetime64[ns, UTC]``), ``state`` (a :class:`~forewarn.records.RunState` value), ``tags`` (a sorted
+    tuple of strings, or None), then the ``feature_*`` columns. Text columns are object dtype with ``None`` for missing.
 
     Example::
 

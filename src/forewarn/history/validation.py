@@ -27,6 +27,7 @@ from forewarn.history._columns import (
     merge_repeats,
     optional_text,
     parse_json_objects,
+    parse_tag_lists,
     required_text,
     states,
     times,
@@ -37,7 +38,7 @@ from forewarn.records import FEATURE_PREFIX, AttemptOutcome, RunState
 RUN_REQUIRED: tuple[str, ...] = ("run_id", "flow_name", "scheduled_start", "state")
 """Columns a run-history CSV must have."""
 
-RUN_OPTIONAL: tuple[str, ...] = ("deployment", "start_time", "end_time", "parameters", "flow_version")
+RUN_OPTIONAL: tuple[str, ...] = ("deployment", "start_time", "end_time", "parameters", "flow_version", "tags")
 """Columns a run-history CSV may have, besides any number of ``feature_<name>`` columns."""
 
 ATTEMPT_REQUIRED: tuple[str, ...] = ("run_id", "task_name", "attempt", "start_time", "end_time", "state")
@@ -151,14 +152,16 @@ def check_runs(raw: pd.DataFrame, *, source: Path | str = "<DataFrame>", assume_
     ``run_id``, ``flow_name``, ``scheduled_start`` or ``state`` empty; a ``run_id`` longer than 255
     characters; a time that is not ISO-8601 or has no UTC offset (unless ``assume_utc``); an unknown state
     (:data:`RUN_STATES`); ``end_time`` before ``start_time``, or set for a ``RUNNING``/``SCHEDULED`` run;
-    ``parameters`` that are not a JSON object; a ``feature_*`` number that is not finite or too large; a
+    ``parameters`` that are not a JSON object; ``tags`` that are not a JSON list of strings; a ``feature_*``
+    number that is not finite or too large; a
     ``run_id`` repeated with different values. Rows repeated
     identically are one run.
 
     ``frame`` is a runs frame as :func:`forewarn.learning.features.build_features` and
     :meth:`~forewarn.store.telemetry.TelemetryStore.record_runs_frame` read it: ``flow_run_id, flow_name, deployment,
     parameters`` (dict or ``None``), ``parameters_hash``, ``flow_version, scheduled_start, start_time,
-    end_time`` (``datetime64[ns, UTC]``), ``state``, then the ``feature_*`` columns (numeric when every
+    end_time`` (``datetime64[ns, UTC]``), ``state``, ``tags`` (a sorted tuple of strings, or ``None``), then
+    the ``feature_*`` columns (numeric when every
     non-empty cell is a number, else text).
 
     Example::
@@ -207,6 +210,7 @@ def check_runs(raw: pd.DataFrame, *, source: Path | str = "<DataFrame>", assume_
             "start_time": start,
             "end_time": end,
             "state": state,
+            "tags": parse_tag_lists(optional_text(raw, "tags"), "tags", found),
         }
     )
     valid = ~blank & ~found.mask()

@@ -72,7 +72,9 @@ def current_flow_run_record(
 ) -> FlowRunRecord | None:
     """Describe the flow run this code runs in, as forewarn records it (None outside a flow run).
 
-    ``features`` turns the run's parameters into its pre-run attributes (``{"input_rows": 1200}``), recorded
+    The run's Prefect tags (given to the deployment, ``run_deployment(tags=...)`` or a ``prefect.tags``
+    block around the call) are recorded with it. ``features`` turns the run's parameters into its pre-run
+    attributes (``{"input_rows": 1200}``), recorded
     with the run and used by the failure-warning model like the ``feature_*`` columns of an import.
     Secret-named parameters and secrets inside strings are masked (:func:`forewarn.redaction.redact_parameters`)
     before anything is recorded; ``features`` alone gets the parameters as given.
@@ -100,6 +102,7 @@ def current_flow_run_record(
         state=RunState.RUNNING,
         forewarn_version=__version__,
         features=redact_parameters(_features(features, given), redactor),
+        tags=tuple(str(tag) for tag in run.tags or ()),
     )
 
 

@@ -6,8 +6,8 @@ and its task runs, and writes them to the store as ``flow_runs`` rows with ``sou
 ``task_attempts`` rows:
 
 * **what a run keeps**: flow name, deployment name, flow version, parameters (redacted as ``forewarn.flow``
-  redacts them: :func:`forewarn.redaction.redact_parameters`), expected start, start and end times, state.
-  Prefect's tags are not stored (the store has no column for them yet).
+  redacts them: :func:`forewarn.redaction.redact_parameters`), expected start, start and end times, state,
+  and the run's tags (``flow_runs.tags``, sorted, without repeats).
 * **task runs as attempts**: a task run that ran once is one attempt (its start to its end, its final
   state). A task run Prefect retried (``run_count > 1``) is rebuilt from its state history: each
   ``Running``/``Retrying`` state starts an attempt that ends at the next state. Prefect keeps the
@@ -258,17 +258,18 @@ def _import_page(
 
 
 def flow_run_record(run: Any, flow_name: str, deployment: str | None, redactor: Redactor) -> FlowRunRecord:
-    """A final Prefect flow run as forewarn records a run: parameters redacted, Prefect's times and state.
+    """A final Prefect flow run as forewarn records a run: parameters redacted, Prefect's times, state and tags.
 
     Example::
 
         >>> from uuid import uuid4
         >>> from prefect.client.schemas.objects import FlowRun
         >>> from prefect.states import Failed
-        >>> run = FlowRun(flow_id=uuid4(), parameters={"password": "hunter2"}, state=Failed(name="TimedOut"))
+        >>> run = FlowRun(flow_id=uuid4(), parameters={"password": "hunter2"}, state=Failed(name="TimedOut"),
+        ...               tags=["nightly", "etl"])
         >>> rec = flow_run_record(run, "etl", None, Redactor())
-        >>> rec.state, rec.parameters
-        (<RunState.TIMEDOUT: 'TIMEDOUT'>, {'password': '***'})
+        >>> rec.state, rec.parameters, rec.tags
+        (<RunState.TIMEDOUT: 'TIMEDOUT'>, {'password': '***'}, ('nightly', 'etl'))
     """
     parameters = redact_parameters(_jsonable(dict(run.parameters or {})), redactor)
     return FlowRunRecord(
@@ -282,6 +283,7 @@ def flow_run_record(run: Any, flow_name: str, deployment: str | None, redactor: 
         end_time=stdlib_time(run.end_time),
         state=final_run_state(run.state),
         host="",  # Prefect does not say where a run ran
+        tags=tuple(str(tag) for tag in run.tags or ()),
     )
 
 

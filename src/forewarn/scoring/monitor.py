@@ -17,6 +17,7 @@ Example::
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -68,11 +69,15 @@ def monitor_store(
     since: datetime | None = None,
     drift_days: float = 7.0,
     freq: str = "week",
+    tags: Sequence[str] | None = None,
     **options: Any,
 ) -> MonitorReport:
     """Monitor the runs placed in ``[since, now)`` (default: the last 28 days) against the installed model.
 
-    Drift compares the last ``drift_days`` with the model's training window. ``options`` go to
+    ``tags`` keeps only runs with any of these Prefect tags, and the predictions made for them: the scope
+    ``forewarn forecast --tag`` scores, judged on the same runs (runs stored before schema version 6 have
+    no tags, so they are left out). Drift compares the last ``drift_days`` with the model's training window.
+    ``options`` go to
     :func:`forewarn.learning.monitoring.monitor_report` (``confidence``) and on to
     :func:`~forewarn.learning.monitoring.retrain_advice` (``psi_limit``, ``min_runs``, ...).
     """
@@ -87,6 +92,9 @@ def monitor_store(
     pending = store.runs(state=["SCHEDULED", "RUNNING"])  # not started yet (no start_time) or still going
     runs = pd.concat([runs, pending[~pending["flow_run_id"].isin(runs["flow_run_id"])]], ignore_index=True)
     predictions = store.predictions(since=first - PREDICTION_LOOKBACK, until=until)
+    if tags:
+        runs = with_any_tag(runs, tags)
+        predictions = predictions.loc[predictions["flow_run_id"].isin(runs["flow_run_id"])].reset_index(drop=True)
     return monitor_report(
         predictions,
         runs,
@@ -99,4 +107,20 @@ def monitor_store(
     )
 
 
-__all__ = ["PREDICTION_LOOKBACK", "installed_reference", "monitor_store"]
+def with_any_tag(runs: pd.DataFrame, tags: Sequence[str]) -> pd.DataFrame:
+    """The rows of a :meth:`~forewarn.store.TelemetryStore.runs` frame whose ``tags`` hold any of ``tags``.
+
+    Example::
+
+        >>> runs = pd.DataFrame({"flow_run_id": ["a", "b", "c"], "tags": [["etl", "nightly"], [], ["adhoc"]]})
+        >>> with_any_tag(runs, ["nightly", "adhoc"])["flow_run_id"].tolist()
+        ['a', 'c']
+    """
+    if isinstance(tags, str):
+        raise TypeError(f"tags must be a sequence of tags, not one string: tags=[{tags!r}]")
+    wanted = set(tags)
+    keep = [not wanted.isdisjoint(run_tags) for run_tags in runs["tags"].tolist()]
+    return runs.loc[keep].reset_index(drop=True)
+
+
+__all__ = ["PREDICTION_LOOKBACK", "installed_reference", "monitor_store", "with_any_tag"]

@@ -20,7 +20,13 @@ from sqlalchemy.dialects import sqlite as sqlite_dialect
 
 from forewarn.errors import InvalidRecordError
 from forewarn.records import AttemptOutcome, RunState
-from forewarn.store._codec import encode_feature_columns, encode_parameter_column, forewarn_version, object_values
+from forewarn.store._codec import (
+    encode_feature_columns,
+    encode_parameter_column,
+    encode_tag_column,
+    forewarn_version,
+    object_values,
+)
 from forewarn.store._rows import ATTEMPT_LENGTHS, RUN_LENGTHS
 from forewarn.store.schema import flow_runs, predictions, task_attempts
 
@@ -271,7 +277,8 @@ def runs_bulk(runs: pd.DataFrame, prepared: PreparedInsert, *, source: str, sqli
     """The ``flow_runs`` values of every row of a runs frame, checked and converted a column at a time.
 
     Parameters become canonical JSON (their hash fills a missing ``parameters_hash``), the
-    ``feature_<name>`` cells each row's ``features`` JSON, and a missing ``forewarn_version`` this one's.
+    ``feature_<name>`` cells each row's ``features`` JSON, the ``tags`` lists sorted JSON lists, and a
+    missing ``forewarn_version`` this one's.
     ``source`` is written as given (the caller checks it with :func:`~forewarn.store._rows.check_source`).
     """
     import numpy as np
@@ -295,6 +302,7 @@ def runs_bulk(runs: pd.DataFrame, prepared: PreparedInsert, *, source: str, sqli
     cols["forewarn_version"] = version
     cols["source"] = np.full(n, source, dtype=object)
     cols["features"] = encode_feature_columns(runs)
+    cols["tags"] = encode_tag_column(runs)
     return bulk
 
 

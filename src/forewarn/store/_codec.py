@@ -11,7 +11,7 @@ and outcomes are checked. No SQL here: the statements live in
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -149,6 +149,58 @@ def encode_features(features: Mapping[str, Any]) -> str | None:
     return json.dumps(dict(features), sort_keys=True, default=str, ensure_ascii=False)
 
 
+TAG_LENGTH = 255
+"""The longest tag kept; a longer one is cut to it, as other names are cut to their column."""
+
+
+def encode_tags(tags: Iterable[str] | None, *, field: str = "tags") -> str | None:
+    """JSON text of a run's tags as stored: a sorted list without repeats, or ``None`` for none.
+
+    Prefect keeps tags in the order they were given and may repeat one; the store keeps the set, so equal
+    tags give equal text. Anything but a collection of strings is an :class:`InvalidRecordError` naming
+    ``field``.
+
+    Example::
+
+        >>> encode_tags(["nightly", "etl", "nightly"])
+        '["etl", "nightly"]'
+        >>> print(encode_tags(()))
+        None
+        >>> encode_tags("etl")
+        Traceback (most recent call last):
+        ...
+        forewarn.errors.InvalidRecordError: tags must be a collection of strings, not one string: use ["etl"]
+    """
+    if tags is None:
+        return None
+    if isinstance(tags, str) or not isinstance(tags, Iterable):
+        shown = f'["{tags}"]' if isinstance(tags, str) else '["etl", "nightly"]'
+        what = "one string" if isinstance(tags, str) else type(tags).__name__
+        raise InvalidRecordError(f"{field} must be a collection of strings, not {what}: use {shown}")
+    kept: set[str] = set()
+    for tag in tags:
+        if not isinstance(tag, str):
+            raise InvalidRecordError(f"{field} must hold strings only, not {type(tag).__name__} {tag!r:.80}")
+        kept.add(cut(tag, TAG_LENGTH) or "")
+    return json.dumps(sorted(kept), ensure_ascii=False) if kept else None
+
+
+def decode_tags(value: Any) -> list[str]:
+    """A stored ``tags`` value, decoded from JSON, as a list of strings (``[]`` for null).
+
+    The column is text another program may have written: anything but a list keeps no tags, and only
+    its string items are tags.
+
+    Example::
+
+        >>> decode_tags(["etl", 3]), decode_tags(None), decode_tags({"etl": 1})
+        (['etl'], [], [])
+    """
+    if not isinstance(value, list):
+        return []
+    return [tag for tag in value if isinstance(tag, str)]
+
+
 # --- whole frame columns going in -----------------------------------------------------------------------
 
 
@@ -244,6 +296,24 @@ def encode_feature_columns(runs: pd.DataFrame) -> np.ndarray:
     some = out != ""
     out[some] = "{" + out[some] + "}"
     out[~some] = None
+    return out
+
+
+def encode_tag_column(runs: pd.DataFrame) -> np.ndarray:
+    """Each row's :func:`encode_tags` text from its ``tags`` cell (a list of strings; missing: ``None``).
+
+    An absent column is all ``None``; a bad cell is an :class:`InvalidRecordError` naming its position.
+    """
+    import numpy as np
+    import pandas as pd
+
+    out = np.full(len(runs), None, dtype=object)
+    if "tags" not in runs.columns:
+        return out
+    for i, cell in enumerate(runs["tags"].tolist()):
+        if cell is None or (not isinstance(cell, (list, tuple, set, frozenset)) and pd.isna(cell)):
+            continue
+        out[i] = encode_tags(cell, field=f"runs['tags'] at position {i}")
     return out
 
 

@@ -1,8 +1,9 @@
 """Fetched rows as the readers return them: pandas DataFrames, or numpy columns for live scoring.
 
 Rows arrive with their times as the driver returns them (text on SQLite); each column is converted at
-once: times to ``datetime64[ns, UTC]``, JSON text to ``dict``/``list``, numbers and flags to their dtype,
-and the ``features`` JSON spread into ``feature_<name>`` columns. Missing strings stay ``None``.
+once: times to ``datetime64[ns, UTC]``, JSON text to ``dict``/``list`` (``tags`` always a list),
+numbers and flags to their dtype, and the ``features`` JSON spread into ``feature_<name>`` columns.
+Missing strings stay ``None``.
 """
 
 from __future__ import annotations
@@ -10,13 +11,20 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from forewarn.store._codec import TIME_COLUMNS, decode_json_cells, is_time, parse_times, with_feature_columns
+from forewarn.store._codec import (
+    TIME_COLUMNS,
+    decode_json_cells,
+    decode_tags,
+    is_time,
+    parse_times,
+    with_feature_columns,
+)
 
 if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
 
-_JSON_COLUMNS = ("parameters", "reasons", "features")
+_JSON_COLUMNS = ("parameters", "reasons", "features", "tags")
 _INTEGER_COLUMNS = ("id", "attempt")
 _FLOAT_COLUMNS = ("duration_seconds", "lead_seconds", "risk", "threshold")
 _FLAG_COLUMNS = ("used_fallback", "warned")
@@ -36,6 +44,8 @@ def rows_frame(rows: Sequence[Any], columns: Sequence[str], *, sqlite: bool) -> 
             decoded = decode_json_cells(frame[name].tolist())
             if name == "features":
                 decoded = [{} if value is None else value for value in decoded]
+            elif name == "tags":
+                decoded = [decode_tags(value) for value in decoded]
             frame[name] = pd.Series(decoded, index=frame.index, dtype=object)
         elif name in _INTEGER_COLUMNS:
             frame[name] = frame[name].astype("int64")

@@ -19,6 +19,7 @@ from forewarn.store._codec import (
     cut,
     encode_features,
     encode_parameters,
+    encode_tags,
     forewarn_version,
     outcome_value,
     state_value,
@@ -45,7 +46,7 @@ def check_source(source: str) -> None:
 
 
 def run_row(rec: FlowRunRecord, source: str) -> dict[str, Any]:
-    """The ``flow_runs`` values of ``rec``: canonical parameters JSON and hash, features JSON, this version."""
+    """The ``flow_runs`` values of ``rec``: canonical parameters JSON and hash, features and tags JSON, this version."""
     check_source(source)
     parameters, digest = encode_parameters(rec.parameters)
     n = RUN_LENGTHS
@@ -64,6 +65,7 @@ def run_row(rec: FlowRunRecord, source: str) -> dict[str, Any]:
         "forewarn_version": cut(rec.forewarn_version or forewarn_version(), n["forewarn_version"]),
         "source": source,
         "features": encode_features(rec.features),
+        "tags": encode_tags(rec.tags, field="FlowRunRecord.tags"),
     }
 
 

@@ -4,6 +4,8 @@ An entry is one of three writes the recorder makes: ``attempt`` (an :class:`Atte
 (a :class:`FlowRunRecord`) or ``run_end`` (a flow run id, final state and end time). Times are ISO 8601
 with their offset; enums are their values; flow parameters are written as the store will keep them
 (JSON values, anything else as its ``str()``), so decoding gives back the row the store would have written.
+A run's ``tags`` are written only when it has some: an entry from before schema version 6 has none, and
+decodes as a run without tags.
 
 An attempt, written once per task attempt on the task's own thread, is a JSON array of its fields in
 :data:`ATTEMPT_FIELDS` order after the word ``"attempt"``: about half the bytes of an object with its
@@ -71,6 +73,12 @@ def encode_entry(kind: str, record: AttemptRecord | FlowRunRecord | RunEnd) -> l
         # the store keeps parameters as JSON with str() for the rest: spool exactly what it will keep
         values["parameters"] = json.loads(json.dumps(values["parameters"], default=str))
         values["features"] = json.loads(json.dumps(values["features"], default=str))
+        # written only when the run has tags, so a run without them stays an entry a forewarn from
+        # before schema version 6, sharing the spool on the same host, still reads
+        if values["tags"]:
+            values["tags"] = list(values["tags"])
+        else:
+            del values["tags"]
     return {"kind": kind, "record": values}
 
 
@@ -128,6 +136,8 @@ def decode_entry(obj: Any) -> tuple[str, AttemptRecord | FlowRunRecord | RunEnd]
         values[name] = _time(values[name], kind, name)
     for name in _ENUMS.keys() & values.keys():
         values[name] = _enum(_ENUMS[name], values[name], kind, name)
+    if kind == "run_start" and "tags" in values:
+        values["tags"] = _tags(values["tags"])
     try:
         return kind, record_type(**values)
     except TypeError as exc:
@@ -199,6 +209,12 @@ def _time(value: Any, kind: str, name: str) -> datetime | None:
     if parsed.tzinfo is None:
         raise InvalidRecordError(f"a spooled {kind}.{name} must carry a UTC offset, not {value!r:.80}")
     return parsed
+
+
+def _tags(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(tag, str) for tag in value):
+        raise InvalidRecordError(f"a spooled run_start.tags must be a list of strings, not {value!r:.80}")
+    return tuple(value)
 
 
 def _enum(enum_type: Any, value: Any, kind: str, name: str) -> Any:

@@ -28,15 +28,16 @@ The versions so far:
 4. the ``circuit_breakers`` table, one row per shared circuit breaker (:func:`_v4_circuit_breakers`).
 5. ``task_attempts.replica`` and ``task_attempts.provider`` (nullable) for redundant and failover calls
    (:func:`_v5_replica_and_provider`).
+6. ``flow_runs.tags`` (JSON text list, nullable), the run's Prefect tags (:func:`_v6_flow_run_tags`).
 
-Adding schema version 6 means: change the tables in :mod:`forewarn.store.schema`, set ``SCHEMA_VERSION = 6``
-and append a step that turns a version-5 store into a version-6 one::
+Adding schema version 7 means: change the tables in :mod:`forewarn.store.schema`, set ``SCHEMA_VERSION = 7``
+and append a step that turns a version-6 store into a version-7 one::
 
-    def _v6_add_queue_column(op: Operations) -> None:
+    def _v7_add_queue_column(op: Operations) -> None:
         with op.batch_alter_table("task_attempts") as batch:
             batch.add_column(sa.Column("queue", sa.String(255)))
 
-    MIGRATIONS = [..., (5, _v5_replica_and_provider), (6, _v6_add_queue_column)]
+    MIGRATIONS = [..., (6, _v6_flow_run_tags), (7, _v7_add_queue_column)]
 
 A step must only use ``op`` and spell out the columns it creates (never import the current tables: they
 describe the newest schema, not the one the step starts from). A test compares a migrated store with a
@@ -48,7 +49,7 @@ Example::
     >>> engine = sa.create_engine("sqlite://", isolation_level="AUTOCOMMIT")
     >>> with engine.connect() as conn:
     ...     ensure_schema(conn, url="sqlite://"), read_version(conn)
-    (5, 5)
+    (6, 6)
 """
 
 from __future__ import annotations
@@ -122,15 +123,11 @@ def _v4_circuit_breakers(op: Operations) -> None:
         sa.Column("name", sa.String(255), nullable=False),
         sa.Column("state", sa.String(16), nullable=False, comment="closed | open | half_open"),
         sa.Column("since", sa.Float, comment="clock seconds of the last transition; null: never"),
-        sa.Column(
-            "trials", sa.Integer, nullable=False, comment="trial calls let through in this half-open period"
-        ),
+        sa.Column("trials", sa.Integer, nullable=False, comment="trial calls let through in this half-open period"),
         sa.Column("trial_successes", sa.Integer, nullable=False),
         sa.Column("trial_at", sa.Float, comment="clock seconds the last trial was let through; null: never"),
         sa.Column("outcomes", sa.Text, nullable=False, comment="count window: one character (SFsf) per call"),
-        sa.Column(
-            "buckets", sa.Text, nullable=False, comment="time window: JSON [[index, calls, failures, slow]]"
-        ),
+        sa.Column("buckets", sa.Text, nullable=False, comment="time window: JSON [[index, calls, failures, slow]]"),
         sa.Column("version", sa.BigInteger, nullable=False, comment="one more with every change"),
         sa.Column("updated_at", schema.UTCDateTime, nullable=False),
         sa.PrimaryKeyConstraint("name", name="pk_circuit_breakers"),
@@ -149,11 +146,24 @@ def _v5_replica_and_provider(op: Operations) -> None:
         batch.add_column(sa.Column("provider", sa.String(255), comment="the failover provider that served the attempt"))
 
 
+def _v6_flow_run_tags(op: Operations) -> None:
+    """Version 5 → 6: ``flow_runs.tags``, a JSON list of the run's Prefect tags, nullable, added last.
+
+    Existing rows keep null (no tags known): runs recorded or imported before version 6 were stored
+    without them; ``forewarn import-prefect`` skips runs the store already holds, so it does not fill them in.
+    """
+    with op.batch_alter_table("flow_runs") as batch:
+        batch.add_column(
+            sa.Column("tags", sa.Text, comment="JSON list of the run's Prefect tags, sorted; null: none known")
+        )
+
+
 MIGRATIONS: list[tuple[int, Migration]] = [
     (2, _v2_features_and_predictions),
     (3, _v3_attempt_wait_seconds),
     (4, _v4_circuit_breakers),
     (5, _v5_replica_and_provider),
+    (6, _v6_flow_run_tags),
 ]
 """Ordered upgrade steps ``(n, step)``; ``step`` turns a version ``n - 1`` store into version ``n``."""
 

@@ -8,6 +8,7 @@ Schema version :data:`SCHEMA_VERSION` (stored in ``forewarn_meta``; see :mod:`fo
     One row per flow run, written when the run starts and updated when it ends. ``parameters`` is JSON
     text. ``source`` is ``forewarn`` (recorded live) or ``import`` (loaded from another scheduler's
     history). ``features`` (version 2) is a JSON object of the run's pre-run attributes, or null.
+    ``tags`` (version 6) is a JSON list of the run's Prefect tags (sorted, no repeats), or null for none.
 ``task_attempts``
     One row per attempt of a task run (and one for its fallback call), unique on
     ``(task_run_id, attempt)``. ``replica`` (version 3) numbers the redundant copies of a hedged or
@@ -45,7 +46,7 @@ from sqlalchemy.engine import Dialect
 
 from forewarn.errors import InvalidRecordError
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 """The schema this forewarn writes and reads. Bump it together with a step in ``migrations.MIGRATIONS``."""
 
 ID_LENGTH = 255
@@ -148,6 +149,8 @@ flow_runs = sa.Table(
     sa.Column("source", sa.String(16), nullable=False, server_default="forewarn"),
     # version 2; last, where the migration's ADD COLUMN puts it
     sa.Column("features", sa.Text, comment="JSON object of pre-run feature_<name> attributes, names unprefixed"),
+    # version 6; last, where the migration's ADD COLUMN puts it
+    sa.Column("tags", sa.Text, comment="JSON list of the run's Prefect tags, sorted; null: none known"),
     # "last N runs of flow F that ended before T": equality on flow_name, range + order on end_time.
     sa.Index(None, "flow_name", "end_time"),
     # "recent failures across all flows": state IN (failure states) and a range on end_time.

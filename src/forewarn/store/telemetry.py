@@ -212,7 +212,8 @@ class TelemetryStore:
         Writing the same record twice leaves one row (a flow retried by Prefect keeps its id and starts
         again as ``RUNNING``). ``parameters`` are stored as canonical JSON; a missing ``parameters_hash``
         is filled with :func:`~forewarn.records.parameters_hash` and a missing ``forewarn_version`` with
-        this forewarn's. ``features`` are stored as a JSON object (null when empty). ``source`` is
+        this forewarn's. ``features`` are stored as a JSON object (null when empty), ``tags`` as a sorted JSON list
+        (null when none). ``source`` is
         ``"forewarn"`` for live runs or ``"import"`` for imported history.
 
         Example::
@@ -331,7 +332,8 @@ class TelemetryStore:
         required; ``deployment``, ``parameters`` (dicts, or ``None`` for none), ``parameters_hash`` (filled
         in from ``parameters`` where missing, as :meth:`record_flow_run_start` does),
         ``flow_version``, ``scheduled_start``, ``start_time``, ``end_time`` (timezone-aware),
-        ``host``, ``forewarn_version`` and any ``feature_<name>`` columns are optional. Each row's
+        ``host``, ``forewarn_version``, ``tags`` (lists of strings, or ``None``) and any ``feature_<name>`` columns
+        are optional. Each row's
         non-missing ``feature_*`` values become its ``features`` JSON object. Values are checked and
         converted a column at a time; either every row is written or none (a failure rolls back).
         ``progress(done, total)`` is called before the first chunk and after each one. Returns the number of
@@ -508,6 +510,7 @@ class TelemetryStore:
             atomic=True,
             bounded=True,
         )
+
     def known_ids(self, table: str, ids: Iterable[str], *, chunk: int = 500) -> set[str]:
         """Which of ``ids`` the store already holds: run ids (``table="flow_runs"``) or task run ids
         (``"task_attempts"``). Asked ``chunk`` ids per query.
@@ -585,7 +588,8 @@ class TelemetryStore:
         really began; ``scheduled_start`` is empty for ad-hoc runs). Runs that never started have no
         ``start_time``: they are only returned without ``since``/``until``, and sort last. ``flow_name``
         and ``state`` take one value or a list. ``limit`` keeps the ``limit`` most recent runs. Times are
-        ``datetime64[ns, UTC]``, ``parameters`` and ``features`` are ``dict``; a run still going (or killed)
+        ``datetime64[ns, UTC]``, ``parameters`` and ``features`` are ``dict``, ``tags`` a sorted ``list`` of strings
+        (empty for none, and for runs stored before schema version 6); a run still going (or killed)
         has state ``RUNNING`` and no ``end_time``.
 
         Each pre-run feature found in the selected rows' ``features`` becomes a ``feature_<name>`` column after
@@ -599,11 +603,12 @@ class TelemetryStore:
             >>> store = TelemetryStore("sqlite://")
             >>> t0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
             >>> store.record_flow_run_start(FlowRunRecord("f1", "etl", t0, features={"input_rows": 1200}))
-            >>> store.record_flow_run_start(FlowRunRecord("f2", "etl", t0, features={"source_system": "sap"}))
-            >>> store.runs().iloc[:, -3:]
-                               features  feature_input_rows feature_source_system
-            0      {'input_rows': 1200}              1200.0                  None
-            1  {'source_system': 'sap'}                 NaN                   sap
+            >>> store.record_flow_run_start(FlowRunRecord("f2", "etl", t0, features={"source_system": "sap"},
+            ...                                           tags=("nightly", "etl")))
+            >>> store.runs()[["features", "tags", "feature_input_rows", "feature_source_system"]]
+                               features            tags  feature_input_rows feature_source_system
+            0      {'input_rows': 1200}              []              1200.0                  None
+            1  {'source_system': 'sap'}  [etl, nightly]                 NaN                   sap
         """
         stmt = runs_query(flow_name=flow_name, since=since, until=until, state=state, limit=limit)
         return self._select_frame(stmt, RUN_COLUMNS, "runs", newest_first=limit is not None)
