@@ -27,6 +27,7 @@ from typing import Any
 
 import pytest
 
+from forewarn.errors import StoreError
 from forewarn.store.telemetry import TelemetryStore
 from prefect_server import PrefectServer
 
@@ -120,6 +121,8 @@ def test_deploy_all_then_the_worker_runs_orders_with_telemetry_in_the_configured
     run_id = found.group(1)
     run = _wait_terminal(server, run_id)
     assert run["state_type"] == "COMPLETED", server.logs()
+    # Prefect marks the run COMPLETED before its process has drained its spool into the store at exit
+    _wait_until(lambda: _stored_state(store_url, run_id) == "COMPLETED", server, "the run's final state in the store")
 
     with TelemetryStore(store_url, create=False) as store:
         runs = store.runs()
@@ -173,7 +176,12 @@ def test_deploy_all_then_the_worker_runs_orders_with_telemetry_in_the_configured
 
 
 def _stored_state(store_url: str, run_id: str) -> str | None:
-    with TelemetryStore(store_url, create=False) as store:
+    """The run's state in the store, or None while it (or the store's file) is not there yet."""
+    try:
+        store = TelemetryStore(store_url, create=False)
+    except StoreError:  # the first record creates the SQLite file
+        return None
+    with store:
         runs = store.runs()
     mine = runs[runs["flow_run_id"].astype(str) == run_id]
     return None if mine.empty else str(mine.iloc[0]["state"])
