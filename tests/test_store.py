@@ -1596,3 +1596,25 @@ class TestHistory:
         store.record_attempt(AttemptRecord(run().flow_run_id, "t", "step", 1, t0, t0, AttemptOutcome.SUCCESS))
         _, attempts = store.history()
         assert attempts is not None and list(attempts["task_run_id"]) == ["t"]
+
+
+class TestConcurrentCreation:
+    def test_a_store_committed_between_the_two_first_reads_is_not_called_foreign(
+        self, store_url: str, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Another opener commits the new store (tables and version at once) right after this one read no
+        version: its tables are then visible, and the store is opened, not refused as another application's."""
+        TelemetryStore(store_url).close()  # the other opener's committed store
+        real = migrations.read_version
+        calls: list[int] = []
+
+        def first_read_before_the_commit(conn: sa.Connection, *, url: str = "") -> int | None:
+            calls.append(1)
+            return None if len(calls) == 1 else real(conn, url=url)
+
+        monkeypatch.setattr(migrations, "read_version", first_read_before_the_commit)
+        engine = sa.create_engine(store_url, isolation_level="AUTOCOMMIT")
+        with engine.connect() as conn:
+            assert migrations.ensure_schema(conn, url="the store") == schema.SCHEMA_VERSION
+        engine.dispose()
+        assert len(calls) == 2

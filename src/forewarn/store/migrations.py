@@ -329,7 +329,16 @@ def ensure_schema(
     version = read_version(conn, url=url)  # fast path: an up-to-date store takes no lock
     if version == target:
         return version
-    check_openable(version, _foreign_if_unversioned(conn, version), url=url, create=create, target=target)
+    foreign = _foreign_if_unversioned(conn, version)
+    if foreign and version is None:
+        # Another opener may have committed a new store (its tables and its version in one transaction)
+        # between the two reads above: its tables are visible now, so its version is too. Read it again
+        # before calling the database another application's.
+        version = read_version(conn, url=url)
+        if version == target:
+            return version
+        foreign = _foreign_if_unversioned(conn, version)
+    check_openable(version, foreign, url=url, create=create, target=target)
     steps = check_migrations(MIGRATIONS if migrations is None else migrations, target)
     with write_transaction(conn):
         if conn.dialect.name == "postgresql":
