@@ -146,9 +146,23 @@ def _runner(address: str) -> Any:
     return DaskTaskRunner(address=address)
 
 
-def _attempts(url: str, flow_run_id: str) -> Any:
-    with TelemetryStore(url, create=False) as store:
-        return store.attempts(flow_run_id=flow_run_id)
+def _attempts(url: str, flow_run_id: str, settle_seconds: float = 2.0, most_seconds: float = 60.0) -> Any:
+    """The run's attempt rows once the Dask workers' spools have drained them.
+
+    A Dask worker process outlives the flow run, and its spool drainer lingers up to 0.5 s before it
+    writes: read until the rows stop changing for ``settle_seconds`` (the workers' processes are real).
+    """
+    import time
+
+    deadline, last, since = time.monotonic() + most_seconds, -1, time.monotonic()
+    while True:
+        with TelemetryStore(url, create=False) as store:
+            rows = store.attempts(flow_run_id=flow_run_id)
+        if len(rows) != last:
+            last, since = len(rows), time.monotonic()
+        elif time.monotonic() - since >= settle_seconds or time.monotonic() > deadline:
+            return rows
+        time.sleep(0.2)
 
 
 class TestShipping:
