@@ -82,26 +82,7 @@ def test_deploy_all_then_the_worker_runs_orders_with_telemetry_in_the_configured
 ) -> None:
     """The README's sequence: pool, deploy --all (FOREWARN_* set at deploy time), worker, run; telemetry lands."""
     store_url = f"sqlite:///{tmp_path / 'team-store.db'}"
-    deploy_env = {
-        "FOREWARN_DB_URL": store_url,
-        "FOREWARN_MODEL_DIR": str(tmp_path / "team-models"),
-        "FOREWARN_MODEL_KEY_FILE": str(tmp_path / "team-model.key"),
-    }
-    server.run(["work-pool", "create", "forewarn", "--type", "process"])
-    server.run(["--no-prompt", "deploy", "--all"], cwd=ROOT, env=deploy_env)
-
-    worker_home = tmp_path / "worker-home"  # the worker's defaults would land here, not in the team store
-    worker_home.mkdir()
-    server.spawn(
-        ["worker", "start", "--pool", "forewarn", "--type", "process"],
-        name="worker",
-        env={
-            "HOME": str(worker_home),
-            "XDG_DATA_HOME": str(worker_home / "data"),
-            "XDG_CACHE_HOME": str(worker_home / "cache"),
-            "PYTHONPATH": os.environ.get("PYTHONPATH", ""),
-        },
-    )
+    worker_home = _deploy_all_and_start_a_worker(server, tmp_path, store_url)
 
     created = server.run(
         [
@@ -175,6 +156,34 @@ def test_deploy_all_then_the_worker_runs_orders_with_telemetry_in_the_configured
     }
 
 
+def _deploy_all_and_start_a_worker(server: PrefectServer, tmp_path: Path, store_url: str) -> Path:
+    """The README's sequence: the pool, ``prefect deploy --all`` with the team's FOREWARN_* set, a worker.
+
+    The worker has no FOREWARN_* variable and a HOME of its own (returned): its defaults would land there,
+    so a run finds the team store and model directory only through prefect.yaml's job variables.
+    """
+    deploy_env = {
+        "FOREWARN_DB_URL": store_url,
+        "FOREWARN_MODEL_DIR": str(tmp_path / "team-models"),
+        "FOREWARN_MODEL_KEY_FILE": str(tmp_path / "team-model.key"),
+    }
+    server.run(["work-pool", "create", "forewarn", "--type", "process"])
+    server.run(["--no-prompt", "deploy", "--all"], cwd=ROOT, env=deploy_env)
+    worker_home = tmp_path / "worker-home"
+    worker_home.mkdir()
+    server.spawn(
+        ["worker", "start", "--pool", "forewarn", "--type", "process"],
+        name="worker",
+        env={
+            "HOME": str(worker_home),
+            "XDG_DATA_HOME": str(worker_home / "data"),
+            "XDG_CACHE_HOME": str(worker_home / "cache"),
+            "PYTHONPATH": os.environ.get("PYTHONPATH", ""),
+        },
+    )
+    return worker_home
+
+
 def _stored_state(store_url: str, run_id: str) -> str | None:
     """The run's state in the store, or None while it (or the store's file) is not there yet."""
     try:
@@ -214,11 +223,6 @@ def test_the_deployed_forecast_warns_once_per_scheduled_run(server: PrefectServe
     from forewarn.history.simulate import simulate_history
 
     store_url = f"sqlite:///{tmp_path / 'team-store.db'}"
-    deploy_env = {
-        "FOREWARN_DB_URL": store_url,
-        "FOREWARN_MODEL_DIR": str(tmp_path / "team-models"),
-        "FOREWARN_MODEL_KEY_FILE": str(tmp_path / "team-model.key"),
-    }
     now = datetime.now(timezone.utc).replace(microsecond=0)
     history = simulate_history(4_000, seed=3)
     hours = pd.date_range(end=now - timedelta(hours=1), periods=40, freq="h")
@@ -237,20 +241,7 @@ def test_the_deployed_forecast_warns_once_per_scheduled_run(server: PrefectServe
     with TelemetryStore(store_url) as store:
         import_runs(store, csv)
 
-    server.run(["work-pool", "create", "forewarn", "--type", "process"])
-    server.run(["--no-prompt", "deploy", "--all"], cwd=ROOT, env=deploy_env)
-    worker_home = tmp_path / "worker-home"
-    worker_home.mkdir()
-    server.spawn(
-        ["worker", "start", "--pool", "forewarn", "--type", "process"],
-        name="worker",
-        env={
-            "HOME": str(worker_home),
-            "XDG_DATA_HOME": str(worker_home / "data"),
-            "XDG_CACHE_HOME": str(worker_home / "cache"),
-            "PYTHONPATH": os.environ.get("PYTHONPATH", ""),
-        },
-    )
+    _deploy_all_and_start_a_worker(server, tmp_path, store_url)
     trained = _wait_terminal(server, _run_deployment(server, "train-failure-model", {"import_prefect": False}))
     assert trained["state_type"] == "COMPLETED", server.logs()
     assert (tmp_path / "team-models" / "latest.json").exists(), server.logs()
