@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import time
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -95,6 +96,24 @@ class TestTaskOptions:
         assert step.fn() == "ok"
         assert waits == [1.0]
         assert store().attempts().empty
+
+
+    def test_arguments_bind_as_they_would_to_the_function(self) -> None:
+        """The wrapper carries fn's signature (computed once); positional, defaulted and keyword-only bind."""
+
+        def add(a: int, b: int = 2, *args: int, c: int = 3, **extra: int) -> tuple[Any, ...]:
+            return a, b, args, c, extra
+
+        task = forewarn.task(add)
+
+        @prefect.flow
+        def calls() -> list[tuple[Any, ...]]:
+            return [task(1), task(1, 5), task(1, 5, 6, 7, c=8, d=9), task(a=1, c=4)]
+
+        assert inspect.signature(task.fn) == inspect.signature(add)
+        assert calls() == [(1, 2, (), 3, {}), (1, 5, (), 3, {}), (1, 5, (6, 7), 8, {"d": 9}), (1, 2, (), 4, {})]
+        with pytest.raises(TypeError):
+            task.fn(1, 2, b=3)
 
 
 class TestFlowTelemetry:

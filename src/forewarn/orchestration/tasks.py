@@ -395,6 +395,10 @@ def task(
 
             wrapped = sync_call
 
+        # Prefect reads the task function's signature three times per call (binding the call, rebuilding
+        # args); the wrapper's is fn's and never changes, so it is computed once here. inspect stops at
+        # ``__signature__`` before following ``__wrapped__`` (kept: Prefect hashes fn's source through it).
+        wrapped.__signature__ = inspect.signature(fn)  # type: ignore[attr-defined]
         # forewarn enforces timeout_seconds per attempt; Prefect's whole-run timeout stays off.
         prefect_task: prefect.Task[..., Any] = prefect.task(**prefect_options)(wrapped)
         if compensate is not None:  # Prefect runs it when an enclosing transaction rolls back
