@@ -211,6 +211,10 @@ def reference(
         "flow_gap_ratio": since_end / gap if has_gap else 1.0,
         "flow_failure_gap_ratio": hours / gap if has_gap and hours < lh else 1.0,
         "flow_runs_ended_hour": int((mine["known"] >= c - H).sum()),
+        "flow_failure_rate_window": (int(mfail[mlab["known"] >= c - W].sum()) + k * smoothed)
+        / (int((mlab["known"] >= c - W).sum()) + k)
+        if int((mlab["known"] >= c - W).sum()) + k > 0
+        else smoothed,
     }
     relative = {}
     for column in [n for n in history.columns if n.startswith("feature_") and history[n].dtype.kind in "if"]:
@@ -717,13 +721,19 @@ class TestOutput:
                 ("", "runs_seen"),
                 ("", "failure_rate_window"),
                 ("", "last_ended_failed"),
+                ("", "failure_rate_recent"),
                 ("flow_", "failure_rate_smoothed"),
                 ("flow_", "runs_seen"),
             ]
         ]
-        same_job = [
-            f"same_job_{s}" for s in ("failure_rate_smoothed", "runs_seen", "failure_rate_window", "last_ended_failed")
-        ]
+        kinds = (
+            "failure_rate_smoothed",
+            "runs_seen",
+            "failure_rate_window",
+            "last_ended_failed",
+            "failure_rate_recent",
+        )
+        same_job = [f"same_job_{kind}" for kind in kinds]
         assert list(out.columns) == [*ENGINEERED, *passthrough, *history, *same_job, "input_rows_to_flow_usual"]
 
     def test_dtypes(self, simulated: tuple[pd.DataFrame, pd.DataFrame]) -> None:
@@ -734,11 +744,11 @@ class TestOutput:
         history = [
             c
             for c in out.columns
-            if c.endswith(("_failure_rate_smoothed", "_runs_seen", "_window", "_failed", "_to_flow_usual"))
+            if c.endswith(("_failure_rate_smoothed", "_runs_seen", "_window", "_failed", "_recent", "_to_flow_usual"))
         ]
         history = [c for c in history if c not in NUMERIC_FEATURES]
         assert spec.numeric == (*NUMERIC_FEATURES, "feature_input_rows", *history)
-        assert len(history) == 29  # 6 each for hour, input_rows, source_system, triggered_by; same_job; input_rows
+        assert len(history) == 34  # 7 each for hour, input_rows, source_system, triggered_by; 5 same_job; input_rows
         assert spec.categorical == (*CATEGORICAL_FEATURES, "feature_source_system", "feature_triggered_by")
         assert (out[list(spec.numeric)].dtypes == np.float64).all()
         assert all(dtype == np.dtype(object) for dtype in out[list(spec.categorical)].dtypes)
@@ -778,7 +788,13 @@ class TestOutput:
         """No targets give an empty frame with the same columns and dtypes."""
         targets = frame(run("t", "etl", 1, rows=3)).iloc[:0]
         out = build_features(targets)
-        hour = ["hour_failure_rate_smoothed", "hour_runs_seen", "hour_failure_rate_window", "hour_last_ended_failed"]
+        hour = [
+            "hour_failure_rate_smoothed",
+            "hour_runs_seen",
+            "hour_failure_rate_window",
+            "hour_last_ended_failed",
+            "hour_failure_rate_recent",
+        ]
         rows = [c.replace("hour", "rows") for c in hour]
         flows = [
             ["flow_hour_failure_rate_smoothed", "flow_hour_runs_seen"],
@@ -985,11 +1001,14 @@ class TestCadenceAndRelative:
         "flow_gap_ratio",
         "flow_failure_gap_ratio",
         "flow_runs_ended_hour",
+        "flow_failure_rate_window",
         "procs_to_flow_usual",
         "same_job_failure_rate_smoothed",
         "same_job_runs_seen",
         "same_job_failure_rate_window",
         "same_job_last_ended_failed",
+        "same_job_failure_rate_recent",
+        "user_failure_rate_recent",
         "flow_user_runs_seen",
         "flow_procs_runs_seen",
     )
@@ -1050,11 +1069,14 @@ flow_hours_since_end | 0.0333 | 2.0 | this flow's last run ended 2 min before th
 flow_gap_ratio | 0.011 | 1.0 | due 2 min after this flow's last run ended, 0.011x the usual gap between its runs (3.0 h)
 flow_usual_gap_hours | 3.0 | 24.0 | this flow's recent runs ended 3.0 h apart on average (usual 24.0 h)
 flow_runs_ended_hour | 3.0 | 0.0 | 3 runs of this flow ended in the hour before this one (usual 0)
+flow_failure_rate_window | 0.6 | 0.1 | this flow's runs failed 60% in the recent window, smoothed (usual 10%)
 procs_to_flow_usual | 4.0 | 1.0 | procs 64, 4x the mean of this flow's recent runs (16)
 user_failure_rate_smoothed | 0.4 | 0.1 | runs with user u12 failed 40% of 25 past runs, smoothed (usual 10%)
 user_runs_seen | 25.0 | 40.0 | 25 past runs of any flow with user u12 (usual 40)
 user_failure_rate_window | 0.6 | 0.2 | runs with user u12 failed 60% in the recent window, smoothed (usual 20%)
 user_last_ended_failed | 1.0 | 0.0 | the last run with user u12 failed
+user_failure_rate_recent | 0.5 | 0.2 | the most recent runs with user u12 failed 50%, smoothed (usual 20%)
+same_job_failure_rate_recent | 0.5 | 0.2 | this flow's most recent runs with the same attributes as this run failed 50%, smoothed (usual 20%)
 flow_user_failure_rate_smoothed | 0.5 | 0.1 | this flow failed 50% of its 4 past runs with user u12, smoothed (usual 10%)
 flow_user_runs_seen | 4.0 | 9.0 | 4 past runs of this flow with user u12 (usual 9)
 hour_failure_rate_smoothed | 0.3 | 0.2 | runs with a scheduled hour of 14:00-15:00 UTC failed 30% of 9 past runs, smoothed (usual 20%)

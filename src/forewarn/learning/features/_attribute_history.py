@@ -103,7 +103,14 @@ def attribute_history_names(targets: pd.DataFrame) -> list[str]:
     return [column for name in names for column in _names(name)] + same_job
 
 
-_SUFFIXES = ("_failure_rate_smoothed", "_runs_seen", "_failure_rate_window", "_last_ended_failed", "_to_flow_usual")
+_SUFFIXES = (
+    "_failure_rate_smoothed",
+    "_runs_seen",
+    "_failure_rate_window",
+    "_last_ended_failed",
+    "_failure_rate_recent",
+    "_to_flow_usual",
+)
 
 
 def is_attribute_history_feature(name: str) -> bool:
@@ -142,12 +149,13 @@ def attribute_of(name: str, row: Mapping[str, Any]) -> tuple[str, str, bool] | N
 _PAIR_SUFFIXES = ("_failure_rate_smoothed", "_runs_seen")
 
 
-def _names(name: str) -> tuple[str, str, str, str, str, str]:
+def _names(name: str) -> tuple[str, str, str, str, str, str, str]:
     return (
         f"{name}_failure_rate_smoothed",
         f"{name}_runs_seen",
         f"{name}_failure_rate_window",
         f"{name}_last_ended_failed",
+        f"{name}_failure_rate_recent",
         f"flow_{name}_failure_rate_smoothed",
         f"flow_{name}_runs_seen",
     )
@@ -163,6 +171,9 @@ class _Counts:
     recent_runs: np.ndarray
     recent_fails: np.ndarray
     last_failed: np.ndarray
+    last_runs: np.ndarray
+    """Labelled runs among the last ``recent_runs`` of them in the lookback."""
+    last_fails: np.ndarray
 
 
 class _Counter:
@@ -183,6 +194,7 @@ class _Counter:
         start = grouped.before(target_key, self.since)
         recent = grouped.before(target_key, self.recent_since)
         end = grouped.before(target_key, self.targets.cutoff)
+        last_runs = np.minimum(end - start, self.config.recent_runs)
         last_failed = np.where(end > start, failed[np.maximum(end - 1, 0)] if len(failed) else False, False)
         return _Counts(
             runs=end - start,
@@ -190,6 +202,8 @@ class _Counter:
             recent_runs=end - recent,
             recent_fails=failures[end] - failures[recent],
             last_failed=last_failed.astype(np.float64),
+            last_runs=last_runs,
+            last_fails=failures[end] - failures[end - last_runs],
         )
 
     def columns(
@@ -203,13 +217,13 @@ class _Counter:
     ) -> list[tuple[str, np.ndarray]]:
         k = self.config.prior_strength
         names = _names(name)
-        out = self._value_columns(names[:4], history, target, global_rate)
+        out = self._value_columns(names[:5], history, target, global_rate)
         pair_history = np.where(history >= 0, self.visible.flow * size + history, -1)
         pair = self._counts(pair_history, self.targets.flow * size + target)
         return [
             *out,
-            (names[4], _smoothed(pair.fails, pair.runs, flow_rate, k)),
-            (names[5], pair.runs.astype(np.float64)),
+            (names[5], _smoothed(pair.fails, pair.runs, flow_rate, k)),
+            (names[6], pair.runs.astype(np.float64)),
         ]
 
     def same_job_columns(
@@ -224,22 +238,24 @@ class _Counter:
         """Rate (smoothed toward ``prior``), runs, window rate and last outcome of the runs sharing a value."""
         k = self.config.prior_strength
         value = self._counts(history, target)
-        rate, seen, recent, last = names
+        rate, seen, recent, last, last_runs = names
         value_rate = _smoothed(value.fails, value.runs, prior, k)
         return [
             (rate, value_rate),
             (seen, value.runs.astype(np.float64)),
             (recent, _smoothed(value.recent_fails, value.recent_runs, value_rate, k)),
             (last, value.last_failed),
+            (last_runs, _smoothed(value.last_fails, value.last_runs, value_rate, k)),
         ]
 
 
-def _same_job_names() -> tuple[str, str, str, str]:
+def _same_job_names() -> tuple[str, str, str, str, str]:
     return (
         f"{SAME_JOB}_failure_rate_smoothed",
         f"{SAME_JOB}_runs_seen",
         f"{SAME_JOB}_failure_rate_window",
         f"{SAME_JOB}_last_ended_failed",
+        f"{SAME_JOB}_failure_rate_recent",
     )
 
 

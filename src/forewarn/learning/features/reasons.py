@@ -188,6 +188,11 @@ _FLOW_CADENCE: dict[str, Phrase] = {
         )
     ),
     "flow_failure_gap_ratio": _after_failure,
+    "flow_failure_rate_window": lambda v, u, row: (
+        "no history for this flow yet"
+        if _seen(row, "flow_runs_seen") == 0
+        else f"this flow's runs failed {_pct(v)} in the recent window, smoothed (usual {_pct(u)})"
+    ),
     "flow_runs_ended_hour": lambda v, u, row: (
         f"{_num(v)} runs of this flow ended in the hour before this one (usual {_num(u)})"
     ),
@@ -238,9 +243,12 @@ def _attribute_phrase(found: tuple[str, str, bool], value: Any, usual: Any, row:
         done = "failed" if float(value) >= 0.5 else "did not fail"
         return f"the last run {'of this flow ' if mine else ''}with {subject} {done}"
     smoothed = f"smoothed (usual {_pct(usual)})"
+    who = "this flow's runs" if mine else "runs"
     if suffix == "_failure_rate_window":
-        who = "this flow's runs" if mine else "runs"
         return f"{who} with {subject} failed {_pct(value)} in the recent window, {smoothed}"
+    if suffix == "_failure_rate_recent":
+        latest = "this flow's most recent runs" if mine else "the most recent runs"
+        return f"{latest} with {subject} failed {_pct(value)}, {smoothed}"
     if mine:
         return f"this flow failed {_pct(value)} of its {_num(runs)} past runs with {subject}, {smoothed}"
     return f"runs with {subject} failed {_pct(value)} of {_num(runs)} past runs, {smoothed}"
