@@ -211,10 +211,6 @@ def reference(
         "flow_gap_ratio": since_end / gap if has_gap else 1.0,
         "flow_failure_gap_ratio": hours / gap if has_gap and hours < lh else 1.0,
         "flow_runs_ended_hour": int((mine["known"] >= c - H).sum()),
-        "flow_failure_rate_window": (int(mfail[mlab["known"] >= c - W].sum()) + k * smoothed)
-        / (int((mlab["known"] >= c - W).sum()) + k)
-        if int((mlab["known"] >= c - W).sum()) + k > 0
-        else smoothed,
     }
     relative = {}
     for column in [n for n in history.columns if n.startswith("feature_") and history[n].dtype.kind in "if"]:
@@ -1001,7 +997,6 @@ class TestCadenceAndRelative:
         "flow_gap_ratio",
         "flow_failure_gap_ratio",
         "flow_runs_ended_hour",
-        "flow_failure_rate_window",
         "procs_to_flow_usual",
         "same_job_failure_rate_smoothed",
         "same_job_runs_seen",
@@ -1069,7 +1064,6 @@ flow_hours_since_end | 0.0333 | 2.0 | this flow's last run ended 2 min before th
 flow_gap_ratio | 0.011 | 1.0 | due 2 min after this flow's last run ended, 0.011x the usual gap between its runs (3.0 h)
 flow_usual_gap_hours | 3.0 | 24.0 | this flow's recent runs ended 3.0 h apart on average (usual 24.0 h)
 flow_runs_ended_hour | 3.0 | 0.0 | 3 runs of this flow ended in the hour before this one (usual 0)
-flow_failure_rate_window | 0.6 | 0.1 | this flow's runs failed 60% in the recent window, smoothed (usual 10%)
 procs_to_flow_usual | 4.0 | 1.0 | procs 64, 4x the mean of this flow's recent runs (16)
 user_failure_rate_smoothed | 0.4 | 0.1 | runs with user u12 failed 40% of 25 past runs, smoothed (usual 10%)
 user_runs_seen | 25.0 | 40.0 | 25 past runs of any flow with user u12 (usual 40)

@@ -33,19 +33,10 @@ RELATIVE_SUFFIX = "_to_flow_usual"
 
 
 def cadence_features(
-    windows: FlowWindows,
-    targets: Targets,
-    hours_since_failure: np.ndarray,
-    flow_rate: np.ndarray,
-    config: FeatureConfig,
+    windows: FlowWindows, targets: Targets, hours_since_failure: np.ndarray, config: FeatureConfig
 ) -> dict[str, np.ndarray]:
-    """The cadence features of the target's flow; ``hours_since_failure`` is ``flow_hours_since_failure``,
-    ``flow_rate`` the flow's smoothed failure rate (the prior of its window rate)."""
+    """The cadence features of the target's flow; ``hours_since_failure`` is ``flow_hours_since_failure``."""
     visible, order = windows.visible, windows.order
-    labelled_before = cumulative(visible.labelled[order])
-    window_labelled = labelled_before[windows.end] - labelled_before[windows.window_start]
-    window_failures = windows.failures_since(windows.window_start)
-    k = float(config.prior_strength)
     known = visible.known[order]
     lookback_hours = timedelta_ns(config.lookback) / HOUR
     count = windows.run_count
@@ -66,7 +57,6 @@ def cadence_features(
         "flow_gap_ratio": np.where(has_gap, since_end / usual_gap, 1.0),
         "flow_failure_gap_ratio": np.where(has_gap & failed_once, hours_since_failure / usual_gap, 1.0),
         "flow_runs_ended_hour": (windows.end - hour_start).astype(np.float64),
-        "flow_failure_rate_window": ratio(window_failures + k * flow_rate, window_labelled + k, flow_rate),
     }
 
 

@@ -113,9 +113,7 @@ def describe(
     numeric = {
         **run_attribute_features(windows, coded, config),
         **flow_history,
-        **cadence_features(
-            windows, coded, flow_history["flow_hours_since_failure"], flow_history[BASELINE_SMOOTHED_RATE], config
-        ),
+        **cadence_features(windows, coded, flow_history["flow_hours_since_failure"], config),
         **cross_flow_features(windows, coded, global_failures, config),
         **task_attempt_features(attempts, runs.vocab.flows, coded, config),
     }

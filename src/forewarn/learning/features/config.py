@@ -49,7 +49,6 @@ NUMERIC_FEATURES: tuple[str, ...] = (
     "flow_gap_ratio",
     "flow_failure_gap_ratio",
     "flow_runs_ended_hour",
-    "flow_failure_rate_window",
     "version_changed",
     "version_runs_seen",
     "version_failure_rate_smoothed",

@@ -188,11 +188,6 @@ _FLOW_CADENCE: dict[str, Phrase] = {
         )
     ),
     "flow_failure_gap_ratio": _after_failure,
-    "flow_failure_rate_window": lambda v, u, row: (
-        "no history for this flow yet"
-        if _seen(row, "flow_runs_seen") == 0
-        else f"this flow's runs failed {_pct(v)} in the recent window, smoothed (usual {_pct(u)})"
-    ),
     "flow_runs_ended_hour": lambda v, u, row: (
         f"{_num(v)} runs of this flow ended in the hour before this one (usual {_num(u)})"
     ),
