@@ -200,6 +200,26 @@ def reference(
             hit = a["exception_type"].fillna("").map(lambda e, rx=rx: bool(rx.search(e)))
             att[family] = int((hit | ((a["outcome"] == "timeout") & (family == "timeout"))).sum())
 
+    lh = L / H
+    since_end = min((c - mine["known"].iloc[-1]) / H, lh) if len(mine) else lh
+    recent_known = mine["known"].iloc[-R:]
+    has_gap = len(recent_known) > 1
+    gap = max((recent_known.iloc[-1] - recent_known.iloc[0]) / H / (len(recent_known) - 1), 1 / 60) if has_gap else lh
+    cadence = {
+        "flow_hours_since_end": since_end,
+        "flow_usual_gap_hours": gap,
+        "flow_gap_ratio": since_end / gap if has_gap else 1.0,
+        "flow_failure_gap_ratio": hours / gap if has_gap and hours < lh else 1.0,
+        "flow_runs_ended_hour": int((mine["known"] >= c - H).sum()),
+    }
+    relative = {}
+    for column in [n for n in history.columns if n.startswith("feature_") and history[n].dtype.kind in "if"]:
+        values = mine[column].dropna().iloc[-R:]
+        usual = values.mean() if len(values) else np.nan
+        value = float(target[column]) if pd.notna(target[column]) else np.nan
+        usable = not np.isnan(value) and not np.isnan(usual) and usual != 0
+        relative[f"{column.removeprefix('feature_')}_to_flow_usual"] = value / usual if usable else 1.0
+
     hour = ref.hour + ref.minute / 60 + ref.second / 3600 + ref.microsecond / 3.6e9 + ref.nanosecond / 3.6e12
     dow = ref.day_of_week
     last = mine.iloc[-1] if len(mine) else None
@@ -230,6 +250,8 @@ def reference(
         "attempts_failed_window": att["all"],
         "flow_attempts_failed_window": att["flow"],
         **{f"attempts_{f}_window": att[f] for f in EXCEPTION_FAMILIES},
+        **cadence,
+        **relative,
     }
 
 
@@ -695,20 +717,34 @@ class TestOutput:
                 ("", "runs_seen"),
                 ("", "failure_rate_window"),
                 ("", "last_ended_failed"),
+                ("", "failure_rate_recent"),
                 ("flow_", "failure_rate_smoothed"),
+                ("flow_", "runs_seen"),
             ]
         ]
-        assert list(out.columns) == [*ENGINEERED, *passthrough, *history]
+        kinds = (
+            "failure_rate_smoothed",
+            "runs_seen",
+            "failure_rate_window",
+            "last_ended_failed",
+            "failure_rate_recent",
+        )
+        same_job = [f"same_job_{kind}" for kind in kinds]
+        assert list(out.columns) == [*ENGINEERED, *passthrough, *history, *same_job, "input_rows_to_flow_usual"]
 
     def test_dtypes(self, simulated: tuple[pd.DataFrame, pd.DataFrame]) -> None:
         """Numeric features are float64 without NaN; categorical ones are object text without missing."""
         runs, _ = simulated
         out = build_features(runs)
         spec = feature_spec(out)
-        history = [c for c in out.columns if c.endswith(("_failure_rate_smoothed", "_runs_seen", "_window", "_failed"))]
+        history = [
+            c
+            for c in out.columns
+            if c.endswith(("_failure_rate_smoothed", "_runs_seen", "_window", "_failed", "_recent", "_to_flow_usual"))
+        ]
         history = [c for c in history if c not in NUMERIC_FEATURES]
         assert spec.numeric == (*NUMERIC_FEATURES, "feature_input_rows", *history)
-        assert len(history) == 20  # hour, input_rows, source_system, triggered_by
+        assert len(history) == 34  # 7 each for hour, input_rows, source_system, triggered_by; 5 same_job; input_rows
         assert spec.categorical == (*CATEGORICAL_FEATURES, "feature_source_system", "feature_triggered_by")
         assert (out[list(spec.numeric)].dtypes == np.float64).all()
         assert all(dtype == np.dtype(object) for dtype in out[list(spec.categorical)].dtypes)
@@ -748,10 +784,20 @@ class TestOutput:
         """No targets give an empty frame with the same columns and dtypes."""
         targets = frame(run("t", "etl", 1, rows=3)).iloc[:0]
         out = build_features(targets)
-        hour = ["hour_failure_rate_smoothed", "hour_runs_seen", "hour_failure_rate_window", "hour_last_ended_failed"]
+        hour = [
+            "hour_failure_rate_smoothed",
+            "hour_runs_seen",
+            "hour_failure_rate_window",
+            "hour_last_ended_failed",
+            "hour_failure_rate_recent",
+        ]
         rows = [c.replace("hour", "rows") for c in hour]
-        flows = ["flow_hour_failure_rate_smoothed", "flow_rows_failure_rate_smoothed"]
-        expected = [*ENGINEERED, "feature_rows", *hour, flows[0], *rows, flows[1]]
+        flows = [
+            ["flow_hour_failure_rate_smoothed", "flow_hour_runs_seen"],
+            ["flow_rows_failure_rate_smoothed", "flow_rows_runs_seen"],
+        ]
+        same_job = [c.replace("hour", "same_job") for c in hour]
+        expected = [*ENGINEERED, "feature_rows", *hour, *flows[0], *rows, *flows[1], *same_job, "rows_to_flow_usual"]
         assert out.empty and list(out.columns) == expected
         assert list(out.columns) == list(build_features(frame(run("t", "etl", 1, rows=3))).columns)
         assert feature_spec(out).categorical == CATEGORICAL_FEATURES
@@ -934,3 +980,168 @@ class TestAttributeHistory:
         from forewarn.learning.features import RunIndex
 
         assert one(target, RunIndex.from_frame(hist)).equals(one(target, hist))
+
+
+class TestCadenceAndRelative:
+    """The flow's cadence, its runs with the same attributes, and numbers against the flow's usual ones."""
+
+    HISTORY = (
+        run("a", "etl", 0, minutes=30, user="u1", procs=8),
+        run("b", "etl", 2, "FAILED", minutes=30, user="u1", procs=8),
+        run("c", "etl", 4, minutes=30, user="u1", procs=16),
+    )
+    TARGET = run("t", "etl", 4.75, "SCHEDULED", user="u1", procs=16)
+    NEW = (
+        "flow_hours_since_end",
+        "flow_usual_gap_hours",
+        "flow_gap_ratio",
+        "flow_failure_gap_ratio",
+        "flow_runs_ended_hour",
+        "procs_to_flow_usual",
+        "same_job_failure_rate_smoothed",
+        "same_job_runs_seen",
+        "same_job_failure_rate_window",
+        "same_job_last_ended_failed",
+        "same_job_failure_rate_recent",
+        "user_failure_rate_recent",
+        "flow_user_runs_seen",
+        "flow_procs_runs_seen",
+    )
+
+    def features(self, *extra: dict) -> pd.Series:
+        return one(frame(self.TARGET), frame(*self.HISTORY, *extra))
+
+    def test_values(self) -> None:
+        """Runs of etl ended at 0:30, 2:30 (failed) and 4:30; the next one is due at 4:45."""
+        got = self.features()
+        assert got["flow_hours_since_end"] == pytest.approx(0.25)
+        assert got["flow_usual_gap_hours"] == pytest.approx(2.0)  # (4:30 - 0:30) / 2 gaps
+        assert got["flow_gap_ratio"] == pytest.approx(0.125)
+        assert got["flow_hours_since_failure"] == pytest.approx(2.25)
+        assert got["flow_failure_gap_ratio"] == pytest.approx(1.125)
+        assert got["flow_runs_ended_hour"] == 1.0
+        assert got["procs_to_flow_usual"] == pytest.approx(16 / ((8 + 8 + 16) / 3))
+        assert got["same_job_runs_seen"] == 1.0 and got["same_job_last_ended_failed"] == 0.0  # etl, u1, 16: c
+        assert got["flow_user_runs_seen"] == 3.0 and got["flow_procs_runs_seen"] == 1.0
+
+    def test_no_history(self) -> None:
+        """A flow never seen: the lookback, ratios of 1, no runs with the same attributes."""
+        got = one(frame(self.TARGET), frame(run("x", "other", 0, user="u1", procs=16)))
+        lookback = FeatureConfig().lookback / timedelta(hours=1)
+        assert got["flow_hours_since_end"] == got["flow_usual_gap_hours"] == lookback
+        assert got["flow_gap_ratio"] == got["flow_failure_gap_ratio"] == got["procs_to_flow_usual"] == 1.0
+        assert got["flow_runs_ended_hour"] == got["same_job_runs_seen"] == got["flow_user_runs_seen"] == 0.0
+        assert got["same_job_failure_rate_smoothed"] == got[BASELINE_SMOOTHED_RATE]
+        forgotten = one(frame(self.TARGET), frame(run("x", "etl", 4.75 - 30 * 24 - 3, user="u1", procs=16)))
+        assert forgotten[list(self.NEW)].equals(
+            got[list(self.NEW)]
+        )  # before the lookback (still in the global window): none
+
+    @pytest.mark.parametrize("name", NEW)
+    def test_later_outcomes_and_runs_still_going_change_nothing(self, name: str) -> None:
+        """A run still going at the cutoff (even one that fails later) and later runs leave ``name`` as it
+        was; the same run ended before the cutoff changes it (so the check can fail)."""
+        without = self.features()[name]
+        going = run("d", "etl", 4.6, "FAILED", minutes=30, user="u1", procs=16)  # ends 5:06, after 4:45
+        later = run("e", "etl", 6, "FAILED", minutes=5, user="u1", procs=16)
+        assert self.features(going)[name] == without
+        assert self.features(going, later)[name] == without
+        ended = run("d", "etl", 4.6, "FAILED", minutes=5, user="u1", procs=16)  # ends 4:41, before 4:45
+        if name == "flow_usual_gap_hours":
+            ended = run("d", "etl", 4.6, "FAILED", minutes=6, user="u1", procs=16, version="2")
+        assert self.features(ended)[name] != without
+
+    def test_the_same_from_a_prepared_index(self) -> None:
+        """Live scoring's prepared history gives the same values as the frame."""
+        index = RunIndex.from_frame(frame(*self.HISTORY))
+        assert one(frame(self.TARGET), index)[list(self.NEW)].equals(self.features()[list(self.NEW)])
+
+
+# feature | value | usual | its reason, given TestReasons.ROW
+PHRASES = """
+flow_failure_gap_ratio | 0.011 | 1.0 | submitted 2 min after this flow's last failure; usual gap: 3.0 h between its runs
+flow_hours_since_end | 0.0333 | 2.0 | this flow's last run ended 2 min before this one; usual gap: 3.0 h between its runs
+flow_gap_ratio | 0.011 | 1.0 | due 2 min after this flow's last run ended, 0.011x the usual gap between its runs (3.0 h)
+flow_usual_gap_hours | 3.0 | 24.0 | this flow's recent runs ended 3.0 h apart on average (usual 24.0 h)
+flow_runs_ended_hour | 3.0 | 0.0 | 3 runs of this flow ended in the hour before this one (usual 0)
+procs_to_flow_usual | 4.0 | 1.0 | procs 64, 4x the mean of this flow's recent runs (16)
+user_failure_rate_smoothed | 0.4 | 0.1 | runs with user u12 failed 40% of 25 past runs, smoothed (usual 10%)
+user_runs_seen | 25.0 | 40.0 | 25 past runs of any flow with user u12 (usual 40)
+user_failure_rate_window | 0.6 | 0.2 | runs with user u12 failed 60% in the recent window, smoothed (usual 20%)
+user_last_ended_failed | 1.0 | 0.0 | the last run with user u12 failed
+user_failure_rate_recent | 0.5 | 0.2 | the most recent runs with user u12 failed 50%, smoothed (usual 20%)
+same_job_failure_rate_recent | 0.5 | 0.2 | this flow's most recent runs with the same attributes as this run failed 50%, smoothed (usual 20%)
+flow_user_failure_rate_smoothed | 0.5 | 0.1 | this flow failed 50% of its 4 past runs with user u12, smoothed (usual 10%)
+flow_user_runs_seen | 4.0 | 9.0 | 4 past runs of this flow with user u12 (usual 9)
+hour_failure_rate_smoothed | 0.3 | 0.2 | runs with a scheduled hour of 14:00-15:00 UTC failed 30% of 9 past runs, smoothed (usual 20%)
+same_job_failure_rate_smoothed | 0.3 | 0.2 | this flow failed 30% of its 2 past runs with the same attributes as this run, smoothed (usual 20%)
+same_job_last_ended_failed | 1.0 | 0.0 | the last run of this flow with the same attributes as this run failed
+"""  # noqa: E501 (one phrase a line)
+
+
+class TestReasons:
+    """Every feature build_features writes reads as a checkable statement, never as ``name = value``."""
+
+    ROW = {
+        "flow_runs_seen": 12.0,
+        "flow_usual_gap_hours": 3.0,
+        "flow_hours_since_failure": 2 / 60,
+        "flow_hours_since_end": 2 / 60,
+        "flow_last_ended_failed": 1.0,
+        "feature_user": "u12",
+        "feature_procs": 64.0,
+        "user_runs_seen": 25.0,
+        "flow_user_runs_seen": 4.0,
+        "same_job_runs_seen": 2.0,
+        "hour_of_week": 38.0,
+        "hour_runs_seen": 9.0,
+    }
+
+    @pytest.mark.parametrize(
+        ("name", "value", "usual", "expected"),
+        [(n, float(v), float(u), e) for n, v, u, e in (line.split(" | ") for line in PHRASES.strip().splitlines())],
+    )
+    def test_phrases(self, name: str, value: float, usual: float, expected: str) -> None:
+        from forewarn.learning.features.reasons import reason_text
+
+        assert reason_text(name, value, usual, self.ROW) == expected
+
+    @pytest.mark.parametrize(
+        ("name", "expected"),
+        [
+            ("flow_failure_gap_ratio", "no history of this flow's cadence yet (fewer than 2 past runs)"),
+            ("flow_gap_ratio", "no history of this flow's cadence yet (fewer than 2 past runs)"),
+            ("procs_to_flow_usual", "no history of procs for this flow yet"),
+            ("user_failure_rate_smoothed", "no history for user u12 yet"),
+            ("flow_user_failure_rate_smoothed", "no history of this flow with user u12 yet"),
+            ("same_job_last_ended_failed", "no history of this flow with the same attributes as this run yet"),
+        ],
+    )
+    def test_a_value_holding_its_prior_reads_no_history(self, name: str, expected: str) -> None:
+        from forewarn.learning.features.reasons import reason_text
+
+        empty = {
+            **self.ROW,
+            "flow_runs_seen": 0.0,
+            "user_runs_seen": 0.0,
+            "flow_user_runs_seen": 0.0,
+            "same_job_runs_seen": 0.0,
+        }
+        assert reason_text(name, 0.7, 0.1, empty) == expected
+
+    def test_no_engineered_feature_falls_back_to_name_equals_value(
+        self, simulated: tuple[pd.DataFrame, pd.DataFrame]
+    ) -> None:
+        """Every non-attribute column of real feature rows has a phrase of its own."""
+        from forewarn.learning.features.reasons import reason_text
+
+        runs, _ = simulated
+        X = build_features(runs.iloc[-200:], runs)
+        usual = X.median(numeric_only=True)
+        for _, row in X.iloc[::20].iterrows():
+            values = row.to_dict()
+            for name in usual.index:
+                if name.startswith("feature_"):
+                    continue
+                text = reason_text(name, values[name], usual[name] + 1.0, values)
+                assert text is None or " = " not in text, (name, text)

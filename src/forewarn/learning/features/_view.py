@@ -140,6 +140,8 @@ class FlowWindows:
     end: np.ndarray
     failures_before: np.ndarray
     """Cumulative failures along :attr:`order` (with a leading 0)."""
+    by_flow: Grouped
+    """The rows of :attr:`rows` grouped by flow: :meth:`flow_start` finds other windows in it."""
 
     @classmethod
     def of(cls, visible: VisibleRuns, targets: Targets, config: FeatureConfig) -> FlowWindows:
@@ -163,7 +165,12 @@ class FlowWindows:
             window_start=by_flow.before(targets.flow, cutoff - timedelta_ns(config.global_window)),
             end=by_flow.before(targets.flow, cutoff),
             failures_before=cumulative(visible.failed[order]),
+            by_flow=by_flow,
         )
+
+    def flow_start(self, targets: Targets, since: np.ndarray) -> np.ndarray:
+        """Position in :attr:`order` of the target's flow's first row known at or after ``since``."""
+        return self.by_flow.before(targets.flow, since)
 
     @property
     def run_count(self) -> np.ndarray:

@@ -16,6 +16,7 @@ import pandas as pd
 from forewarn.errors import ConfigurationError
 from forewarn.learning._pandas_fast import frame_from_arrays
 from forewarn.learning.features._attribute_history import attribute_history_features, attribute_history_names
+from forewarn.learning.features._cadence import RELATIVE_SUFFIX, cadence_features, relative_attribute_features
 from forewarn.learning.features._columns import lead_ns, number_text, optional_text, require, timedelta_ns
 from forewarn.learning.features._cross_flow import GlobalFailures, cross_flow_features
 from forewarn.learning.features._flow_history import flow_history_features
@@ -108,9 +109,11 @@ def describe(
     visible = VisibleRuns.of(runs, cutoff, config)
     windows = FlowWindows.of(visible, coded, config)
     global_failures = GlobalFailures.of(visible, cutoff, config)
+    flow_history = flow_history_features(windows, coded, global_failures.lookback_rate, config)
     numeric = {
         **run_attribute_features(windows, coded, config),
-        **flow_history_features(windows, coded, global_failures.lookback_rate, config),
+        **flow_history,
+        **cadence_features(windows, coded, flow_history["flow_hours_since_failure"], config),
         **cross_flow_features(windows, coded, global_failures, config),
         **task_attempt_features(attempts, runs.vocab.flows, coded, config),
     }
@@ -118,11 +121,12 @@ def describe(
     columns += [(name, np.asarray(numeric[name], dtype=np.float64)) for name in NUMERIC_FEATURES]
     attributes = attribute_columns(targets)
     columns += attributes
-    text_attributes = [
-        (name[len(FEATURE_PREFIX) :], values if values.dtype == object else number_text(values))
+    not_flags = [  # yes/no flags: the model reads them directly
+        (name[len(FEATURE_PREFIX) :], values)
         for name, values in attributes
-        if not pd.api.types.is_bool_dtype(targets[name].dtype)  # yes/no flags: the model reads them directly
+        if not pd.api.types.is_bool_dtype(targets[name].dtype)
     ]
+    text_attributes = [(name, values if values.dtype == object else number_text(values)) for name, values in not_flags]
     columns += attribute_history_features(
         visible,
         coded,
@@ -132,6 +136,8 @@ def describe(
         np.asarray(numeric[BASELINE_SMOOTHED_RATE], dtype=np.float64),
         config,
     )
+    numbers = [(name, values) for name, values in not_flags if values.dtype != object]
+    columns += relative_attribute_features(windows, numbers, runs.vocab, config)
     return frame_from_arrays(columns, pd.Index(ids, name="flow_run_id", dtype=object))
 
 
@@ -145,4 +151,8 @@ def _empty(targets: pd.DataFrame) -> pd.DataFrame:
             columns[str(name)] = pd.Series(dtype=np.float64 if numeric else object)
     for name in attribute_history_names(targets):
         columns[name] = pd.Series(dtype=np.float64)
+    for name in targets.columns:
+        numeric = pd.api.types.is_numeric_dtype(targets[name].dtype)
+        if str(name).startswith(FEATURE_PREFIX) and numeric and not pd.api.types.is_bool_dtype(targets[name].dtype):
+            columns[f"{str(name)[len(FEATURE_PREFIX) :]}{RELATIVE_SUFFIX}"] = pd.Series(dtype=np.float64)
     return pd.DataFrame(columns, index=pd.Index([], name="flow_run_id", dtype=object))

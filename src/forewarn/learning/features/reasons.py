@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from forewarn.learning.features._attribute_history import SAME_JOB, attribute_of
 from forewarn.learning.features._columns import NONE
 
 Row = Mapping[str, Any]
@@ -106,13 +107,13 @@ _PHRASES: dict[str, Phrase] = {
     "flow_failure_rate_smoothed": _rate_of("flow", "flow_runs_seen"),
     "version_failure_rate_smoothed": _rate_of("flow version", "version_runs_seen"),
     "flow_failure_rate_recent": lambda v, u, row: (
-        None if _seen(row, "flow_runs_seen") == 0 else
-        f"{_pct(v)} of this flow's recent runs failed (usual {_pct(u)})"
+        None if _seen(row, "flow_runs_seen") == 0 else f"{_pct(v)} of this flow's recent runs failed (usual {_pct(u)})"
     ),
     "flow_failure_streak": _streak,
     "flow_success_streak": lambda v, u, row: (
-        None if _seen(row, "flow_runs_seen") == 0 else
-        f"{_num(v)} successful runs since the flow last failed (usual {_num(u)})"
+        None
+        if _seen(row, "flow_runs_seen") == 0
+        else f"{_num(v)} successful runs since the flow last failed (usual {_num(u)})"
     ),
     "flow_last_ended_failed": _flag("the flow's last run failed"),
     "flow_hours_since_failure": lambda v, u, row: (
@@ -149,6 +150,108 @@ _PHRASES: dict[str, Phrase] = {
 }
 
 
+def _gap_words(row: Row) -> str:
+    return f"usual gap: {_hours(_seen(row, 'flow_usual_gap_hours'))}"
+
+
+def _cadence(phrase: Callable[[Any, Any, Row], str | None]) -> Phrase:
+    """A cadence phrase, or "no history" when the flow has fewer than two ended runs (no gap to compare)."""
+
+    def checked(value: Any, usual: Any, row: Row) -> str | None:
+        if _seen(row, "flow_runs_seen") < 2:
+            return "no history of this flow's cadence yet (fewer than 2 past runs)"
+        return phrase(value, usual, row)
+
+    return checked
+
+
+def _after_failure(value: Any, usual: Any, row: Row) -> str | None:
+    if _seen(row, "flow_runs_seen") < 2:
+        return "no history of this flow's cadence yet (fewer than 2 past runs)"
+    if _seen(row, "flow_last_ended_failed") == 0 and float(value) == 1.0:
+        return "no failure of this flow in the lookback to compare with"
+    since = _hours(_seen(row, "flow_hours_since_failure"))
+    return f"submitted {since} after this flow's last failure; {_gap_words(row)} between its runs"
+
+
+_FLOW_CADENCE: dict[str, Phrase] = {
+    "flow_hours_since_end": _cadence(
+        lambda v, u, row: f"this flow's last run ended {_hours(v)} before this one; {_gap_words(row)} between its runs"
+    ),
+    "flow_usual_gap_hours": _cadence(
+        lambda v, u, row: f"this flow's recent runs ended {_hours(v)} apart on average (usual {_hours(u)})"
+    ),
+    "flow_gap_ratio": _cadence(
+        lambda v, u, row: (
+            f"due {_hours(_seen(row, 'flow_hours_since_end'))} after this flow's last run ended, "
+            f"{float(v):.2g}x the usual gap between its runs ({_hours(_seen(row, 'flow_usual_gap_hours'))})"
+        )
+    ),
+    "flow_failure_gap_ratio": _after_failure,
+    "flow_runs_ended_hour": lambda v, u, row: (
+        f"{_num(v)} runs of this flow ended in the hour before this one (usual {_num(u)})"
+    ),
+}
+
+
+def _attribute_value(attribute: str, row: Row) -> str | None:
+    """``user u12``, ``requested seconds 3,600``, ``hour 14:00-15:00 UTC``: the run's value of an attribute."""
+    if attribute == SAME_JOB:
+        return "the same attributes as this run"
+    if attribute == "hour":
+        week_hour: Any = row.get("hour_of_week")
+        if _missing(week_hour):
+            return None
+        hour = int(float(week_hour)) % 24
+        return f"a scheduled hour of {hour:02d}:00-{hour + 1:02d}:00 UTC"
+    if f"feature_{attribute}" not in row:  # a model without the attribute itself: still one fact
+        return f"this run's {attribute.replace('_', ' ')}"
+    value: Any = row.get(f"feature_{attribute}")
+    if _missing(value):
+        return None
+    shown = _num(value) if isinstance(value, (int, float, np.integer, np.floating)) else str(value)
+    return f"{attribute.replace('_', ' ')} {shown}"
+
+
+def _attribute_phrase(found: tuple[str, str, bool], value: Any, usual: Any, row: Row) -> str | None:
+    """The phrase of an attribute-history column (``found``: its attribute, suffix, and within the flow)."""
+    attribute, suffix, within_flow = found
+    subject = _attribute_value(attribute, row)
+    if subject is None:  # the run lacks the attribute: its history is no fact about the run
+        return None
+    if suffix == "_to_flow_usual":
+        if _seen(row, "flow_runs_seen") == 0:
+            return f"no history of {attribute.replace('_', ' ')} for this flow yet"
+        if float(value) == 1.0:  # equal to the flow's usual value, or nothing to compare with
+            return None
+        raw: Any = row.get(f"feature_{attribute}")
+        if _missing(raw) or float(value) == 0:
+            return f"{subject}: {float(value):.2g}x the mean of this flow's recent runs"
+        return f"{subject}, {float(value):.2g}x the mean of this flow's recent runs ({_num(float(raw) / float(value))})"
+    mine = within_flow or attribute == SAME_JOB  # among this flow's own runs
+    runs = _seen(row, f"{'' if attribute == SAME_JOB else 'flow_' if within_flow else ''}{attribute}_runs_seen")
+    if runs == 0:
+        return f"no history of this flow with {subject} yet" if mine else f"no history for {subject} yet"
+    if suffix == "_runs_seen":
+        return f"{_num(value)} past runs of {'this' if mine else 'any'} flow with {subject} (usual {_num(usual)})"
+    if suffix == "_last_ended_failed":
+        done = "failed" if float(value) >= 0.5 else "did not fail"
+        return f"the last run {'of this flow ' if mine else ''}with {subject} {done}"
+    smoothed = f"smoothed (usual {_pct(usual)})"
+    who = "this flow's runs" if mine else "runs"
+    if suffix == "_failure_rate_window":
+        return f"{who} with {subject} failed {_pct(value)} in the recent window, {smoothed}"
+    if suffix == "_failure_rate_recent":
+        latest = "this flow's most recent runs" if mine else "the most recent runs"
+        return f"{latest} with {subject} failed {_pct(value)}, {smoothed}"
+    if mine:
+        return f"this flow failed {_pct(value)} of its {_num(runs)} past runs with {subject}, {smoothed}"
+    return f"runs with {subject} failed {_pct(value)} of {_num(runs)} past runs, {smoothed}"
+
+
+_PHRASES.update(_FLOW_CADENCE)
+
+
 def reason_text(name: str, value: Any, usual: Any, row: Row) -> str | None:
     """Feature ``name`` at ``value`` (``usual`` on a typical run) in words, or ``None`` when it is no reason.
 
@@ -173,6 +276,9 @@ def reason_text(name: str, value: Any, usual: Any, row: Row) -> str | None:
     phrase = _PHRASES.get(name)
     if phrase is not None:
         return phrase(value, usual, row)
+    found = attribute_of(name, row)
+    if found is not None:
+        return _attribute_phrase(found, value, usual, row)
     label = name.removeprefix("feature_").replace("_", " ") if name.startswith("feature_") else name
     shown = _num(value) if isinstance(value, (int, float, np.integer, np.floating)) else str(value)
     if _missing(usual):
