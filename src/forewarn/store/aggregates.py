@@ -100,7 +100,7 @@ def later_first_attempts() -> sa.Select[Any]:
     """
     a = task_attempts.c
     other = task_attempts.alias("other_attempts")
-    ids = sa.bindparam("task_run_ids", expanding=True)
+    ids: sa.BindParameter[str] = sa.bindparam("task_run_ids", expanding=True)
     first = (
         sa.select(other.c.task_run_id, sa.func.min(other.c.start_time).label("first_start"))
         .where(other.c.attempt == 1, other.c.task_run_id.in_(ids))
