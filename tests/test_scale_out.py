@@ -73,6 +73,8 @@ def fails_then_dies(marker_dir: str) -> tuple[str, int]:
     tries = Path(marker_dir) / "tries"
     n = int(tries.read_text()) + 1 if tries.exists() else 1
     tries.write_text(str(n))
+    with open("/tmp/dask_bench/pids.log", "a") as log:
+        log.write(f"try {n} pid {os.getpid()}\n")
     if n == 1:
         raise ConnectionError("first try fails")
     if n == 2:
@@ -262,12 +264,6 @@ class TestDaskTaskRunner:
         rows = [(r.task_run_id, r.attempt, r.outcome) for r in attempts.itertuples()]
         assert rows == [(task_run_id, 1, "success")]
 
-
-    @pytest.mark.xfail(
-        strict=True,
-        reason="known limitation (docs/scale-out.md): Dask's re-run has the same task_run_id and numbers its "
-        "attempts from 1 again, so the killed process's recorded attempt 1 and the re-run's share a key",
-    )
     def test_attempts_recorded_before_a_worker_died_survive_the_re_run(
         self, env: dict[str, str], dask_address: str, tmp_path: Path
     ) -> None:

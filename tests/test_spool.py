@@ -166,23 +166,57 @@ class TestSpoolFile:
         )  # fmt: skip
         waited = dataclasses.replace(attempt(2), wait_seconds=1.5)
         copy = dataclasses.replace(attempt(3), replica=2, provider="backup")
-        assert len(encode_entry("attempt", attempt(1))) == 13  # the rare trailing fields left out when null
-        for record in (attempt(1), failed, waited, copy):
+        live = dataclasses.replace(attempt(4), execution_id="0123456789abcdef")
+        assert len(encode_entry("attempt", attempt(1))) == 13  # the optional trailing fields left out when default
+        assert encode_entry("attempt", live)[13:] == [None, None, None, "0123456789abcdef"]
+        for record in (attempt(1), failed, waited, copy, live, dataclasses.replace(copy, execution_id="e")):
             encoded = encode_entry("attempt", record)
             assert encoded[0] == "attempt" and 13 <= len(encoded) <= len(ATTEMPT_FIELDS) + 1
             assert decode_entry(json.loads(json.dumps(encoded))) == ("attempt", record)
             assert decode_entry({"kind": "attempt", "record": _object_form(record)}) == ("attempt", record)
 
     @pytest.mark.parametrize(
-        ("extra", "field"), [(["1.5"], "wait_seconds"), ([None, True], "replica"), ([None, None, 7], "provider")]
+        ("extra", "field"),
+        [
+            (["1.5"], "wait_seconds"),
+            ([None, True], "replica"),
+            ([None, None, 7], "provider"),
+            ([None, None, None, None], "execution_id"),
+            ([None, None, None, 7], "execution_id"),
+        ],
     )
     def test_a_trailing_field_of_the_wrong_type_is_refused_by_name(self, extra: list[object], field: str) -> None:
         """The optional fields after the twelve are checked too, and named."""
         encoded = encode_entry("attempt", attempt(1))
         with pytest.raises(InvalidRecordError, match=f"attempt.{field}"):
             decode_entry([*encoded, *extra])
-        with pytest.raises(InvalidRecordError, match="12 to 15 fields"):
-            decode_entry([*encoded, None, None, None, None])
+        with pytest.raises(InvalidRecordError, match="12 to 16 fields"):
+            decode_entry([*encoded, None, None, None, "e", None])
+
+    def test_attempts_spooled_before_execution_ids_still_replay_as_no_execution(self, tmp_path: Path) -> None:
+        """A segment written by forewarn before schema 7 (attempts of 12 to 15 fields, no execution id) is
+        replayed into a version-7 store: its attempts land with execution_id '', the old identity."""
+        old_form = [
+            ["attempt", "f1", "t1", "load", 1, T0.isoformat(), T0.isoformat(), "failure", "ConnectionError", "m",
+             True, False, "h"],
+            ["attempt", "f1", "t1", "load", 2, T0.isoformat(), T0.isoformat(), "success", None, None, None, False,
+             "h", 0.25, 2, "backup"],
+        ]  # fmt: skip
+        decoded = [decode_entry(entry) for entry in old_form]
+        assert [rec.execution_id for _, rec in decoded] == ["", ""]
+        assert decoded[1][1].provider == "backup" and decoded[1][1].wait_seconds == 0.25
+        directory = tmp_path / "s"
+        directory.mkdir(mode=0o700)
+        orphan = directory / "00000000000000000001-1-000001.spool"  # a dead process's segment
+        orphan.write_bytes(b"".join(frame(entry) for entry in old_form))
+        store = TelemetryStore("sqlite://")
+        drain_into(Spool(directory), store)
+        assert not orphan.exists()
+        got = store.attempts()[["attempt", "outcome", "execution_id", "replica"]]
+        assert got.astype(object).where(got.notna(), None).values.tolist() == [
+            [1, "failure", "", None],
+            [2, "success", "", 2],
+        ]
 
     def test_many_records_decode_in_one_call_and_a_bad_one_alone_is_skipped(self, tmp_path: Path) -> None:
         """Records are decoded together; one whose JSON is bad (but checksum right) is damage, the rest arrive."""
@@ -362,6 +396,25 @@ class TestProcesses:
         assert crashed.returncode == -signal.SIGKILL
         assert TelemetryRecorder(sqlite_url, spool_dir=tmp_path / "spool").flush(30)
         exactly_once(TelemetryStore(sqlite_url), 200, {"dead"})
+        assert not list(spool_directory(tmp_path / "spool", sqlite_url).glob(f"*-{crashed.pid}-*"))
+
+    def test_a_process_that_dies_later_is_replayed_by_a_live_ones_next_pass(
+        self, sqlite_url: str, tmp_path: Path
+    ) -> None:
+        """A Dask worker outlives another: its drainer, past its first pass, takes the dead one's segment as
+        soon as it records again, without waiting for a new process to open the spool."""
+        recorder = TelemetryRecorder(sqlite_url, spool_dir=tmp_path / "spool")
+        assert recorder.attempt(attempt(0, "live"))
+        assert recorder.flush(30)  # the first pass, and its look for orphans, are done
+        crashed = child(sqlite_url, tmp_path / "spool", "dead", 50, "spool-then-kill")
+        crashed.communicate(timeout=60)
+        assert crashed.returncode == -signal.SIGKILL
+        assert recorder.attempt(attempt(1, "live"))
+        assert recorder.flush(30)
+        deadline = time.monotonic() + 10
+        while len(TelemetryStore(sqlite_url).attempts()) < 52 and time.monotonic() < deadline:
+            time.sleep(0.05)  # replayed in the pass that wrote attempt 1, or the next
+        exactly_once(TelemetryStore(sqlite_url), 52, {"dead"})  # "live" recorded attempts only
         assert not list(spool_directory(tmp_path / "spool", sqlite_url).glob(f"*-{crashed.pid}-*"))
 
     def test_sigkill_during_a_drain_loses_nothing_and_writes_nothing_twice(

@@ -134,7 +134,7 @@ class TestOpening:
         assert indexes["task_attempts"] >= {("flow_run_id",), ("outcome", "end_time"), ("end_time",)}
         assert indexes["predictions"] >= {("flow_run_id",), ("predicted_at",), ("flow_name", "scheduled_start")}
         uniques = {tuple(u["column_names"]) for u in inspector.get_unique_constraints("task_attempts")}
-        assert ("task_run_id", "attempt") in uniques
+        assert uniques == {("task_run_id", "execution_id", "attempt")}
         assert "features" in {c["name"] for c in inspector.get_columns("flow_runs")}
         assert store.schema_version == schema.SCHEMA_VERSION
         with store.engine.connect() as conn:
@@ -370,7 +370,9 @@ class TestAttempts:
             )
         )
         store.record_attempt(attempt("t1", 2, start=1, outcome=AttemptOutcome.FALLBACK, used_fallback=True))
-        store.record_attempt(attempt("t9", flow_run_id=None, start=2, replica=2, provider="backup"))
+        store.record_attempt(
+            attempt("t9", flow_run_id=None, start=2, replica=2, provider="backup", execution_id="0f1e2d3c4b5a6978")
+        )
         frame = store.attempts()
         assert list(frame.columns) == list(ATTEMPT_COLUMNS)
         ids = frame["id"].tolist()
@@ -393,6 +395,7 @@ class TestAttempts:
                 "wait_seconds": None,
                 "replica": None,
                 "provider": None,
+                "execution_id": "",
                 "flow_name": "etl",
             },
             {
@@ -412,6 +415,7 @@ class TestAttempts:
                 "wait_seconds": None,
                 "replica": None,
                 "provider": None,
+                "execution_id": "",
                 "flow_name": "etl",
             },
             {
@@ -431,6 +435,7 @@ class TestAttempts:
                 "wait_seconds": None,
                 "replica": 2,
                 "provider": "backup",
+                "execution_id": "0f1e2d3c4b5a6978",
                 "flow_name": None,
             },
         ]
@@ -487,11 +492,58 @@ class TestAttempts:
         assert store.attempts().empty
 
     def test_same_task_run_and_attempt_overwrites(self, store: TelemetryStore) -> None:
-        """(task_run_id, attempt) is unique: writing it again replaces the row (safe to retry)."""
+        """(task_run_id, execution_id, attempt) is unique: writing it again replaces the row (safe to retry)."""
         store.record_attempt(attempt(outcome=AttemptOutcome.FAILURE))
         store.record_attempt(attempt(outcome=AttemptOutcome.SUCCESS))
         store.record_attempts([attempt(outcome=AttemptOutcome.TIMEOUT)])
         assert store.attempts()["outcome"].tolist() == ["timeout"]
+
+    def test_two_executions_of_one_task_run_keep_both_attempt_ones_and_replays_are_no_ops(
+        self, store: TelemetryStore
+    ) -> None:
+        """A task run executed twice (Dask re-ran it after its worker died) numbers its attempts from 1 both
+        times: the executions' rows all stay, and replaying any of them, one by one or in a batch, changes nothing."""
+        dead = [
+            attempt("t1", 1, start=0, outcome=AttemptOutcome.FAILURE, execution_id="aaaaaaaaaaaaaaaa"),
+        ]
+        rerun = [
+            attempt("t1", 1, start=5, outcome=AttemptOutcome.FAILURE, execution_id="bbbbbbbbbbbbbbbb"),
+            attempt("t1", 2, start=6, outcome=AttemptOutcome.SUCCESS, execution_id="bbbbbbbbbbbbbbbb"),
+        ]
+        for rec in rerun:  # the re-run's records may well arrive first: the dead process's wait in its spool
+            store.record_attempt(rec)
+        assert store.record_attempts(dead) == 1
+        expected = [
+            ("aaaaaaaaaaaaaaaa", 1, "failure", at(0)),
+            ("bbbbbbbbbbbbbbbb", 1, "failure", at(5)),
+            ("bbbbbbbbbbbbbbbb", 2, "success", at(6)),
+        ]
+
+        def stored() -> list[tuple[Any, ...]]:
+            frame = store.attempts()
+            return sorted(
+                (r.execution_id, r.attempt, r.outcome, r.start_time.to_pydatetime()) for r in frame.itertuples()
+            )
+
+        assert stored() == expected
+        ids = sorted(store.attempts()["id"])
+        store.record_attempt(dead[0])  # a replay after a crash, one record at a time
+        assert store.record_attempts([*rerun, *dead, *rerun]) == 5  # and a spool replaying everything
+        assert stored() == expected
+        assert sorted(store.attempts()["id"]) == ids  # updated in place, never a new row
+
+    def test_a_batch_with_two_executions_keeps_both(self, store: TelemetryStore) -> None:
+        """Inside one batch, equal (task_run_id, attempt) of different executions are different rows."""
+        recs = [attempt("t1", execution_id="a" * 16), attempt("t1", execution_id="b" * 16), attempt("t1")]
+        assert store.record_attempts(recs) == 3
+        assert sorted(store.attempts()["execution_id"]) == ["", "a" * 16, "b" * 16]
+
+    def test_an_execution_id_that_is_no_text_is_refused_and_none_is_no_execution(self, store: TelemetryStore) -> None:
+        with pytest.raises(ValueError, match=r"AttemptRecord\.execution_id must be text, not 7"):
+            store.record_attempt(attempt("t1", execution_id=7))
+        store.record_attempt(attempt("t1", execution_id=None))
+        store.record_attempt(attempt("t2", execution_id="x" * 100))  # cut to its column, like every text
+        assert store.attempts()["execution_id"].tolist() == ["", "x" * schema.EXECUTION_ID_LENGTH]
 
     def test_outcome_as_string_and_unknown_outcome(self, store: TelemetryStore) -> None:
         """A plain string outcome is accepted if it is an AttemptOutcome value."""
@@ -752,11 +804,11 @@ class TestSchemaVersions:
     def test_newer_store_is_refused(self, store_url: str) -> None:
         """A store written by a newer forewarn raises SchemaVersionError telling how to get out."""
         TelemetryStore(store_url).close()
-        self.set_version(store_url, 7)
+        self.set_version(store_url, NEXT)
         with pytest.raises(SchemaVersionError) as info:
             TelemetryStore(store_url)
         assert (
-            "this store was written by a newer forewarn (schema 7, this forewarn reads up to "
+            f"this store was written by a newer forewarn (schema {NEXT}, this forewarn reads up to "
             f"{schema.SCHEMA_VERSION}): upgrade forewarn (pip install -U forewarn) or point FOREWARN_DB_URL at "
             "another store"
         ) in str(info.value)
@@ -1236,6 +1288,25 @@ class TestBulkFrames:
             expected = rows(other.attempts().drop(columns="id"))
         assert rows(store.attempts().drop(columns="id")) == expected
         assert [r["used_fallback"] for r in expected] == [False, True, False]
+        assert [r["execution_id"] for r in expected] == ["", "", ""]  # an import knows no executions
+
+    def test_an_attempts_frame_may_name_executions(self, store: TelemetryStore) -> None:
+        """With an execution_id column, equal (task_run_id, attempt) of two executions are two rows; a blank is ''."""
+        frame = pd.DataFrame(
+            {
+                "task_run_id": ["t1", "t1", "t1"],
+                "task_name": ["load"] * 3,
+                "attempt": [1, 1, 2],
+                "start_time": pd.Series([at(0), at(1), at(2)], dtype="datetime64[ns, UTC]"),
+                "end_time": pd.Series([at(0.5), at(1.5), at(2.5)], dtype="datetime64[ns, UTC]"),
+                "outcome": ["failure", "failure", "success"],
+                "execution_id": pd.Series(["a" * 16, None, None], dtype=object),
+            }
+        )
+        assert store.record_attempts_frame(frame) == 3
+        assert store.record_attempts_frame(frame) == 3  # a second import of the same file: upserted, no new row
+        got = store.attempts()[["execution_id", "attempt", "outcome"]].values.tolist()
+        assert got == [["a" * 16, 1, "failure"], ["", 1, "failure"], ["", 2, "success"]]
 
     def test_empty_frames_write_nothing(self, store: TelemetryStore) -> None:
         """No rows: no transaction, no progress call, a count of 0."""

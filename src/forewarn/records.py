@@ -161,6 +161,11 @@ class AttemptRecord:
     """Which redundant copy (1, 2, ...) this attempt was, for a task run with ``replicas`` or ``hedge_after``."""
     provider: str | None = None
     """Which of the task's ``providers`` served this attempt (its name), for a task with failover."""
+    execution_id: str = ""
+    """Which execution of the task run in a process made this attempt: 16 random hex digits drawn once per
+    call of the ``forewarn.task`` wrapper, so a task run that Dask re-runs after its worker died (same
+    ``task_run_id``, attempts numbered from 1 again) keeps both executions' rows. ``""`` for rows that were
+    not recorded live (imports, simulated history) and for rows written before schema version 7."""
 
     @property
     def duration_seconds(self) -> float:

@@ -8,8 +8,9 @@ task-attempt CSV into ``task_attempts`` (``docs/import.md`` has both formats, wi
   ``(line, reason)`` pairs) unless ``skip_invalid`` names a file for the rejected rows;
 * are **all-or-nothing**: the valid rows are written in one transaction, so a failure half-way leaves the
   store as it was;
-* are **idempotent**: rows are upserted on ``run_id`` (attempts on ``(task_run_id, attempt)``, with the
-  unambiguous :func:`~forewarn.history.validation.task_run_key`), so importing a file twice gives the same rows;
+* are **idempotent**: rows are upserted on ``run_id`` (attempts on ``(task_run_id, attempt)``, execution
+  ``''``, with the unambiguous :func:`~forewarn.history.validation.task_run_key`), so importing a file twice
+  gives the same rows;
 * read the file **streaming**, with a cap on each cell and line (:mod:`forewarn.history._reading`), so memory
   grows with the file's size and a hostile cell is refused with its line number;
 * are **fast**: checks are vectorised with pandas and rows go to the store in ``executemany`` chunks

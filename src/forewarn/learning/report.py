@@ -9,7 +9,8 @@ Definitions (the README repeats them):
 - **ER** (escape rate) = runs with a fault that still ended COMPLETED / runs with a fault. Undefined (NaN)
   when no run met a fault.
 - **retries per run** = task attempts after the first of their task run (fallback calls, losing redundant
-  copies and compensations excluded) / runs.
+  copies and compensations excluded) / runs. A task run Dask executed again after its worker died has
+  two executions numbered from 1: the later one's first attempt is a retry too.
 - **fallback rate** = task runs whose result came from a fallback / task runs.
 
 This module knows pandas only: pass it :meth:`TelemetryStore.runs` and :meth:`TelemetryStore.attempts`.
@@ -60,7 +61,7 @@ def _figures(runs: pd.DataFrame, attempts: pd.DataFrame) -> dict[str, float]:
     own = attempts[~attempts["outcome"].isin(NOT_RETRY_OUTCOMES)]
     task_runs = attempts["task_run_id"].nunique()
     fallbacks = attempts.loc[attempts["outcome"].eq("fallback"), "task_run_id"].nunique()
-    retries = int((own["attempt"] > 1).sum())
+    retries = int(_retried(own).sum())
     n_fault, escaped = escape["runs_with_failed_attempt"], escape["escaped_runs"]
     return {
         "runs": len(runs),
@@ -77,6 +78,24 @@ def _figures(runs: pd.DataFrame, attempts: pd.DataFrame) -> dict[str, float]:
         "fallbacks": fallbacks,
         "fallback_rate": fallbacks / task_runs if task_runs else np.nan,
     }
+
+
+def _retried(own: pd.DataFrame) -> pd.Series:
+    """Which attempts are retries: all but the first of their task run, whichever execution made them.
+
+    Every ``attempt > 1``, and (with the store's ``execution_id`` and ``start_time`` columns) the
+    ``attempt == 1`` of each execution after the task run's first: Dask re-runs a task whose worker died
+    under the same task run id, numbering from 1 again, and the store keeps both executions (schema 7).
+    """
+    retried = own["attempt"] > 1
+    if "execution_id" not in own.columns or "start_time" not in own.columns:
+        return retried
+    firsts = own[own["attempt"].eq(1)]
+    if not firsts["task_run_id"].duplicated().any():  # one execution per task run: the usual case
+        return retried
+    in_order = firsts.sort_values(["start_time", "execution_id"], kind="stable")
+    later = in_order.index[in_order["task_run_id"].duplicated()]
+    return retried | own.index.isin(later)
 
 
 def reliability_report(runs: pd.DataFrame, attempts: pd.DataFrame) -> pd.DataFrame:

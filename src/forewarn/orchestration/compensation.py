@@ -66,6 +66,8 @@ class PendingUndo:
     flow_run_id: str | None
     attempt: int
     """The attempt number the compensation row gets: one after the task run's last row."""
+    execution_id: str = ""
+    """The execution of the task run that succeeded: the compensation row belongs to it."""
 
     def __deepcopy__(self, memo: dict[int, Any]) -> PendingUndo:
         # Transaction.get deep-copies what it hands out; the undo must act on the very objects the task
@@ -112,6 +114,7 @@ def rollback_hook(
                 outcome=AttemptOutcome.COMPENSATION_FAILURE if error else AttemptOutcome.COMPENSATED,
                 exception_type=type(error).__name__ if error else None,
                 exception_message=redactor.redact(str(error)) if error else None,
+                execution_id=undo.execution_id,
             )
         )
 

@@ -28,11 +28,13 @@ import copy
 import functools
 import inspect
 import logging
+import os
+import random
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
-from typing import Any, TypeVar, overload
+from typing import Any, TypedDict, TypeVar, overload
 
 import prefect
 from prefect.context import TaskRunContext
@@ -145,6 +147,30 @@ def _run_ids() -> tuple[str, str | None, bool]:
         return str(uuid.uuid4()), None, False
     run = ctx.task_run
     return str(run.id), (str(run.flow_run_id) if run.flow_run_id else None), True
+
+
+class _Ids(TypedDict):
+    """What one recorded call's rows are recorded under (:meth:`AttemptRunner.run`'s keywords)."""
+
+    task_run_id: str
+    flow_run_id: str | None
+    execution_id: str
+
+
+_execution_ids = random.Random()  # seeded from os.urandom; private, so a user's random.seed() cannot repeat it
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_execution_ids.seed)  # a forked child draws its own ids
+
+
+def _execution_id() -> str:
+    """A new execution id: 16 random hex digits, one per recorded call of a ``forewarn.task``.
+
+    Dask re-runs a task whose worker died under the same task run id, and the re-run numbers its attempts
+    from 1 again: the execution id keeps the two executions' rows apart (``task_attempts`` is unique on
+    ``(task_run_id, execution_id, attempt)``). Drawn from a private generator (no system call, a fraction
+    of a microsecond), reseeded from the OS after a fork, so two processes never share a sequence.
+    """
+    return f"{_execution_ids.getrandbits(64):016x}"
 
 
 # The attempt records of the task call in progress, so its failure response can say what was tried.
@@ -361,16 +387,17 @@ def task(
                 task_run_id, flow_run_id, in_run = _run_ids()
                 if not in_run:  # called as .fn(): no run to record, still fault tolerant
                     return await _unrecorded(runner).arun(fn, args, kwargs, task_run_id=task_run_id, flow_run_id=None)
+                ids: _Ids = {"task_run_id": task_run_id, "flow_run_id": flow_run_id, "execution_id": _execution_id()}
                 with _responding(runbook):
                     if compensate is None:
-                        return await runner.arun(fn, args, kwargs, task_run_id=task_run_id, flow_run_id=flow_run_id)
+                        return await runner.arun(fn, args, kwargs, **ids)
                     seen = [0]
                     token = _last_attempt.set(seen)
                     try:
-                        result = await runner.arun(fn, args, kwargs, task_run_id=task_run_id, flow_run_id=flow_run_id)
+                        result = await runner.arun(fn, args, kwargs, **ids)
                     finally:
                         _last_attempt.reset(token)
-                    stage_undo(PendingUndo(result, args, kwargs, task_run_id, flow_run_id, seen[0] + 1))
+                    stage_undo(PendingUndo(result, args, kwargs, **ids, attempt=seen[0] + 1))
                     return result
 
             wrapped: Callable[..., Any] = async_call
@@ -381,16 +408,17 @@ def task(
                 task_run_id, flow_run_id, in_run = _run_ids()
                 if not in_run:
                     return _unrecorded(runner).run(fn, args, kwargs, task_run_id=task_run_id, flow_run_id=None)
+                ids: _Ids = {"task_run_id": task_run_id, "flow_run_id": flow_run_id, "execution_id": _execution_id()}
                 with _responding(runbook):
                     if compensate is None:
-                        return runner.run(fn, args, kwargs, task_run_id=task_run_id, flow_run_id=flow_run_id)
+                        return runner.run(fn, args, kwargs, **ids)
                     seen = [0]
                     token = _last_attempt.set(seen)
                     try:
-                        result = runner.run(fn, args, kwargs, task_run_id=task_run_id, flow_run_id=flow_run_id)
+                        result = runner.run(fn, args, kwargs, **ids)
                     finally:
                         _last_attempt.reset(token)
-                    stage_undo(PendingUndo(result, args, kwargs, task_run_id, flow_run_id, seen[0] + 1))
+                    stage_undo(PendingUndo(result, args, kwargs, **ids, attempt=seen[0] + 1))
                     return result
 
             wrapped = sync_call

@@ -108,17 +108,21 @@ def current_hardening() -> Hardening | None:
     return _hardening.get()
 
 
+Ids = tuple[str, str | None, str]
+"""(task run id, flow run id, execution id) of one task call: what each of its rows is recorded under."""
+
+
 class _Call:
-    """One task call's bookkeeping: its (task run, flow run) ids and the next attempt number to record.
+    """One task call's bookkeeping: its ids (:data:`Ids`) and the next attempt number to record.
 
     Rows are numbered in the order their attempts *start*, across retries, redundant copies, providers and
-    the fallback, so ``(task_run_id, attempt)`` stays unique.
+    the fallback, so ``(task_run_id, execution_id, attempt)`` stays unique.
     """
 
     __slots__ = ("decided", "ids", "rows")
 
-    def __init__(self, task_run_id: str, flow_run_id: str | None) -> None:
-        self.ids = (task_run_id, flow_run_id)
+    def __init__(self, task_run_id: str, flow_run_id: str | None, execution_id: str) -> None:
+        self.ids: Ids = (task_run_id, flow_run_id, execution_id)
         self.rows = 0
         # whether each failure (by the exception's id, alive while it propagates) is retried: asked once,
         # because a retry_condition_fn may be costly or count its calls
@@ -198,7 +202,7 @@ class AttemptRunner:
 
     def _record(
         self,
-        ids: tuple[str, str | None],
+        ids: Ids,
         attempt: int,
         start: datetime,
         outcome: AttemptOutcome,
@@ -227,6 +231,7 @@ class AttemptRunner:
                 wait_seconds=waited.seconds if waited is not None else None,
                 replica=replica,
                 provider=provider.name if provider is not None else None,
+                execution_id=ids[2],
             )
         )
 
@@ -324,7 +329,7 @@ class AttemptRunner:
         return (self.clock() - start).total_seconds()
 
     def _fallback_failed(
-        self, ids: tuple[str, str | None], attempt: int, start: datetime, error: Exception, fallback_error: Exception
+        self, ids: Ids, attempt: int, start: datetime, error: Exception, fallback_error: Exception
     ) -> FallbackError:
         self._record(ids, attempt, start, AttemptOutcome.FALLBACK_FAILURE, fallback_error)
         return FallbackError(self.task_name, error, fallback_error)
@@ -360,12 +365,15 @@ class AttemptRunner:
         *,
         task_run_id: str,
         flow_run_id: str | None,
+        execution_id: str = "",
     ) -> Any:
         """Call ``fn(*args, **kwargs)`` with retries, timeout and fallback; return its (or the fallback's) result.
 
         With providers, each is tried in turn with the whole retry policy before the fallback runs.
+        ``execution_id`` goes into every row of this call (``forewarn.task`` draws one per call; ``""``
+        when the caller does not tell executions of one task run apart).
         """
-        call = _Call(task_run_id, flow_run_id)
+        call = _Call(task_run_id, flow_run_id, execution_id)
         error: Exception | None = None
         for provider in self.providers:
             try:
@@ -452,11 +460,12 @@ class AttemptRunner:
         *,
         task_run_id: str,
         flow_run_id: str | None,
+        execution_id: str = "",
     ) -> Any:
         """The async twin of :meth:`run`: the timeout really cancels the attempt; the fallback may be async."""
         import inspect
 
-        call = _Call(task_run_id, flow_run_id)
+        call = _Call(task_run_id, flow_run_id, execution_id)
         error: Exception | None = None
         for provider in self.providers:
             try:

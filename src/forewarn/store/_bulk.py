@@ -38,6 +38,10 @@ _RUN_STATES = frozenset(s.value for s in RunState)
 _OUTCOMES = frozenset(o.value for o in AttemptOutcome)
 _FALLBACK_OUTCOMES = (AttemptOutcome.FALLBACK.value, AttemptOutcome.FALLBACK_FAILURE.value)
 
+ATTEMPT_KEY = ("task_run_id", "execution_id", "attempt")
+"""What identifies an attempt row (schema version 7): the unique key its upserts resolve conflicts on."""
+_NOT_UPDATED = frozenset({"id", *ATTEMPT_KEY})
+
 
 class PreparedInsert:
     """A Core statement compiled once for one dialect, executed straight on a pooled DBAPI connection.
@@ -73,8 +77,9 @@ class PreparedInsert:
 class WriteStatements:
     """The store's write statements for one dialect, built when it opens (SQLAlchemy caches their compiled form).
 
-    Runs are upserted on ``flow_run_id`` and attempts on ``(task_run_id, attempt)``, so writing a record
-    again, or retrying a write whose outcome is unknown, leaves one row. Predictions are appended.
+    Runs are upserted on ``flow_run_id`` and attempts on :data:`ATTEMPT_KEY` (``(task_run_id, execution_id,
+    attempt)``), so writing a record again, or retrying a write whose outcome is unknown, leaves one row.
+    Predictions are appended.
     """
 
     __slots__ = (
@@ -95,10 +100,9 @@ class WriteStatements:
             set_={c.name: run.excluded[c.name] for c in flow_runs.c if c.name != "flow_run_id"},
         )
         attempt = insert(task_attempts)
-        keys = ("id", "task_run_id", "attempt")
         self.upsert_attempt = attempt.on_conflict_do_update(
-            index_elements=[task_attempts.c.task_run_id, task_attempts.c.attempt],
-            set_={c.name: attempt.excluded[c.name] for c in task_attempts.c if c.name not in keys},
+            index_elements=[task_attempts.c[key] for key in ATTEMPT_KEY],
+            set_={c.name: attempt.excluded[c.name] for c in task_attempts.c if c.name not in _NOT_UPDATED},
         )
         attempt_keys = [c.name for c in task_attempts.c if c.name != "id"]
         self.prepared_attempt = PreparedInsert(self.upsert_attempt, task_attempts, attempt_keys, dialect)
@@ -155,13 +159,13 @@ class AttemptUpserts:
     def statements(self, rows: Iterable[dict[str, Any]]) -> list[tuple[str, list[Any]]]:
         """``(sql, parameters)`` of each statement writing ``rows`` (values by column, as ``attempt_row`` gives them).
 
-        Rows with the same ``(task_run_id, attempt)`` become one, the last one's values at the first
-        one's place: what upserting them one after another leaves (and PostgreSQL refuses a statement
-        that would touch one row twice).
+        Rows with the same :data:`ATTEMPT_KEY` become one, the last one's values at the first one's place:
+        what upserting them one after another leaves (and PostgreSQL refuses a statement that would touch
+        one row twice).
         """
-        unique: dict[tuple[Any, Any], tuple[Any, ...]] = {}
+        unique: dict[tuple[Any, Any, Any], tuple[Any, ...]] = {}
         for row in rows:
-            unique[row["task_run_id"], row["attempt"]] = self._values(row)
+            unique[row["task_run_id"], row["execution_id"], row["attempt"]] = self._values(row)
         values = list(unique.values())
         out, start = [], 0
         while start < len(values):
@@ -195,10 +199,9 @@ class AttemptUpserts:
             else:
                 stmt = self._insert(task_attempts).from_select(self.keys, self._unnest())
                 order = list(self.keys)  # one array per column
-            conflict = ("id", "task_run_id", "attempt")
             upsert = stmt.on_conflict_do_update(
-                index_elements=[task_attempts.c.task_run_id, task_attempts.c.attempt],
-                set_={c.name: stmt.excluded[c.name] for c in task_attempts.c if c.name not in conflict},
+                index_elements=[task_attempts.c[key] for key in ATTEMPT_KEY],
+                set_={c.name: stmt.excluded[c.name] for c in task_attempts.c if c.name not in _NOT_UPDATED},
             )
             compiled = upsert.compile(dialect=self._compiler)
             if list(compiled.positiontup or ()) != order:
@@ -348,6 +351,9 @@ def attempts_bulk(attempts: pd.DataFrame, prepared: PreparedInsert, *, sqlite: b
         cols["wait_seconds"] = np.full(n, None, dtype=object)
     cols["replica"] = _whole_or_none(attempts, "replica")
     cols["provider"] = object_values(attempts, "provider", length=lengths["provider"])
+    execution = object_values(attempts, "execution_id", length=lengths["execution_id"])
+    execution[execution == None] = ""  # noqa: E711 - elementwise; imported rows: no execution known
+    cols["execution_id"] = execution
     return bulk
 
 

@@ -101,7 +101,17 @@ def attempt_row(rec: AttemptRecord) -> dict[str, Any]:
         "wait_seconds": rec.wait_seconds,
         "replica": rec.replica,
         "provider": cut(rec.provider, n["provider"]),
+        "execution_id": _execution_id(rec.execution_id),
     }
+
+
+def _execution_id(value: object) -> str:
+    """An attempt's ``execution_id`` as stored: text cut to its column, ``None`` read as ``''`` (no execution known)."""
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise InvalidRecordError(f"AttemptRecord.execution_id must be text, not {value!r:.80}")
+    return cut(value, ATTEMPT_LENGTHS["execution_id"]) or ""
 
 
 def prediction_row(rec: PredictionRecord) -> dict[str, Any]:

@@ -85,8 +85,9 @@ def encode_entry(kind: str, record: AttemptRecord | FlowRunRecord | RunEnd) -> l
 def _attempt_array(r: AttemptRecord) -> list[Any]:
     """An attempt's fields in :data:`ATTEMPT_FIELDS` order. Every field is a scalar, and this runs on the
     task's thread once per attempt: no ``asdict`` (recursion, deep copies), no keys. The fields after the
-    first twelve (:data:`EXTRA_FIELDS`: a concurrency wait, a replica, a provider) are rare: trailing ones
-    that are null are left out, so most attempts stay twelve fields long."""
+    first twelve (:data:`EXTRA_FIELDS`: a concurrency wait, a replica, a provider, the execution id) are
+    optional: trailing ones that hold their default (null, or ``""`` for the execution id) are left out.
+    A live attempt has an execution id, so it is sixteen fields long, the three rare ones null."""
     values = [
         "attempt",
         r.flow_run_id,
@@ -102,6 +103,8 @@ def _attempt_array(r: AttemptRecord) -> list[Any]:
         r.used_fallback,
         r.host,
     ]
+    if r.execution_id:
+        return [*values, r.wait_seconds, r.replica, r.provider, r.execution_id]
     extras = [r.wait_seconds, r.replica, r.provider]
     while extras and extras[-1] is None:
         extras.pop()
@@ -165,9 +168,12 @@ _EXTRA_TYPES: tuple[tuple[str, tuple[type, ...], str], ...] = (
     ("wait_seconds", (float, int, type(None)), "a number of seconds or null"),
     ("replica", (int, type(None)), "a whole number or null"),
     ("provider", _OPTIONAL_TEXT, "text or null"),
+    ("execution_id", (str,), "text"),
 )
-"""The fields after the twelve of :data:`_ATTEMPT_TYPES`, optional at the end of a spooled attempt."""
+"""The fields after the twelve of :data:`_ATTEMPT_TYPES`, optional at the end of a spooled attempt: an entry
+spooled before a field existed (``execution_id``: schema version 7) ends before it and still decodes."""
 EXTRA_FIELDS = tuple(name for name, _, _ in _EXTRA_TYPES)
+_EXTRA_DEFAULTS: tuple[Any, ...] = (None, None, None, "")
 
 _ATTEMPT_SIGNATURES = frozenset(itertools.product(*(types for _, types, _ in _ATTEMPT_TYPES)))
 """Every valid tuple of the JSON types of an attempt's fields: one set lookup checks all twelve."""
@@ -184,12 +190,12 @@ def _checked_attempt(values: list[Any]) -> AttemptRecord:
     for value, (name, types, expected) in zip(extra, _EXTRA_TYPES, strict=False):
         if type(value) not in types:
             raise InvalidRecordError(f"a spooled attempt.{name} must be {expected}, not {value!r:.80}")
-    wait, replica, provider = (*extra, None, None, None)[:3]
+    wait, replica, provider, execution_id = (*extra, *_EXTRA_DEFAULTS[len(extra) :])
     fr, tr, tn, n, start, end, outcome, etype, emsg, retryable, used_fallback, host = core
     member = _OUTCOMES.get(outcome) or _enum(AttemptOutcome, outcome, "attempt", "outcome")  # that raises
     return AttemptRecord(
         fr, tr, tn, n, _aware_time(start, "start_time"), _aware_time(end, "end_time"), member, etype, emsg,
-        retryable, used_fallback, host, None if wait is None else float(wait), replica, provider,
+        retryable, used_fallback, host, None if wait is None else float(wait), replica, provider, execution_id,
     )  # fmt: skip
 
 

@@ -41,7 +41,8 @@ class StoreTotals:
     """What :meth:`TelemetryStore.totals` returns; each list holds plain tuples, one per group.
 
     * ``attempts``: ``(flow, task, outcome, attempts, retries)``; ``retries`` are the attempts after the
-      first of their task run (fallback rows excluded); ``flow`` is ``""`` outside a forewarn flow.
+      first of their task run, whichever execution made them (fallback rows excluded); ``flow`` is ``""``
+      outside a forewarn flow.
     * ``runs``: ``(flow, state, runs)``.
     * ``breaker_refusals``: ``(flow, task, refusals, last refusal time)``: attempts an open breaker refused
       that ended in the window.
@@ -63,7 +64,12 @@ def _count_if(condition: sa.ColumnElement[bool]) -> sa.ColumnElement[Any]:
 
 
 def attempts_totals() -> sa.Select[Any]:
-    """Attempts and retries per flow, task and outcome."""
+    """Attempts and retries per flow, task and outcome, retries counted as ``attempt > 1``.
+
+    That is every retry of a task run executed once. The first attempts of the later executions of a task
+    run Dask executed again (:func:`rerun_task_runs`, :func:`later_first_attempts`) are retries too, added
+    by :func:`read_totals`.
+    """
     a = task_attempts.c
     flow = sa.func.coalesce(flow_runs.c.flow_name, "")
     retry = sa.and_(a.attempt > 1, a.outcome.not_in(FALLBACK_OUTCOMES))
@@ -73,6 +79,59 @@ def attempts_totals() -> sa.Select[Any]:
         .select_from(joined)
         .group_by(flow, a.task_name, a.outcome)
     )
+
+
+def rerun_task_runs() -> sa.Select[Any]:
+    """The task runs with more than one first attempt: executed more than once (schema version 7).
+
+    Dask re-runs a task whose worker died under the same ``task_run_id``, and the re-run numbers its
+    attempts from 1 again, under its own ``execution_id``. Read from the ``(task_run_id, execution_id,
+    attempt)`` index alone, in its order: one index scan, and usually no row.
+    """
+    a = task_attempts.c
+    return sa.select(a.task_run_id).where(a.attempt == 1).group_by(a.task_run_id).having(sa.func.count() > 1)
+
+
+def later_first_attempts() -> sa.Select[Any]:
+    """The first attempts of every execution but the first of the task runs in the expanding parameter
+    ``task_run_ids``, per flow, task and outcome (fallback rows excluded): retries that ``attempt > 1`` misses.
+
+    The first execution is the one whose first attempt started first.
+    """
+    a = task_attempts.c
+    other = task_attempts.alias("other_attempts")
+    ids: sa.BindParameter[str] = sa.bindparam("task_run_ids", expanding=True)
+    first = (
+        sa.select(other.c.task_run_id, sa.func.min(other.c.start_time).label("first_start"))
+        .where(other.c.attempt == 1, other.c.task_run_id.in_(ids))
+        .group_by(other.c.task_run_id)
+        .subquery("first_executions")
+    )
+    flow = sa.func.coalesce(flow_runs.c.flow_name, "")
+    joined = task_attempts.join(first, first.c.task_run_id == a.task_run_id).outerjoin(
+        flow_runs, flow_runs.c.flow_run_id == a.flow_run_id
+    )
+    return (
+        sa.select(flow, a.task_name, a.outcome, sa.func.count())
+        .select_from(joined)
+        .where(a.attempt == 1, a.start_time > first.c.first_start, a.outcome.not_in(FALLBACK_OUTCOMES))
+        .group_by(flow, a.task_name, a.outcome)
+    )
+
+
+def _attempts(conn: sa.Connection) -> list[tuple[str, str, str, int, int]]:
+    """:func:`attempts_totals` with the later executions' first attempts added to the retries."""
+    totals = {(f, t, o): [int(n), int(x or 0)] for f, t, o, n, x in conn.execute(attempts_totals())}
+    reruns = list(conn.execute(rerun_task_runs()).scalars())
+    for start in range(0, len(reruns), _IDS_PER_QUERY):
+        chunk = reruns[start : start + _IDS_PER_QUERY]
+        for f, t, o, n in conn.execute(later_first_attempts(), {"task_run_ids": chunk}):
+            # a group that is new since the first read (the statements are not one snapshot): its rows here
+            totals.setdefault((f, t, o), [int(n), 0])[1] += int(n)
+    return [(f, t, o, n, x) for (f, t, o), (n, x) in totals.items()]
+
+
+_IDS_PER_QUERY = 500
 
 
 def runs_totals() -> sa.Select[Any]:
@@ -149,7 +208,7 @@ def read_totals(
     conn: sa.Connection, since: datetime, until: datetime, model_version: str | None, *, counts: bool = True
 ) -> StoreTotals:
     """Run the aggregates on ``conn`` (the whole-store counters only with ``counts``); times are aware UTC."""
-    attempts = [(f, t, o, int(n), int(x or 0)) for f, t, o, n, x in conn.execute(attempts_totals())] if counts else []
+    attempts = _attempts(conn) if counts else []
     return StoreTotals(
         attempts=attempts,
         runs=[(f, s, int(n)) for f, s, n in conn.execute(runs_totals())] if counts else [],
@@ -167,8 +226,10 @@ __all__ = [
     "StoreTotals",
     "attempts_totals",
     "breaker_totals",
+    "later_first_attempts",
     "latest_risk",
     "live_totals",
     "read_totals",
+    "rerun_task_runs",
     "runs_totals",
 ]

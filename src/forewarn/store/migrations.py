@@ -29,15 +29,17 @@ The versions so far:
 5. ``task_attempts.replica`` and ``task_attempts.provider`` (nullable) for redundant and failover calls
    (:func:`_v5_replica_and_provider`).
 6. ``flow_runs.tags`` (JSON text list, nullable), the run's Prefect tags (:func:`_v6_flow_run_tags`).
+7. ``task_attempts.execution_id`` (text, not null, ``''``) and the unique key ``(task_run_id, execution_id,
+   attempt)`` (:func:`_v7_attempt_execution_id`).
 
-Adding schema version 7 means: change the tables in :mod:`forewarn.store.schema`, set ``SCHEMA_VERSION = 7``
-and append a step that turns a version-6 store into a version-7 one::
+Adding schema version 8 means: change the tables in :mod:`forewarn.store.schema`, set ``SCHEMA_VERSION = 8``
+and append a step that turns a version-7 store into a version-8 one::
 
-    def _v7_add_queue_column(op: Operations) -> None:
+    def _v8_add_queue_column(op: Operations) -> None:
         with op.batch_alter_table("task_attempts") as batch:
             batch.add_column(sa.Column("queue", sa.String(255)))
 
-    MIGRATIONS = [..., (6, _v6_flow_run_tags), (7, _v7_add_queue_column)]
+    MIGRATIONS = [..., (7, _v7_attempt_execution_id), (8, _v8_add_queue_column)]
 
 A step must only use ``op`` and spell out the columns it creates (never import the current tables: they
 describe the newest schema, not the one the step starts from). A test compares a migrated store with a
@@ -49,7 +51,7 @@ Example::
     >>> engine = sa.create_engine("sqlite://", isolation_level="AUTOCOMMIT")
     >>> with engine.connect() as conn:
     ...     ensure_schema(conn, url="sqlite://"), read_version(conn)
-    (6, 6)
+    (7, 7)
 """
 
 from __future__ import annotations
@@ -158,12 +160,50 @@ def _v6_flow_run_tags(op: Operations) -> None:
         )
 
 
+def _v7_attempt_execution_id(op: Operations) -> None:
+    """Version 6 → 7: ``task_attempts.execution_id`` (not null, default ``''``, added last), and the attempts'
+    unique key becomes ``(task_run_id, execution_id, attempt)`` instead of ``(task_run_id, attempt)``.
+
+    Existing rows get ``''``: one execution each, as before, so they stay unique under the new key. The old
+    constraint is found by its columns, not assumed by name (a store made by hand, or by another naming
+    convention, may call it something else). On PostgreSQL it is dropped and the new one added with
+    ``ALTER TABLE``; the column's default makes adding it a catalogue change, with no table rewrite. SQLite
+    cannot drop a constraint, so batch mode rebuilds ``task_attempts`` (a copy of every row, in the upgrade's
+    one transaction: about a second per million attempts).
+    """
+    table = "task_attempts"
+    # An unnamed constraint (SQLite only) is named by this convention when batch mode reflects the table.
+    convention = {"uq": "uq_%(table_name)s_%(column_0_N_name)s"}
+    inspector = sa.inspect(op.get_bind())
+    old = [
+        u["name"] or "uq_task_attempts_task_run_id_attempt"
+        for u in inspector.get_unique_constraints(table)
+        if list(u["column_names"]) == ["task_run_id", "attempt"]
+    ]
+    with op.batch_alter_table(table, naming_convention=convention) as batch:
+        batch.add_column(
+            sa.Column(
+                "execution_id",
+                sa.String(64),
+                nullable=False,
+                server_default="",
+                comment="one execution of the task run in a process (random per call); '' for imported and pre-7 rows",
+            )
+        )
+        for name in old:
+            batch.drop_constraint(name, type_="unique")
+        batch.create_unique_constraint(
+            "uq_task_attempts_task_run_id_execution_id_attempt", ["task_run_id", "execution_id", "attempt"]
+        )
+
+
 MIGRATIONS: list[tuple[int, Migration]] = [
     (2, _v2_features_and_predictions),
     (3, _v3_attempt_wait_seconds),
     (4, _v4_circuit_breakers),
     (5, _v5_replica_and_provider),
     (6, _v6_flow_run_tags),
+    (7, _v7_attempt_execution_id),
 ]
 """Ordered upgrade steps ``(n, step)``; ``step`` turns a version ``n - 1`` store into version ``n``."""
 

@@ -11,8 +11,12 @@ Schema version :data:`SCHEMA_VERSION` (stored in ``forewarn_meta``; see :mod:`fo
     ``tags`` (version 6) is a JSON list of the run's Prefect tags (sorted, no repeats), or null for none.
 ``task_attempts``
     One row per attempt of a task run (and one for its fallback call), unique on
-    ``(task_run_id, attempt)``. ``replica`` (version 3) numbers the redundant copies of a hedged or
-    replicated call (null otherwise); ``provider`` (version 3) names the provider a failover task used.
+    ``(task_run_id, execution_id, attempt)``. ``replica`` (version 5) numbers the redundant copies of a
+    hedged or replicated call (null otherwise); ``provider`` (version 5) names the provider a failover task
+    used. ``execution_id`` (version 7) tells apart the executions of one task run (Dask re-runs a task whose
+    worker died under the same ``task_run_id``, numbering its attempts from 1 again): random per call of
+    the task wrapper, ``''`` for imported rows and rows from before version 7. A task run's tries are its
+    rows, not its highest ``attempt``.
 ``predictions`` (version 2)
     One row per failure-risk score of a flow run, made by the pre-run hook or by the forecast of
     scheduled runs. A run may be scored many times (each forecast scores it again, with less lead).
@@ -46,12 +50,13 @@ from sqlalchemy.engine import Dialect
 
 from forewarn.errors import InvalidRecordError
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 """The schema this forewarn writes and reads. Bump it together with a step in ``migrations.MIGRATIONS``."""
 
 ID_LENGTH = 255
 NAME_LENGTH = 255
 MESSAGE_LENGTH = 10_000  # the upper bound of FOREWARN_MESSAGE_MAX_CHARS
+EXECUTION_ID_LENGTH = 64  # forewarn writes 16 hex digits; room for a uuid given by hand
 
 
 class UTCDateTime(sa.types.TypeDecorator[datetime]):
@@ -186,7 +191,15 @@ task_attempts = sa.Table(
     # version 5, added last by the migration step, so migrated and new stores match
     sa.Column("replica", sa.Integer, comment="1, 2, ... for redundant copies of one call; null otherwise"),
     sa.Column("provider", sa.String(NAME_LENGTH), comment="the failover provider that served the attempt"),
-    sa.UniqueConstraint("task_run_id", "attempt"),
+    # version 7, added last; '' (not null) so that one plain unique constraint covers old and new rows
+    sa.Column(
+        "execution_id",
+        sa.String(EXECUTION_ID_LENGTH),
+        nullable=False,
+        server_default="",
+        comment="one execution of the task run in a process (random per call); '' for imported and pre-7 rows",
+    ),
+    sa.UniqueConstraint("task_run_id", "execution_id", "attempt"),
     # all attempts of one flow run
     sa.Index(None, "flow_run_id"),
     # "recent failed attempts across all tasks": outcome IN (...) and a range on end_time.

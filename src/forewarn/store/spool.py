@@ -9,9 +9,12 @@ the unwritten rest of a segment is zeros, where reading stops. :meth:`Spool.drai
 first, to a writer (the store) and then forgets them: a fully drained segment is zeroed from its start,
 or deleted once appends moved on to a newer one. A segment whose
 lock can be taken belongs to a process that died: :meth:`Spool.drain` adopts it, replays it and deletes
-it, so records of a crashed process reach the store at the next open. Replaying may write an entry a
+it, so records of a crashed process reach the store at the next pass of any drainer of the directory:
+the next process to open the spool, or one already running that records again (a Dask worker that
+outlived another). Replaying may write an entry a
 second time (killed after the store committed, before the spool forgot); the store's writes are
-idempotent (upserts keyed by ``flow_run_id`` and ``(task_run_id, attempt)``), so nothing appears twice.
+idempotent (upserts keyed by ``flow_run_id`` and ``(task_run_id, execution_id, attempt)``), so nothing
+appears twice.
 
 The spool is bounded: an entry that would take this process's undrained bytes past ``max_bytes`` is
 dropped (counted in :attr:`Spool.dropped`, logged once); :meth:`Spool.append` never blocks. Every file is

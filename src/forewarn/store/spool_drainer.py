@@ -178,7 +178,11 @@ class SpoolDrainer:
                 self._hurry.wait(self._linger)  # gather a batch: one transaction for many entries
             self._hurry.clear()
             try:
-                self.spool.drain(self._write, adopt=self._orphans_due)
+                # Every pass looks for segments of dead processes, not only the first: a process of the same
+                # directory may die while this one lives (a Dask worker killed beside another). With a few
+                # live processes sharing the directory this is a listing and an open and a lock tried per
+                # segment, some tens of microseconds a pass, and passes are at most a few a second.
+                self.spool.drain(self._write)
                 self._orphans_due, backoff = False, 0.0
             except Exception as exc:  # the store is down or stalled: the entries wait in the spool
                 self._on_error(exc)

@@ -278,8 +278,8 @@ class TelemetryStore:
     def record_attempt(self, rec: AttemptRecord) -> None:
         """Write one ``task_attempts`` row (a task's hot path: one statement, one commit).
 
-        A second record with the same ``(task_run_id, attempt)`` overwrites the first, so retrying a write
-        whose outcome is unknown is safe. Strings longer than their column are cut to fit.
+        A second record with the same ``(task_run_id, execution_id, attempt)`` overwrites the first, so retrying
+        a write whose outcome is unknown is safe. Strings longer than their column are cut to fit.
 
         Example::
 
@@ -299,7 +299,7 @@ class TelemetryStore:
     def record_attempts(self, recs: Iterable[AttemptRecord]) -> int:
         """Write many attempts in one transaction (a multi-row upsert per 128 rows); return how many.
 
-        Records with the same ``(task_run_id, attempt)`` leave one row, the last one's values.
+        Records with the same ``(task_run_id, execution_id, attempt)`` leave one row, the last one's values.
 
         Example::
 
