@@ -804,6 +804,7 @@ class TestPersistence:
         model, loaded = load_model(tmp_path, key=MODEL_KEY)
         X = data[0].iloc[:300]
         np.testing.assert_array_equal(model.predict_proba(X), fitted.predict_proba(X))
+        assert type(model.pipeline_.named_steps["classifier"]) is PrefitCalibratedClassifier
         assert loaded == manifest
         assert loaded.feature_names == tuple(fitted.feature_spec_.names)
         assert loaded.feature_spec == fitted.feature_spec_
@@ -814,6 +815,20 @@ class TestPersistence:
         assert loaded.backtest_metrics == {"pr_auc": None}
         assert {"forewarn", "scikit-learn", "pandas", "numpy", "joblib", "python"} <= set(loaded.library_versions)
         assert (tmp_path / manifest.version / "model.joblib").is_file()
+
+    def test_model_calibrated_by_cross_validation_still_loads(
+        self, fitted: FailureWarningModel, data: Data, tmp_path: Path
+    ) -> None:
+        """A model whose pipeline holds a CalibratedClassifierCV (saved before, or a fallback) loads and scores."""
+        X, y = data
+        older = clone(fitted)
+        older.__dict__.update({k: v for k, v in fitted.__dict__.items() if k.endswith("_")})
+        older.pipeline_ = make_pipeline(fitted.feature_spec_).fit(X, y.to_numpy(dtype=int))
+        save_model(older, tmp_path, training_window=WINDOW, key=MODEL_KEY)
+        model, _ = load_model(tmp_path, key=MODEL_KEY)
+        assert type(model.pipeline_.named_steps["classifier"]) is CalibratedClassifierCV
+        np.testing.assert_array_equal(model.predict_proba(X.iloc[:300]), older.predict_proba(X.iloc[:300]))
+        np.testing.assert_array_equal(model.predict_proba(X.iloc[[7]]), older.pipeline_.predict_proba(X.iloc[[7]]))
 
     def test_version_names_time_and_checksum(self, fitted: FailureWarningModel, tmp_path: Path) -> None:
         """version is <UTC time>-<sha256 prefix> and manifest.json is plain JSON."""
