@@ -13,7 +13,9 @@ import pytest
 import sklearn
 from sklearn.base import clone
 from sklearn.calibration import CalibratedClassifierCV
+from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.exceptions import NotFittedError
+from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 
 import forewarn.learning.model._sklearn_fast as sklearn_fast
@@ -38,6 +40,7 @@ from forewarn.learning.model import (
     save_model,
 )
 from forewarn.learning.model.estimator import calibrated_risk
+from forewarn.learning.model.pipeline import PrefitCalibratedClassifier, raw_score
 from forewarn.learning.model.threshold import time_slices
 
 MODEL_KEY = "test-model-key-" + "0" * 32  # signs and verifies the models saved here
@@ -141,7 +144,7 @@ class TestMakePipeline:
     """make_pipeline() builds one calibrated Pipeline from raw feature rows to a probability."""
 
     @pytest.mark.slow  # fits a pipeline per family
-    @pytest.mark.parametrize("family", ["hgb", "logreg"])
+    @pytest.mark.parametrize("family", ["hgb", "logreg", "mean"])
     def test_families_fit_and_score_raw_rows(self, family: str, data: Data) -> None:
         """Both families take the raw frame, including unseen categories and missing values."""
         X, y = data
@@ -156,10 +159,29 @@ class TestMakePipeline:
         assert np.all((proba >= 0) & (proba <= 1))
 
     def test_calibration_scores_with_one_model(self, fitted: FailureWarningModel) -> None:
-        """ensemble=False: one classifier and one calibrator at scoring time."""
+        """make_pipeline's CalibratedClassifierCV (the fallbacks') has ensemble=False; fit's pipeline is one
+        classifier and one calibrator."""
+        pipe = make_pipeline(fitted.feature_spec_)
+        assert pipe.named_steps["classifier"].ensemble is False
         calibrated = fitted.pipeline_.named_steps["classifier"]
-        assert calibrated.ensemble is False
-        assert len(calibrated.calibrated_classifiers_) == 1
+        assert isinstance(calibrated, PrefitCalibratedClassifier)
+        assert isinstance(calibrated.estimator, HistGradientBoostingClassifier)
+        assert isinstance(calibrated.calibrator_, LogisticRegression)
+
+    @pytest.mark.slow  # fits one pipeline per family
+    @pytest.mark.parametrize("family", ["hgb", "logreg", "mean"])
+    def test_scores_are_the_classifier_fitted_on_all_rows(self, family: str, data: Data) -> None:
+        """The saved pipeline ranks runs as the uncalibrated classifier fitted on every row does (the
+        calibrator is monotone), and its calibrator was fitted on out-of-time scores, not on these."""
+        X, y = data
+        model = FailureWarningModel(family=family).fit(X, y)
+        plain = make_pipeline(feature_spec(X), family, calibration=None).fit(X, y.to_numpy(dtype=int))
+        rows = X.iloc[:400]
+        np.testing.assert_allclose(model.pipeline_.decision_function(rows), raw_score(plain, rows), rtol=0, atol=1e-12)
+        order = np.argsort(raw_score(plain, rows), kind="stable")
+        assert np.all(np.diff(model.risk(rows)[order]) >= 0)
+        in_sample = LogisticRegression(C=np.inf).fit(raw_score(plain, X).reshape(-1, 1), y.to_numpy(dtype=int))
+        assert model.pipeline_.named_steps["classifier"].calibrator_.coef_[0, 0] != in_sample.coef_[0, 0]
 
     def test_unknown_family_is_refused(self, data: Data) -> None:
         """Only the documented families exist."""
@@ -361,7 +383,8 @@ class TestThreshold:
 
     def test_threshold_comes_from_the_latest_quarter(self, fitted: FailureWarningModel, data: Data) -> None:
         """threshold_: the median over time slices of the rule applied to the latest quarter, scored out of
-        time by an uncalibrated classifier fitted on the earlier 75 % through the final model's calibrator."""
+        time by an uncalibrated classifier fitted on the earlier 75 % through the final model's calibrator,
+        which was fitted on those very scores."""
         X, y = data
         n_hold = round(len(X) * 0.25)
         early = (
@@ -369,7 +392,13 @@ class TestThreshold:
             ._pipeline(feature_spec(X), 100, calibrated=False)
             .fit(X.iloc[:-n_hold], y.iloc[:-n_hold].to_numpy(dtype=int))
         )
-        risk = calibrated_risk(fitted.pipeline_, early.decision_function(X.iloc[-n_hold:]))
+        scores = early.decision_function(X.iloc[-n_hold:])
+        platt = LogisticRegression(C=np.inf).fit(scores.reshape(-1, 1), y.iloc[-n_hold:].to_numpy(dtype=int))
+        calibrator = fitted.pipeline_.named_steps["classifier"].calibrator_
+        np.testing.assert_allclose(
+            [calibrator.coef_[0, 0], calibrator.intercept_[0]], [platt.coef_[0, 0], platt.intercept_[0]]
+        )
+        risk = calibrated_risk(fitted.pipeline_, scores)
         expected, per_slice = choose_threshold_over_slices(y.iloc[-n_hold:], risk, n_slices=4, target_precision=0.5)
         assert fitted.threshold_source_ == "time_holdout"
         assert len(per_slice) > 1
@@ -379,9 +408,14 @@ class TestThreshold:
         """For the pipeline's own classifier's raw scores, calibrated_risk equals predict_proba."""
         X, _ = data
         pipe = fitted.pipeline_
-        (member,) = pipe.named_steps["classifier"].calibrated_classifiers_
-        decision = member.estimator.decision_function(pipe.named_steps["features"].transform(X.iloc[:500]))
+        decision = pipe.named_steps["classifier"].estimator.decision_function(
+            pipe.named_steps["features"].transform(X.iloc[:500])
+        )
         np.testing.assert_allclose(calibrated_risk(pipe, decision), pipe.predict_proba(X.iloc[:500])[:, 1], atol=1e-12)
+        old = make_pipeline(fitted.feature_spec_).fit(X, data[1].to_numpy(dtype=int))  # as models saved before
+        (member,) = old.named_steps["classifier"].calibrated_classifiers_
+        decision = member.estimator.decision_function(old.named_steps["features"].transform(X.iloc[:500]))
+        np.testing.assert_allclose(calibrated_risk(old, decision), old.predict_proba(X.iloc[:500])[:, 1], atol=1e-12)
 
     @pytest.mark.slow  # fits two models
     def test_fit_threads_do_not_change_the_model(self, fitted: FailureWarningModel, data: Data) -> None:
@@ -427,6 +461,57 @@ class TestThreshold:
         model = FailureWarningModel(family="logreg", min_failures=5).fit(X, y)
         assert model.threshold_source_ == source
         assert 0.0 <= model.threshold_ <= 1.0
+
+
+class TestLargeTrainingSets:
+    """Above max_fit_rows, each classifier fits on every failure and a weighted sample of the successes."""
+
+    def test_majority_is_sampled_and_up_weighted(self, data: Data) -> None:
+        """All failures stay; successes are sampled down to the cap, each weighing what it stands for."""
+        y = data[1].to_numpy(dtype=int)
+        rows, weight = FailureWarningModel(max_fit_rows=1_000)._fit_rows(y)
+        assert rows is not None and weight is not None
+        failures, successes = int(y.sum()), int((y == 0).sum())
+        assert len(rows) == 1_000 and np.all(np.diff(rows) > 0)  # time order kept
+        assert set(np.flatnonzero(y == 1)) <= set(rows.tolist())
+        assert np.all(weight[y[rows] == 1] == 1.0)
+        np.testing.assert_allclose(weight[y[rows] == 0], successes / (1_000 - failures))
+        assert weight.sum() == pytest.approx(len(y))
+        assert FailureWarningModel(max_fit_rows=None)._fit_rows(y) == (None, None)
+        assert FailureWarningModel(max_fit_rows=len(y))._fit_rows(y) == (None, None)
+        again, _ = FailureWarningModel(max_fit_rows=1_000)._fit_rows(y)
+        np.testing.assert_array_equal(rows, again)  # seeded by random_state
+
+    def test_never_fewer_successes_than_failures(self) -> None:
+        """A cap below twice the failures keeps as many successes as failures."""
+        y = np.r_[np.ones(300), np.zeros(3_000)].astype(int)
+        rows, weight = FailureWarningModel(max_fit_rows=400)._fit_rows(y)
+        assert rows is not None and weight is not None
+        assert len(rows) == 600 and int(y[rows].sum()) == 300
+        np.testing.assert_allclose(weight[y[rows] == 0], 10.0)
+
+    @pytest.mark.slow  # fits two models
+    def test_sampled_fit_ranks_about_as_well(self, fitted: FailureWarningModel, data: Data) -> None:
+        """On fresh rows, a model fitted on half the successes ranks about as well and stays calibrated."""
+        from sklearn.metrics import average_precision_score
+
+        X, y = data
+        sampled = FailureWarningModel(max_fit_rows=2_000).fit(X, y)
+        new_X, new_y = synthetic_features(8_000, seed=11)
+        full_ap = average_precision_score(new_y, fitted.risk(new_X))
+        assert average_precision_score(new_y, sampled.risk(new_X)) > full_ap - 0.03
+        assert sampled.risk(new_X).mean() == pytest.approx(new_y.mean(), abs=0.03)
+        assert sampled.threshold_source_ == "time_holdout" and sampled.n_train_runs_ == len(X)
+
+    @pytest.mark.parametrize("value", [0, "100", 2.5])
+    def test_bad_cap_is_refused(self, data: Data, value: Any) -> None:
+        """max_fit_rows is a whole number >= 1 or None."""
+        with pytest.raises(ConfigurationError, match="max_fit_rows"):
+            FailureWarningModel(max_fit_rows=value).fit(*data)
+
+    def test_model_pickled_before_the_cap_fitted_on_every_row(self, fitted: FailureWarningModel) -> None:
+        """An older pickle without max_fit_rows says it fitted on every row."""
+        assert joblib.load(_dump_without(fitted, ("max_fit_rows",))).get_params()["max_fit_rows"] is None
 
 
 class TestInsufficientHistory:
@@ -672,16 +757,19 @@ class TestFastScoring:
             np.testing.assert_allclose(fitted.risk(row), fitted.pipeline_.predict_proba(row)[:, 1], rtol=0, atol=1e-12)
 
     @pytest.mark.slow  # fits a model per calibration
-    @pytest.mark.parametrize("kind", ["isotonic", "ensemble"])
+    @pytest.mark.parametrize("kind", ["isotonic", "cv", "ensemble"])
     def test_other_calibrations_score_as_in_the_pipeline(self, kind: str, data: Data) -> None:
-        """Isotonic calibrators and several calibrated members (ensemble=True) are averaged as sklearn does."""
+        """Isotonic calibrators, make_pipeline's CalibratedClassifierCV (models saved before, the fallbacks)
+        and several calibrated members (ensemble=True) score as sklearn does."""
         X, y = data
         model = FailureWarningModel(calibration="isotonic" if kind == "isotonic" else "sigmoid").fit(X, y)
-        if kind == "ensemble":
+        if kind != "isotonic":
             pipe = make_pipeline(feature_spec(X), "hgb")
-            pipe.set_params(classifier__ensemble=True)
+            pipe.set_params(classifier__ensemble=kind == "ensemble")
             model.pipeline_ = pipe.fit(X, y.to_numpy(dtype=int))
-            assert len(model.pipeline_.named_steps["classifier"].calibrated_classifiers_) == 3
+            assert len(model.pipeline_.named_steps["classifier"].calibrated_classifiers_) == (
+                3 if kind == "ensemble" else 1
+            )
         assert sklearn_fast.hgb_parts(model.pipeline_) is not None
         for rows in [X.iloc[[i]] for i in range(0, 400, 20)] + [X.iloc[:50]]:
             np.testing.assert_allclose(
@@ -716,6 +804,7 @@ class TestPersistence:
         model, loaded = load_model(tmp_path, key=MODEL_KEY)
         X = data[0].iloc[:300]
         np.testing.assert_array_equal(model.predict_proba(X), fitted.predict_proba(X))
+        assert type(model.pipeline_.named_steps["classifier"]) is PrefitCalibratedClassifier
         assert loaded == manifest
         assert loaded.feature_names == tuple(fitted.feature_spec_.names)
         assert loaded.feature_spec == fitted.feature_spec_
@@ -726,6 +815,20 @@ class TestPersistence:
         assert loaded.backtest_metrics == {"pr_auc": None}
         assert {"forewarn", "scikit-learn", "pandas", "numpy", "joblib", "python"} <= set(loaded.library_versions)
         assert (tmp_path / manifest.version / "model.joblib").is_file()
+
+    def test_model_calibrated_by_cross_validation_still_loads(
+        self, fitted: FailureWarningModel, data: Data, tmp_path: Path
+    ) -> None:
+        """A model whose pipeline holds a CalibratedClassifierCV (saved before, or a fallback) loads and scores."""
+        X, y = data
+        older = clone(fitted)
+        older.__dict__.update({k: v for k, v in fitted.__dict__.items() if k.endswith("_")})
+        older.pipeline_ = make_pipeline(fitted.feature_spec_).fit(X, y.to_numpy(dtype=int))
+        save_model(older, tmp_path, training_window=WINDOW, key=MODEL_KEY)
+        model, _ = load_model(tmp_path, key=MODEL_KEY)
+        assert type(model.pipeline_.named_steps["classifier"]) is CalibratedClassifierCV
+        np.testing.assert_array_equal(model.predict_proba(X.iloc[:300]), older.predict_proba(X.iloc[:300]))
+        np.testing.assert_array_equal(model.predict_proba(X.iloc[[7]]), older.pipeline_.predict_proba(X.iloc[[7]]))
 
     def test_version_names_time_and_checksum(self, fitted: FailureWarningModel, tmp_path: Path) -> None:
         """version is <UTC time>-<sha256 prefix> and manifest.json is plain JSON."""

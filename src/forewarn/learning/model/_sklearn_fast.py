@@ -1,11 +1,12 @@
 """Scoring a few rows of an ``hgb`` model without scikit-learn's per-call overhead, on its private attributes.
 
 Live scoring scores one run at a time. Through the Pipeline that costs ~2.5 ms, mostly scikit-learn
-re-validating the input and re-fitting a LabelEncoder inside every ``_CalibratedClassifier.predict_proba``
-call; the trees themselves cost ~0.3 ms. This module repeats the steps of the public path on the encoded
-matrix, reading scikit-learn internals that may change in any release: ``sklearn.calibration.
-_SigmoidCalibration`` and ``HistGradientBoostingClassifier._predict_iterations``, ``._predictors`` and
-``._baseline_prediction``. So it is used only on the scikit-learn releases in
+re-validating the input (and, for a ``CalibratedClassifierCV``, re-fitting a LabelEncoder inside every
+``_CalibratedClassifier.predict_proba`` call); the trees themselves cost ~0.3 ms. This module repeats the
+steps of the public path on the encoded matrix, reading scikit-learn internals that may change in any
+release: ``sklearn.calibration._SigmoidCalibration`` and ``HistGradientBoostingClassifier.
+_predict_iterations``, ``._predictors`` and ``._baseline_prediction``. So it is used only on the
+scikit-learn releases in
 :data:`TESTED_SKLEARN_VERSIONS`, where ``tests/test_model.py::TestFastScoring`` checks it against
 ``Pipeline.predict_proba`` to the last bit; with any other release :func:`hgb_parts` is ``None`` and the
 model scores through the public ``pipeline.predict_proba``.
@@ -33,6 +34,7 @@ from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.pipeline import Pipeline
 
 from forewarn.learning.model.encoder import FrameEncoder
+from forewarn.learning.model.pipeline import PrefitCalibratedClassifier
 
 TESTED_SKLEARN_VERSIONS: tuple[str, str] = ("1.9.1", "1.9.1")
 """The oldest and newest scikit-learn releases (inclusive) this module was checked against the public path on.
@@ -65,7 +67,7 @@ class HgbParts:
     """The fitted parts of an ``"hgb"`` pipeline that :func:`calibrated_proba` scores without sklearn's checks."""
 
     encoder: FrameEncoder
-    calibrated: Any  # a fitted CalibratedClassifierCV over binary HistGradientBoostingClassifiers
+    calibrated: Any  # a fitted PrefitCalibratedClassifier or CalibratedClassifierCV over binary HGB classifiers
 
 
 def hgb_parts(pipeline: Any) -> HgbParts | None:
@@ -82,19 +84,19 @@ def hgb_parts(pipeline: Any) -> HgbParts | None:
     if type(pipeline) is not Pipeline or not steps or len(steps) != 2:
         return None
     encoder, calibrated = steps[0][1], steps[1][1]
-    if type(encoder) is not FrameEncoder or type(calibrated) is not CalibratedClassifierCV:
+    if type(encoder) is not FrameEncoder:
+        return None
+    if type(calibrated) is PrefitCalibratedClassifier:
+        fitted = hasattr(calibrated, "calibrator_") and len(getattr(calibrated, "classes_", ())) == 2
+        return HgbParts(encoder, calibrated) if fitted and _plain_hgb(calibrated.estimator) else None
+    if type(calibrated) is not CalibratedClassifierCV:
         return None
     members = getattr(calibrated, "calibrated_classifiers_", None)
     if not members or len(getattr(calibrated, "classes_", ())) != 2:
         return None
     for member in members:
-        est = getattr(member, "estimator", None)
         if (
-            type(est) is not HistGradientBoostingClassifier
-            or getattr(est, "_preprocessor", None) is not None  # HGB would re-encode categorical columns
-            or hasattr(est, "feature_names_in_")  # fitted on a frame: sklearn would check the names
-            or getattr(est, "n_trees_per_iteration_", None) != 1
-            or not all(hasattr(est, a) for a in ("_predict_iterations", "_predictors", "_baseline_prediction"))
+            not _plain_hgb(getattr(member, "estimator", None))
             or getattr(member, "method", None) not in ("sigmoid", "isotonic")
             or len(getattr(member, "calibrators", ())) != 1
             or len(getattr(member, "classes", ())) != 2
@@ -103,19 +105,38 @@ def hgb_parts(pipeline: Any) -> HgbParts | None:
     return HgbParts(encoder, calibrated)
 
 
+def _plain_hgb(est: Any) -> bool:
+    """Whether ``est`` is a fitted binary HistGradientBoostingClassifier with the attributes read here."""
+    return (
+        type(est) is HistGradientBoostingClassifier
+        and getattr(est, "_preprocessor", None) is None  # else HGB would re-encode categorical columns
+        and not hasattr(est, "feature_names_in_")  # fitted on a frame: sklearn would check the names
+        and getattr(est, "n_trees_per_iteration_", None) == 1
+        and all(hasattr(est, a) for a in ("_predict_iterations", "_predictors", "_baseline_prediction"))
+    )
+
+
 def calibrated_proba(calibrated: Any, Xt: np.ndarray) -> np.ndarray | None:
     """``calibrated.predict_proba(Xt)`` for :func:`hgb_parts`' calibrated HGB, to the last bit; ``None``: no.
 
-    The steps of sklearn's ``CalibratedClassifierCV.predict_proba`` and ``_CalibratedClassifier.predict_proba``
+    A :class:`~forewarn.learning.model.pipeline.PrefitCalibratedClassifier` (what ``fit`` builds) is its own
+    ``predict_proba`` with HGB's decision function taken without re-validating ``Xt``. For a
+    :class:`~sklearn.calibration.CalibratedClassifierCV` (models saved before, and the fallbacks' pipeline):
+    the steps of sklearn's ``CalibratedClassifierCV.predict_proba`` and ``_CalibratedClassifier.predict_proba``
     (binary case) on the already-encoded float matrix: each member's HGB decision function (its trees'
     sum, via HGB's own tree code) goes through its calibrator into column 1, column 0 is ``1 - p``, values
     just above 1 are clipped, and the members' probabilities are averaged in order. What is skipped is
     input validation, the pandas/array-API dispatch and a LabelEncoder fit per call, for a matrix our
     own :class:`FrameEncoder` produced (checked: float64, 2-D, the width HGB was fitted on).
     """
-    members = calibrated.calibrated_classifiers_
     if not (isinstance(Xt, np.ndarray) and Xt.dtype == np.float64 and Xt.ndim == 2):
         return None  # e.g. set_output(transform="pandas") made the encoder return a DataFrame
+    if type(calibrated) is PrefitCalibratedClassifier:  # its own predict_proba, from HGB's decision on
+        if Xt.shape[1] != calibrated.estimator.n_features_in_:
+            return None
+        p = calibrated.calibrate(_hgb_decision(calibrated.estimator, Xt))
+        return np.column_stack([1.0 - p, p])
+    members = calibrated.calibrated_classifiers_
     if any(Xt.shape[1] != m.estimator.n_features_in_ for m in members):
         return None
     mean = np.zeros((len(Xt), 2))

@@ -39,7 +39,14 @@ from forewarn.learning._openmp import fit_thread_count
 from forewarn.learning.features import FeatureSpec, feature_spec
 from forewarn.learning.features.reasons import reason_text
 from forewarn.learning.model.encoder import PICKLED_MODULE, SMALL_BATCH, numeric_block
-from forewarn.learning.model.pipeline import DEFAULT_FAMILY, FAMILIES, make_pipeline
+from forewarn.learning.model.pipeline import (
+    DEFAULT_FAMILY,
+    FAMILIES,
+    PrefitCalibratedClassifier,
+    calibrated_pipeline,
+    make_pipeline,
+    raw_score,
+)
 from forewarn.learning.model.threshold import (
     THRESHOLD_RULES,
     choose_threshold,
@@ -101,6 +108,9 @@ class FailureWarningModel(ClassifierMixin, BaseEstimator):
       over 100,000s of rows split well across idle cores. ``None`` (the default): the cores the rest of
       the machine leaves idle when the fit starts, or every core where OpenMP's waiting threads sleep
       (``forewarn.learning._openmp``).
+    * ``max_fit_rows``: above this many labelled runs, each classifier fits on all failures and a random,
+      up-weighted sample of the successful runs, about this many rows in all (see :meth:`_fit_rows`);
+      ``None``: always on every row. The threshold's holdout is scored and calibrated on all its rows.
 
     Learned attributes: ``pipeline_``, ``threshold_``, ``threshold_source_``, ``slice_thresholds_``, ``feature_spec_``,
     ``feature_baseline_``, ``n_train_runs_``, ``n_train_failures_``, ``classes_``.
@@ -126,6 +136,7 @@ class FailureWarningModel(ClassifierMixin, BaseEstimator):
         random_state: int = 0,
         threshold_slices: int = 4,
         fit_threads: int | None = None,
+        max_fit_rows: int | None = 100_000,
     ) -> None:
         self.family = family
         self.threshold_rule = threshold_rule
@@ -139,12 +150,14 @@ class FailureWarningModel(ClassifierMixin, BaseEstimator):
         self.random_state = random_state
         self.threshold_slices = threshold_slices
         self.fit_threads = fit_threads
+        self.max_fit_rows = max_fit_rows
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         """Unpickle; a model saved before ``threshold_slices`` and ``fit_threads`` existed gets the values
         it was fitted with (one pooled holdout, its one threshold), so ``get_params`` and ``repr`` work."""
         state.setdefault("threshold_slices", 1)
         state.setdefault("fit_threads", state.get("n_threads", 1))
+        state.setdefault("max_fit_rows", None)
         if "threshold_" in state:
             state.setdefault("slice_thresholds_", [state["threshold_"]])
         super().__setstate__(state)
@@ -166,7 +179,7 @@ class FailureWarningModel(ClassifierMixin, BaseEstimator):
             [], [], self.threshold_rule, target_precision=self.target_precision, alert_budget=self.alert_budget
         )  # validates both values
         time_slices([], self.threshold_slices)  # validates it
-        for name in ("n_threads", "fit_threads"):
+        for name in ("n_threads", "fit_threads", "max_fit_rows"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or value < 1):
                 raise ConfigurationError(name, value, "a whole number >= 1, or None for every core")
@@ -183,17 +196,23 @@ class FailureWarningModel(ClassifierMixin, BaseEstimator):
     def fit(self, X: pd.DataFrame, y: Any) -> FailureWarningModel:
         """Learn from feature rows ``X`` (in time order) and labels ``y`` (1 failed, 0 succeeded, NaN skip).
 
-        Rows with a NaN label are dropped. The pipeline is fitted on all rows. The threshold is chosen
-        honestly on the training data alone: an uncalibrated copy of the classifier is fitted on the
-        earliest ``1 - threshold_holdout`` of the rows, its raw scores for the latest ``threshold_holdout``
-        (out of fold, later in time) go through the fitted pipeline's own calibrator, and
+        Rows with a NaN label are dropped. Calibration and threshold come from one time holdout, honestly:
+        an uncalibrated copy of the classifier is fitted on the earliest ``1 - threshold_holdout`` of the
+        rows and gives raw scores for the latest ``threshold_holdout`` (out of fold, later in time, like
+        real use). The classifier fitted on all rows is calibrated on those scores (the calibrator learns
+        how often a score came true on runs after the ones it was learned from; a
+        :class:`~forewarn.learning.model.pipeline.PrefitCalibratedClassifier` in ``pipeline_``), and
         :func:`choose_threshold_over_slices` applies ``threshold_rule`` to up to ``threshold_slices``
-        consecutive slices of them and takes the median (``threshold_source_ = "time_holdout"``). The
-        calibrator is monotone, so this is a cut on the raw score chosen out of time; it is not fitted
-        again for the copy, which saves three of the five classifier fits a calibrated copy took.
-        If the earliest part holds fewer than 3 failures, shuffled stratified 3-fold out-of-fold risks
-        over all rows are used instead (``"kfold"``), and with fewer than 6 failures in all the final
-        model's own in-sample risks (``"in_sample"``, optimistic); both as one slice.
+        consecutive slices of the calibrated holdout scores and takes the median (``threshold_source_ =
+        "time_holdout"``). The calibrator is monotone, so this is a cut on the raw score chosen out of
+        time. Two classifier fits in all, where shuffled 3-fold calibration took five.
+        If the earliest part holds fewer than 3 failures (or the holdout none), the pipeline is
+        calibrated on shuffled stratified 3-fold out-of-fold scores (:func:`make_pipeline`) and the
+        threshold's risks are those of an uncalibrated copy through that calibrator (``"time_holdout"``,
+        one needing 3 early failures), shuffled stratified 3-fold out-of-fold risks over all rows
+        (``"kfold"``), or with fewer than 6 failures in all the final model's own in-sample risks
+        (``"in_sample"``, optimistic); the last two as one slice. Above ``max_fit_rows`` rows each
+        classifier fits on a weighted sample of them (:meth:`_fit_rows`).
 
         Raises :class:`~forewarn.errors.InsufficientHistoryError` with fewer than ``min_failures``
         failures, fewer than ``min_runs`` runs, or fewer than 2 runs of either outcome.
@@ -225,8 +244,10 @@ class FailureWarningModel(ClassifierMixin, BaseEstimator):
         n_minority = min(n_failures, n_runs - n_failures)
 
         with _openmp_threads(fit_thread_count(self.fit_threads)):
-            self.pipeline_ = self._pipeline(spec, n_minority).fit(X, labels)
-            oof = self._out_of_fold(X, labels, spec)
+            oof = self._fit_time_calibrated(X, labels, spec)
+            if oof is None:  # too few failures early on, or none in the holdout: calibrate out of fold
+                self.pipeline_ = self._fit(self._pipeline(spec, n_minority), X, labels)
+                oof = self._out_of_fold(X, labels, spec)
             if oof is None:  # too few failures to hold any out: in-sample risks, optimistic
                 oof = (labels, self.pipeline_.predict_proba(X)[:, 1], "in_sample")
         self.threshold_, self.slice_thresholds_ = choose_threshold_over_slices(
@@ -250,17 +271,73 @@ class FailureWarningModel(ClassifierMixin, BaseEstimator):
         self.feature_names_in_ = np.asarray(spec.names, dtype=object)
         return self
 
+    def _fit_rows(self, y: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """The rows a classifier is fitted on and their weights; ``(None, None)``: all rows, unweighted.
+
+        Above ``max_fit_rows`` rows, every run of the minority outcome (failures, as a rule) is kept and the
+        majority's runs are sampled at random (seeded by ``random_state``) down to ``max_fit_rows`` rows in
+        all - never fewer than the minority's count - each kept one weighing ``1 / its sampling rate``, so
+        the classifier still learns the true failure odds. The rows stay in time order.
+        """
+        n = len(y)
+        if self.max_fit_rows is None or n <= self.max_fit_rows:
+            return None, None
+        minority_label = 1 if 2 * int(y.sum()) <= n else 0
+        minority, majority = np.flatnonzero(y == minority_label), np.flatnonzero(y != minority_label)
+        keep = max(self.max_fit_rows - len(minority), len(minority))
+        if keep >= len(majority):
+            return None, None
+        rng = np.random.default_rng(self.random_state)
+        rows = np.sort(np.concatenate([minority, rng.choice(majority, keep, replace=False)]))
+        weight = np.where(y[rows] == minority_label, 1.0, len(majority) / keep)
+        return rows, weight
+
+    def _fit(self, pipeline: Pipeline, X: pd.DataFrame, y: np.ndarray) -> Pipeline:
+        """``pipeline`` fitted on ``X, y``, or on the majority-subsampled, weighted rows of :meth:`_fit_rows`."""
+        rows, weight = self._fit_rows(y)
+        if rows is None:
+            return pipeline.fit(X, y)
+        if self.family == "mean":  # a VotingClassifier of Pipelines passes no weights on: subsampled only
+            return pipeline.fit(X.iloc[rows], y[rows])
+        return pipeline.fit(X.iloc[rows], y[rows], classifier__sample_weight=weight)
+
+    def _fit_time_calibrated(
+        self, X: pd.DataFrame, y: np.ndarray, spec: FeatureSpec
+    ) -> tuple[np.ndarray, np.ndarray, str] | None:
+        """Fit ``pipeline_`` calibrated on a time holdout; the holdout's labels and risks, or ``None``: can't.
+
+        An uncalibrated copy of the classifier is fitted on the earliest ``1 - threshold_holdout`` of the
+        rows and scores the latest ``threshold_holdout``; the uncalibrated classifier fitted on all rows
+        gets a calibrator fitted on those out-of-time scores
+        (:func:`~forewarn.learning.model.pipeline.calibrated_pipeline`), and the same calibrator makes the
+        scores the risks the threshold is chosen on. ``None`` when the earlier rows hold fewer than 3 of
+        either outcome or the holdout lacks one.
+        """
+        n = len(y)
+        n_hold = max(1, round(n * self.threshold_holdout))
+        early_y, hold_y = y[: n - n_hold], y[n - n_hold :]
+        early_fail, hold_fail = int(early_y.sum()), int(hold_y.sum())
+        if min(early_fail, len(early_y) - early_fail) < 3 or not 0 < hold_fail < len(hold_y):
+            return None
+        early = self._fit(self._pipeline(spec, 3, calibrated=False), X.iloc[: n - n_hold], early_y)
+        scores = raw_score(early, X.iloc[n - n_hold :])
+        del early
+        final = self._fit(self._pipeline(spec, 3, calibrated=False), X, y)
+        self.pipeline_ = calibrated_pipeline(final, self.calibration, scores, hold_y)
+        return hold_y, self.pipeline_.named_steps["classifier"].calibrate(scores), "time_holdout"
+
     def _out_of_fold(
         self, X: pd.DataFrame, y: np.ndarray, spec: FeatureSpec
     ) -> tuple[np.ndarray, np.ndarray, str] | None:
-        """Honest risks to choose the threshold on, with where they came from; ``None``: use in-sample."""
+        """Honest risks to choose the threshold on when :meth:`_fit_time_calibrated` could not; ``None``:
+        use in-sample. ``pipeline_`` is calibrated out of fold (:func:`make_pipeline`) here."""
         n = len(y)
         n_hold = max(1, round(n * self.threshold_holdout))
         early_y = y[: n - n_hold]
         early_fail = int(early_y.sum())
         early_minority = min(early_fail, len(early_y) - early_fail)
         if early_minority >= 3:
-            early = self._pipeline(spec, early_minority, calibrated=False).fit(X.iloc[: n - n_hold], early_y)
+            early = self._fit(self._pipeline(spec, early_minority, calibrated=False), X.iloc[: n - n_hold], early_y)
             risk = calibrated_risk(self.pipeline_, early.decision_function(X.iloc[n - n_hold :]))
             return y[n - n_hold :], risk, "time_holdout"
         if min(int(y.sum()), n - int(y.sum())) >= 6:
@@ -401,11 +478,16 @@ class FailureWarningModel(ClassifierMixin, BaseEstimator):
 def calibrated_risk(pipeline: Pipeline, decision: np.ndarray) -> np.ndarray:
     """What the fitted calibrated ``pipeline`` makes of raw classifier scores ``decision``: a failure risk.
 
-    The pipeline's classifier is a :class:`~sklearn.calibration.CalibratedClassifierCV` with
-    ``ensemble=False`` (see :func:`make_pipeline`): one classifier and one calibrator; the risk is that
-    calibrator applied to ``decision``, clipped to [0, 1] as scikit-learn clips it. For the pipeline's own
-    classifier's scores it equals ``pipeline.predict_proba(X)[:, 1]`` (a test checks it).
+    The pipeline's classifier is a :class:`~forewarn.learning.model.pipeline.PrefitCalibratedClassifier`
+    (its ``calibrate``), or, as :func:`make_pipeline` builds it and models saved before it, a
+    :class:`~sklearn.calibration.CalibratedClassifierCV` with ``ensemble=False``: one classifier and one
+    calibrator; the risk is that calibrator applied to ``decision``, clipped to [0, 1] as scikit-learn clips
+    it. For the pipeline's own classifier's scores it equals ``pipeline.predict_proba(X)[:, 1]`` (a test
+    checks it).
     """
+    classifier = pipeline.named_steps["classifier"]
+    if isinstance(classifier, PrefitCalibratedClassifier):
+        return classifier.calibrate(decision)
     (member,) = pipeline.named_steps["classifier"].calibrated_classifiers_
     (calibrator,) = member.calibrators
     return np.clip(np.asarray(calibrator.predict(np.asarray(decision, dtype=float)), dtype=float), 0.0, 1.0)

@@ -11,22 +11,34 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+from scipy.special import expit  # scipy: a dependency of scikit-learn's, whose sigmoid calibration uses it
+from sklearn.base import BaseEstimator, ClassifierMixin, MetaEstimatorMixin
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.compose import ColumnTransformer
-from sklearn.ensemble import HistGradientBoostingClassifier
+from sklearn.ensemble import HistGradientBoostingClassifier, VotingClassifier
 from sklearn.impute import SimpleImputer
+from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold
 from sklearn.pipeline import Pipeline
 from sklearn.pipeline import make_pipeline as _sk_make_pipeline
 from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
+from sklearn.utils.validation import check_is_fitted
 
 from forewarn.errors import ConfigurationError
 from forewarn.learning.features import FeatureSpec
-from forewarn.learning.model.encoder import MIN_CATEGORY_COUNT, FrameEncoder, categorical_block, numeric_block
+from forewarn.learning.model.encoder import (
+    MIN_CATEGORY_COUNT,
+    PICKLED_MODULE,
+    FrameEncoder,
+    categorical_block,
+    numeric_block,
+)
 
-FAMILIES: tuple[str, ...] = ("hgb", "logreg")
-"""Classifier families :func:`make_pipeline` knows: HistGradientBoosting and logistic regression."""
+FAMILIES: tuple[str, ...] = ("hgb", "logreg", "mean")
+"""Classifier families :func:`make_pipeline` knows: HistGradientBoosting, logistic regression, and the mean
+of the two's probabilities."""
 
 DEFAULT_FAMILY = "hgb"
 """Chosen from the walk-forward comparison in ``docs/model.md``."""
@@ -70,7 +82,20 @@ def make_pipeline(
         >>> make_pipeline(FeatureSpec(numeric=("age",), categorical=("flow_name",)), "logreg").steps[-1][0]
         'classifier'
     """
-    numeric, categorical = tuple(spec.numeric), tuple(spec.categorical)
+    features, clf = _family(family, tuple(spec.numeric), tuple(spec.categorical), random_state)
+    if calibration is None:
+        return Pipeline([("features", features), ("classifier", clf)])
+    calibrated = CalibratedClassifierCV(
+        clf,
+        method=calibration,
+        cv=StratifiedKFold(n_splits=calibration_cv, shuffle=True, random_state=random_state),
+        ensemble=False,
+    )
+    return Pipeline([("features", features), ("classifier", calibrated)])
+
+
+def _family(family: str, numeric: tuple[str, ...], categorical: tuple[str, ...], random_state: int) -> tuple[Any, Any]:
+    """The unfitted column encoding and classifier of ``family`` (see :func:`make_pipeline`)."""
     features: Any
     clf: Any
     if family == "hgb":
@@ -103,17 +128,116 @@ def make_pipeline(
             transformers.append(("categorical", _sk_make_pipeline(to_str, encoder), list(categorical)))
         features = ColumnTransformer(transformers, remainder="drop", sparse_threshold=1.0)
         clf = LogisticRegression(C=1.0, max_iter=2000, random_state=random_state)
+    elif family == "mean":
+        members = [
+            (
+                name,
+                Pipeline(
+                    list(
+                        zip(("features", "classifier"), _family(name, numeric, categorical, random_state), strict=True)
+                    )
+                ),
+            )
+            for name in ("hgb", "logreg")
+        ]
+        features, clf = "passthrough", VotingClassifier(members, voting="soft")
     else:
         raise ConfigurationError("family", family, f"one of {', '.join(map(repr, FAMILIES))}")
-    if calibration is None:
-        return Pipeline([("features", features), ("classifier", clf)])
-    calibrated = CalibratedClassifierCV(
-        clf,
-        method=calibration,
-        cv=StratifiedKFold(n_splits=calibration_cv, shuffle=True, random_state=random_state),
-        ensemble=False,
-    )
-    return Pipeline([("features", features), ("classifier", calibrated)])
+    return features, clf
 
 
-__all__ = ["DEFAULT_FAMILY", "FAMILIES", "make_pipeline"]
+def raw_score(classifier: Any, Xt: Any) -> np.ndarray:
+    """The classifier's raw score of each row: ``decision_function``, or the log-odds of its probability."""
+    if hasattr(classifier, "decision_function"):
+        return np.asarray(classifier.decision_function(Xt), dtype=float)
+    p = np.clip(np.asarray(classifier.predict_proba(Xt), dtype=float)[:, 1], 1e-12, 1 - 1e-12)
+    return np.log(p) - np.log1p(-p)
+
+
+class PrefitCalibratedClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
+    """A fitted binary classifier whose raw scores a calibrator, fitted on scores given to it, maps to probabilities.
+
+    ``estimator`` is used as fitted and never refitted (like :class:`~sklearn.frozen.FrozenEstimator`). ``fit(X,
+    y, scores=...)`` fits only the calibrator - ``"sigmoid"`` (Platt: a logistic regression on the score) or
+    ``"isotonic"`` - on ``scores`` and ``y``; without ``scores``, on the estimator's own scores of ``X``.
+    :class:`~forewarn.learning.model.FailureWarningModel` passes the out-of-time scores a copy of the classifier
+    fitted on the earlier training rows gave the latest ones (see its ``fit``): the calibration then says how
+    often a score came true on runs *after* the ones the classifier learned from, as in real use, and costs no
+    classifier fit beyond the copy the threshold needs anyway. ``predict_proba`` is the calibrator applied to
+    ``estimator``'s raw score (:func:`raw_score`), clipped to [0, 1].
+
+    Example::
+
+        >>> import numpy as np
+        >>> from sklearn.linear_model import LogisticRegression
+        >>> X, y = np.arange(20.0).reshape(-1, 1), np.r_[np.zeros(10), np.ones(10)]
+        >>> clf = PrefitCalibratedClassifier(LogisticRegression().fit(X, y)).fit(X, y)
+        >>> clf.predict_proba(np.array([[0.0], [19.0]])).round(2).tolist()
+        [[1.0, 0.0], [0.0, 1.0]]
+    """
+
+    def __init__(self, estimator: Any = None, method: str = "sigmoid") -> None:
+        self.estimator = estimator
+        self.method = method
+
+    def fit(self, X: Any, y: Any, *, scores: Any = None) -> PrefitCalibratedClassifier:
+        """Fit the calibrator on ``scores`` (or the estimator's raw scores of ``X``) and labels ``y``."""
+        check_is_fitted(self.estimator)
+        if self.method not in ("sigmoid", "isotonic"):
+            raise ConfigurationError("calibration", self.method, "'sigmoid' or 'isotonic'")
+        s = raw_score(self.estimator, X) if scores is None else np.asarray(scores, dtype=float)
+        labels = np.asarray(y, dtype=int)
+        if self.method == "sigmoid":
+            # no penalty: Platt's fit is the maximum-likelihood logistic curve of the one score
+            self.calibrator_: Any = LogisticRegression(C=np.inf).fit(s.reshape(-1, 1), labels)
+        else:
+            self.calibrator_ = IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0).fit(s, labels)
+        self.classes_ = np.asarray(self.estimator.classes_)
+        return self
+
+    def calibrate(self, scores: Any) -> np.ndarray:
+        """The failure probability of each raw score (the calibrator's mapping, clipped to [0, 1])."""
+        check_is_fitted(self, "calibrator_")
+        s = np.asarray(scores, dtype=float)
+        if self.method == "sigmoid":
+            p = expit(self.calibrator_.coef_[0, 0] * s + self.calibrator_.intercept_[0])
+        else:
+            p = self.calibrator_.predict(s)
+        return np.clip(np.asarray(p, dtype=float), 0.0, 1.0)
+
+    def decision_function(self, X: Any) -> np.ndarray:
+        """The estimator's raw score of each row (see :func:`raw_score`)."""
+        return raw_score(self.estimator, X)
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """Column 1: the calibrated probability of class 1; column 0: its complement."""
+        p = self.calibrate(self.decision_function(X))
+        return np.column_stack([1.0 - p, p])
+
+    def predict(self, X: Any) -> np.ndarray:
+        """The more probable class of each row."""
+        return self.classes_[(self.predict_proba(X)[:, 1] >= 0.5).astype(int)]
+
+
+def calibrated_pipeline(fitted: Pipeline, method: str, scores: Any, y: Any) -> Pipeline:
+    """The fitted uncalibrated ``fitted`` (``make_pipeline(..., calibration=None)``), calibrated on ``scores``.
+
+    Returns a new Pipeline with the same fitted ``features`` step and a :class:`PrefitCalibratedClassifier`
+    over the fitted classifier whose calibrator is fitted on ``scores`` and labels ``y``: raw rows in, a
+    calibrated probability out, as from :func:`make_pipeline`.
+    """
+    calibrated = PrefitCalibratedClassifier(fitted.named_steps["classifier"], method).fit(None, y, scores=scores)
+    return Pipeline([("features", fitted.named_steps["features"]), ("classifier", calibrated)])
+
+
+# Saved models pickle this class by its module: the package, as for the encoder (see the package docstring).
+PrefitCalibratedClassifier.__module__ = PICKLED_MODULE
+
+__all__ = [
+    "DEFAULT_FAMILY",
+    "FAMILIES",
+    "PrefitCalibratedClassifier",
+    "calibrated_pipeline",
+    "make_pipeline",
+    "raw_score",
+]
