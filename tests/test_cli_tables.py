@@ -6,7 +6,8 @@ from collections.abc import Callable
 
 import pytest
 
-from forewarn.cli import print_forecast
+from forewarn.cli import print_folds, print_forecast, print_metrics
+from forewarn.learning.summary import metrics_rows
 
 RUN_ID = "0b4c2c1e-8d8f-4b1e-9a0e-5c6d7e8f9a0b"
 REASONS = (
@@ -73,3 +74,39 @@ class TestForecastTable:
         terminal_columns(120)
         print_forecast([forecast_row("[bold]etl[/bold]", reasons="")], "1 of 1 at risk")
         assert "[bold]etl[/bold]" in capsys.readouterr().out
+
+
+class TestBacktestTables:
+    FOLD = {
+        "fold": 4,
+        "n_test_runs": 46334,
+        "threshold": 0.2061,
+        "operating_point": {
+            "precision": 0.4231,
+            "alert_share": 0.5213,
+            "WR": 0.8456,
+            "best_WR": 0.6571,
+            "WR_to_best": 1.2869,
+            "on_target": True,
+        },
+    }
+
+    def test_the_fold_table_fits_80_columns_with_every_figure_whole(
+        self, terminal_columns: Callable[[int], None], capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """`forewarn backtest` in a pipe or a small terminal: no cell of the per-fold table is cut."""
+        terminal_columns(80)
+        print_folds([self.FOLD], {"rule": "precision", "target_precision": 0.5})
+        out = capsys.readouterr().out
+        assert max(len(line) for line in out.splitlines()) <= 80
+        assert "…" not in out
+        assert {"46334", "0.206", "42.3%", "52.1%", "84.6%", "65.7%", "128.7%", "yes"} <= words(out)
+
+    def test_the_metrics_table_fits_80_columns(
+        self, terminal_columns: Callable[[int], None], capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        terminal_columns(80)
+        print_metrics(metrics_rows({}), "walk-forward backtest")
+        out = capsys.readouterr().out
+        assert max(len(line) for line in out.splitlines()) <= 80
+        assert "…" not in out

@@ -183,6 +183,22 @@ class TestMakePipeline:
         in_sample = LogisticRegression(C=np.inf).fit(raw_score(plain, X).reshape(-1, 1), y.to_numpy(dtype=int))
         assert model.pipeline_.named_steps["classifier"].calibrator_.coef_[0, 0] != in_sample.coef_[0, 0]
 
+    def test_logreg_does_not_extrapolate_a_column_training_hardly_varied(self) -> None:
+        """A value seen on 2 of 400 training rows lands ~14 deviations out; clipped at 5, its risk stays sane."""
+        from forewarn.learning.features import FeatureSpec
+
+        rng = np.random.default_rng(0)
+        steady = np.ones(400)
+        steady[:2] = 0.0  # e.g. "runs ended in the last hour": 1 for an hourly flow, 0 only on its first runs
+        X = pd.DataFrame({"steady": steady, "signal": rng.normal(size=400)})
+        y = np.r_[[1, 1], (rng.random(398) < 0.1).astype(int)]  # the two odd rows happened to fail
+        pipe = make_pipeline(FeatureSpec(numeric=("steady", "signal"), categorical=()), "logreg", calibration=None)
+        pipe.fit(X, y)
+        inputs = pipe.named_steps["features"].transform(pd.DataFrame({"steady": [-3.0], "signal": [0.0]}))
+        assert np.max(np.abs(inputs)) == 5.0
+        risk = pipe.predict_proba(pd.DataFrame({"steady": [-3.0, 1.0], "signal": [0.0, 0.0]}))[:, 1]
+        assert risk[0] < 0.99 and risk[1] < 0.2
+
     def test_unknown_family_is_refused(self, data: Data) -> None:
         """Only the documented families exist."""
         with pytest.raises(ConfigurationError, match="family"):

@@ -301,6 +301,16 @@ def print_metrics(rows: list[list[str]], title: str) -> None:
     console.print(table)
 
 
+_FOLD_CLI_HEADERS = {
+    "test runs": "test\nruns",
+    "threshold": "thr.",
+    "precision": "prec.",
+    "best WR": "best\nWR",
+    "WR/best": "WR /\nbest",
+    "on target": "on\ntarget",
+}
+
+
 def print_folds(folds: list[dict[str, Any]], spread: dict[str, Any]) -> None:
     """Print each fold's operating point (from :func:`forewarn.learning.summary.fold_rows`) as one table.
 
@@ -321,11 +331,11 @@ def print_folds(folds: list[dict[str, Any]], spread: dict[str, Any]) -> None:
         title=f"operating point per fold (target: {target}, WR >= 80 % of the best)",
         box=box.SIMPLE_HEAD,
         padding=(0, 1),
-        caption="warned = share of test runs warned; best WR = the best any threshold reaches on that window at "
-        "the target",
+        caption="thr. = the fold's threshold; prec. = precision; warned = share of test runs warned; best WR = "
+        "the best any threshold reaches on that window at the target",
     )
-    for header in FOLD_HEADER:
-        table.add_column(header, justify="right", no_wrap=True)
+    for header in FOLD_HEADER:  # short headers, so the table fits 80 columns without cutting a figure
+        table.add_column(_FOLD_CLI_HEADERS.get(header, header), justify="right", no_wrap=True)
     for row in fold_rows(folds):
         table.add_row(*row)
     console.print(table)

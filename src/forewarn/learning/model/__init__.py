@@ -34,8 +34,9 @@ from forewarn.learning.model.artifacts import (
 )
 from forewarn.learning.model.encoder import FrameEncoder
 
-# Saved logreg pipelines name these two functions by these paths (see above), so they must resolve here.
+# Saved logreg pipelines name these functions by these paths (see above), so they must resolve here.
 from forewarn.learning.model.encoder import categorical_block as _categorical_block  # noqa: F401
+from forewarn.learning.model.encoder import clip_standardized as _clip_standardized  # noqa: F401
 from forewarn.learning.model.encoder import numeric_block as _numeric_block  # noqa: F401
 from forewarn.learning.model.estimator import FailureWarningModel, Reason
 from forewarn.learning.model.pipeline import DEFAULT_FAMILY, FAMILIES, PrefitCalibratedClassifier, make_pipeline

@@ -52,6 +52,26 @@ def categorical_block(X: pd.DataFrame) -> np.ndarray:
     return out
 
 
+STANDARD_SCORE_BOUND = 5.0
+"""How many standard deviations from the training mean a standardised logreg input may lie (see below)."""
+
+
+def clip_standardized(X: np.ndarray) -> np.ndarray:
+    """Standardised numeric columns clipped to ±:data:`STANDARD_SCORE_BOUND`: a linear model must not extrapolate.
+
+    A column that was nearly constant in training (a flow that always ran hourly: "runs ended in the last
+    hour" is 1 on every row but the first) has a tiny standard deviation, so a value training hardly saw
+    lands dozens of deviations away and a logistic regression turns it into a near-certain risk. Clipped,
+    it counts as an unusually large value, no more.
+
+    Example::
+
+        >>> clip_standardized(np.array([[-31.0, 0.5, 9.0]])).tolist()
+        [[-5.0, 0.5, 5.0]]
+    """
+    return np.clip(X, -STANDARD_SCORE_BOUND, STANDARD_SCORE_BOUND)
+
+
 def _column_positions(columns: pd.Index, names: Sequence[str]) -> np.ndarray:
     """``columns.get_indexer(names)`` (-1: absent) via a dict: a ~35-name lookup costs ~100 us in pandas."""
     if not columns.is_unique:  # get_indexer raises InvalidIndexError, as it always did here
@@ -174,15 +194,19 @@ class FrameEncoder(TransformerMixin, BaseEstimator):
 # them `forewarn.learning.model._numeric_block` and `..._categorical_block`: new ones name the same paths, which
 # the package provides, so artifacts stay loadable whatever the module layout (the same for FrameEncoder).
 numeric_block.__module__ = categorical_block.__module__ = FrameEncoder.__module__ = PICKLED_MODULE
+clip_standardized.__module__ = PICKLED_MODULE
 numeric_block.__qualname__ = "_numeric_block"
 categorical_block.__qualname__ = "_categorical_block"
+clip_standardized.__qualname__ = "_clip_standardized"
 
 __all__ = [
     "MAX_HGB_CATEGORIES",
     "MIN_CATEGORY_COUNT",
     "MISSING_CATEGORY",
     "SMALL_BATCH",
+    "STANDARD_SCORE_BOUND",
     "FrameEncoder",
     "categorical_block",
+    "clip_standardized",
     "numeric_block",
 ]

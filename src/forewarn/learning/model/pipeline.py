@@ -33,6 +33,7 @@ from forewarn.learning.model.encoder import (
     PICKLED_MODULE,
     FrameEncoder,
     categorical_block,
+    clip_standardized,
     numeric_block,
 )
 
@@ -70,8 +71,9 @@ def make_pipeline(
       them with its own internal ColumnTransformer + OrdinalEncoder on every call: +1.5 ms per scored row,
       more than the whole live-scoring budget.
     * ``"logreg"``: a ColumnTransformer - numeric columns median-imputed with missing-indicators and
-      standardised, categorical columns one-hot encoded with ``handle_unknown="infrequent_if_exist"`` -
-      and an L2 logistic regression.
+      standardised, then clipped to ±5 standard deviations (a linear model must not extrapolate);
+      categorical columns one-hot encoded with ``handle_unknown="infrequent_if_exist"``; and an L2
+      logistic regression.
 
     ``calibration=None`` leaves the classifier uncalibrated (its ``decision_function`` is the raw score the
     calibrator of a calibrated pipeline maps to a probability): the model's threshold search uses it.
@@ -121,6 +123,7 @@ def _family(family: str, numeric: tuple[str, ...], categorical: tuple[str, ...],
                 to_float,
                 SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True),
                 StandardScaler(),
+                FunctionTransformer(clip_standardized, feature_names_out="one-to-one"),  # no extrapolation
             )
             transformers.append(("numeric", num, list(numeric)))
         if categorical:
