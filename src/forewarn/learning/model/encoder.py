@@ -66,6 +66,8 @@ def clip_standardized(X: np.ndarray) -> np.ndarray:
 
     Example::
 
+        >>> import numpy as np
+        >>> from forewarn.learning.model.encoder import clip_standardized
         >>> clip_standardized(np.array([[-31.0, 0.5, 9.0]])).tolist()
         [[-5.0, 0.5, 5.0]]
     """
