@@ -140,13 +140,6 @@ _last_attempt: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar
 """While a task with ``compensate`` runs: the highest attempt number it recorded (its undo row comes next)."""
 
 
-def _run_ids() -> tuple[str, str | None, bool]:
-    """(task run id, flow run id, inside a Prefect task run?) for the current call."""
-    ctx = TaskRunContext.get()
-    if ctx is None:
-        return str(uuid.uuid4()), None, False
-    run = ctx.task_run
-    return str(run.id), (str(run.flow_run_id) if run.flow_run_id else None), True
 
 
 class _Ids(TypedDict):
@@ -171,6 +164,19 @@ def _execution_id() -> str:
     of a microsecond), reseeded from the OS after a fork, so two processes never share a sequence.
     """
     return f"{_execution_ids.getrandbits(64):016x}"
+
+
+def _run_ids() -> tuple[_Ids, bool]:
+    """The ids the current call's rows are recorded under, and whether it runs inside a Prefect task run.
+
+    Outside one (``task.fn()``) nothing is recorded: a fresh task run id, no flow run, no execution id.
+    """
+    ctx = TaskRunContext.get()
+    if ctx is None:
+        return {"task_run_id": str(uuid.uuid4()), "flow_run_id": None, "execution_id": ""}, False
+    run = ctx.task_run
+    flow_run_id = str(run.flow_run_id) if run.flow_run_id else None
+    return {"task_run_id": str(run.id), "flow_run_id": flow_run_id, "execution_id": _execution_id()}, True
 
 
 # The attempt records of the task call in progress, so its failure response can say what was tried.
@@ -384,10 +390,9 @@ def task(
 
             @functools.wraps(fn)
             async def async_call(*args: Any, **kwargs: Any) -> Any:
-                task_run_id, flow_run_id, in_run = _run_ids()
+                ids, in_run = _run_ids()
                 if not in_run:  # called as .fn(): no run to record, still fault tolerant
-                    return await _unrecorded(runner).arun(fn, args, kwargs, task_run_id=task_run_id, flow_run_id=None)
-                ids: _Ids = {"task_run_id": task_run_id, "flow_run_id": flow_run_id, "execution_id": _execution_id()}
+                    return await _unrecorded(runner).arun(fn, args, kwargs, **ids)
                 with _responding(runbook):
                     if compensate is None:
                         return await runner.arun(fn, args, kwargs, **ids)
@@ -405,10 +410,9 @@ def task(
 
             @functools.wraps(fn)
             def sync_call(*args: Any, **kwargs: Any) -> Any:
-                task_run_id, flow_run_id, in_run = _run_ids()
+                ids, in_run = _run_ids()
                 if not in_run:
-                    return _unrecorded(runner).run(fn, args, kwargs, task_run_id=task_run_id, flow_run_id=None)
-                ids: _Ids = {"task_run_id": task_run_id, "flow_run_id": flow_run_id, "execution_id": _execution_id()}
+                    return _unrecorded(runner).run(fn, args, kwargs, **ids)
                 with _responding(runbook):
                     if compensate is None:
                         return runner.run(fn, args, kwargs, **ids)

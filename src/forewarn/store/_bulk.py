@@ -43,6 +43,15 @@ ATTEMPT_KEY = ("task_run_id", "execution_id", "attempt")
 _NOT_UPDATED = frozenset({"id", *ATTEMPT_KEY})
 
 
+def upsert_on_attempt_key(stmt: Any) -> Any:
+    """``stmt`` (a SQLite or PostgreSQL ``INSERT`` into ``task_attempts``) as an upsert on :data:`ATTEMPT_KEY`:
+    a row already there takes every new value but its key and ``id``."""
+    return stmt.on_conflict_do_update(
+        index_elements=[task_attempts.c[key] for key in ATTEMPT_KEY],
+        set_={c.name: stmt.excluded[c.name] for c in task_attempts.c if c.name not in _NOT_UPDATED},
+    )
+
+
 class PreparedInsert:
     """A Core statement compiled once for one dialect, executed straight on a pooled DBAPI connection.
 
@@ -99,11 +108,7 @@ class WriteStatements:
             index_elements=[flow_runs.c.flow_run_id],
             set_={c.name: run.excluded[c.name] for c in flow_runs.c if c.name != "flow_run_id"},
         )
-        attempt = insert(task_attempts)
-        self.upsert_attempt = attempt.on_conflict_do_update(
-            index_elements=[task_attempts.c[key] for key in ATTEMPT_KEY],
-            set_={c.name: attempt.excluded[c.name] for c in task_attempts.c if c.name not in _NOT_UPDATED},
-        )
+        self.upsert_attempt = upsert_on_attempt_key(insert(task_attempts))
         attempt_keys = [c.name for c in task_attempts.c if c.name != "id"]
         self.prepared_attempt = PreparedInsert(self.upsert_attempt, task_attempts, attempt_keys, dialect)
         self.prepared_run = PreparedInsert(self.upsert_run, flow_runs, [c.name for c in flow_runs.c], dialect)
@@ -199,11 +204,7 @@ class AttemptUpserts:
             else:
                 stmt = self._insert(task_attempts).from_select(self.keys, self._unnest())
                 order = list(self.keys)  # one array per column
-            upsert = stmt.on_conflict_do_update(
-                index_elements=[task_attempts.c[key] for key in ATTEMPT_KEY],
-                set_={c.name: stmt.excluded[c.name] for c in task_attempts.c if c.name not in _NOT_UPDATED},
-            )
-            compiled = upsert.compile(dialect=self._compiler)
+            compiled = upsert_on_attempt_key(stmt).compile(dialect=self._compiler)
             if list(compiled.positiontup or ()) != order:
                 raise AssertionError(f"unexpected parameter order in the attempts upsert: {compiled.positiontup}")
             sql = self._sql[n] = str(compiled)
