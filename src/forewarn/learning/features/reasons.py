@@ -166,8 +166,6 @@ def _cadence(phrase: Callable[[Any, Any, Row], str | None]) -> Phrase:
 
 
 def _after_failure(value: Any, usual: Any, row: Row) -> str | None:
-    if _seen(row, "flow_runs_seen") < 2:
-        return "no history of this flow's cadence yet (fewer than 2 past runs)"
     if _seen(row, "flow_last_ended_failed") == 0 and float(value) == 1.0:
         return "no failure of this flow in the lookback to compare with"
     since = _hours(_seen(row, "flow_hours_since_failure"))
@@ -187,7 +185,7 @@ _FLOW_CADENCE: dict[str, Phrase] = {
             f"{float(v):.2g}x the usual gap between its runs ({_hours(_seen(row, 'flow_usual_gap_hours'))})"
         )
     ),
-    "flow_failure_gap_ratio": _after_failure,
+    "flow_failure_gap_ratio": _cadence(_after_failure),
     "flow_runs_ended_hour": lambda v, u, row: (
         f"{_num(v)} runs of this flow ended in the hour before this one (usual {_num(u)})"
     ),
