@@ -98,13 +98,16 @@ def train_failure_model(
     return {"version": manifest.version, "path": str(result.path), "threshold": manifest.threshold}
 
 
+def _say_not_ready(readiness: HistoryReadiness, reason: str, *, key: str, title: str, description: str) -> None:
+    """Say why a run completes without its result: in the log and in the run's ``key`` markdown artifact."""
+    get_run_logger().warning(reason)
+    create_markdown_artifact(key=key, markdown=readiness.markdown(title) + f"\n{reason}\n", description=description)
+
+
 def _without_a_model(readiness: HistoryReadiness, reason: str) -> dict[str, Any]:
     """Complete the training run without a model: say why in the log and in the model artifact."""
-    get_run_logger().warning(reason)
-    create_markdown_artifact(
-        key="forewarn-model",
-        markdown=readiness.markdown("forewarn model") + f"\n{reason}\n",
-        description="No model yet: not enough history.",
+    _say_not_ready(
+        readiness, reason, key="forewarn-model", title="forewarn model", description="No model yet: not enough history."
     )
     return {"version": None, "status": reason, "runs": readiness.runs, "failures": readiness.failures}
 
@@ -148,10 +151,11 @@ def backtest_flow(
 
 def _without_a_backtest(readiness: HistoryReadiness, reason: str) -> dict[str, Any]:
     """Complete the backtest run without figures: say why in the log and in the backtest artifact."""
-    get_run_logger().warning(reason)
-    create_markdown_artifact(
+    _say_not_ready(
+        readiness,
+        reason,
         key="forewarn-backtest",
-        markdown=readiness.markdown("forewarn backtest") + f"\n{reason}\n",
+        title="forewarn backtest",
         description="No backtest yet: not enough history.",
     )
     return {"status": reason, "runs": readiness.runs, "failures": readiness.failures}
