@@ -6,17 +6,24 @@ group so no uvicorn child outlives the test.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 PREFECT = [sys.executable, "-m", "prefect"]
+
+# What Prefect's own client retries: the server answers 503 when its SQLite database was busy (the request's
+# transaction rolled back, so sending it again is safe), and a worker writing beside the test makes that common.
+RETRYABLE_STATUS = frozenset({408, 429, 502, 503})
 
 
 def free_port() -> int:
@@ -78,6 +85,28 @@ class PrefectServer:
         if done.returncode != 0:
             raise AssertionError(f"prefect {' '.join(args)} exited {done.returncode}:\n{done.stdout}\n{done.stderr}")
         return done
+
+    def api(self, path: str, body: dict[str, Any] | None = None, *, attempts: int = 8) -> Any:
+        """``GET`` (no body) or ``POST`` (JSON body) ``<api url><path>``; the decoded JSON answer.
+
+        Retried like Prefect's client on a status it calls retryable, with a growing pause; any other error,
+        or the last retryable one, is raised with the server's logs.
+        """
+        request = urllib.request.Request(
+            f"{self.url}{path}",
+            data=json.dumps(body or {}).encode(),
+            headers={"Content-Type": "application/json"},
+            method="POST" if body is not None else "GET",
+        )
+        for attempt in range(1, attempts + 1):
+            try:
+                with urllib.request.urlopen(request, timeout=30) as response:
+                    return json.loads(response.read())
+            except urllib.error.HTTPError as error:
+                if error.code not in RETRYABLE_STATUS or attempt == attempts:
+                    raise AssertionError(f"{request.method} {path} answered {error.code}:\n{self.logs()}") from error
+            time.sleep(0.25 * 2**attempt)  # a real server's busy database, not time in the code under test
+        raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
 
     def logs(self) -> str:
         """The output of every process this server started, for a failing test's message."""

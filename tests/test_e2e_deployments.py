@@ -15,13 +15,11 @@ run finds the test's store and model directory is prefect.yaml's job variables, 
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -37,33 +35,22 @@ pytestmark = pytest.mark.slow
 TERMINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 
 
-def _api(server: PrefectServer, path: str, body: dict[str, Any] | None = None) -> Any:
-    request = urllib.request.Request(
-        f"{server.url}{path}",
-        data=json.dumps(body or {}).encode(),
-        headers={"Content-Type": "application/json"},
-        method="POST" if body is not None else "GET",
-    )
-    with urllib.request.urlopen(request, timeout=30) as response:
-        return json.loads(response.read())
-
-
 def _deployment_id(server: PrefectServer, name: str) -> str:
-    found = _api(server, "/deployments/filter", {"deployments": {"name": {"any_": [name]}}})
+    found = server.api("/deployments/filter", {"deployments": {"name": {"any_": [name]}}})
     assert len(found) == 1, f"deployment {name!r} not found after prefect deploy --all: {found}"
     return str(found[0]["id"])
 
 
 def _run_deployment(server: PrefectServer, name: str, parameters: dict[str, Any] | None = None) -> str:
     body: dict[str, Any] = {"parameters": parameters} if parameters else {}
-    run = _api(server, f"/deployments/{_deployment_id(server, name)}/create_flow_run", body)
+    run = server.api(f"/deployments/{_deployment_id(server, name)}/create_flow_run", body)
     return str(run["id"])
 
 
 def _wait_terminal(server: PrefectServer, run_id: str, seconds: float = 420.0) -> dict[str, Any]:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        run = _api(server, f"/flow_runs/{run_id}")
+        run = server.api(f"/flow_runs/{run_id}")
         if run["state_type"] in TERMINAL:
             return dict(run)
         time.sleep(1)  # a real worker is running a real flow; poll the API
@@ -131,7 +118,7 @@ def test_deploy_all_then_the_worker_runs_orders_with_telemetry_in_the_configured
     for name in ("train-failure-model", "forecast", "backtest"):
         ended = _wait_terminal(server, _run_deployment(server, name))
         assert ended["state_type"] == "COMPLETED", f"{name}: {ended['state_name']}\n{server.logs()}"
-        notes = _api(server, "/artifacts/filter", {"artifacts": {"flow_run_id": {"any_": [ended["id"]]}}})
+        notes = server.api("/artifacts/filter", {"artifacts": {"flow_run_id": {"any_": [ended["id"]]}}})
         assert any("not enough history yet" in str(a.get("data")) for a in notes), (name, notes)
     monitored = _wait_terminal(server, _run_deployment(server, "monitor"))  # no model yet: it says so, and ends
     assert monitored["state_type"] == "COMPLETED", server.logs()
@@ -247,8 +234,7 @@ def test_the_deployed_forecast_warns_once_per_scheduled_run(server: PrefectServe
     assert (tmp_path / "team-models" / "latest.json").exists(), server.logs()
 
     due = (now + timedelta(hours=2)).isoformat()
-    scheduled = _api(
-        server,
+    scheduled = server.api(
         f"/deployments/{_deployment_id(server, 'orders')}/create_flow_run",
         {"state": {"type": "SCHEDULED", "state_details": {"scheduled_time": due}}},
     )
@@ -264,8 +250,7 @@ def test_the_deployed_forecast_warns_once_per_scheduled_run(server: PrefectServe
 
     def at_risk_events() -> list[Any]:
         since = (now - timedelta(minutes=5)).isoformat()
-        found = _api(
-            server,
+        found = server.api(
             "/events/filter",
             {
                 "filter": {"event": {"name": ["forewarn.run.at-risk"]}, "occurred": {"since": since}},
