@@ -39,6 +39,7 @@ from forewarn.learning.model import (
     make_pipeline,
     save_model,
 )
+from forewarn.learning.model.encoder import bin_edges
 from forewarn.learning.model.estimator import calibrated_risk
 from forewarn.learning.model.pipeline import PrefitCalibratedClassifier, raw_score
 from forewarn.learning.model.threshold import time_slices
@@ -253,6 +254,69 @@ class TestFrameEncoder:
         enc = self._encoder()
         shuffled = self.FRAME[["source", "flow", "x"]].assign(extra=1)
         np.testing.assert_array_equal(enc.transform(shuffled), enc.transform(self.FRAME))
+
+
+class TestFrameEncoderBins:
+    """Many-valued numeric columns become the bin index HistGradientBoosting would find itself unweighted."""
+
+    RNG = np.random.default_rng(7)
+    FRAME = pd.DataFrame(
+        {
+            "wide": np.where(RNG.random(3000) < 0.1, np.nan, RNG.lognormal(size=3000)),  # ~2,700 distinct
+            "narrow": RNG.integers(0, 40, 3000).astype(float),  # 40 distinct: passed through
+            "flow": RNG.choice(["a", "b", "c"], 3000),
+        }
+    )
+
+    def _encoder(self, **params: Any) -> FrameEncoder:
+        return FrameEncoder(("wide", "narrow"), ("flow",), **params).fit(self.FRAME)
+
+    def test_edges_are_scikit_learns_unweighted_thresholds(self) -> None:
+        """bin_edges gives what HGB's own binning finds without sample weights, to the last bit."""
+        from sklearn.ensemble._hist_gradient_boosting.binning import _find_binning_thresholds
+
+        wide = self.FRAME["wide"].to_numpy()
+        np.testing.assert_array_equal(bin_edges(wide), _find_binning_thresholds(wide, 255))
+        assert bin_edges(self.FRAME["narrow"].to_numpy()) is None
+
+    def test_wide_columns_become_bin_indexes_and_narrow_ones_stay(self) -> None:
+        """The wide column holds 255 bin indexes (NaN kept, beyond the edges in the end bins); narrow is as given."""
+        enc = self._encoder()
+        out = enc.transform(self.FRAME)
+        wide = out[:, 0]
+        assert set(np.unique(wide[~np.isnan(wide)])) == set(range(255))
+        np.testing.assert_array_equal(np.isnan(wide), self.FRAME["wide"].isna())
+        np.testing.assert_array_equal(out[:, 1], self.FRAME["narrow"])
+        far = pd.DataFrame({"wide": [-np.inf, -1e9, 1e9, np.inf, np.nan], "narrow": 1.0, "flow": "a"})
+        np.testing.assert_array_equal(enc.transform(far)[:, 0], [0.0, 0.0, 254.0, 254.0, np.nan])
+
+    def test_one_row_and_a_batch_bin_alike(self) -> None:
+        """Live scoring's one-row comparison gives the batch path's searchsorted index for every value."""
+        enc = self._encoder()
+        rows = self.FRAME.iloc[:200]
+        one_by_one = np.vstack([enc.transform(rows.iloc[[i]]) for i in range(200)])
+        np.testing.assert_array_equal(one_by_one, enc.transform(rows))
+
+    def test_binned_columns_grow_the_trees_raw_ones_do(self) -> None:
+        """An unweighted HGB on the encoder's output predicts what one on the raw numbers predicts: binning in the
+        encoder moves no split, it only spares scikit-learn's weighted search for the same bins."""
+        y = (self.RNG.random(3000) < 1 / (1 + np.exp(-(np.nan_to_num(self.FRAME["wide"].to_numpy()) - 2)))).astype(int)
+        enc = self._encoder()
+        raw = enc.set_params(max_bins=None).fit(self.FRAME).transform(self.FRAME)
+        binned = self._encoder().transform(self.FRAME)
+        params = {"max_iter": 20, "early_stopping": False, "random_state": 0}
+        on_raw = HistGradientBoostingClassifier(**params).fit(raw, y).predict_proba(raw)
+        on_bins = HistGradientBoostingClassifier(**params).fit(binned, y).predict_proba(binned)
+        np.testing.assert_allclose(on_bins, on_raw, rtol=0, atol=1e-12)
+
+    def test_an_encoder_pickled_before_bins_passes_numbers_through(self) -> None:
+        """Unpickled without max_bins/binned_ (as saved before), transform leaves the numbers as they are."""
+        enc = self._encoder(max_bins=None)
+        state = {k: v for k, v in enc.__getstate__().items() if k not in ("max_bins", "binned_", "edges_")}
+        old = FrameEncoder.__new__(FrameEncoder)
+        old.__setstate__(state)
+        assert old.get_params()["max_bins"] is None
+        np.testing.assert_array_equal(old.transform(self.FRAME), enc.transform(self.FRAME))
 
 
 class TestEstimatorContract:
@@ -528,6 +592,41 @@ class TestLargeTrainingSets:
     def test_model_pickled_before_the_cap_fitted_on_every_row(self, fitted: FailureWarningModel) -> None:
         """An older pickle without max_fit_rows says it fitted on every row."""
         assert joblib.load(_dump_without(fitted, ("max_fit_rows",))).get_params()["max_fit_rows"] is None
+
+
+class TestFitsSideBySide:
+    """The threshold's copy and the final classifier fit at once, sharing the fit threads."""
+
+    @staticmethod
+    def _openmp_threads_seen() -> int:
+        from threadpoolctl import threadpool_info
+
+        return min(int(lib["num_threads"]) for lib in threadpool_info() if lib["user_api"] == "openmp")
+
+    def test_jobs_share_the_threads_and_keep_their_order(self) -> None:
+        """Two threads: each job on one, side by side (both running at once); one thread: in turn, on it."""
+        import threading
+
+        from forewarn.learning.model.estimator import _side_by_side
+
+        both_running = threading.Barrier(2, timeout=30)
+
+        def job(name: str) -> tuple[str, int]:
+            both_running.wait()  # deadlocks (BrokenBarrierError) unless the other job runs at the same time
+            return name, self._openmp_threads_seen()
+
+        assert _side_by_side([lambda: job("early"), lambda: job("final")], 2) == [("early", 1), ("final", 1)]
+        assert _side_by_side([lambda: "early", lambda: "final"], 1) == ["early", "final"]
+
+    def test_a_failing_job_raises_its_error(self) -> None:
+        """What a fit raises in its thread reaches the caller."""
+        from forewarn.learning.model.estimator import _side_by_side
+
+        def broken() -> None:
+            raise ValueError("the classifier refused")
+
+        with pytest.raises(ValueError, match="the classifier refused"):
+            _side_by_side([lambda: 1, broken], 2)
 
 
 class TestInsufficientHistory:

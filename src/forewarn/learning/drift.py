@@ -46,6 +46,11 @@ PSI_RETRAIN = 0.25
 
 REFERENCE_BINS = 10
 
+REFERENCE_SAMPLE = 50_000
+"""At most this many training runs are scored for the reference (:func:`reference_rows`): ten decile shares
+from 50,000 runs are within about 0.003 of the whole history's (two standard errors), and scoring all of a
+300,000-run history one row-thread at a time took 7.6 s, a fifth of the training."""
+
 
 @dataclass(frozen=True, slots=True)
 class RiskReference:
@@ -93,6 +98,20 @@ class RiskReference:
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"a risk reference needs edges, fractions and runs: {exc}") from None
         return cls(edges, fractions, runs)
+
+
+def reference_rows(n_runs: int, limit: int = REFERENCE_SAMPLE, seed: int = 0) -> np.ndarray:
+    """Positions of the training runs whose risks make the reference: every run up to ``limit``, else a
+    seeded uniform sample of ``limit`` of them, in their order (so the same history gives the same rows).
+
+    Example::
+
+        >>> reference_rows(5).tolist(), len(reference_rows(100_000)), len(set(reference_rows(100_000, 7)))
+        ([0, 1, 2, 3, 4], 50000, 7)
+    """
+    if n_runs <= limit:
+        return np.arange(n_runs)
+    return np.sort(np.random.default_rng(seed).choice(n_runs, limit, replace=False))
 
 
 def risk_reference(risk: Any, bins: int = REFERENCE_BINS) -> RiskReference:

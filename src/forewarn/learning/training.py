@@ -26,7 +26,7 @@ from typing import Any
 import pandas as pd
 
 from forewarn.learning.backtest import BacktestResult, prepare_history, walk_forward_backtest
-from forewarn.learning.drift import risk_reference
+from forewarn.learning.drift import reference_rows, risk_reference
 from forewarn.learning.features import FeatureConfig
 from forewarn.learning.model import DEFAULT_FAMILY, FailureWarningModel, ModelKey, ModelManifest, save_model
 
@@ -59,7 +59,8 @@ def train_and_save(
     overall figures (model and baselines) go into the manifest's ``backtest_metrics``. ``feature_config``
     (default :class:`~forewarn.learning.features.FeatureConfig`) is saved in the manifest, so live scoring computes
     the features with the same windows, and so is the distribution of the final model's risks over its
-    training runs (``extra["risk_reference"]``), which live monitoring compares live risks with.
+    training runs (``extra["risk_reference"]``; a seeded sample of :data:`~forewarn.learning.drift.REFERENCE_SAMPLE`
+    of them in a longer history), which live monitoring compares live risks with.
     The model is signed with ``key`` (``forewarn train`` passes :func:`forewarn.scoring.configured_model_key`,
     which creates the key file if there is none).
     Raises :class:`~forewarn.errors.InsufficientHistoryError` when there are too few runs or failures.
@@ -88,8 +89,9 @@ def train_and_save(
         extra={
             "n_folds": n_folds if backtest else 0,
             "feature_config": config.to_dict(),
-            # the final model's risks on its own training runs: live monitoring's reference for the risk PSI
-            "risk_reference": risk_reference(model.risk(prepared.X)).to_json(),
+            # the final model's risks on its own training runs (a sample above REFERENCE_SAMPLE): live
+            # monitoring's reference for the risk PSI
+            "risk_reference": risk_reference(model.risk(prepared.X.iloc[reference_rows(len(prepared.X))])).to_json(),
         },
         key=key,
     )

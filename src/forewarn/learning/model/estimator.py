@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -70,6 +71,28 @@ def _openmp_threads(n: int | None) -> Any:
     if _OPENMP is None:
         _OPENMP = ThreadpoolController().select(user_api="openmp")
     return _OPENMP.limit(limits=n)
+
+
+def _side_by_side(jobs: Sequence[Callable[[], Any]], threads: int) -> list[Any]:
+    """Each job's result, in order; with ``threads >= 2`` the jobs run at once, the threads shared among them.
+
+    Two HistGradientBoosting fits on one OpenMP thread each, side by side in two Python threads (the fit's
+    loops release the GIL), took half the wall time of the same fits one after the other on two threads
+    each: a fit's parallel regions leave a second core idle a third of the time (docs/benchmarks.md,
+    "Training"). An OpenMP thread limit holds for the thread that sets it, so each job sets its own.
+    With one thread, or one job, the jobs run in turn on ``threads``.
+    """
+    if threads < 2 or len(jobs) < 2:
+        return [job() for job in jobs]
+    shares = [threads // len(jobs) + (i < threads % len(jobs)) for i in range(len(jobs))]
+
+    def run(job: Callable[[], Any], share: int) -> Any:
+        with _openmp_threads(max(1, share)):
+            return job()
+
+    with ThreadPoolExecutor(max_workers=len(jobs), thread_name_prefix="forewarn-fit") as pool:
+        futures = [pool.submit(run, job, share) for job, share in zip(jobs, shares, strict=True)]
+        return [f.result() for f in futures]
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,8 +266,9 @@ class FailureWarningModel(ClassifierMixin, BaseEstimator):
         X = X.loc[:, list(spec.names)]
         n_minority = min(n_failures, n_runs - n_failures)
 
-        with _openmp_threads(fit_thread_count(self.fit_threads)):
-            oof = self._fit_time_calibrated(X, labels, spec)
+        threads = fit_thread_count(self.fit_threads)
+        with _openmp_threads(threads):
+            oof = self._fit_time_calibrated(X, labels, spec, threads)
             if oof is None:  # too few failures early on, or none in the holdout: calibrate out of fold
                 self.pipeline_ = self._fit(self._pipeline(spec, n_minority), X, labels)
                 oof = self._out_of_fold(X, labels, spec)
@@ -302,7 +326,7 @@ class FailureWarningModel(ClassifierMixin, BaseEstimator):
         return pipeline.fit(X.iloc[rows], y[rows], classifier__sample_weight=weight)
 
     def _fit_time_calibrated(
-        self, X: pd.DataFrame, y: np.ndarray, spec: FeatureSpec
+        self, X: pd.DataFrame, y: np.ndarray, spec: FeatureSpec, threads: int = 1
     ) -> tuple[np.ndarray, np.ndarray, str] | None:
         """Fit ``pipeline_`` calibrated on a time holdout; the holdout's labels and risks, or ``None``: can't.
 
@@ -311,7 +335,8 @@ class FailureWarningModel(ClassifierMixin, BaseEstimator):
         gets a calibrator fitted on those out-of-time scores
         (:func:`~forewarn.learning.model.pipeline.calibrated_pipeline`), and the same calibrator makes the
         scores the risks the threshold is chosen on. ``None`` when the earlier rows hold fewer than 3 of
-        either outcome or the holdout lacks one.
+        either outcome or the holdout lacks one. The two fits are independent: they share the ``threads``
+        side by side (:func:`_side_by_side`).
         """
         n = len(y)
         n_hold = max(1, round(n * self.threshold_holdout))
@@ -319,10 +344,15 @@ class FailureWarningModel(ClassifierMixin, BaseEstimator):
         early_fail, hold_fail = int(early_y.sum()), int(hold_y.sum())
         if min(early_fail, len(early_y) - early_fail) < 3 or not 0 < hold_fail < len(hold_y):
             return None
-        early = self._fit(self._pipeline(spec, 3, calibrated=False), X.iloc[: n - n_hold], early_y)
+        early, final = _side_by_side(
+            [
+                lambda: self._fit(self._pipeline(spec, 3, calibrated=False), X.iloc[: n - n_hold], early_y),
+                lambda: self._fit(self._pipeline(spec, 3, calibrated=False), X, y),
+            ],
+            threads,
+        )
         scores = raw_score(early, X.iloc[n - n_hold :])
         del early
-        final = self._fit(self._pipeline(spec, 3, calibrated=False), X, y)
         self.pipeline_ = calibrated_pipeline(final, self.calibration, scores, hold_y)
         return hold_y, self.pipeline_.named_steps["classifier"].calibrate(scores), "time_holdout"
 
