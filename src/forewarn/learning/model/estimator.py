@@ -130,7 +130,8 @@ class FailureWarningModel(ClassifierMixin, BaseEstimator):
     * ``fit_threads``: OpenMP threads for fitting, separate from ``n_threads`` because a fit's histograms
       over 100,000s of rows split well across idle cores. ``None`` (the default): the cores the rest of
       the machine leaves idle when the fit starts, or every core where OpenMP's waiting threads sleep
-      (``forewarn.learning._openmp``).
+      (``forewarn.learning._openmp``). With two or more, the threshold's copy and the final classifier
+      fit side by side, each on half of them (:func:`_side_by_side`).
     * ``max_fit_rows``: above this many labelled runs, each classifier fits on all failures and a random,
       up-weighted sample of the successful runs, about this many rows in all (see :meth:`_fit_rows`);
       ``None``: always on every row. The threshold's holdout is scored and calibrated on all its rows.
