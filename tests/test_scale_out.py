@@ -73,8 +73,6 @@ def fails_then_dies(marker_dir: str) -> tuple[str, int]:
     tries = Path(marker_dir) / "tries"
     n = int(tries.read_text()) + 1 if tries.exists() else 1
     tries.write_text(str(n))
-    with open("/tmp/dask_bench/pids.log", "a") as log:
-        log.write(f"try {n} pid {os.getpid()}\n")
     if n == 1:
         raise ConnectionError("first try fails")
     if n == 2:
