@@ -309,6 +309,12 @@ class TestFrameEncoderBins:
         on_bins = HistGradientBoostingClassifier(**params).fit(binned, y).predict_proba(binned)
         np.testing.assert_allclose(on_bins, on_raw, rtol=0, atol=1e-12)
 
+    @pytest.mark.parametrize("value", [1, 256, 2.5, "255", True])
+    def test_bad_bin_count_is_refused(self, value: Any) -> None:
+        """max_bins is a whole number from 2 to 255 (HistGradientBoosting's limit) or None."""
+        with pytest.raises(ConfigurationError, match="max_bins"):
+            self._encoder(max_bins=value)
+
     def test_an_encoder_pickled_before_bins_passes_numbers_through(self) -> None:
         """Unpickled without max_bins/binned_ (as saved before), transform leaves the numbers as they are."""
         enc = self._encoder(max_bins=None)
