@@ -193,7 +193,7 @@ class FrameEncoder(TransformerMixin, BaseEstimator):
         """``binned_``: the numeric columns binned; ``edges_``: their edges, a row each, padded with +inf."""
         bins = self.max_bins
         if bins is not None and (not isinstance(bins, int) or isinstance(bins, bool) or not 2 <= bins <= MAX_BINS):
-            raise ConfigurationError("max_bins", bins, f"a whole number from 2 to {MAX_BINS}, or None (numbers as given)")
+            raise ConfigurationError("max_bins", bins, f"a whole number from 2 to {MAX_BINS}, or None")
         columns = range(numeric.shape[1]) if self.max_bins is not None else range(0)
         found = {j: bin_edges(numeric[:, j], self.max_bins or MAX_BINS) for j in columns}
         kept = {j: e for j, e in found.items() if e is not None}
