@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import sklearn
+from scipy.special import expit
 from sklearn.base import clone
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.ensemble import HistGradientBoostingClassifier
@@ -33,6 +34,7 @@ from forewarn.learning.model import (
     FrameEncoder,
     ModelManifest,
     Reason,
+    StackedClassifier,
     choose_threshold,
     choose_threshold_over_slices,
     load_model,
@@ -83,6 +85,12 @@ def fitted(data: Data) -> FailureWarningModel:
     """One HGB model fitted on the synthetic rows, shared by read-only tests."""
     X, y = data
     return FailureWarningModel().fit(X, y)
+
+
+@pytest.fixture(scope="module")
+def stacked(data: Data) -> FailureWarningModel:
+    """One stacked model (hgb and logreg weighed by the calibrator), shared by read-only tests."""
+    return FailureWarningModel(family="stack").fit(*data)
 
 
 @pytest.fixture(scope="module")
@@ -145,7 +153,7 @@ class TestMakePipeline:
     """make_pipeline() builds one calibrated Pipeline from raw feature rows to a probability."""
 
     @pytest.mark.slow  # fits a pipeline per family
-    @pytest.mark.parametrize("family", ["hgb", "logreg", "mean"])
+    @pytest.mark.parametrize("family", ["hgb", "logreg", "mean", "stack"])
     def test_families_fit_and_score_raw_rows(self, family: str, data: Data) -> None:
         """Both families take the raw frame, including unseen categories and missing values."""
         X, y = data
@@ -598,6 +606,59 @@ class TestLargeTrainingSets:
     def test_model_pickled_before_the_cap_fitted_on_every_row(self, fitted: FailureWarningModel) -> None:
         """An older pickle without max_fit_rows says it fitted on every row."""
         assert joblib.load(_dump_without(fitted, ("max_fit_rows",))).get_params()["max_fit_rows"] is None
+
+
+class TestStackedFamily:
+    """family="stack": hgb and logreg fitted on the same rows, their out-of-time scores weighed by the calibrator."""
+
+    @pytest.mark.slow  # fits four classifiers and two more to compare with
+    def test_members_are_fitted_on_all_rows_and_weighed_out_of_time(
+        self, stacked: FailureWarningModel, data: Data
+    ) -> None:
+        """The saved members score as hgb and logreg fitted on every row; the calibrator has a weight for each,
+        fitted on the holdout's out-of-time scores, and the threshold comes from that holdout."""
+        X, y = data
+        rows = X.iloc[:300]
+        calibrated = stacked.pipeline_.named_steps["classifier"]
+        assert isinstance(calibrated, PrefitCalibratedClassifier)
+        assert isinstance(calibrated.estimator, StackedClassifier)
+        assert calibrated.calibrator_.coef_.shape == (1, 2)
+        scores = stacked.pipeline_.decision_function(rows)
+        for column, family in enumerate(("hgb", "logreg")):
+            alone = make_pipeline(feature_spec(X), family, calibration=None).fit(X, y.to_numpy(dtype=int))
+            np.testing.assert_allclose(scores[:, column], raw_score(alone, rows), rtol=0, atol=1e-9)
+        in_sample = LogisticRegression(C=np.inf).fit(stacked.pipeline_.decision_function(X), y.to_numpy(dtype=int))
+        assert not np.allclose(calibrated.calibrator_.coef_, in_sample.coef_)
+        assert stacked.threshold_source_ == "time_holdout"
+        expected = expit(scores @ calibrated.calibrator_.coef_[0] + calibrated.calibrator_.intercept_[0])
+        np.testing.assert_allclose(stacked.risk(rows), expected, rtol=0, atol=1e-12)
+
+    @pytest.mark.slow  # fits four classifiers
+    def test_saved_stack_loads_scores_and_explains_alike(
+        self, stacked: FailureWarningModel, data: Data, tmp_path: Path
+    ) -> None:
+        """Save, load: the same risks, and explain() gives the saved model's reasons."""
+        save_model(stacked, tmp_path, training_window=WINDOW, key=MODEL_KEY)
+        model, manifest = load_model(tmp_path, key=MODEL_KEY)
+        rows = data[0].iloc[:200]
+        np.testing.assert_array_equal(model.predict_proba(rows), stacked.predict_proba(rows))
+        assert manifest.threshold == stacked.threshold_
+        row = data[0].iloc[[0]]
+        reasons = model.explain(row)
+        assert reasons and [r.text for r in reasons] == [r.text for r in stacked.explain(row)]
+
+    @pytest.mark.slow  # fits four classifiers on a sample
+    def test_a_sampled_stack_passes_its_weights_to_both_members(self, data: Data) -> None:
+        """Above max_fit_rows each member fits on the weighted sample; the risk stays calibrated on fresh rows."""
+        X, y = data
+        model = FailureWarningModel(family="stack", max_fit_rows=2_000).fit(X, y)
+        new_X, new_y = synthetic_features(8_000, seed=11)
+        assert model.risk(new_X).mean() == pytest.approx(new_y.mean(), abs=0.03)
+
+    def test_isotonic_calibration_is_refused(self, data: Data) -> None:
+        """Isotonic regression maps one score; a stack has two, so only 'sigmoid' is accepted."""
+        with pytest.raises(ConfigurationError, match="calibration"):
+            FailureWarningModel(family="stack", calibration="isotonic").fit(*data)
 
 
 class TestFitsSideBySide:

@@ -9,9 +9,9 @@ only on the scikit-learn releases it was tested on. May import: pandas, numpy, s
 threadpoolctl, ``forewarn.learning.features`` and the shared modules.
 
 Saved models are pickles, and a pickle names each class and function by the module that defines it:
-:class:`FailureWarningModel`, :class:`FrameEncoder`, :class:`PrefitCalibratedClassifier` and the logreg
-pipeline's two column converters say they live in this package, as they did before it was split, so that
-artifacts saved before and after load alike.
+:class:`FailureWarningModel`, :class:`FrameEncoder`, :class:`PrefitCalibratedClassifier`,
+:class:`StackedClassifier` and the logreg pipeline's two column converters say they live in this package,
+as they did before it was split, so that artifacts saved before and after load alike.
 
 Example::
 
@@ -39,7 +39,13 @@ from forewarn.learning.model.encoder import categorical_block as _categorical_bl
 from forewarn.learning.model.encoder import clip_standardized as _clip_standardized  # noqa: F401
 from forewarn.learning.model.encoder import numeric_block as _numeric_block  # noqa: F401
 from forewarn.learning.model.estimator import FailureWarningModel, Reason
-from forewarn.learning.model.pipeline import DEFAULT_FAMILY, FAMILIES, PrefitCalibratedClassifier, make_pipeline
+from forewarn.learning.model.pipeline import (
+    DEFAULT_FAMILY,
+    FAMILIES,
+    PrefitCalibratedClassifier,
+    StackedClassifier,
+    make_pipeline,
+)
 from forewarn.learning.model.signing import ModelKey, model_key
 from forewarn.learning.model.threshold import THRESHOLD_RULES, choose_threshold, choose_threshold_over_slices
 
@@ -57,6 +63,7 @@ __all__ = [
     "ModelManifest",
     "PrefitCalibratedClassifier",
     "Reason",
+    "StackedClassifier",
     "choose_threshold",
     "choose_threshold_over_slices",
     "library_versions",

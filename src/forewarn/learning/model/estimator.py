@@ -114,7 +114,8 @@ class FailureWarningModel(ClassifierMixin, BaseEstimator):
 
     Hyperparameters (stored untouched by ``__init__``, per the estimator contract):
 
-    * ``family``: ``"hgb"`` (default) or ``"logreg"``, see :func:`make_pipeline`.
+    * ``family``: ``"hgb"`` (default), ``"logreg"``, ``"mean"`` or ``"stack"``, see :func:`make_pipeline`.
+      ``"stack"`` fits both hgb and logreg, and its calibrator weighs their two out-of-time scores.
     * ``threshold_rule``: ``"precision"`` (lowest threshold reaching ``target_precision`` out of fold,
       falling back to the budget rule) or ``"budget"`` (warn the riskiest ``alert_budget`` share of runs).
     * ``min_failures`` / ``min_runs``: fewer labelled failures or runs than this raise
@@ -197,6 +198,8 @@ class FailureWarningModel(ClassifierMixin, BaseEstimator):
             )
         if self.calibration not in ("sigmoid", "isotonic"):
             raise ConfigurationError("calibration", self.calibration, "'sigmoid' or 'isotonic'")
+        if self.family == "stack" and self.calibration != "sigmoid":  # isotonic maps one score, not two
+            raise ConfigurationError("calibration", self.calibration, "'sigmoid' with family='stack'")
         if not 0.0 < self.threshold_holdout < 1.0:
             raise ConfigurationError("threshold_holdout", self.threshold_holdout, "a share in (0, 1), e.g. 0.25")
         choose_threshold(

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 from scipy.special import expit  # scipy: a dependency of scikit-learn's, whose sigmoid calibration uses it
-from sklearn.base import BaseEstimator, ClassifierMixin, MetaEstimatorMixin
+from sklearn.base import BaseEstimator, ClassifierMixin, MetaEstimatorMixin, clone
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import HistGradientBoostingClassifier, VotingClassifier
@@ -37,9 +37,9 @@ from forewarn.learning.model.encoder import (
     numeric_block,
 )
 
-FAMILIES: tuple[str, ...] = ("hgb", "logreg", "mean")
-"""Classifier families :func:`make_pipeline` knows: HistGradientBoosting, logistic regression, and the mean
-of the two's probabilities."""
+FAMILIES: tuple[str, ...] = ("hgb", "logreg", "mean", "stack")
+"""Classifier families :func:`make_pipeline` knows: HistGradientBoosting, logistic regression, the mean of the
+two's probabilities, and the two stacked (their raw scores weighed by the calibrator, :class:`StackedClassifier`)."""
 
 DEFAULT_FAMILY = "hgb"
 """Chosen from the walk-forward comparison in ``docs/model.md``."""
@@ -74,6 +74,9 @@ def make_pipeline(
       standardised, then clipped to ±5 standard deviations (a linear model must not extrapolate);
       categorical columns one-hot encoded with ``handle_unknown="infrequent_if_exist"``; and an L2
       logistic regression.
+    * ``"mean"``: a soft-voting ``VotingClassifier`` of the two whole pipelines (``"passthrough"`` features).
+    * ``"stack"``: a :class:`StackedClassifier` of the two whole pipelines; uncalibrated, its score is their
+      mean raw score; :class:`~forewarn.learning.model.FailureWarningModel` calibrates it on both raw scores.
 
     ``calibration=None`` leaves the classifier uncalibrated (its ``decision_function`` is the raw score the
     calibrator of a calibrated pipeline maps to a probability): the model's threshold search uses it.
@@ -131,7 +134,7 @@ def _family(family: str, numeric: tuple[str, ...], categorical: tuple[str, ...],
             transformers.append(("categorical", _sk_make_pipeline(to_str, encoder), list(categorical)))
         features = ColumnTransformer(transformers, remainder="drop", sparse_threshold=1.0)
         clf = LogisticRegression(C=1.0, max_iter=2000, random_state=random_state)
-    elif family == "mean":
+    elif family in ("mean", "stack"):
         members = [
             (
                 name,
@@ -143,18 +146,84 @@ def _family(family: str, numeric: tuple[str, ...], categorical: tuple[str, ...],
             )
             for name in ("hgb", "logreg")
         ]
-        features, clf = "passthrough", VotingClassifier(members, voting="soft")
+        features = "passthrough"
+        clf = VotingClassifier(members, voting="soft") if family == "mean" else StackedClassifier(members)
     else:
         raise ConfigurationError("family", family, f"one of {', '.join(map(repr, FAMILIES))}")
     return features, clf
 
 
 def raw_score(classifier: Any, Xt: Any) -> np.ndarray:
-    """The classifier's raw score of each row: ``decision_function``, or the log-odds of its probability."""
+    """The classifier's raw score of each row: ``decision_function``, or the log-odds of its probability.
+
+    A :class:`StackedClassifier` (or a Pipeline ending in one) gives one column per member
+    (``member_scores``), which the calibrator weighs.
+    """
+    stacked = classifier.steps[-1][1] if isinstance(classifier, Pipeline) else classifier
+    if isinstance(stacked, StackedClassifier):
+        Xs = classifier[:-1].transform(Xt) if isinstance(classifier, Pipeline) else Xt
+        return stacked.member_scores(Xs)
     if hasattr(classifier, "decision_function"):
         return np.asarray(classifier.decision_function(Xt), dtype=float)
     p = np.clip(np.asarray(classifier.predict_proba(Xt), dtype=float)[:, 1], 1e-12, 1 - 1e-12)
     return np.log(p) - np.log1p(-p)
+
+
+class StackedClassifier(ClassifierMixin, BaseEstimator):
+    """Member pipelines fitted on the same rows, whose raw scores a calibrator weighs into one probability.
+
+    ``fit`` fits a clone of each ``(name, pipeline)`` member (``sample_weight`` goes to each member's
+    classifier); :meth:`member_scores` gives one raw-score column per member (:func:`raw_score`).
+    :class:`PrefitCalibratedClassifier` over it fits a two-input Platt calibrator on the members' out-of-time
+    scores (see :class:`~forewarn.learning.model.FailureWarningModel`), so the weights say what each family's
+    score was worth on runs after its training. Alone, ``decision_function`` is the members' mean raw score
+    and ``predict_proba`` its logistic (what a cross-validated calibration of the fallbacks sees).
+
+    Example::
+
+        >>> import numpy as np
+        >>> from sklearn.linear_model import LogisticRegression
+        >>> X, y = np.arange(20.0).reshape(-1, 1), np.r_[np.zeros(10), np.ones(10)]
+        >>> stack = StackedClassifier([("a", LogisticRegression()), ("b", LogisticRegression(C=0.01))]).fit(X, y)
+        >>> stack.member_scores(X[:1]).shape
+        (1, 2)
+    """
+
+    def __init__(self, members: Any = ()) -> None:
+        self.members = members
+
+    def fit(self, X: Any, y: Any, sample_weight: Any = None) -> StackedClassifier:
+        """Fit a clone of every member on ``X, y`` (and ``sample_weight``, given to each member's classifier)."""
+        self.members_ = []
+        for _, member in self.members:
+            fitted = clone(member)
+            if sample_weight is None:
+                fitted.fit(X, y)
+            elif isinstance(fitted, Pipeline):
+                fitted.fit(X, y, **{f"{fitted.steps[-1][0]}__sample_weight": sample_weight})
+            else:
+                fitted.fit(X, y, sample_weight=sample_weight)
+            self.members_.append(fitted)
+        self.classes_ = np.asarray(self.members_[0].classes_)
+        return self
+
+    def member_scores(self, X: Any) -> np.ndarray:
+        """One column per member: its raw score of each row (:func:`raw_score`)."""
+        check_is_fitted(self, "members_")
+        return np.column_stack([raw_score(member, X) for member in self.members_])
+
+    def decision_function(self, X: Any) -> np.ndarray:
+        """The members' mean raw score: an uncalibrated combined score."""
+        return np.asarray(self.member_scores(X).mean(axis=1), dtype=float)
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """The logistic of :meth:`decision_function`, uncalibrated."""
+        p = expit(self.decision_function(X))
+        return np.column_stack([1.0 - p, p])
+
+    def predict(self, X: Any) -> np.ndarray:
+        """The more probable class of each row."""
+        return self.classes_[(self.predict_proba(X)[:, 1] >= 0.5).astype(int)]
 
 
 class PrefitCalibratedClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
@@ -190,9 +259,11 @@ class PrefitCalibratedClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstima
             raise ConfigurationError("calibration", self.method, "'sigmoid' or 'isotonic'")
         s = raw_score(self.estimator, X) if scores is None else np.asarray(scores, dtype=float)
         labels = np.asarray(y, dtype=int)
+        if s.ndim == 2 and self.method != "sigmoid":
+            raise ConfigurationError("calibration", self.method, "'sigmoid' for a stacked classifier's scores")
         if self.method == "sigmoid":
-            # no penalty: Platt's fit is the maximum-likelihood logistic curve of the one score
-            self.calibrator_: Any = LogisticRegression(C=np.inf).fit(s.reshape(-1, 1), labels)
+            # no penalty: Platt's fit is the maximum-likelihood logistic curve of the score (or the scores)
+            self.calibrator_: Any = LogisticRegression(C=np.inf).fit(s.reshape(len(s), -1), labels)
         else:
             self.calibrator_ = IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0).fit(s, labels)
         self.classes_ = np.asarray(self.estimator.classes_)
@@ -202,7 +273,9 @@ class PrefitCalibratedClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstima
         """The failure probability of each raw score (the calibrator's mapping, clipped to [0, 1])."""
         check_is_fitted(self, "calibrator_")
         s = np.asarray(scores, dtype=float)
-        if self.method == "sigmoid":
+        if self.method == "sigmoid" and s.ndim == 2:  # a stacked classifier's member scores: their weighed sum
+            p = expit(s @ self.calibrator_.coef_[0] + self.calibrator_.intercept_[0])
+        elif self.method == "sigmoid":
             p = expit(self.calibrator_.coef_[0, 0] * s + self.calibrator_.intercept_[0])
         else:
             p = self.calibrator_.predict(s)
@@ -233,13 +306,14 @@ def calibrated_pipeline(fitted: Pipeline, method: str, scores: Any, y: Any) -> P
     return Pipeline([("features", fitted.named_steps["features"]), ("classifier", calibrated)])
 
 
-# Saved models pickle this class by its module: the package, as for the encoder (see the package docstring).
-PrefitCalibratedClassifier.__module__ = PICKLED_MODULE
+# Saved models pickle these classes by their module: the package, as for the encoder (see the package docstring).
+PrefitCalibratedClassifier.__module__ = StackedClassifier.__module__ = PICKLED_MODULE
 
 __all__ = [
     "DEFAULT_FAMILY",
     "FAMILIES",
     "PrefitCalibratedClassifier",
+    "StackedClassifier",
     "calibrated_pipeline",
     "make_pipeline",
     "raw_score",
