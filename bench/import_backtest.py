@@ -47,6 +47,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=400_000)
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--family", default="hgb", help="model family: hgb (the default), logreg, mean or stack")
     parser.add_argument("--fit-threads", type=int, default=None, help="OpenMP threads of each fit (default: auto)")
     parser.add_argument(
         "--max-fit-rows", type=int, default=None, help="rows a classifier fits on (default: the model's; 0: all)"
@@ -74,14 +75,15 @@ def main() -> None:
     params: dict[str, int | None] = {} if args.fit_threads is None else {"fit_threads": args.fit_threads}
     if args.max_fit_rows is not None:
         params["max_fit_rows"] = args.max_fit_rows or None
-    result = walk_forward_backtest(runs, None, n_folds=args.folds, model_params=params)
+    result = walk_forward_backtest(runs, None, n_folds=args.folds, family=args.family, model_params=params)
     t_backtest = clock.lap()
     total = start.lap()
 
     model, last, smooth = (result.overall[k] for k in ("model", "last_failed", "smoothed_rate"))
     print(f"runs: {imported.imported:,} ({args.folds} folds)   simulate+write CSV: {simulated:.1f} s (not counted)")
     print(
-        f"{os.cpu_count()} CPUs; fit threads {args.fit_threads or 'auto'}; passive OpenMP waits: {PASSIVE_WAITING}; "
+        f"{os.cpu_count()} CPUs; family {args.family}; fit threads {args.fit_threads or 'auto'}; "
+        f"passive OpenMP waits: {PASSIVE_WAITING}; "
         f"max fit rows {result.params.get('max_fit_rows', 'default')}"
     )
     for name, (wall, cpu) in (("import", t_import), ("read back", t_read), ("backtest", t_backtest)):

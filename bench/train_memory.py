@@ -49,7 +49,7 @@ def simulate(n_runs: int, path: Path) -> tuple[int, int]:
     return len(runs), len(attempts)
 
 
-def train(path: Path, model_dir: Path, fit_threads: int | None, queue: Any) -> None:
+def train(path: Path, model_dir: Path, fit_threads: int | None, family: str, queue: Any) -> None:
     """In a fresh process: load the history, train and save, and put the figures on ``queue``."""
     import forewarn.learning
     from forewarn.learning.training import train_and_save
@@ -62,7 +62,13 @@ def train(path: Path, model_dir: Path, fit_threads: int | None, queue: Any) -> N
     load_before = load_average()
     wall, cpu = time.perf_counter(), time.process_time()
     result = train_and_save(
-        runs, attempts, model_dir=model_dir, key="bench-key-" + "0" * 32, backtest=False, model_params=params
+        runs,
+        attempts,
+        model_dir=model_dir,
+        key="bench-key-" + "0" * 32,
+        backtest=False,
+        family=family,
+        model_params=params,
     )
     queue.put(
         {
@@ -83,6 +89,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=305_000, help="simulated runs (~3.3 attempts each)")
     parser.add_argument("--fit-threads", type=int, default=None, help="OpenMP threads of the fit (default: auto)")
     parser.add_argument("--repeat", type=int, default=1, help="train this many times, each in a fresh process")
+    parser.add_argument("--family", default="hgb", help="model family: hgb (the default), logreg, mean or stack")
     args = parser.parse_args()
 
     folder = Path(tempfile.mkdtemp(prefix="forewarn-train-bench-"))
@@ -94,7 +101,7 @@ def main() -> None:
     for i in range(args.repeat):
         queue = spawn.Queue()
         child = spawn.Process(
-            target=train, args=(folder / "history.pkl", folder / f"models-{i}", args.fit_threads, queue)
+            target=train, args=(folder / "history.pkl", folder / f"models-{i}", args.fit_threads, args.family, queue)
         )
         child.start()
         figures = queue.get()
@@ -102,7 +109,8 @@ def main() -> None:
         print(
             f"train {i + 1}: wall {figures['wall']:.1f} s, CPU {figures['cpu']:.1f} s, peak RSS "
             f"{figures['peak_rss_mb']:,.0f} MB; load {figures['load_before']} -> {figures['load_after']}; "
-            f"fit threads {args.fit_threads or 'auto'} (passive OpenMP waits: {figures['passive']}); "
+            f"family {args.family}; fit threads {args.fit_threads or 'auto'} "
+            f"(passive OpenMP waits: {figures['passive']}); "
             f"{figures['train_runs']:,} labelled runs, threshold {figures['threshold']:.3f}"
         )
 
