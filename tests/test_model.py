@@ -84,7 +84,7 @@ def data() -> Data:
 def fitted(data: Data) -> FailureWarningModel:
     """One HGB model fitted on the synthetic rows, shared by read-only tests."""
     X, y = data
-    return FailureWarningModel().fit(X, y)
+    return FailureWarningModel(family="hgb").fit(X, y)
 
 
 @pytest.fixture(scope="module")
@@ -170,7 +170,7 @@ class TestMakePipeline:
     def test_calibration_scores_with_one_model(self, fitted: FailureWarningModel) -> None:
         """make_pipeline's CalibratedClassifierCV (the fallbacks') has ensemble=False; fit's pipeline is one
         classifier and one calibrator."""
-        pipe = make_pipeline(fitted.feature_spec_)
+        pipe = make_pipeline(fitted.feature_spec_, "hgb")
         assert pipe.named_steps["classifier"].ensemble is False
         calibrated = fitted.pipeline_.named_steps["classifier"]
         assert isinstance(calibrated, PrefitCalibratedClassifier)
@@ -482,7 +482,7 @@ class TestThreshold:
         X, y = data
         n_hold = round(len(X) * 0.25)
         early = (
-            FailureWarningModel()
+            FailureWarningModel(family="hgb")
             ._pipeline(feature_spec(X), 100, calibrated=False)
             .fit(X.iloc[:-n_hold], y.iloc[:-n_hold].to_numpy(dtype=int))
         )
@@ -506,7 +506,7 @@ class TestThreshold:
             pipe.named_steps["features"].transform(X.iloc[:500])
         )
         np.testing.assert_allclose(calibrated_risk(pipe, decision), pipe.predict_proba(X.iloc[:500])[:, 1], atol=1e-12)
-        old = make_pipeline(fitted.feature_spec_).fit(X, data[1].to_numpy(dtype=int))  # as models saved before
+        old = make_pipeline(fitted.feature_spec_, "hgb").fit(X, data[1].to_numpy(dtype=int))  # as models saved before
         (member,) = old.named_steps["classifier"].calibrated_classifiers_
         decision = member.estimator.decision_function(old.named_steps["features"].transform(X.iloc[:500]))
         np.testing.assert_allclose(calibrated_risk(old, decision), old.predict_proba(X.iloc[:500])[:, 1], atol=1e-12)
@@ -515,7 +515,7 @@ class TestThreshold:
     def test_fit_threads_do_not_change_the_model(self, fitted: FailureWarningModel, data: Data) -> None:
         """One fit thread or all cores: the same risks and threshold (the thread count is speed only)."""
         X, y = data
-        one = FailureWarningModel(fit_threads=1).fit(X, y)
+        one = FailureWarningModel(family="hgb", fit_threads=1).fit(X, y)
         assert one.threshold_ == fitted.threshold_
         np.testing.assert_array_equal(one.predict_proba(X.iloc[:300]), fitted.predict_proba(X.iloc[:300]))
 
@@ -944,7 +944,7 @@ class TestFastScoring:
         """Isotonic calibrators, make_pipeline's CalibratedClassifierCV (models saved before, the fallbacks)
         and several calibrated members (ensemble=True) score as sklearn does."""
         X, y = data
-        model = FailureWarningModel(calibration="isotonic" if kind == "isotonic" else "sigmoid").fit(X, y)
+        model = FailureWarningModel(family="hgb", calibration="isotonic" if kind == "isotonic" else "sigmoid").fit(X, y)
         if kind != "isotonic":
             pipe = make_pipeline(feature_spec(X), "hgb")
             pipe.set_params(classifier__ensemble=kind == "ensemble")
@@ -1005,7 +1005,7 @@ class TestPersistence:
         X, y = data
         older = clone(fitted)
         older.__dict__.update({k: v for k, v in fitted.__dict__.items() if k.endswith("_")})
-        older.pipeline_ = make_pipeline(fitted.feature_spec_).fit(X, y.to_numpy(dtype=int))
+        older.pipeline_ = make_pipeline(fitted.feature_spec_, "hgb").fit(X, y.to_numpy(dtype=int))
         save_model(older, tmp_path, training_window=WINDOW, key=MODEL_KEY)
         model, _ = load_model(tmp_path, key=MODEL_KEY)
         assert type(model.pipeline_.named_steps["classifier"]) is CalibratedClassifierCV

@@ -199,7 +199,9 @@ class FailureWarningModel(ClassifierMixin, BaseEstimator):
         if self.calibration not in ("sigmoid", "isotonic"):
             raise ConfigurationError("calibration", self.calibration, "'sigmoid' or 'isotonic'")
         if self.family == "stack" and self.calibration != "sigmoid":  # isotonic maps one score, not two
-            raise ConfigurationError("calibration", self.calibration, "'sigmoid' with family='stack'")
+            raise ConfigurationError(
+                "calibration", self.calibration, "'sigmoid' with family='stack' (isotonic: choose family='hgb')"
+            )
         if not 0.0 < self.threshold_holdout < 1.0:
             raise ConfigurationError("threshold_holdout", self.threshold_holdout, "a share in (0, 1), e.g. 0.25")
         choose_threshold(

@@ -3,7 +3,7 @@
 Example::
 
     >>> from forewarn.learning.features import FeatureSpec
-    >>> make_pipeline(FeatureSpec(numeric=("age",), categorical=("flow_name",))).named_steps["features"]
+    >>> make_pipeline(FeatureSpec(numeric=("age",), categorical=("flow_name",)), "hgb").named_steps["features"]
     FrameEncoder(categorical=('flow_name',), numeric=('age',))
 """
 
