@@ -58,7 +58,7 @@ def import_prefect_runs(db_url: str | None = None) -> dict[str, int]:
 
 @flow(name="forewarn-train")
 def train_failure_model(
-    family: str = "hgb",
+    family: str = "stack",
     n_folds: int = 5,
     model_dir: str | None = None,
     db_url: str | None = None,
@@ -115,7 +115,7 @@ def _without_a_model(readiness: HistoryReadiness, reason: str) -> dict[str, Any]
 @flow(name="forewarn-backtest")
 def backtest_flow(
     n_folds: int = 5,
-    family: str = "hgb",
+    family: str = "stack",
     lead_minutes: float = 0.0,
     json_path: str | None = None,
     predictions_out: str | None = None,

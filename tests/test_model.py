@@ -866,7 +866,7 @@ def _assert_reasons(model: FailureWarningModel, row: pd.DataFrame) -> None:
 
 
 class TestFastScoring:
-    """Small batches of an hgb model skip the Pipeline's per-call overhead, with the Pipeline's exact results."""
+    """Small batches of an hgb or stack model skip the Pipeline's per-call overhead, with its exact results."""
 
     def test_hgb_takes_the_fast_path_and_logreg_does_not(
         self, fitted: FailureWarningModel, fitted_logreg: FailureWarningModel
@@ -875,6 +875,27 @@ class TestFastScoring:
         assert sklearn_fast.hgb_parts(fitted.pipeline_) is not None
         assert sklearn_fast.hgb_parts(fitted_logreg.pipeline_) is None
         assert sklearn_fast.hgb_parts(Pipeline([("classifier", CalibratedClassifierCV())])) is None
+
+    def test_stack_takes_its_fast_path(self, stacked: FailureWarningModel, fitted: FailureWarningModel) -> None:
+        """A stacked model is read off as hgb's parts plus the logistic regression's; nothing else is."""
+        parts = sklearn_fast.stack_parts(stacked.pipeline_)
+        assert parts is not None and parts.logreg.categorical == ("flow_name",)
+        assert sklearn_fast.stack_parts(fitted.pipeline_) is None
+        assert sklearn_fast.logreg_parts(fitted.pipeline_) is None
+
+    @pytest.mark.slow  # fits four classifiers
+    def test_stack_with_rare_and_unseen_categories_scores_as_the_pipeline(self, data: Data) -> None:
+        """Values pooled as infrequent, never seen, missing or NaN: the fast path gives the Pipeline's risk."""
+        X, y = data
+        X = X.assign(flow_name=np.where(np.arange(len(X)) < 15, "rare-flow", X["flow_name"].to_numpy(dtype=object)))
+        model = FailureWarningModel(family="stack").fit(X, y)
+        assert sklearn_fast.stack_parts(model.pipeline_).logreg.other_coef[0] != 0.0  # an infrequent column
+        rows = X.iloc[:8].copy()
+        rows["flow_name"] = ["rare-flow", "never-seen", None, np.nan, *X["flow_name"].iloc[4:8]]
+        numeric = [c for c in model.feature_spec_.numeric if c != "flow_failure_rate_smoothed"][:3]
+        rows.loc[rows.index[4], numeric] = np.nan
+        for row in [rows.iloc[[i]] for i in range(len(rows))] + [rows]:
+            np.testing.assert_allclose(model.predict_proba(row), model.pipeline_.predict_proba(row), rtol=0, atol=1e-12)
 
     @pytest.mark.parametrize(
         ("version", "tested"),
@@ -904,39 +925,63 @@ class TestFastScoring:
         fitted.explain(row)
         assert calls == [1, len(fitted.feature_spec_.names) + 1]
 
+    @pytest.mark.parametrize("family", ["hgb", "stack"])
     def test_one_row_does_not_call_the_pipeline(
-        self, fitted: FailureWarningModel, data: Data, monkeypatch: pytest.MonkeyPatch
+        self,
+        family: str,
+        fitted: FailureWarningModel,
+        stacked: FailureWarningModel,
+        data: Data,
+        monkeypatch: pytest.MonkeyPatch,
     ) -> None:
         """risk() and explain() of one row never reach Pipeline.predict_proba."""
+        model = fitted if family == "hgb" else stacked
 
         def forbidden(*args: Any, **kwargs: Any) -> None:
             raise AssertionError("Pipeline.predict_proba called for one row")
 
         monkeypatch.setattr(Pipeline, "predict_proba", forbidden)
         row = data[0].iloc[[3]]
-        fitted.risk(row)
-        fitted.explain(row)
+        model.risk(row)
+        model.explain(row)
 
     @pytest.mark.slow  # 20 batches through both scoring paths, for each of 10 cases
-    @pytest.mark.parametrize("family", ["hgb", "logreg"])
-    @pytest.mark.parametrize("n_rows", [1, 2, 37, 64, 65])
+    @pytest.mark.parametrize("family", ["hgb", "logreg", "stack"])
+    @pytest.mark.parametrize("n_rows", [1, 2, 37, 128, 129])
     def test_risk_equals_the_pipeline(
-        self, family: str, n_rows: int, fitted: FailureWarningModel, fitted_logreg: FailureWarningModel, data: Data
+        self,
+        family: str,
+        n_rows: int,
+        fitted: FailureWarningModel,
+        fitted_logreg: FailureWarningModel,
+        stacked: FailureWarningModel,
+        data: Data,
     ) -> None:
         """Single rows and small batches score exactly as pipeline_.predict_proba does."""
-        model = fitted if family == "hgb" else fitted_logreg
+        model = {"hgb": fitted, "logreg": fitted_logreg, "stack": stacked}[family]
         X = data[0]
-        batches = [X.iloc[i : i + n_rows] for i in range(0, 40 * n_rows, 2 * n_rows)][:20]
+        batches = [X.iloc[i : i + n_rows] for i in range(0, min(40 * n_rows, len(X) - n_rows), 2 * n_rows)][:20]
         for rows in batches:
             np.testing.assert_allclose(
                 model.predict_proba(rows), model.pipeline_.predict_proba(rows), rtol=0, atol=1e-12
             )
 
-    def test_odd_values_score_as_in_the_pipeline(self, fitted: FailureWarningModel, data: Data) -> None:
+    @pytest.mark.parametrize("family", ["hgb", "stack"])
+    def test_odd_values_score_as_in_the_pipeline(
+        self, family: str, fitted: FailureWarningModel, stacked: FailureWarningModel, data: Data
+    ) -> None:
         """Missing, unseen and nullable values give the Pipeline's risk, one row at a time and as a batch."""
+        model = fitted if family == "hgb" else stacked
         rows = _odd_rows(data[0])
         for row in rows:
-            np.testing.assert_allclose(fitted.risk(row), fitted.pipeline_.predict_proba(row)[:, 1], rtol=0, atol=1e-12)
+            try:
+                expected = model.pipeline_.predict_proba(row)[:, 1]
+            except ValueError:  # the stack's logistic regression refuses infinity: so does its fast path
+                assert family == "stack"
+                with pytest.raises(ValueError, match="infinity"):
+                    model.risk(row)
+                continue
+            np.testing.assert_allclose(model.risk(row), expected, rtol=0, atol=1e-12)
 
     @pytest.mark.slow  # fits a model per calibration
     @pytest.mark.parametrize("kind", ["isotonic", "cv", "ensemble"])
@@ -960,12 +1005,17 @@ class TestFastScoring:
         _assert_reasons(model, X.iloc[[5]])
 
     @pytest.mark.slow  # a brute-force reference, one feature at a time
-    @pytest.mark.parametrize("family", ["hgb", "logreg"])
+    @pytest.mark.parametrize("family", ["hgb", "logreg", "stack"])
     def test_explain_matches_the_per_feature_reference(
-        self, family: str, fitted: FailureWarningModel, fitted_logreg: FailureWarningModel, data: Data
+        self,
+        family: str,
+        fitted: FailureWarningModel,
+        fitted_logreg: FailureWarningModel,
+        stacked: FailureWarningModel,
+        data: Data,
     ) -> None:
         """Same reasons, same order, same contributions as swapping each feature and re-scoring alone."""
-        model = fitted if family == "hgb" else fitted_logreg
+        model = {"hgb": fitted, "logreg": fitted_logreg, "stack": stacked}[family]
         X = data[0]
         riskiest = np.argsort(-model.risk(X))[:10].tolist()
         rows = [X.iloc[[i]] for i in [*riskiest, 0, 1, 2]] + _odd_rows(X)[:4]

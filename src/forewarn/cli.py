@@ -26,7 +26,7 @@ from rich.table import Table
 
 from forewarn.errors import ForewarnError
 
-_FAMILY_HELP = "hgb (gradient boosting), logreg, mean (the two averaged) or stack (the two weighed by the calibrator)."
+_FAMILY_HELP = "stack (hgb and logreg weighed by the calibrator; the default), hgb (gradient boosting), logreg or mean."
 
 app = typer.Typer(
     name="forewarn",
@@ -230,7 +230,7 @@ def _not_enough_history(message: str) -> typer.Exit:
 def train(
     db: DbOption = None,
     model_dir: Annotated[Optional[str], typer.Option(help="Default FOREWARN_MODEL_DIR.")] = None,  # noqa: UP045
-    family: Annotated[str, typer.Option(help=_FAMILY_HELP)] = "hgb",
+    family: Annotated[str, typer.Option(help=_FAMILY_HELP)] = "stack",
     folds: Annotated[int, typer.Option(min=1, help="Walk-forward test windows for the manifest's figures.")] = 5,
 ) -> None:
     """Backtest, then fit and save the failure-warning model on the store's history.
@@ -347,7 +347,7 @@ def print_folds(folds: list[dict[str, Any]], spread: dict[str, Any]) -> None:
 def backtest(
     db: DbOption = None,
     folds: Annotated[int, typer.Option(min=1, help="Consecutive test windows.")] = 5,
-    family: Annotated[str, typer.Option(help=_FAMILY_HELP)] = "hgb",
+    family: Annotated[str, typer.Option(help=_FAMILY_HELP)] = "stack",
     lead_minutes: Annotated[float, typer.Option(help="Score each run this long before its start.")] = 0.0,
     json_path: Annotated[Optional[str], typer.Option("--json", help="Write all figures as one JSON object.")] = None,  # noqa: UP045
     predictions_out: Annotated[

@@ -11,6 +11,10 @@ scikit-learn releases in
 ``Pipeline.predict_proba`` to the last bit; with any other release :func:`hgb_parts` is ``None`` and the
 model scores through the public ``pipeline.predict_proba``.
 
+The ``"stack"`` pipeline takes the same path for its trees, and scores its logistic-regression member from
+public fitted attributes (:class:`LogregParts`: imputer medians, scaler, one-hot categories, coefficients),
+checked against the Pipeline by the same tests.
+
 Example::
 
     >>> in_tested_range("1.4.2"), in_tested_range(TESTED_SKLEARN_VERSIONS[1])
@@ -30,11 +34,23 @@ import sklearn
 import sklearn.calibration
 from scipy.special import expit  # scipy: a dependency of scikit-learn's; expit is what it calibrates with
 from sklearn.calibration import CalibratedClassifierCV
+from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import HistGradientBoostingClassifier
+from sklearn.impute import SimpleImputer
+from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
 
-from forewarn.learning.model.encoder import FrameEncoder
-from forewarn.learning.model.pipeline import PrefitCalibratedClassifier
+from forewarn.learning.model.encoder import (
+    MISSING_CATEGORY,
+    STANDARD_SCORE_BOUND,
+    FrameEncoder,
+    categorical_block,
+    clip_standardized,
+    column_positions,
+    numeric_block,
+)
+from forewarn.learning.model.pipeline import PrefitCalibratedClassifier, StackedClassifier
 
 TESTED_SKLEARN_VERSIONS: tuple[str, str] = ("1.9.1", "1.9.1")
 """The oldest and newest scikit-learn releases (inclusive) this module was checked against the public path on.
@@ -170,16 +186,181 @@ def _calibrate(calibrator: Any, decision: np.ndarray) -> np.ndarray:
     return np.asarray(calibrator.predict(decision))
 
 
+@dataclass(frozen=True)
+class LogregParts:
+    """A fitted ``make_pipeline(spec, "logreg", calibration=None)``, read off for scoring a few rows.
+
+    Only public fitted attributes: the imputer's medians and indicated columns, the scaler's mean and scale,
+    each one-hot encoder's categories (the infrequent ones share a column), the coefficients.
+    """
+
+    numeric: tuple[str, ...]
+    categorical: tuple[str, ...]
+    fill: np.ndarray
+    indicated: np.ndarray
+    mean: np.ndarray
+    scale: np.ndarray
+    numeric_coef: np.ndarray
+    category_coef: tuple[dict[str, float], ...]
+    other_coef: tuple[float, ...]  # a value in no column of its own: the infrequent column's weight, or 0
+    intercept: float
+
+    def decision(self, values: np.ndarray) -> np.ndarray:
+        """The logistic regression's decision function of an object matrix ``[*numeric, *categorical]``."""
+        k = len(self.numeric)
+        x = values[:, :k].astype(float)
+        if np.isinf(x).any():  # the Pipeline's imputer refuses infinity: let it say so
+            raise ValueError("infinite numeric feature")
+        missing = np.isnan(x)
+        z = np.concatenate([np.where(missing, self.fill, x), missing[:, self.indicated]], axis=1)
+        z = np.clip((z - self.mean) / self.scale, -STANDARD_SCORE_BOUND, STANDARD_SCORE_BOUND)
+        out = z @ self.numeric_coef + self.intercept
+        for j, (weights, other) in enumerate(zip(self.category_coef, self.other_coef, strict=True), start=k):
+            out += [weights.get(MISSING_CATEGORY if v is None or v != v else str(v), other) for v in values[:, j]]
+        return np.asarray(out, dtype=float)
+
+
+def logreg_parts(pipeline: Any) -> LogregParts | None:
+    """The parts of ``pipeline`` if it is exactly the fitted logreg pipeline ``make_pipeline`` builds, else ``None``."""
+    steps = getattr(pipeline, "steps", None)
+    if type(pipeline) is not Pipeline or not steps or len(steps) != 2:
+        return None
+    ct, clf = steps[0][1], steps[1][1]
+    if type(ct) is not ColumnTransformer or type(clf) is not LogisticRegression or getattr(clf, "coef_", None) is None:
+        return None
+    if clf.coef_.shape[0] != 1 or getattr(ct, "remainder", None) != "drop":
+        return None
+    named = dict((name, (pipe, cols)) for name, pipe, cols in getattr(ct, "transformers_", ()) if name != "remainder")
+    numeric, categorical = named.get("numeric", (None, [])), named.get("categorical", (None, []))
+    num = _numeric_parts(numeric[0]) if numeric[0] is not None else None
+    cats = _category_parts(categorical[0]) if categorical[0] is not None else None
+    if (numeric[0] is not None and num is None) or (categorical[0] is not None and cats is None):
+        return None
+    empty = (np.empty(0), np.empty(0, dtype=np.intp), np.empty(0), np.empty(0))
+    fill, indicated, mean, scale = num if num is not None else empty
+    coef = clf.coef_[0]
+    width = len(fill) + len(indicated)
+    if len(mean) != width:
+        return None
+    weights: list[dict[str, float]] = []
+    others: list[float] = []
+    at = width
+    for frequent, infrequent in cats or []:
+        weights.append({value: float(coef[at + i]) for i, value in enumerate(frequent)})
+        others.append(float(coef[at + len(frequent)]) if infrequent else 0.0)
+        at += len(frequent) + (1 if infrequent else 0)
+    if at != len(coef):
+        return None
+    return LogregParts(
+        numeric=tuple(numeric[1]),
+        categorical=tuple(categorical[1]),
+        fill=fill,
+        indicated=indicated,
+        mean=mean,
+        scale=scale,
+        numeric_coef=coef[:width],
+        category_coef=tuple(weights),
+        other_coef=tuple(others),
+        intercept=float(clf.intercept_[0]),
+    )
+
+
+def _numeric_parts(pipe: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
+    """Imputer medians, indicated columns, scaler mean and scale of the numeric branch; ``None``: not ours."""
+    kinds = [type(step) for _, step in getattr(pipe, "steps", ())]
+    if kinds != [FunctionTransformer, SimpleImputer, StandardScaler, FunctionTransformer]:
+        return None
+    to_float, imputer, scaler, clip = (step for _, step in pipe.steps)
+    if to_float.func is not numeric_block or clip.func is not clip_standardized:
+        return None
+    if imputer.strategy != "median" or not imputer.keep_empty_features or not scaler.with_mean or not scaler.with_std:
+        return None
+    indicated = imputer.indicator_.features_ if imputer.add_indicator else np.empty(0, dtype=np.intp)
+    return imputer.statistics_.astype(float), np.asarray(indicated, dtype=np.intp), scaler.mean_, scaler.scale_
+
+
+def _category_parts(pipe: Any) -> list[tuple[list[str], bool]] | None:
+    """Per categorical column: the values with a column of their own, in output order, and whether an
+    infrequent column follows them; ``None``: not the branch ``make_pipeline`` builds."""
+    kinds = [type(step) for _, step in getattr(pipe, "steps", ())]
+    if kinds != [FunctionTransformer, OneHotEncoder]:
+        return None
+    to_str, encoder = (step for _, step in pipe.steps)
+    if to_str.func is not categorical_block or encoder.drop is not None:
+        return None
+    if encoder.handle_unknown != "infrequent_if_exist":
+        return None
+    out = []
+    for categories, infrequent in zip(encoder.categories_, encoder.infrequent_categories_, strict=True):
+        rare = set() if infrequent is None else set(infrequent.tolist())
+        out.append(([str(c) for c in categories.tolist() if c not in rare], bool(rare)))
+    return out
+
+
+@dataclass(frozen=True)
+class StackParts:
+    """The fitted parts of a ``"stack"`` pipeline: hgb's encoder and trees, logreg's parts, the calibrator."""
+
+    encoder: FrameEncoder
+    hgb: Any
+    logreg: LogregParts
+    calibrated: PrefitCalibratedClassifier
+
+
+def stack_parts(pipeline: Any) -> StackParts | None:
+    """The parts of ``pipeline`` if it is exactly what ``FailureWarningModel(family="stack")`` fits, else ``None``."""
+    if not ENABLED or type(pipeline) is not Pipeline or len(pipeline.steps) != 2:
+        return None
+    if not (isinstance(pipeline.steps[0][1], str) and pipeline.steps[0][1] == "passthrough"):
+        return None
+    calibrated = pipeline.steps[1][1]
+    if type(calibrated) is not PrefitCalibratedClassifier or type(calibrated.estimator) is not StackedClassifier:
+        return None
+    if calibrated.method != "sigmoid" or not hasattr(calibrated, "calibrator_"):
+        return None
+    members = getattr(calibrated.estimator, "members_", [])
+    if len(members) != 2:
+        return None
+    hgb, logreg = members
+    hgb_steps = getattr(hgb, "steps", [])
+    if type(hgb) is not Pipeline or len(hgb_steps) != 2 or type(hgb_steps[0][1]) is not FrameEncoder:
+        return None
+    if not _plain_hgb(hgb_steps[1][1]):
+        return None
+    parts = logreg_parts(logreg)
+    return StackParts(hgb_steps[0][1], hgb_steps[1][1], parts, calibrated) if parts is not None else None
+
+
+def _stack_proba(parts: StackParts, hgb_matrix: np.ndarray, values: np.ndarray) -> np.ndarray:
+    scores = np.column_stack([_hgb_decision(parts.hgb, hgb_matrix), parts.logreg.decision(values)])
+    p = parts.calibrated.calibrate(scores)
+    return np.column_stack([1.0 - p, p])
+
+
+def _object_rows(rows: pd.DataFrame, names: list[str]) -> np.ndarray:
+    positions = column_positions(rows.columns, names)
+    if (positions < 0).any():
+        raise KeyError([n for n, i in zip(names, positions, strict=True) if i < 0])
+    return rows.to_numpy(dtype=object)[:, positions]
+
+
 def proba(pipeline: Any, rows: pd.DataFrame) -> np.ndarray | None:
     """``pipeline.predict_proba(rows)`` by the fast path, to the last bit; ``None``: take the public path.
 
     For a few rows (``FrameEncoder``'s small path); what the encoder raises propagates, as it would
-    from the Pipeline.
+    from the Pipeline. A ``"stack"`` pipeline's rows go through hgb's fast path and :class:`LogregParts`.
     """
     parts = hgb_parts(pipeline)
-    if parts is None:
+    if parts is not None:
+        return calibrated_proba(parts.calibrated, parts.encoder.transform(rows))
+    stack = stack_parts(pipeline)
+    if stack is None:
         return None
-    return calibrated_proba(parts.calibrated, parts.encoder.transform(rows))
+    try:
+        values = _object_rows(rows, [*stack.logreg.numeric, *stack.logreg.categorical])
+        return _stack_proba(stack, stack.encoder.transform(rows), values)
+    except (TypeError, ValueError):  # e.g. pd.NA in an object column: the Pipeline says what it makes of it
+        return None
 
 
 def proba_of_columns(pipeline: Any, columns: Mapping[str, np.ndarray]) -> np.ndarray | None:
@@ -189,23 +370,34 @@ def proba_of_columns(pipeline: Any, columns: Mapping[str, np.ndarray]) -> np.nda
     a DataFrame and taking it apart again cost ~1 ms). Where its small path refuses a value, ``None``.
     """
     parts = hgb_parts(pipeline)
-    if parts is None:
+    stack = stack_parts(pipeline) if parts is None else None
+    if parts is None and stack is None:
         return None
     try:
-        Xt = parts.encoder._encode_columns(columns)
+        if parts is not None:
+            return calibrated_proba(parts.calibrated, parts.encoder._encode_columns(columns))
+        assert stack is not None
+        names = [*stack.logreg.numeric, *stack.logreg.categorical]
+        values = np.empty((len(next(iter(columns.values()), ())), len(names)), dtype=object)
+        for j, name in enumerate(names):
+            values[:, j] = columns[name]
+        return _stack_proba(stack, stack.encoder._encode_columns(columns), values)
     except (TypeError, ValueError, KeyError):  # as transform(): the frame path handles odd values
         return None
-    return calibrated_proba(parts.calibrated, Xt)
 
 
 __all__ = [
     "ENABLED",
+    "LogregParts",
+    "StackParts",
     "TESTED_SKLEARN_VERSIONS",
     "HgbParts",
     "calibrated_proba",
     "hgb_parts",
     "in_tested_range",
+    "logreg_parts",
     "proba",
     "proba_of_columns",
     "release",
+    "stack_parts",
 ]

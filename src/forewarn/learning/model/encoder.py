@@ -31,8 +31,10 @@ MIN_CATEGORY_COUNT = 20
 MAX_HGB_CATEGORIES = 250
 """At most this many codes per categorical feature; the rarest categories beyond it are pooled."""
 
-SMALL_BATCH = 64
-"""Up to this many rows, :class:`FrameEncoder` takes its fast path for live scoring."""
+SMALL_BATCH = 128
+"""Up to this many rows, :class:`FrameEncoder` takes its fast path for live scoring. ``explain`` scores one row
+per feature plus the row itself (74 with 73 feature columns), so this must exceed the feature count: at 64,
+every ``explain`` of a 73-column model took the plain Pipeline, 4.2 ms instead of 2.0 ms for hgb."""
 
 MAX_BINS = 255
 """HistGradientBoosting's bins per feature (its ``max_bins``), which :class:`FrameEncoder` bins numbers into."""
@@ -78,7 +80,7 @@ def clip_standardized(X: np.ndarray) -> np.ndarray:
     return np.clip(X, -STANDARD_SCORE_BOUND, STANDARD_SCORE_BOUND)
 
 
-def _column_positions(columns: pd.Index, names: Sequence[str]) -> np.ndarray:
+def column_positions(columns: pd.Index, names: Sequence[str]) -> np.ndarray:
     """``columns.get_indexer(names)`` (-1: absent) via a dict: a ~35-name lookup costs ~100 us in pandas."""
     if not columns.is_unique:  # get_indexer raises InvalidIndexError, as it always did here
         return np.asarray(columns.get_indexer(names))
@@ -221,7 +223,7 @@ class FrameEncoder(TransformerMixin, BaseEstimator):
     def _transform_small(self, X: pd.DataFrame) -> np.ndarray:
         """The same for a few rows (live scoring) without per-column pandas selections: ~10x faster."""
         names = [*self.numeric, *self.categorical]
-        positions = _column_positions(X.columns, names)
+        positions = column_positions(X.columns, names)
         if (positions < 0).any():
             raise KeyError([n for n, i in zip(names, positions, strict=True) if i < 0])
         return self._encode_objects(X.to_numpy(dtype=object)[:, positions])
@@ -274,5 +276,6 @@ __all__ = [
     "bin_edges",
     "categorical_block",
     "clip_standardized",
+    "column_positions",
     "numeric_block",
 ]

@@ -114,7 +114,7 @@ class FailureWarningModel(ClassifierMixin, BaseEstimator):
 
     Hyperparameters (stored untouched by ``__init__``, per the estimator contract):
 
-    * ``family``: ``"hgb"`` (default), ``"logreg"``, ``"mean"`` or ``"stack"``, see :func:`make_pipeline`.
+    * ``family``: ``"stack"`` (default), ``"hgb"``, ``"logreg"`` or ``"mean"``, see :func:`make_pipeline`.
       ``"stack"`` fits both hgb and logreg, and its calibrator weighs their two out-of-time scores.
     * ``threshold_rule``: ``"precision"`` (lowest threshold reaching ``target_precision`` out of fold,
       falling back to the budget rule) or ``"budget"`` (warn the riskiest ``alert_budget`` share of runs).

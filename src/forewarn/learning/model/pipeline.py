@@ -41,7 +41,7 @@ FAMILIES: tuple[str, ...] = ("hgb", "logreg", "mean", "stack")
 """Classifier families :func:`make_pipeline` knows: HistGradientBoosting, logistic regression, the mean of the
 two's probabilities, and the two stacked (their raw scores weighed by the calibrator, :class:`StackedClassifier`)."""
 
-DEFAULT_FAMILY = "hgb"
+DEFAULT_FAMILY = "stack"
 """Chosen from the walk-forward comparison in ``docs/model.md``."""
 
 
