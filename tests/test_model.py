@@ -880,6 +880,7 @@ class TestFastScoring:
         """A stacked model is read off as hgb's parts plus the logistic regression's; nothing else is."""
         parts = sklearn_fast.stack_parts(stacked.pipeline_)
         assert parts is not None and parts.logreg.categorical == ("flow_name",)
+        assert sklearn_fast.stack_parts(stacked.pipeline_) is parts  # read once per fitted pipeline
         assert sklearn_fast.stack_parts(fitted.pipeline_) is None
         assert sklearn_fast.logreg_parts(fitted.pipeline_) is None
 

@@ -24,6 +24,7 @@ Example::
 from __future__ import annotations
 
 import re
+import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -42,13 +43,14 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
 
 from forewarn.learning.model.encoder import (
-    MISSING_CATEGORY,
     STANDARD_SCORE_BOUND,
     FrameEncoder,
     categorical_block,
+    category_key,
     clip_standardized,
-    column_positions,
     numeric_block,
+    object_columns,
+    object_rows,
 )
 from forewarn.learning.model.pipeline import PrefitCalibratedClassifier, StackedClassifier
 
@@ -216,7 +218,7 @@ class LogregParts:
         z = np.clip((z - self.mean) / self.scale, -STANDARD_SCORE_BOUND, STANDARD_SCORE_BOUND)
         out = z @ self.numeric_coef + self.intercept
         for j, (weights, other) in enumerate(zip(self.category_coef, self.other_coef, strict=True), start=k):
-            out += [weights.get(MISSING_CATEGORY if v is None or v != v else str(v), other) for v in values[:, j]]
+            out += [weights.get(category_key(v), other) for v in values[:, j]]
         return np.asarray(out, dtype=float)
 
 
@@ -299,17 +301,49 @@ def _category_parts(pipe: Any) -> list[tuple[list[str], bool]] | None:
 
 @dataclass(frozen=True)
 class StackParts:
-    """The fitted parts of a ``"stack"`` pipeline: hgb's encoder and trees, logreg's parts, the calibrator."""
+    """The fitted parts of a ``"stack"`` pipeline: hgb's encoder and trees, logreg's parts, the calibrator.
+
+    Both members read the same columns in the same order (checked), so one object matrix of the rows
+    (:func:`~forewarn.learning.model.encoder.object_rows`) feeds the encoder and the logistic regression.
+    """
 
     encoder: FrameEncoder
     hgb: Any
     logreg: LogregParts
     calibrated: PrefitCalibratedClassifier
 
+    @property
+    def names(self) -> list[str]:
+        """The columns both members read: numeric, then categorical."""
+        return [*self.logreg.numeric, *self.logreg.categorical]
+
+    def proba(self, values: np.ndarray) -> np.ndarray:
+        """``predict_proba`` of the rows in object matrix ``values`` (columns :attr:`names`)."""
+        trees = _hgb_decision(self.hgb, self.encoder.encode_objects(values))
+        scores = np.column_stack([trees, self.logreg.decision(values)])
+        p = self.calibrated.calibrate(scores)
+        return np.column_stack([1.0 - p, p])
+
+
+# A fitted pipeline is read once: LogregParts holds a dict per categorical column (thousands of values on
+# a trace like CTC), too dear to build again for every scored row. Weak keys: a model's parts go with it.
+_STACK_PARTS: weakref.WeakKeyDictionary[Any, StackParts | None] = weakref.WeakKeyDictionary()
+
 
 def stack_parts(pipeline: Any) -> StackParts | None:
-    """The parts of ``pipeline`` if it is exactly what ``FailureWarningModel(family="stack")`` fits, else ``None``."""
-    if not ENABLED or type(pipeline) is not Pipeline or len(pipeline.steps) != 2:
+    """The parts of ``pipeline`` if it is exactly what ``FailureWarningModel(family="stack")`` fits, else ``None``.
+
+    Read once per fitted pipeline (a fitted model's pipeline is not changed in place).
+    """
+    if not ENABLED or type(pipeline) is not Pipeline:
+        return None
+    if pipeline not in _STACK_PARTS:
+        _STACK_PARTS[pipeline] = _read_stack_parts(pipeline)
+    return _STACK_PARTS[pipeline]
+
+
+def _read_stack_parts(pipeline: Pipeline) -> StackParts | None:
+    if len(pipeline.steps) != 2:
         return None
     if not (isinstance(pipeline.steps[0][1], str) and pipeline.steps[0][1] == "passthrough"):
         return None
@@ -327,21 +361,10 @@ def stack_parts(pipeline: Any) -> StackParts | None:
         return None
     if not _plain_hgb(hgb_steps[1][1]):
         return None
-    parts = logreg_parts(logreg)
-    return StackParts(hgb_steps[0][1], hgb_steps[1][1], parts, calibrated) if parts is not None else None
-
-
-def _stack_proba(parts: StackParts, hgb_matrix: np.ndarray, values: np.ndarray) -> np.ndarray:
-    scores = np.column_stack([_hgb_decision(parts.hgb, hgb_matrix), parts.logreg.decision(values)])
-    p = parts.calibrated.calibrate(scores)
-    return np.column_stack([1.0 - p, p])
-
-
-def _object_rows(rows: pd.DataFrame, names: list[str]) -> np.ndarray:
-    positions = column_positions(rows.columns, names)
-    if (positions < 0).any():
-        raise KeyError([n for n, i in zip(names, positions, strict=True) if i < 0])
-    return rows.to_numpy(dtype=object)[:, positions]
+    encoder, parts = hgb_steps[0][1], logreg_parts(logreg)
+    if parts is None or (tuple(encoder.numeric), tuple(encoder.categorical)) != (parts.numeric, parts.categorical):
+        return None  # the members read other columns: one object matrix would not serve both
+    return StackParts(encoder, hgb_steps[1][1], parts, calibrated)
 
 
 def proba(pipeline: Any, rows: pd.DataFrame) -> np.ndarray | None:
@@ -357,8 +380,7 @@ def proba(pipeline: Any, rows: pd.DataFrame) -> np.ndarray | None:
     if stack is None:
         return None
     try:
-        values = _object_rows(rows, [*stack.logreg.numeric, *stack.logreg.categorical])
-        return _stack_proba(stack, stack.encoder.transform(rows), values)
+        return stack.proba(object_rows(rows, stack.names))
     except (TypeError, ValueError):  # e.g. pd.NA in an object column: the Pipeline says what it makes of it
         return None
 
@@ -377,11 +399,7 @@ def proba_of_columns(pipeline: Any, columns: Mapping[str, np.ndarray]) -> np.nda
         if parts is not None:
             return calibrated_proba(parts.calibrated, parts.encoder._encode_columns(columns))
         assert stack is not None
-        names = [*stack.logreg.numeric, *stack.logreg.categorical]
-        values = np.empty((len(next(iter(columns.values()), ())), len(names)), dtype=object)
-        for j, name in enumerate(names):
-            values[:, j] = columns[name]
-        return _stack_proba(stack, stack.encoder._encode_columns(columns), values)
+        return stack.proba(object_columns(columns, stack.names))
     except (TypeError, ValueError, KeyError):  # as transform(): the frame path handles odd values
         return None
 

@@ -109,6 +109,33 @@ def bin_edges(column: np.ndarray, max_bins: int = MAX_BINS) -> np.ndarray | None
     return np.unique(np.percentile(finite, percentiles, method="averaged_inverted_cdf"))
 
 
+def object_rows(X: pd.DataFrame, names: Sequence[str]) -> np.ndarray:
+    """The rows' values of columns ``names`` (found by name, in that order) as one object matrix.
+
+    Raises ``KeyError`` naming the columns ``X`` lacks.
+    """
+    positions = column_positions(X.columns, names)
+    if (positions < 0).any():
+        raise KeyError([n for n, i in zip(names, positions, strict=True) if i < 0])
+    return X.to_numpy(dtype=object)[:, positions]
+
+
+def object_columns(columns: Mapping[str, np.ndarray], names: Sequence[str]) -> np.ndarray:
+    """What :func:`object_rows` makes of ``pd.DataFrame(columns)``, without building the frame."""
+    values = np.empty((len(columns[names[0]]) if names else 0, len(names)), dtype=object)
+    for j, name in enumerate(names):
+        values[:, j] = columns[name]
+    return values
+
+
+def category_key(value: Any) -> str:
+    """The category one value counts as, as :func:`categorical_block` spells it: missing is ``"<none>"``.
+
+    Raises ``TypeError`` for a value whose truth is ambiguous (``pd.NA``): the caller takes the frame path.
+    """
+    return MISSING_CATEGORY if value is None or value != value else str(value)
+
+
 class FrameEncoder(TransformerMixin, BaseEstimator):
     """Raw feature rows to the float matrix HistGradientBoosting reads: numbers, then category codes.
 
@@ -196,8 +223,7 @@ class FrameEncoder(TransformerMixin, BaseEstimator):
         bins = self.max_bins
         if bins is not None and (not isinstance(bins, int) or isinstance(bins, bool) or not 2 <= bins <= MAX_BINS):
             raise ConfigurationError("max_bins", bins, f"a whole number from 2 to {MAX_BINS}, or None")
-        columns = range(numeric.shape[1]) if self.max_bins is not None else range(0)
-        found = {j: bin_edges(numeric[:, j], self.max_bins or MAX_BINS) for j in columns}
+        found = {} if bins is None else {j: bin_edges(numeric[:, j], bins) for j in range(numeric.shape[1])}
         kept = {j: e for j, e in found.items() if e is not None}
         self.binned_ = np.fromiter(kept, dtype=np.intp, count=len(kept))
         self.edges_ = np.full((len(kept), max((len(e) for e in kept.values()), default=0)), np.inf)
@@ -222,11 +248,7 @@ class FrameEncoder(TransformerMixin, BaseEstimator):
 
     def _transform_small(self, X: pd.DataFrame) -> np.ndarray:
         """The same for a few rows (live scoring) without per-column pandas selections: ~10x faster."""
-        names = [*self.numeric, *self.categorical]
-        positions = column_positions(X.columns, names)
-        if (positions < 0).any():
-            raise KeyError([n for n, i in zip(names, positions, strict=True) if i < 0])
-        return self._encode_objects(X.to_numpy(dtype=object)[:, positions])
+        return self._encode_objects(object_rows(X, [*self.numeric, *self.categorical]))
 
     def _encode_columns(self, columns: Mapping[str, np.ndarray]) -> np.ndarray:
         """What :meth:`transform` makes of ``pd.DataFrame(columns)`` (at most ``SMALL_BATCH`` rows), sans frame.
@@ -235,10 +257,11 @@ class FrameEncoder(TransformerMixin, BaseEstimator):
         and taking it apart again cost more than scoring the batch. Raises ``TypeError``/``ValueError``
         where the small path does (the caller then takes the frame path).
         """
-        names = [*self.numeric, *self.categorical]
-        values = np.empty((len(columns[names[0]]) if names else 0, len(names)), dtype=object)
-        for j, name in enumerate(names):
-            values[:, j] = columns[name]
+        return self.encode_objects(object_columns(columns, [*self.numeric, *self.categorical]))
+
+    def encode_objects(self, values: np.ndarray) -> np.ndarray:
+        """What :meth:`transform` makes of rows given as an object matrix ``[*numeric, *categorical]``
+        (:func:`object_rows`): the stack's fast path encodes the matrix its logistic regression reads too."""
         return self._finish(self._encode_objects(values))
 
     def _encode_objects(self, values: np.ndarray) -> np.ndarray:
@@ -248,7 +271,7 @@ class FrameEncoder(TransformerMixin, BaseEstimator):
         out[:, :k] = values[:, :k].astype(float)
         for j, name in enumerate(self.categorical, start=k):
             codes = self.codes_[name]
-            out[:, j] = [codes.get(MISSING_CATEGORY if v is None or v != v else str(v), np.nan) for v in values[:, j]]
+            out[:, j] = [codes.get(category_key(v), np.nan) for v in values[:, j]]
         return out
 
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
@@ -275,7 +298,10 @@ __all__ = [
     "FrameEncoder",
     "bin_edges",
     "categorical_block",
+    "category_key",
     "clip_standardized",
     "column_positions",
     "numeric_block",
+    "object_columns",
+    "object_rows",
 ]

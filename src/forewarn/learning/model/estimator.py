@@ -524,7 +524,7 @@ def calibrated_risk(pipeline: Pipeline, decision: np.ndarray) -> np.ndarray:
     classifier = pipeline.named_steps["classifier"]
     if isinstance(classifier, PrefitCalibratedClassifier):
         return classifier.calibrate(decision)
-    (member,) = pipeline.named_steps["classifier"].calibrated_classifiers_
+    (member,) = classifier.calibrated_classifiers_
     (calibrator,) = member.calibrators
     return np.clip(np.asarray(calibrator.predict(np.asarray(decision, dtype=float)), dtype=float), 0.0, 1.0)
 
