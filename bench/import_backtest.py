@@ -2,7 +2,7 @@
 
 Stages timed separately, each with its wall time and this process's CPU time (all threads): simulate to CSV
 (not part of the target), import into a fresh SQLite store, read the history back, and the backtest
-(features once, then per fold two classifier fits: a copy on the earliest 75 % of the training runs, whose
+(features once, then per fold two classifier fits: a copy on the earliest 70 % of the training runs, whose
 out-of-time scores calibrate the one fitted on all of them and choose the threshold; each fit on at most
 ``max_fit_rows`` runs, all failures and a weighted sample of the successes). The machine is shared: the load
 average before and after is printed with the figures, and the CPU times are the steadier figure to compare.
@@ -22,6 +22,8 @@ import time
 from pathlib import Path
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
+from forewarn.learning.model import DEFAULT_FAMILY
 
 
 def load_average() -> str:
@@ -47,7 +49,9 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=400_000)
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--family", default="hgb", help="model family: hgb (the default), logreg, mean or stack")
+    parser.add_argument(
+        "--family", default=DEFAULT_FAMILY, help=f"model family: stack, hgb, logreg or mean (default {DEFAULT_FAMILY})"
+    )
     parser.add_argument("--fit-threads", type=int, default=None, help="OpenMP threads of each fit (default: auto)")
     parser.add_argument(
         "--max-fit-rows", type=int, default=None, help="rows a classifier fits on (default: the model's; 0: all)"

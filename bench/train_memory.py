@@ -26,6 +26,8 @@ from typing import Any
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
+from forewarn.learning.model import DEFAULT_FAMILY
+
 
 def load_average() -> str:
     """The 1-, 5- and 15-minute load averages, as /proc/loadavg gives them."""
@@ -89,7 +91,9 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=305_000, help="simulated runs (~3.3 attempts each)")
     parser.add_argument("--fit-threads", type=int, default=None, help="OpenMP threads of the fit (default: auto)")
     parser.add_argument("--repeat", type=int, default=1, help="train this many times, each in a fresh process")
-    parser.add_argument("--family", default="hgb", help="model family: hgb (the default), logreg, mean or stack")
+    parser.add_argument(
+        "--family", default=DEFAULT_FAMILY, help=f"model family: stack, hgb, logreg or mean (default {DEFAULT_FAMILY})"
+    )
     args = parser.parse_args()
 
     folder = Path(tempfile.mkdtemp(prefix="forewarn-train-bench-"))

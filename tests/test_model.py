@@ -475,12 +475,13 @@ class TestThresholdOverSlices:
 class TestThreshold:
     """The threshold is chosen on the training data alone, out of fold and in time order."""
 
-    def test_threshold_comes_from_the_latest_quarter(self, fitted: FailureWarningModel, data: Data) -> None:
-        """threshold_: the median over time slices of the rule applied to the latest quarter, scored out of
-        time by an uncalibrated classifier fitted on the earlier 75 % through the final model's calibrator,
-        which was fitted on those very scores."""
+    def test_threshold_comes_from_the_latest_rows(self, fitted: FailureWarningModel, data: Data) -> None:
+        """threshold_: the median over time slices of the rule applied to the latest ``threshold_holdout`` (30 %)
+        of the rows, scored out of time by an uncalibrated classifier fitted on the earlier 70 % through the
+        final model's calibrator, which was fitted on those very scores."""
         X, y = data
-        n_hold = round(len(X) * 0.25)
+        assert fitted.threshold_holdout == 0.3
+        n_hold = round(len(X) * 0.3)
         early = (
             FailureWarningModel(family="hgb")
             ._pipeline(feature_spec(X), 100, calibrated=False)

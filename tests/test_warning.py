@@ -81,7 +81,7 @@ def train_small_model(directory: Path) -> Path:
         )
         risk = model.risk(build_features(upcoming, fleet(later)))
         # clear of the threshold both ways (FINE scores up to 0.11 at some hours with the sigmoid fitted on
-        # the time holdout's quarter of the rows; it stayed under 0.1 with the older 3-fold calibration)
+        # the time holdout's rows; it stayed under 0.1 with the older 3-fold calibration)
         assert risk[0] > THRESHOLD + 0.2 and risk[1] < THRESHOLD - 0.15, risk
     save_model(
         model,

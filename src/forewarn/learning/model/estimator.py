@@ -155,7 +155,7 @@ class FailureWarningModel(ClassifierMixin, BaseEstimator):
         alert_budget: float = 0.05,
         min_failures: int = MIN_FAILURES,
         min_runs: int = MIN_RUNS,
-        threshold_holdout: float = 0.25,
+        threshold_holdout: float = 0.3,
         calibration: str = "sigmoid",
         n_threads: int | None = 1,
         random_state: int = 0,
@@ -203,7 +203,7 @@ class FailureWarningModel(ClassifierMixin, BaseEstimator):
                 "calibration", self.calibration, "'sigmoid' with family='stack' (isotonic: choose family='hgb')"
             )
         if not 0.0 < self.threshold_holdout < 1.0:
-            raise ConfigurationError("threshold_holdout", self.threshold_holdout, "a share in (0, 1), e.g. 0.25")
+            raise ConfigurationError("threshold_holdout", self.threshold_holdout, "a share in (0, 1), e.g. 0.3")
         choose_threshold(
             [], [], self.threshold_rule, target_precision=self.target_precision, alert_budget=self.alert_budget
         )  # validates both values
