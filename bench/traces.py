@@ -30,6 +30,8 @@ import pandas as pd
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
+from forewarn.learning.model import DEFAULT_FAMILY
+
 TRACES = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "traces"
 DEFAULT_TRACES = (
     "CTC-SP2-1996-3.1-cln.swf.gz",
@@ -126,7 +128,7 @@ def rows_of(label: str, result: Any, family: str) -> list[dict[str, Any]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", nargs="*", default=None, help="Labels to run: CTC LANL KTH simulate.")
-    parser.add_argument("--families", nargs="*", default=["hgb"])
+    parser.add_argument("--families", nargs="*", default=[DEFAULT_FAMILY], help=f"default: {DEFAULT_FAMILY}")
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--sim-runs", type=int, default=50_000)
     parser.add_argument("--cache", type=Path, default=None, help="Keep the stores here and reuse them.")

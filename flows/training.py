@@ -22,6 +22,7 @@ from prefect.cache_policies import NO_CACHE
 
 from forewarn.errors import InsufficientHistoryError
 from forewarn.learning.backtest import walk_forward_backtest
+from forewarn.learning.model import DEFAULT_FAMILY
 from forewarn.learning.readiness import HistoryReadiness
 from forewarn.learning.summary import metrics_markdown
 from forewarn.learning.training import train_and_save
@@ -58,7 +59,7 @@ def import_prefect_runs(db_url: str | None = None) -> dict[str, int]:
 
 @flow(name="forewarn-train")
 def train_failure_model(
-    family: str = "stack",
+    family: str = DEFAULT_FAMILY,
     n_folds: int = 5,
     model_dir: str | None = None,
     db_url: str | None = None,
@@ -115,7 +116,7 @@ def _without_a_model(readiness: HistoryReadiness, reason: str) -> dict[str, Any]
 @flow(name="forewarn-backtest")
 def backtest_flow(
     n_folds: int = 5,
-    family: str = "stack",
+    family: str = DEFAULT_FAMILY,
     lead_minutes: float = 0.0,
     json_path: str | None = None,
     predictions_out: str | None = None,

@@ -10,6 +10,9 @@ import pytest
 import yaml
 from prefect.flows import load_flow_from_entrypoint
 
+from forewarn import cli
+from forewarn.learning.model import DEFAULT_FAMILY
+
 ROOT = Path(__file__).resolve().parents[1]
 DEPLOYMENTS = yaml.safe_load((ROOT / "prefect.yaml").read_text())["deployments"]
 
@@ -23,3 +26,12 @@ def test_entrypoint_is_a_flow_taking_the_parameters(deployment: dict, monkeypatc
     accepted = set(inspect.signature(flow.fn).parameters)
     assert set(deployment.get("parameters", {})) <= accepted
     assert deployment["work_pool"]["name"] == "forewarn"
+
+
+def test_model_family_defaults_are_the_library_default() -> None:
+    """The CLI spells its default family out (importing the model at start-up would load scikit-learn for
+    ``forewarn --help``), and prefect.yaml must name one: both say what ``DEFAULT_FAMILY`` says."""
+    for command in (cli.train, cli.backtest):
+        assert inspect.signature(command).parameters["family"].default == DEFAULT_FAMILY, command.__name__
+    named = {d["name"]: d["parameters"]["family"] for d in DEPLOYMENTS if "family" in d.get("parameters", {})}
+    assert named and set(named.values()) == {DEFAULT_FAMILY}, named
