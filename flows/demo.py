@@ -108,7 +108,7 @@ def train(store: TelemetryStore) -> None:
     for folder in (settings.model_dir, settings.model_key_file.parent):
         _not_writable_by_others(Path(folder))
     with console.status("training: walk-forward backtest, then the final model"):
-        key = configured_model_key(create=True)
+        key = configured_model_key(create=True, model_dir=settings.model_dir)
         result = train_and_save(runs, attempts, model_dir=settings.model_dir, key=key, n_folds=4)
     manifest = result.manifest
     print_metrics(metrics_rows(manifest.backtest_metrics or {}), "failure warning, held-out runs")

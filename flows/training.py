@@ -80,7 +80,7 @@ def train_failure_model(
     if not readiness.ready:
         return _without_a_model(readiness, readiness.message)
     target = Path(model_dir or get_settings().model_dir)
-    key = configured_model_key(create=True)
+    key = configured_model_key(create=True, model_dir=target)
     try:
         result = train_and_save(runs, attempts, model_dir=target, key=key, family=family, n_folds=n_folds)
     except InsufficientHistoryError as exc:  # enough runs overall, but too few in what the model can learn from

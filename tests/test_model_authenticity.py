@@ -208,13 +208,35 @@ class TestKey:
         finally:
             model_key_file.chmod(0o600)
 
-    def test_key_file_inside_models_dir_refused(
+    def test_key_file_inside_models_dir_refused_by_training(
         self, fitted: FailureWarningModel, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        use_setting(monkeypatch, "FOREWARN_MODEL_KEY_FILE", tmp_path / "m" / "model.key")
-        save_model(fitted, tmp_path / "m", training_window=WINDOW, key=configured_model_key(create=True))
+        """Training refuses a key file that would lie beside its models, before creating the key or the dir."""
+        inside = tmp_path / "m" / "model.key"
+        use_setting(monkeypatch, "FOREWARN_MODEL_KEY_FILE", inside)
         with pytest.raises(UntrustedModelError, match="inside the models directory"):
-            load_model(tmp_path / "m", key=configured_model_key())
+            configured_model_key(create=True, model_dir=tmp_path / "m")
+        assert not (tmp_path / "m").exists()
+        (tmp_path / "m").mkdir(mode=0o700)
+        key = configured_model_key(create=True)  # a caller that does not say where it will save
+        with pytest.raises(UntrustedModelError, match="inside the models directory"):
+            save_model(fitted, tmp_path / "m", training_window=WINDOW, key=key)
+        assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["model.key"]  # no model half-written
+
+    @pytest.mark.parametrize("loader", ["load_model", "load_current_model"])
+    def test_key_file_inside_models_dir_refused_by_loading(
+        self, saved: Path, model_key_file: Path, monkeypatch: pytest.MonkeyPatch, loader: str
+    ) -> None:
+        """Whoever can write the models directory could plant a key there and sign a model with it."""
+        planted = saved / "model.key"
+        shutil.copy(model_key_file, planted)  # the same key, and mode 0600: only its place is wrong
+        use_setting(monkeypatch, "FOREWARN_MODEL_KEY_FILE", planted)
+        clear_model_cache()
+        with pytest.raises(UntrustedModelError, match="inside the models directory"):
+            if loader == "load_model":
+                load_model(saved, key=configured_model_key())
+            else:
+                load_current_model(saved)
 
     def test_short_key_argument_refused_before_writing(self, fitted: FailureWarningModel, tmp_path: Path) -> None:
         with pytest.raises(ConfigurationError, match="at least 32 characters"):
@@ -246,19 +268,25 @@ class TestFiles:
         with pytest.raises(ChecksumMismatchError):
             load_model(saved, key=configured_model_key())
 
+    @pytest.mark.parametrize("loader", ["load_model", "load_current_model"])
     @pytest.mark.parametrize("which", ["dir", "version", "model.joblib", "manifest.json", "latest.json"])
-    def test_group_writable_refused(self, saved: Path, which: str) -> None:
+    def test_group_writable_refused(self, saved: Path, which: str, loader: str) -> None:
+        """Both loaders check from the models directory down: scoring (load_current_model) as much as load_model."""
         target = {"dir": saved, "version": version_of(saved), "latest.json": saved / "latest.json"}.get(
             which, version_of(saved) / which
         )
         target.chmod(stat.S_IMODE(target.stat().st_mode) | stat.S_IWGRP)
+        clear_model_cache()
         with pytest.raises(UntrustedModelError, match=rf"writable by group.*chmod go-w {target}"):
-            load_model(saved, key=configured_model_key())
+            if loader == "load_model":
+                load_model(saved, key=configured_model_key())
+            else:
+                load_current_model(saved)
 
     def test_save_refuses_a_group_writable_dir(self, fitted: FailureWarningModel, tmp_path: Path) -> None:
         (tmp_path / "m").mkdir(mode=0o775)
         (tmp_path / "m").chmod(0o775)
-        with pytest.raises(UntrustedModelError, match="chmod go-w"):
+        with pytest.raises(UntrustedModelError, match=r"NOT saved\. Fix: chmod go-w"):
             save_model(fitted, tmp_path / "m", training_window=WINDOW, key=KEY)
         assert list((tmp_path / "m").iterdir()) == []  # nothing half-written
 

@@ -252,7 +252,7 @@ def train(
     target = model_dir or str(get_settings().model_dir)
     bar, progress = _progress_bar("backtest folds")
     try:
-        key = configured_model_key(create=True)
+        key = configured_model_key(create=True, model_dir=target)
         with bar:
             result = train_and_save(
                 runs, attempts, model_dir=target, key=key, family=family, n_folds=folds, progress=progress

@@ -37,6 +37,7 @@ from forewarn.learning.model import (
     ModelManifest,
     load_model,
     model_key,
+    refuse_key_file_inside,
 )
 from forewarn.records import FEATURE_PREFIX
 
@@ -55,13 +56,15 @@ _models: dict[str, _Loaded] = {}
 _models_lock = threading.Lock()
 
 
-def configured_model_key(*, create: bool = False) -> ModelKey:
+def configured_model_key(*, create: bool = False, model_dir: Path | str | None = None) -> ModelKey:
     """The key that signs and verifies models: ``FOREWARN_MODEL_KEY``, else ``FOREWARN_MODEL_KEY_FILE``.
 
     With ``create`` (training), a missing key file is created first: 64 random hex digits, mode 0600,
     written atomically and never over an existing key. Loading passes ``create=False``: a key made now
-    could not verify any model saved before. Raises :class:`~forewarn.errors.UntrustedModelError` when
-    there is no key, or the key file is readable by others.
+    could not verify any model saved before. With ``model_dir`` (the directory the key will sign models
+    for), a key file inside it is refused before anything is created: it would prove nothing. Raises
+    :class:`~forewarn.errors.UntrustedModelError` when there is no key, the key file is readable by others,
+    or it lies inside ``model_dir``.
 
     Example::
 
@@ -72,6 +75,8 @@ def configured_model_key(*, create: bool = False) -> ModelKey:
 
     settings = get_settings()
     secret = settings.model_key.get_secret_value() if settings.model_key is not None else None
+    if secret is None and model_dir is not None:
+        refuse_key_file_inside(settings.model_key_file, model_dir)
     return model_key(secret, settings.model_key_file, create=create)
 
 
@@ -173,7 +178,9 @@ def load_current_model(model_dir: Path | str | None = None) -> tuple[FailureWarn
         return cached.model, cached.manifest
     if sha is not None:  # a readable manifest: check the features before anything is unpickled
         _check_before_unpickling(path)
-    model, manifest = load_model(path, key=configured_model_key())
+    # the models directory, not the version's manifest: every check (files others may write, links and
+    # pointers leading out, a key file inside) is made from the directory the setting names
+    model, manifest = load_model(directory, key=configured_model_key())
     check_feature_schema(manifest)
     with _models_lock:
         _models[key] = _Loaded(str(path), manifest.sha256, model, manifest)

@@ -29,13 +29,16 @@ from forewarn.errors import UntrustedModelError
 _GROUP_OR_OTHERS_WRITE = stat.S_IWGRP | stat.S_IWOTH
 
 
-def refuse_writable_by_others(path: Path) -> None:
-    """Raise :class:`~forewarn.errors.UntrustedModelError` if group or others may write ``path``."""
+def refuse_writable_by_others(path: Path, *, action: str = "loaded") -> None:
+    """Raise :class:`~forewarn.errors.UntrustedModelError` if group or others may write ``path``.
+
+    ``action`` says what was refused: "loaded" (reading a model) or "saved" (writing one).
+    """
     mode = os.stat(path).st_mode
     if mode & _GROUP_OR_OTHERS_WRITE:
         who = " and ".join(w for bit, w in ((stat.S_IWGRP, "group"), (stat.S_IWOTH, "others")) if mode & bit)
         raise UntrustedModelError(
-            f"{path} is writable by {who}, so anyone could swap the model; it was NOT loaded. Fix: chmod go-w {path}",
+            f"{path} is writable by {who}, so anyone could swap the model; it was NOT {action}. Fix: chmod go-w {path}",
             path=path,
         )
 

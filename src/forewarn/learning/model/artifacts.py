@@ -106,10 +106,11 @@ def save_model(
     check_is_fitted(model, "pipeline_")
     signing_key = _as_key(key)
     directory = Path(directory)
+    refuse_key_file_inside(signing_key.path, directory)  # before anything is written
     if not directory.is_dir():
         directory.mkdir(parents=True)
         make_private_to_owner_writes(directory)
-    refuse_writable_by_others(directory)
+    refuse_writable_by_others(directory, action="saved")
     buffer = io.BytesIO()
     joblib.dump(model, buffer, compress=3)
     blob = buffer.getvalue()
@@ -236,13 +237,26 @@ def _as_key(key: ModelKey | bytes | str) -> ModelKey:
     return ModelKey(secret.strip(), "the key given")
 
 
-def _refuse_key_inside(key: ModelKey, root: Path) -> None:
-    """A key file under the models directory could be rewritten by whoever rewrites the model."""
-    if key.path is not None and key.path.resolve().is_relative_to(root.resolve()):
+def refuse_key_file_inside(key_file: Path | None, models_dir: Path | str) -> None:
+    """Raise :class:`~forewarn.errors.UntrustedModelError` if ``key_file`` lies inside ``models_dir``.
+
+    A key kept beside the models it signs could be rewritten by whoever rewrites the models, so it would prove
+    nothing. ``None`` (a key given as text, e.g. ``FOREWARN_MODEL_KEY``) always passes. Neither path needs to
+    exist: training checks before it creates either.
+
+    Example::
+
+        >>> refuse_key_file_inside(Path("/srv/keys/model.key"), "/srv/models")
+        >>> refuse_key_file_inside(Path("/srv/models/model.key"), "/srv/models")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        forewarn.errors.UntrustedModelError: the model key file /srv/models/model.key is inside the models ...
+    """
+    if key_file is not None and key_file.resolve().is_relative_to(Path(models_dir).resolve()):
         raise UntrustedModelError(
-            f"the model key file {key.path} is inside the models directory {root}, so it proves nothing; "
+            f"the model key file {key_file} is inside the models directory {models_dir}, so it proves nothing; "
             "move it out (FOREWARN_MODEL_KEY_FILE) and retrain with `forewarn train`",
-            path=key.path,
+            path=key_file,
         )
 
 
@@ -263,7 +277,7 @@ def _verified_files(root: Path, manifest_path: Path, key: ModelKey) -> tuple[Mod
             "`forewarn train`.",
             path=artifact,
         )
-    _refuse_key_inside(key, root)
+    refuse_key_file_inside(key.path, root)
     verify(key, manifest_bytes, blob, signature, where=manifest_path.parent)
     return manifest, blob
 
@@ -338,6 +352,7 @@ __all__ = [
     "latest_pointer",
     "library_versions",
     "load_model",
+    "refuse_key_file_inside",
     "save_model",
     "schema_differences",
     "spec_types",
