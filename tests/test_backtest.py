@@ -279,8 +279,11 @@ class TestRefusals:
 
     def test_too_little_history(self, history: tuple[pd.DataFrame, pd.DataFrame]) -> None:
         """When no fold has enough history to train, InsufficientHistoryError says why."""
-        with pytest.raises(InsufficientHistoryError, match="no backtest fold could be trained"):
+        with pytest.raises(InsufficientHistoryError, match="no backtest fold could be trained") as caught:
             walk_forward_backtest(history[0].iloc[:300], n_folds=2)
+        message = str(caught.value)
+        assert "training runs / failures per fold 0: " in message and ", 1: " in message
+        assert message.count("Collect more history") == 1  # the advice once, not once per fold
 
     @pytest.mark.parametrize(
         ("kwargs", "setting"), [({"n_folds": 0}, "n_folds"), ({"min_train_fraction": 1.0}, "min_train_fraction")]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -73,6 +74,15 @@ class TestCommandLine:
         assert normalize(result.output) == (
             "not enough history yet: 11 runs, 1 failures of the 200/20 needed; nothing to forecast without a model"
         )
+
+    def test_forecast_refuses_a_store_that_does_not_exist(self, tmp_path: Path, normalize: Any) -> None:
+        """A mistyped --db is "no forewarn store at ...", as for report and train: no new empty store."""
+        typo = tmp_path / "typo.db"
+        result = runner.invoke(app, ["forecast", "--db", f"sqlite:///{typo}"])
+        assert result.exit_code != 0
+        assert "no forewarn store at" in normalize(result.output)
+        assert "Check the path in --db" in normalize(result.output)  # the option it came from, not "url"
+        assert not typo.exists()
 
     def test_forecast_with_enough_history_but_no_model_says_train(self, sqlite_url: str, normalize: Any) -> None:
         fill(TelemetryStore(sqlite_url), 200, 20)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -99,6 +100,14 @@ class TestChaosCommand:
         assert lines[0].startswith("| scenario | protection | runs | success rate |")
         assert len(lines) == 2 + len(SCENARIOS) * len(LEVELS)
         assert "| transient 20% | +hedging/failover | 20 |" in out.read_text()
+
+    def test_rejects_a_plot_without_an_image_suffix_before_running(self, tmp_path: Path, normalize: Any) -> None:
+        """A mistyped --plot is a usage error at once, not a traceback after the whole experiment ran."""
+        out = tmp_path / "er.md"
+        result = CliRunner().invoke(app, ["chaos", "--runs", "20", "--out", str(out), "--plot", "chaos.txt"])
+        assert result.exit_code == 2 and "--plot" in result.output
+        assert ".png, .svg, .pdf" in normalize(result.output)
+        assert not out.exists()  # nothing ran
 
     def test_rejects_zero_runs(self) -> None:
         """--runs 0 is a usage error naming the option."""

@@ -29,6 +29,7 @@ from forewarn.orchestration.warning import warn_before_run
 from forewarn.records import FlowRunRecord
 from forewarn.scoring import clear_model_cache, configured_model_key, load_current_model
 from forewarn.settings import get_settings, load_settings
+from forewarn.store import TelemetryStore
 from test_warning import DOOMED, NOT_SCORED, _prefect_logging_configured, fleet, lines, run  # noqa: F401
 
 KEY = "k" * 40
@@ -152,6 +153,7 @@ class TestMaliciousPickle:
         """`forewarn forecast` refuses the model (it loads it before asking Prefect for runs)."""
         plant_malicious_pickle(saved, tmp_path / "marker")
         use_model_dir(saved, monkeypatch)
+        TelemetryStore().close()  # the store the model learned from (forecast opens an existing one only)
         result = CliRunner().invoke(app, ["forecast"])
         assert result.exit_code != 0
         assert "valid signature" in " ".join(result.output.split())

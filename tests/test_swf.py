@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -126,6 +127,17 @@ class TestImportSwf:
         assert runs.loc["2", "state"] == "FAILED"
         assert runs.loc["2", "feature_requested_procs"] == 8
         assert kept.read_text().startswith("run_id,flow_name,scheduled_start,state")
+
+    def test_the_message_names_the_log_and_skip_invalid_is_taken(self, tmp_path: Path, normalize: Any) -> None:
+        """What was imported is said of the log the user named, not of the temporary CSV it was converted to."""
+        url = f"sqlite:///{tmp_path / 'store.db'}"
+        log = swf(tmp_path)
+        rejects = tmp_path / "rejects.csv"
+        result = runner.invoke(app, ["import-swf", str(log), "--db", url, "--skip-invalid", str(rejects)])
+        assert result.exit_code == 0, result.output
+        assert f"imported 3 of 3 runs from {log} into" in normalize(result.output)
+        (header,) = rejects.read_text().splitlines()  # the header only: nothing was rejected
+        assert header.endswith(",line,reason")
 
     def test_a_bad_log_exits_2_and_writes_nothing(self, tmp_path: Path) -> None:
         url = f"sqlite:///{tmp_path / 'store.db'}"

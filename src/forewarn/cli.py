@@ -79,7 +79,7 @@ def open_store(db: str | None, *, create: bool = True):  # type: ignore[no-untyp
     from forewarn.store import TelemetryStore
 
     try:
-        return TelemetryStore(db, create=create)
+        return TelemetryStore(db, create=create, setting="--db")
     except ForewarnError as exc:
         raise _fail(exc, db) from None
 
@@ -418,7 +418,10 @@ def _import_failed(exc: Exception) -> typer.Exit:
     return typer.Exit(code=2)
 
 
-def _import(kind: str, path: Path, db: str | None, skip_invalid: Path | None, assume_utc: bool) -> None:
+def _import(
+    kind: str, path: Path, db: str | None, skip_invalid: Path | None, assume_utc: bool, source: Path | None = None
+) -> None:
+    """Import ``path`` (``source``, the file the user named, is what the messages say: import-swf converts)."""
     from rich.markup import escape
 
     from forewarn.history.importer import import_attempts, import_runs
@@ -438,7 +441,7 @@ def _import(kind: str, path: Path, db: str | None, skip_invalid: Path | None, as
         rejected = f"; {result.rejected:,} rejected, written to {result.rejects_path}"
     console.print(
         escape(
-            f"imported {result.imported:,} of {result.rows_read:,} {kind} from {path} into {store.url} "
+            f"imported {result.imported:,} of {result.rows_read:,} {kind} from {source or path} into {store.url} "
             f"in {result.seconds:.1f} s{rejected}"
         ),
         soft_wrap=True,
@@ -533,6 +536,7 @@ def import_swf_command(
             "--csv-out", dir_okay=False, help="Also keep the converted run-history CSV here.", show_default=False
         ),
     ] = None,
+    skip_invalid: RejectsOption = None,
 ) -> None:
     """Load an HPC job log in the Standard Workload Format (Parallel Workloads Archive) as run history.
 
@@ -554,7 +558,7 @@ def import_swf_command(
         console.print(f"{converted.left_out:,} job(s) with status -1 (unknown) or 2 (partial) left out")
     with tempfile.TemporaryDirectory() as folder:
         csv_path = converted.to_csv(csv_out if csv_out is not None else Path(folder) / "runs.csv")
-        _import("runs", csv_path, db, None, False)
+        _import("runs", csv_path, db, skip_invalid, False, source=path)
     if csv_out is not None:
         console.print(escape(f"run-history CSV kept in {csv_out}"), soft_wrap=True)
 
@@ -682,7 +686,7 @@ def forecast(
 
     from forewarn.orchestration.forecast import cold_start, forecast_rows, forecast_upcoming_runs
 
-    store = open_store(db)
+    store = open_store(db, create=False)  # the model learned from this store: a new, empty one is a typo
     try:
         waiting = cold_start(store)
         if waiting is not None:  # not an error: nothing to forecast yet (exit 0, like a forecast with no run at risk)
@@ -867,7 +871,7 @@ def chaos(
         typer.Option(
             "--plot",
             dir_okay=False,
-            help="Also draw success rate against fault rate (PNG, matplotlib).",
+            help="Also draw success rate against fault rate (.png, .svg or .pdf; needs matplotlib).",
             show_default=False,
         ),
     ] = None,
@@ -876,6 +880,12 @@ def chaos(
     a virtual clock, so backoff takes no time). Prints success rate, ER, attempts and durations."""
     from forewarn.resilience.experiment import markdown_table, run_experiment
 
+    if plot is not None and plot.suffix.lower() not in _PLOT_SUFFIXES:  # before the experiment, not after it
+        raise typer.BadParameter(
+            f"{plot} has no image suffix; the plot's format comes from it: {', '.join(_PLOT_SUFFIXES)} "
+            "(e.g. --plot er.png)",
+            param_hint="--plot",
+        )
     results = run_experiment(runs=runs, seed=seed)
     table = markdown_table(results)
     console.print(escape(table), soft_wrap=True)
@@ -889,6 +899,10 @@ def chaos(
             console.print(escape(f"wrote the plot to {plot}"), soft_wrap=True)
     except (ForewarnError, OSError) as exc:
         raise _fail(exc) from None
+
+
+_PLOT_SUFFIXES = (".png", ".svg", ".pdf")
+"""The formats ``chaos --plot`` writes, by the file's suffix (matplotlib's own, without extra packages)."""
 
 
 def _plot_experiment(results, path: Path) -> None:  # type: ignore[no-untyped-def]

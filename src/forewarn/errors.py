@@ -136,22 +136,37 @@ class CircuitOpenError(ForewarnError):
 
 
 class ImportValidationError(ForewarnError, ValueError):
-    """A history file was rejected whole. ``.problems`` holds ``(line, reason)`` pairs, ``.path`` the file."""
+    """A history file was rejected whole. ``.problems`` holds ``(line, reason)`` pairs, ``.path`` the file.
 
-    def __init__(self, path: Path | str, problems: Sequence[tuple[int, str]], *, shown: int = 20) -> None:
+    ``whole_file`` says the file itself cannot be read as history (not UTF-8, a broken quote, a bad header,
+    not SWF...), so skipping invalid rows would not help; otherwise some rows are invalid, and the message
+    counts those rows (one row may have several problems) and names ``--skip-invalid``.
+    """
+
+    def __init__(
+        self, path: Path | str, problems: Sequence[tuple[int, str]], *, shown: int = 20, whole_file: bool = False
+    ) -> None:
         self.path = Path(path)
         self.problems = list(problems)
+        self.whole_file = whole_file
         lines = "\n".join(f"  line {line}: {reason}" for line, reason in self.problems[:shown])
         more = len(self.problems) - shown
         tail = f"\n  ... and {more} more" if more > 0 else ""
-        super().__init__(
-            f"{self.path}: {len(self.problems)} invalid row(s), nothing was imported:\n{lines}{tail}\n"
-            "Fix these rows, or pass --skip-invalid REJECTS.csv to import the valid rows and write the "
-            "rejected ones with their reasons."
-        )
+        if whole_file:
+            head = f"{self.path} cannot be read as history, nothing was imported"
+            advice = "Fix the file: --skip-invalid skips invalid rows, not a file that cannot be read."
+        else:
+            rows = len({line for line, _ in self.problems})
+            counted = f" ({len(self.problems)} problems)" if len(self.problems) != rows else ""
+            head = f"{self.path}: {rows} invalid row(s){counted}, nothing was imported"
+            advice = (
+                "Fix these rows, or pass --skip-invalid REJECTS.csv to import the valid rows and write the "
+                "rejected ones with their reasons."
+            )
+        super().__init__(f"{head}:\n{lines}{tail}\n{advice}")
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (type(self), (self.path, self.problems))
+        return (_rebuild, (type(self), (self.path, self.problems), {"whole_file": self.whole_file}))
 
 
 class ModelError(ForewarnError):

@@ -141,7 +141,7 @@ def _check_header(
     if features and FEATURE_PREFIX in columns:
         problems.append((1, f"column {FEATURE_PREFIX!r} has no name; write feature_<name>, e.g. feature_input_rows"))
     if problems:
-        raise ImportValidationError(source, problems)
+        raise ImportValidationError(source, problems, whole_file=True)
 
 
 def check_runs(raw: pd.DataFrame, *, source: Path | str = "<DataFrame>", assume_utc: bool = False) -> CheckedHistory:

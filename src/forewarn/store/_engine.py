@@ -68,6 +68,7 @@ class Database:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         sa_url = parse_url(url, setting)
+        self.setting = setting  # where the URL came from, for the messages: "FOREWARN_DB_URL", "--db", "url"
         self.url = mask_url(sa_url.render_as_string(hide_password=False))
         self.is_sqlite = sa_url.get_backend_name() == "sqlite"
         self.timeouts = timeouts or StoreTimeouts()
@@ -222,13 +223,13 @@ class Database:
         if self.is_sqlite:
             return StoreError(
                 f"cannot open the SQLite store {self.url}: {reason}; check that the file and its "
-                "directory are writable and on a local disk, or set FOREWARN_DB_URL to another path",
+                f"directory are writable and on a local disk, or set {self.setting} to another path",
                 url=self.url,
             )
         return StoreUnreachableError(
             f"the telemetry store {self.url} does not answer: {reason}. Check that PostgreSQL is running "
             f"and reachable at {self._address} (firewall, VPN), and that the user, password and database name "
-            "in FOREWARN_DB_URL are right",
+            f"in {self.setting} are right",
             url=self.url,
         )
 

@@ -88,8 +88,10 @@ class TelemetryStore:
     (default: ``FOREWARN_DB_URL``, see :func:`forewarn.settings.get_settings`). Opening creates the SQLite
     file's directory, connects, and creates or upgrades the schema (see :mod:`forewarn.store.migrations`).
     Readers pass ``create=False``: a missing SQLite file or an empty database is then an error, never a new
-    store. A database that holds other tables but no forewarn version marker is refused either way, before
-    anything is written to it. ``sleep`` is the pause between retries of a write that hit a locked SQLite
+    store. ``setting`` names where an explicit ``url`` came from (e.g. ``"--db"``), so that errors say what
+    to fix; it defaults to ``"url"`` (``FOREWARN_DB_URL`` when ``url`` is not given). A database that holds
+    other tables but no forewarn version marker is refused either way, before anything is written to it.
+    ``sleep`` is the pause between retries of a write that hit a locked SQLite
     database (tests pass a fake). ``timeouts`` (:class:`~forewarn.store.StoreTimeouts`) bounds every wait on
     PostgreSQL; after the database did not answer, calls raise :class:`~forewarn.errors.StoreUnreachableError`
     at once until ``timeouts.retry_interval`` seconds of ``clock`` have passed (docs/store.md, "Timeouts").
@@ -128,13 +130,12 @@ class TelemetryStore:
         sleep: Callable[[float], None] = time.sleep,
         timeouts: StoreTimeouts | None = None,
         clock: Callable[[], float] = time.monotonic,
+        setting: str = "url",
     ) -> None:
         if url is None:
             from forewarn.settings import get_settings
 
             url, setting = get_settings().db_url, "FOREWARN_DB_URL"
-        else:
-            setting = "url"
         check_sqlite_file(url, setting, create=create)  # before the engine, which may create or alter the file
         self._db = Database(url, setting, timeouts=timeouts, clock=clock)
         self._spool_key = url  # this process's spooled writes to this URL are flushed before each read

@@ -265,7 +265,8 @@ class FailureWarningModel(ClassifierMixin, BaseEstimator):
                 f"too little history to train: {n_runs} labelled run(s) with {n_failures} failure(s); "
                 f"training needs at least {self.min_runs} runs and {need_failures} failures (and 2 "
                 "successful runs). Collect more history (forewarn records every run of a decorated flow, "
-                "or `forewarn import` older history), or run `forewarn simulate` to try forewarn out on "
+                "or import older history: `forewarn import-runs`, `import-prefect`, `import-swf`), or run "
+                "`forewarn simulate` to try forewarn out on "
                 "simulated history."
             )
         spec = feature_spec(X)
