@@ -530,6 +530,15 @@ class TestCli:
         last = pd.to_datetime(pd.read_csv(out)["scheduled_start"], utc=True).max()
         assert pd.Timedelta(0) <= pd.Timestamp.now(tz="UTC") - last < pd.Timedelta(days=7)
 
+    def test_a_start_with_an_offset_is_said_in_utc(self, tmp_path: Path, normalize: Any) -> None:
+        """--start 00:00+02:00 is 22:00 UTC the day before: the message says the time the file holds."""
+        out = tmp_path / "h.csv"
+        args = ["simulate", "--runs", "20", "--start", "2026-03-01T00:00:00+02:00", "--out", str(out)]
+        done = runner.invoke(app, args)
+        assert done.exit_code == 0, done.output
+        assert "from 2026-02-28 22:00 UTC" in normalize(done.output)
+        assert pd.read_csv(out)["scheduled_start"].min() >= "2026-02-28T22:00"
+
     def test_a_bad_start_is_named(self, tmp_path: Path) -> None:
         done = runner.invoke(app, ["simulate", "--runs", "5", "--start", "soon", "--out", str(tmp_path / "h.csv")])
         assert done.exit_code == 2 and "soon" in done.output

@@ -21,6 +21,7 @@ from forewarn.errors import ConfigurationError
 from forewarn.orchestration.prefect_history import (
     import_prefect_history,
     task_run_attempts,
+    watermark_identity,
     watermark_key,
 )
 from forewarn.records import RunState
@@ -211,6 +212,22 @@ class TestIncremental:
         # fixture's end cannot come in, so anything imported now would be a run imported twice
         second = import_prefect_history(store, now=history["until"], overlap=history["until"] - history["since"])
         assert second.runs_imported == 0 and second.runs_known >= 4
+
+    def test_ephemeral_mode_keeps_one_watermark_across_ports(self) -> None:
+        """Without PREFECT_API_URL each import's temporary server has a new port: the watermark follows the
+        Prefect database instead, so the next import is incremental; with it, the API URL as before."""
+        from prefect.settings import PREFECT_API_DATABASE_CONNECTION_URL, PREFECT_API_URL, temporary_settings
+
+        database = "postgresql+asyncpg://prefect:hunter2-secret@db:5432/prefect"
+        with temporary_settings(
+            updates={PREFECT_API_DATABASE_CONNECTION_URL: database}, restore_defaults={PREFECT_API_URL}
+        ):
+            first = watermark_identity("http://127.0.0.1:8901/api")
+            second = watermark_identity("http://127.0.0.1:8642/api")
+        assert first == second and first.startswith("ephemeral:postgresql+asyncpg://prefect:***@db")
+        assert "hunter2" not in first
+        with temporary_settings(updates={PREFECT_API_URL: "http://prefect:4200/api"}):
+            assert watermark_identity("http://prefect:4200/api") == "http://prefect:4200/api"
 
     def test_a_damaged_watermark_is_named(self, store: TelemetryStore, history: dict[str, Any]) -> None:
         with get_client(sync_client=True) as client:

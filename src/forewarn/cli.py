@@ -607,7 +607,8 @@ def simulate(
             console.print(escape(f"wrote {len(attempts):,} simulated task attempts to {attempts_out}"), soft_wrap=True)
     except (ForewarnError, OSError) as exc:
         raise _import_failed(exc) from None
-    console.print(escape(f"wrote {runs:,} simulated runs from {first:%Y-%m-%d %H:%M} UTC to {out}"), soft_wrap=True)
+    began = first.astimezone(timezone.utc)  # --start may carry another offset: say it in UTC, as the file does
+    console.print(escape(f"wrote {runs:,} simulated runs from {began:%Y-%m-%d %H:%M} UTC to {out}"), soft_wrap=True)
     follow = f" && forewarn import-attempts {attempts_out}" if attempts_out is not None else ""
     console.print(escape(f"next: forewarn import-runs {out}{follow}"), soft_wrap=True)
 

@@ -17,7 +17,9 @@ and its task runs, and writes them to the store as ``flow_runs`` rows with ``sou
 * **never twice, never over forewarn's own records**: a flow run (or task run) whose id the store already
   holds is skipped, whoever wrote it: runs recorded live by ``forewarn.flow`` keep their richer rows.
 * **incremental**: the store's ``forewarn_meta`` keeps a watermark per Prefect API (key
-  ``prefect_import:<hash of the API URL>``): the moment the last import started. The next import reads
+  ``prefect_import:<hash of the API URL>``; in ephemeral mode, where each run starts a temporary server on a
+  new port, of the Prefect database behind it, :func:`watermark_identity`): the moment the last import
+  started. The next import reads
   only runs that ended after it, less ``overlap`` (10 minutes by default: Prefect stamps a run's end with
   the worker's clock, and a run may be committed a moment after it ended). What the overlap reads again is
   skipped by id.
@@ -101,6 +103,29 @@ def watermark_key(api_url: str) -> str:
     return WATERMARK_PREFIX + hashlib.sha256(api_url.rstrip("/").encode()).hexdigest()[:16]
 
 
+def watermark_identity(api_url: str) -> str:
+    """What the watermark of an import from the Prefect API at ``api_url`` is kept for.
+
+    With ``PREFECT_API_URL`` set, that API. Without it Prefect runs in ephemeral mode: every process starts a
+    temporary server on a new port over the same local database, so keying on the URL would make every import
+    a first one; the identity is then that database's URL (its password masked: only a hash is stored).
+
+    Example::
+
+        >>> watermark_identity("http://127.0.0.1:8642/api")  # doctest: +SKIP
+        'ephemeral:sqlite+aiosqlite:////home/me/.prefect/prefect.db'
+    """
+    from prefect.settings import get_current_settings
+
+    from forewarn.masking import mask_url
+
+    settings = get_current_settings()
+    database = settings.server.database.connection_url
+    if settings.api.url or database is None:  # no database setting: Prefect's default one under PREFECT_HOME
+        return api_url if settings.api.url else f"ephemeral:{settings.home}"
+    return "ephemeral:" + mask_url(database.get_secret_value())
+
+
 def import_prefect_history(
     store: TelemetryStore,
     *,
@@ -149,7 +174,7 @@ def _import(
 ) -> PrefectImportResult:
     started = time.perf_counter()
     api_url = str(client.api_url)
-    key = watermark_key(api_url)
+    key = watermark_key(watermark_identity(api_url))
     until = utc(now)
     previous = _read_watermark(store, key)
     lower = utc(since) if since is not None else (previous - overlap if previous is not None else None)
@@ -425,5 +450,6 @@ __all__ = [
     "import_prefect_history",
     "task_name",
     "task_run_attempts",
+    "watermark_identity",
     "watermark_key",
 ]
