@@ -280,6 +280,7 @@ class TestErrors:
             errors.StoreUnreachableError("down", url="postgresql://u:***@h/db"),
             errors.ChecksumMismatchError("tampered", path="models/v1/model.joblib"),
             errors.ImportValidationError("runs.csv", [(3, "unknown state 'DONE'")]),
+            errors.ImportValidationError("runs.csv", [(3, "unknown state 'DONE'")], skippable=True),
         ],
     )
     def test_errors_survive_pickling(self, error: Exception) -> None:

@@ -138,24 +138,22 @@ class CircuitOpenError(ForewarnError):
 class ImportValidationError(ForewarnError, ValueError):
     """A history file was rejected whole. ``.problems`` holds ``(line, reason)`` pairs, ``.path`` the file.
 
-    ``whole_file`` says the file itself cannot be read as history (not UTF-8, a broken quote, a bad header,
-    not SWF...), so skipping invalid rows would not help; otherwise some rows are invalid, and the message
-    counts those rows (one row may have several problems) and names ``--skip-invalid``.
+    ``skippable`` says the problems are rows that ``--skip-invalid`` would leave out (the importer's row
+    checks); the message then counts those rows (one row may have several problems) and names the option.
+    Otherwise the file itself cannot be read as history (not UTF-8, a broken quote, a bad header, not SWF...)
+    and skipping rows would not help, so the message does not suggest it.
     """
 
     def __init__(
-        self, path: Path | str, problems: Sequence[tuple[int, str]], *, shown: int = 20, whole_file: bool = False
+        self, path: Path | str, problems: Sequence[tuple[int, str]], *, shown: int = 20, skippable: bool = False
     ) -> None:
         self.path = Path(path)
         self.problems = list(problems)
-        self.whole_file = whole_file
+        self.skippable = skippable
         lines = "\n".join(f"  line {line}: {reason}" for line, reason in self.problems[:shown])
         more = len(self.problems) - shown
         tail = f"\n  ... and {more} more" if more > 0 else ""
-        if whole_file:
-            head = f"{self.path} cannot be read as history, nothing was imported"
-            advice = "Fix the file: --skip-invalid skips invalid rows, not a file that cannot be read."
-        else:
+        if skippable:
             rows = len({line for line, _ in self.problems})
             counted = f" ({len(self.problems)} problems)" if len(self.problems) != rows else ""
             head = f"{self.path}: {rows} invalid row(s){counted}, nothing was imported"
@@ -163,10 +161,13 @@ class ImportValidationError(ForewarnError, ValueError):
                 "Fix these rows, or pass --skip-invalid REJECTS.csv to import the valid rows and write the "
                 "rejected ones with their reasons."
             )
+        else:
+            head = f"{self.path} cannot be read as history, nothing was imported"
+            advice = "Fix the file: --skip-invalid skips invalid rows, not a file that cannot be read."
         super().__init__(f"{head}:\n{lines}{tail}\n{advice}")
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (_rebuild, (type(self), (self.path, self.problems), {"whole_file": self.whole_file}))
+        return (_rebuild, (type(self), (self.path, self.problems), {"skippable": self.skippable}))
 
 
 class ModelError(ForewarnError):

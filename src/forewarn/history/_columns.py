@@ -127,7 +127,7 @@ def times(raw: pd.DataFrame, name: str, found: Problems, *, assume_utc: bool, so
                 f"column {name!r} holds times without a UTC offset; pass assume_utc=True "
                 f"or write them as {EXAMPLE_TIME}"
             )
-            raise ImportValidationError(source, [(1, reason)], whole_file=True)
+            raise ImportValidationError(source, [(1, reason)])
         return col.dt.tz_localize("UTC").astype("datetime64[ns, UTC]")
     text, blank = stripped_cells(col)
     cells = text.copy()

@@ -75,13 +75,9 @@ def _rows(path: Path) -> tuple[list[str], list[list[str]]]:
                     continue
                 rows.append(_fit(cells, len(header), line=len(rows) + 2, path=path))
     except csv.Error as exc:
-        raise ImportValidationError(
-            path, [(len(rows) + 2 if header else 1, _csv_reason(exc))], whole_file=True
-        ) from None
+        raise ImportValidationError(path, [(len(rows) + 2 if header else 1, _csv_reason(exc))]) from None
     if not header:
-        raise ImportValidationError(
-            path, [(1, "the file is empty; the first line must be the header")], whole_file=True
-        )
+        raise ImportValidationError(path, [(1, "the file is empty; the first line must be the header")])
     return header, rows
 
 
@@ -91,7 +87,7 @@ def _header(cells: list[str], path: Path) -> list[str]:
     twice = sorted({name for name in names if names.count(name) > 1})
     if twice:
         raise ImportValidationError(
-            path, [(1, f"column(s) {', '.join(twice)} appear more than once; keep one of each")], whole_file=True
+            path, [(1, f"column(s) {', '.join(twice)} appear more than once; keep one of each")]
         )
     return names
 
@@ -110,7 +106,7 @@ def _bounded_lines(handle: BinaryIO, path: Path) -> Iterator[str]:
         cut = pending.rfind(b"\n") + 1
         if len(pending) - cut > MAX_LINE_BYTES:
             reason = f"a line is longer than {MAX_LINE_BYTES:,} bytes; history lines are far shorter"
-            raise ImportValidationError(path, [(line + pending.count(b"\n", 0, cut), reason)], whole_file=True)
+            raise ImportValidationError(path, [(line + pending.count(b"\n", 0, cut), reason)])
         if cut:
             lines = _decoded_lines(pending[:cut], path, first_line=line)
             line += len(lines)
@@ -127,7 +123,7 @@ def _decoded_lines(data: bytes, path: Path, first_line: int) -> list[str]:
         line = first_line + data.count(b"\n", 0, exc.start)
         column = exc.start - data.rfind(b"\n", 0, exc.start)
         reason = f"the file is not UTF-8 text ({exc.reason} at byte {column} of the line); save it as UTF-8"
-        raise ImportValidationError(path, [(line, reason)], whole_file=True) from None
+        raise ImportValidationError(path, [(line, reason)]) from None
     lines = [piece + "\n" for piece in text.split("\n")]
     lines[-1] = lines[-1][:-1]
     return lines if lines[-1] else lines[:-1]
@@ -145,7 +141,6 @@ def _fit(cells: list[str], width: int, *, line: int, path: Path) -> list[str]:
                     "quote cells that contain commas",
                 )
             ],
-            whole_file=True,
         )
     return cells + [""] * (width - len(cells)) if len(cells) < width else cells
 

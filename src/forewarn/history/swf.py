@@ -121,33 +121,27 @@ def read_swf(path: Path | str) -> tuple[int, pd.DataFrame]:
     text = _read_text(path)
     start = _START.search(text)
     if start is None:
-        raise ImportValidationError(
-            path, [(1, "the SWF header has no '; UnixStartTime: <epoch seconds>' line")], whole_file=True
-        )
+        raise ImportValidationError(path, [(1, "the SWF header has no '; UnixStartTime: <epoch seconds>' line")])
     lines = np.array(text.splitlines(), dtype=object)
     stripped = np.array([line.strip() for line in lines], dtype=object)
     is_job = (stripped != "") & ~np.array([s.startswith(";") for s in stripped], dtype=bool)
     job_lines = stripped[is_job]
     line_numbers = np.flatnonzero(is_job) + 1
     if len(job_lines) == 0:
-        raise ImportValidationError(path, [(1, "the log has no job lines")], whole_file=True)
+        raise ImportValidationError(path, [(1, "the log has no job lines")])
     cells = [line.split() for line in job_lines]
     counts = np.fromiter((len(c) for c in cells), dtype=np.int64, count=len(cells))
     bad = np.flatnonzero(counts != len(SWF_FIELDS))
     if len(bad):
         raise ImportValidationError(
-            path,
-            [(int(line_numbers[i]), f"a job line has {counts[i]} fields; SWF has 18") for i in bad],
-            whole_file=True,
+            path, [(int(line_numbers[i]), f"a job line has {counts[i]} fields; SWF has 18") for i in bad]
         )
     flat = pd.to_numeric(pd.Series(np.concatenate(cells)), errors="coerce").to_numpy(dtype=float)
     values = flat.reshape(len(cells), len(SWF_FIELDS))
     not_numbers = np.flatnonzero(~np.isfinite(values).all(axis=1))
     if len(not_numbers):
         raise ImportValidationError(
-            path,
-            [(int(line_numbers[i]), "a job line holds something other than 18 numbers") for i in not_numbers],
-            whole_file=True,
+            path, [(int(line_numbers[i]), "a job line holds something other than 18 numbers") for i in not_numbers]
         )
     jobs = pd.DataFrame(values, columns=list(SWF_FIELDS))
     jobs["line"] = line_numbers
@@ -198,16 +192,14 @@ def _read_text(path: Path) -> str:
         with gzip.open(path, "rb") if gzipped else path.open("rb") as handle:
             data = handle.read(MAX_LOG_BYTES + 1)
     except (OSError, EOFError) as exc:
-        raise ImportValidationError(path, [(1, f"cannot read the log ({exc})")], whole_file=True) from None
+        raise ImportValidationError(path, [(1, f"cannot read the log ({exc})")]) from None
     if len(data) > MAX_LOG_BYTES:
-        raise ImportValidationError(path, [(1, f"the log is larger than {MAX_LOG_BYTES:,} bytes")], whole_file=True)
+        raise ImportValidationError(path, [(1, f"the log is larger than {MAX_LOG_BYTES:,} bytes")])
     try:
         return data.decode("ascii")
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
-        raise ImportValidationError(
-            path, [(line, "the log is not SWF text (a byte that is not ASCII)")], whole_file=True
-        ) from None
+        raise ImportValidationError(path, [(line, "the log is not SWF text (a byte that is not ASCII)")]) from None
 
 
 def _check_jobs(path: Path, jobs: pd.DataFrame) -> None:
@@ -215,7 +207,7 @@ def _check_jobs(path: Path, jobs: pd.DataFrame) -> None:
     repeated = jobs["job"].duplicated(keep=False)
     problems += [(int(line), "the job number is on another line too") for line in jobs.loc[repeated, "line"]]
     if problems:
-        raise ImportValidationError(path, sorted(problems), whole_file=True)
+        raise ImportValidationError(path, sorted(problems))
 
 
 def _flow_names(jobs: pd.DataFrame) -> pd.Series:

@@ -108,7 +108,7 @@ class CheckedHistory:
     def valid(self, source: Path | str) -> pd.DataFrame:
         """``frame`` when no row has a problem; else :class:`~forewarn.errors.ImportValidationError` for ``source``."""
         if self.problems:
-            raise ImportValidationError(source, self.problems)
+            raise ImportValidationError(source, self.problems, skippable=True)
         return self.frame
 
 
@@ -141,7 +141,7 @@ def _check_header(
     if features and FEATURE_PREFIX in columns:
         problems.append((1, f"column {FEATURE_PREFIX!r} has no name; write feature_<name>, e.g. feature_input_rows"))
     if problems:
-        raise ImportValidationError(source, problems, whole_file=True)
+        raise ImportValidationError(source, problems)
 
 
 def check_runs(raw: pd.DataFrame, *, source: Path | str = "<DataFrame>", assume_utc: bool = False) -> CheckedHistory:
