@@ -35,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from traces import DEFAULT_TRACES, label_of, load_runs  # the bench folder is not a package
 
 from forewarn.learning.model import DEFAULT_FAMILY
+from forewarn.records import FAILURE_STATES
 
 LEAK = "leak_previous_submission_outcome"
 
@@ -87,7 +88,7 @@ def leak_free_extras(history: pd.DataFrame, targets: pd.DataFrame, cutoff: np.nd
             "sub": _seconds(history["scheduled_start"].fillna(history["start_time"])),
             "start": _seconds(history["start_time"]),
             "end": _seconds(history["end_time"]),
-            "failed": history["state"].isin(["FAILED", "CRASHED", "TIMEDOUT"]).to_numpy(),
+            "failed": history["state"].isin(list(FAILURE_STATES)).to_numpy(),
             "req": _requested(history),
         }
     )

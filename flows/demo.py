@@ -198,8 +198,7 @@ def main(argv: list[str] | None = None) -> int:
 
     console.rule("[bold]next")
     console.print(f"export FOREWARN_DB_URL={store.url}", soft_wrap=True)
-    settings = get_settings()  # the demo's model and key, so that train, forecast and monitor find them too
-    console.print(
+    console.print(  # the demo's model and key, so that train, forecast and monitor find them too
         f"export FOREWARN_MODEL_DIR={settings.model_dir} FOREWARN_MODEL_KEY_FILE={settings.model_key_file}",
         soft_wrap=True,
     )

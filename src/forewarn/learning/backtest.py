@@ -231,7 +231,7 @@ def _run_folds(
         if progress is not None:
             progress(i + 1, n_folds)
     if not scored:
-        raise InsufficientHistoryError(f"no backtest fold could be trained ({_skipped_reasons(folds)}")
+        raise InsufficientHistoryError(_no_fold_trained(folds))
     predictions, rows = _predictions(scored)
     overall = _overall(prep, predictions, rows)
     overall["operating_point"] = operating_point_spread(folds, template)
@@ -257,14 +257,17 @@ def _run_folds(
     )
 
 
-def _skipped_reasons(folds: list[dict[str, Any]]) -> str:
+def _no_fold_trained(folds: list[dict[str, Any]]) -> str:
     """Why no fold trained: each fold's training history in one line, then the last fold's reason once.
 
     The reasons differ only in their counts (and the advice in them is the same), so five of them in full
     would bury it; the last fold has the most history, so its reason says how far the store is from enough.
     """
     counts = ", ".join(f"{f['fold']}: {f['n_train_runs']:,} / {f['n_train_failures']:,}" for f in folds)
-    return f"training runs / failures per fold {counts}); the last fold: {folds[-1]['skipped']}"
+    return (
+        f"no backtest fold could be trained (training runs / failures per fold {counts}); "
+        f"the last fold: {folds[-1]['skipped']}"
+    )
 
 
 def operating_point_spread(folds: list[dict[str, Any]], model: FailureWarningModel) -> dict[str, Any]:

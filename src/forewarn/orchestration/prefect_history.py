@@ -120,9 +120,11 @@ def watermark_identity(api_url: str) -> str:
     from forewarn.masking import mask_url
 
     settings = get_current_settings()
+    if settings.api.url:
+        return api_url
     database = settings.server.database.connection_url
-    if settings.api.url or database is None:  # no database setting: Prefect's default one under PREFECT_HOME
-        return api_url if settings.api.url else f"ephemeral:{settings.home}"
+    if database is None:  # no database setting: Prefect's default one under PREFECT_HOME
+        return f"ephemeral:{settings.home}"
     return "ephemeral:" + mask_url(database.get_secret_value())
 
 

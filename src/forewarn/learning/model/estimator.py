@@ -266,8 +266,7 @@ class FailureWarningModel(ClassifierMixin, BaseEstimator):
                 f"training needs at least {self.min_runs} runs and {need_failures} failures (and 2 "
                 "successful runs). Collect more history (forewarn records every run of a decorated flow, "
                 "or import older history: `forewarn import-runs`, `import-prefect`, `import-swf`), or run "
-                "`forewarn simulate` to try forewarn out on "
-                "simulated history."
+                "`forewarn simulate` to try forewarn out on simulated history."
             )
         spec = feature_spec(X)
         X = X.loc[:, list(spec.names)]
